@@ -1,0 +1,366 @@
+"""The ``deathtrack`` command line.
+
+Heavy modules are imported inside the commands, so ``deathtrack --help``
+returns at once. A user mistake (missing file, bad channel, bad config key)
+prints one clear message and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import DeathtrackError
+
+logger = logging.getLogger("deathtrack")
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+DEMO_STACK = SAMPLE_DIR / "demo.ome.tif"
+
+
+def _friendly_errors(func):
+    """Turn user errors into a message and exit status 2; Ctrl-C into status 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DeathtrackError as err:
+            click.echo(f"deathtrack: error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("deathtrack: interrupted; finished outputs are kept.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("deathtrack")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _parse_channels(values: tuple[str, ...]) -> dict[str, int | str]:
+    from .columns import ROLES
+
+    out: dict[str, int | str] = {}
+    for item in values:
+        role, sep, ch = item.partition("=")
+        role = role.strip().lower()
+        if not sep or not role or not ch.strip():
+            raise click.BadParameter(
+                f"{item!r} must look like ROLE=INDEX or ROLE=NAME, e.g. cells=0 or immune=CD8",
+                param_hint="--channel",
+            )
+        if role not in ROLES:
+            raise click.BadParameter(
+                f"unknown role {role!r} in {item!r}; roles are: {', '.join(ROLES)}",
+                param_hint="--channel",
+            )
+        ch = ch.strip()
+        out[role] = int(ch) if ch.isdigit() else ch
+    return out
+
+
+def _build_config(config_file, channels, pixel_size, interval, z_step, axes, overrides):
+    from .config import PipelineConfig, apply_overrides, load_config
+
+    cfg = load_config(config_file) if config_file else PipelineConfig()
+    flat: dict[str, object] = {}
+    merged = {**cfg.input.channels, **_parse_channels(channels)}
+    if channels:
+        flat["input.channels"] = merged
+    for key, value in (
+        ("input.pixel_size_um", pixel_size),
+        ("input.interval_s", interval),
+        ("input.z_step_um", z_step),
+        ("input.axes", axes),
+    ):
+        if value is not None:
+            flat[key] = value
+    if flat:
+        cfg = apply_overrides(cfg, flat)
+    if overrides:
+        cfg = apply_overrides(cfg, list(overrides))
+    return cfg
+
+
+def _input_options(func):
+    opts = [
+        click.option(
+            "--channel",
+            "channels",
+            multiple=True,
+            metavar="ROLE=INDEX|NAME",
+            help="Channel role, repeatable: cells (required), immune, dye, caspase, nuclei. "
+            "E.g. --channel cells=0 --channel immune=CD8. Default: from channel names.",
+        ),
+        click.option(
+            "--pixel-size",
+            type=float,
+            default=None,
+            metavar="UM",
+            help="Pixel size in µm (overrides the file's metadata).",
+        ),
+        click.option(
+            "--interval",
+            type=float,
+            default=None,
+            metavar="S",
+            help="Frame interval in seconds (overrides the file's metadata).",
+        ),
+        click.option(
+            "--z-step",
+            type=float,
+            default=None,
+            metavar="UM",
+            help="Z step in µm for 3D stacks (overrides the file's metadata).",
+        ),
+        click.option(
+            "--axes",
+            default=None,
+            metavar="AXES",
+            help="Axes of the stored array when the file does not say, e.g. TCYX.",
+        ),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="deathtrack")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """deathtrack: find, classify and measure cell deaths in live-cell movies.
+
+    Start with `deathtrack info STACK` to check what deathtrack reads from a file,
+    then `deathtrack run STACK --out DIR`. `deathtrack demo` runs on the bundled
+    sample movie.
+    """
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@click.argument("stack", type=click.Path(path_type=Path))
+@_input_options
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@_friendly_errors
+def info(stack, channels, pixel_size, interval, z_step, axes, as_json):
+    """Show a stack's shape, axes, dtype, calibration, channels and roles."""
+    from .io import open_stack
+
+    cfg = _build_config(None, channels, pixel_size, interval, z_step, axes, ())
+    with open_stack(
+        stack,
+        channels=cfg.input.channels,
+        pixel_size_um=cfg.input.pixel_size_um,
+        interval_s=cfg.input.interval_s,
+        z_step_um=cfg.input.z_step_um,
+        axes=cfg.input.axes,
+    ) as movie:
+        data = movie.info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    click.echo(_format_info(data))
+
+
+def _format_info(data: dict) -> str:
+    cal = data.get("calibration", {})
+    src = cal.get("source", {}) or {}
+
+    def fmt(key, unit, flag):
+        value = cal.get(key)
+        if value is None:
+            return f"unknown (pass {flag})"
+        origin = src.get(key)
+        return f"{value:g} {unit}" + (f"  [{origin}]" if origin else "")
+
+    lines = [
+        f"file:        {data.get('path')}",
+        f"format:      {data.get('format')}",
+        f"axes:        {data.get('axes')}",
+        f"shape:       {' x '.join(map(str, data.get('shape', ())))}",
+        f"dtype:       {data.get('dtype')}",
+        f"frames:      {data.get('n_frames')}",
+        f"pixel size:  {fmt('pixel_size_um', 'µm', '--pixel-size UM')}",
+        f"interval:    {fmt('interval_s', 's', '--interval S')}",
+    ]
+    if "Z" in str(data.get("axes", "")):
+        lines.append(f"z step:      {fmt('z_step_um', 'µm', '--z-step UM')}")
+    roles = data.get("roles", {}) or {}
+    by_index = {}
+    for role, idx in roles.items():
+        by_index.setdefault(idx, []).append(role)
+    lines.append("channels:")
+    for i, name in enumerate(data.get("channel_names", [])):
+        role = ", ".join(by_index.get(i, [])) or "-"
+        lines.append(f"  {i}: {name:<20} role: {role}")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML file of simulation parameters (see `deathtrack simulate --show-config`).",
+)
+@click.option(
+    "--preset",
+    default="default",
+    help="Named scenario: default, dense, low_snr, divisions, no_deaths, no_dye, "
+    "caspase, ignore, large, demo.",
+)
+@click.option("--seed", type=int, default=None, help="Random seed (overrides the config).")
+@click.option("--name", default="movie", help="File name stem of the movie.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one parameter, e.g. --set n_frames=30 (repeatable).",
+)
+@click.option("--show-config", is_flag=True, help="Print the resolved parameters and exit.")
+@_friendly_errors
+def simulate(out, config_file, preset, seed, name, overrides, show_config):
+    """Write a synthetic movie with known truth to OUT (a folder).
+
+    OUT/NAME.ome.tif is the movie; OUT/NAME_truth/ holds the truth tables and
+    label stacks, and simulation.toml, which regenerates the same movie.
+    """
+    from .config import apply_overrides, config_from_dict, config_to_dict, read_toml
+    from .simulate import PRESETS, SimulationConfig, write_simulation
+    from .simulate import preset as make_preset
+    from .simulate import simulate as run_simulation
+
+    cfg = make_preset(preset)  # validates the preset name
+    if config_file:  # the file's values win over the preset's
+        data = {**PRESETS[preset], **read_toml(config_file)}
+        cfg = config_from_dict(data, SimulationConfig, source=str(config_file))
+    if seed is not None:
+        cfg = apply_overrides(cfg, {"seed": seed})
+    if overrides:
+        cfg = apply_overrides(cfg, list(overrides))
+    if show_config:
+        import tomli_w
+
+        click.echo(tomli_w.dumps(config_to_dict(cfg)))
+        return
+    sim = run_simulation(cfg)
+    paths = write_simulation(sim, out, name=name, progress=True)
+    ev = sim.truth()["events"]
+    counts = ev["mode"].value_counts().to_dict() if len(ev) else {}
+    click.echo(
+        f"wrote {paths['movie']} ({' x '.join(map(str, sim.shape))}, TCYX) with "
+        f"{len(ev)} deaths {counts or ''}; truth in {paths['events'].parent}"
+    )
+
+
+@main.command()
+@click.argument("stacks", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Results folder; one sub-folder per stack.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="TOML config file (see `deathtrack config`).",
+)
+@_input_options
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override one config value, e.g. --set input.interval_s=120 (repeatable).",
+)
+@_friendly_errors
+def run(stacks, out_dir, config_file, channels, pixel_size, interval, z_step, axes, overrides):
+    """Analyse STACK(s) and write results to --out DIR/<stem>/."""
+    from .pipeline import run_stack
+
+    cfg = _build_config(config_file, channels, pixel_size, interval, z_step, axes, overrides)
+    failed = 0
+    for stack in stacks:
+        try:
+            result = run_stack(stack, cfg, out_dir)
+        except DeathtrackError as err:
+            failed += 1
+            click.echo(f"deathtrack: error: {err}", err=True)
+            continue
+        click.echo(f"{stack}: wrote {result.out_dir}")
+    if failed:
+        click.echo(f"deathtrack: {failed} of {len(stacks)} stack(s) failed", err=True)
+        sys.exit(1 if failed < len(stacks) else 2)
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo_results"),
+    help="Results folder.",
+)
+@_friendly_errors
+def demo(out_dir):
+    """Run the pipeline on the bundled sample movie (sample_data/demo.ome.tif)."""
+    from .config import PipelineConfig
+    from .errors import StackNotFoundError
+    from .io import open_stack
+    from .pipeline import run_stack
+
+    if not DEMO_STACK.exists():
+        raise StackNotFoundError(
+            f"{DEMO_STACK}: the sample movie is missing; regenerate it with "
+            "`deathtrack simulate sample_data --preset demo --seed 1 --name demo`"
+        )
+    with open_stack(DEMO_STACK) as movie:
+        click.echo(_format_info(movie.info()))
+    result = run_stack(DEMO_STACK, PipelineConfig(), out_dir)
+    click.echo(f"\nwrote {result.out_dir}:")
+    for p in sorted(result.out_dir.iterdir()):
+        click.echo(f"  {p.name}")
+
+
+@main.command(name="config")
+@click.option(
+    "--file",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Validate this TOML file and print it with defaults filled in.",
+)
+@_friendly_errors
+def config_cmd(config_file):
+    """Print the full pipeline config (defaults, or a validated file) as TOML."""
+    import tomli_w
+
+    from .config import PipelineConfig, config_to_dict, load_config
+
+    cfg = load_config(config_file) if config_file else PipelineConfig()
+    click.echo(tomli_w.dumps(config_to_dict(cfg)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

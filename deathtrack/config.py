@@ -1,0 +1,396 @@
+"""Typed, validated configuration: one model per stage, composed into one pipeline config.
+
+Every parameter has one home here. The command line, a TOML file and the
+napari widget all build the same :class:`PipelineConfig` object. Unknown keys
+are refused, and every validation error names the key, the bad value and what
+is allowed.
+
+Examples
+--------
+>>> from deathtrack.config import PipelineConfig, apply_overrides
+>>> cfg = apply_overrides(PipelineConfig(), ["input.pixel_size_um=0.65"])
+>>> cfg.input.pixel_size_um
+0.65
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .columns import ROLES
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DivisionConfig",
+    "InputConfig",
+    "OutputConfig",
+    "PipelineConfig",
+    "PopulationSegmentConfig",
+    "PopulationTrackConfig",
+    "Section",
+    "SegmentConfig",
+    "TrackConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "read_toml",
+    "save_config",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are refused, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class InputConfig(Section):
+    """How to read a stack: channel roles and calibration overrides."""
+
+    channels: dict[str, int | str] = Field(
+        default_factory=dict,
+        description=(
+            "Channel role -> channel index or name, e.g. {cells = 0, immune = 'CD8', dye = 2}. "
+            "Roles: " + ", ".join(ROLES) + ". Roles not given are taken from channel names "
+            "that equal the role."
+        ),
+    )
+    pixel_size_um: float | None = Field(
+        None, gt=0, description="Pixel size in µm; overrides the file's metadata."
+    )
+    interval_s: float | None = Field(
+        None, gt=0, description="Frame interval in seconds; overrides the file's metadata."
+    )
+    z_step_um: float | None = Field(
+        None, gt=0, description="Z step in µm for 3D stacks; overrides the file's metadata."
+    )
+    axes: str | None = Field(
+        None,
+        description="Axes of the stored array (e.g. 'TCYX') when the file's metadata "
+        "does not say; letters from T, C, Z, Y, X.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _known_roles(cls, value: dict[str, int | str]) -> dict[str, int | str]:
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(
+                f"unknown channel role(s) {', '.join(map(repr, unknown))}; "
+                f"allowed roles: {', '.join(ROLES)}"
+            )
+        for role, ch in value.items():
+            if isinstance(ch, int) and ch < 0:
+                raise ValueError(f"channel index for role {role!r} must be >= 0, got {ch}")
+        return value
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_letters(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        axes = value.upper()
+        bad = sorted(set(axes) - set("TCZYX"))
+        if bad or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+            raise ValueError(
+                f"axes {value!r} must use each of the letters T, C, Z, Y, X at most once "
+                "and end with YX, e.g. 'TCYX' or 'TZCYX'"
+            )
+        return axes
+
+
+class PopulationSegmentConfig(Section):
+    """Segmentation of one population (target cells or immune cells) from its channel."""
+
+    method: Literal["threshold", "labels"] = Field(
+        "threshold",
+        description="'threshold': the classical default (background correction, smoothing, "
+        "noise-based threshold, seeded watershed). 'labels': read label stacks made by another "
+        "tool (Cellpose, StarDist, ...) from labels_path.",
+    )
+    labels_path: str | None = Field(
+        None,
+        description="With method = 'labels': a label TIFF (T, Y, X) or a folder of per-frame "
+        "label TIFFs (Cell Tracking Challenge layout).",
+    )
+    smooth_sigma_um: float = Field(0.8, ge=0, description="Gaussian denoising sigma in µm.")
+    background_radius_um: float = Field(
+        25.0, ge=0, description="Scale of the background removed (µm); 0 keeps the background."
+    )
+    threshold: Literal["noise", "otsu", "li", "triangle"] = Field(
+        "noise",
+        description="'noise': background + noise_k × noise SD, measured in each frame (keeps "
+        "faint ghosts, robust to photobleaching); or a histogram method per frame.",
+    )
+    noise_k: float = Field(5.0, gt=0, description="Threshold in noise SDs above background.")
+    edge_fraction: float = Field(
+        0.35,
+        ge=0,
+        lt=1,
+        description="Object edges where the signal falls to this fraction of the object's own "
+        "plateau above background (0.5 = half maximum, the edge of a blurred uniform object; "
+        "lower suits cells that thin out towards their edge); 0 uses the detection threshold.",
+    )
+    min_area_um2: float = Field(6.0, ge=0, description="Smallest object kept, µm².")
+    max_area_um2: float = Field(5000.0, gt=0, description="Largest object kept, µm².")
+    split_touching: bool = Field(True, description="Split touching objects by watershed.")
+    seed_method: Literal["prominence", "spacing"] = Field(
+        "prominence",
+        description="How touching objects are seeded: 'prominence' (a cell's middle stands "
+        "out above the neck it shares with its neighbour; suits cells) or 'spacing' (maxima "
+        "at least min_distance_um apart; suits small crowded cells).",
+    )
+    min_distance_um: float = Field(
+        8.0,
+        gt=0,
+        description="With seed_method = 'spacing': smallest distance between the "
+        "centres of touching objects, µm.",
+    )
+    seed_prominence_um: float = Field(
+        1.0,
+        gt=0,
+        description="How much a cell's middle must stand out (distance to its edge, µm, "
+        "weighted by brightness) above the neck it shares with a touching cell to be split "
+        "from it; larger merges more.",
+    )
+    dim_objects: bool = Field(
+        True,
+        description="Also look for large dim objects (the ghost of a ruptured necroptotic "
+        "cell) beside the bright ones, at a coarser scale.",
+    )
+    dim_smooth_sigma_um: float = Field(
+        2.0, ge=0, description="Smoothing (µm) of the search for dim objects."
+    )
+    seed_shape_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Weight of shape (distance to the edge) against signal (brightness) in "
+        "the landscape whose maxima seed touching cells.",
+    )
+    merge_fragments: bool = Field(
+        True,
+        description="Merge clusters of small pieces (apoptotic bodies, blebs) into one object, "
+        "so fragments stay with the cell they came from.",
+    )
+    fragment_area_um2: float = Field(
+        60.0, ge=0, description="Pieces smaller than this (µm²) may be merged as fragments."
+    )
+    fragment_gap_um: float = Field(
+        10.0, ge=0, description="Fragments closer than this (µm) to each other belong together."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PopulationSegmentConfig:
+        if self.method == "labels" and not self.labels_path:
+            raise ValueError("method = 'labels' needs labels_path (a label TIFF or folder)")
+        if self.max_area_um2 <= self.min_area_um2:
+            raise ValueError(
+                f"max_area_um2 ({self.max_area_um2}) must be larger than "
+                f"min_area_um2 ({self.min_area_um2})"
+            )
+        return self
+
+
+def _immune_segment_defaults() -> PopulationSegmentConfig:
+    return PopulationSegmentConfig(
+        dim_objects=False,
+        edge_fraction=0.4,
+        min_area_um2=8.0,
+        max_area_um2=400.0,
+        seed_method="spacing",
+        min_distance_um=3.0,
+        merge_fragments=False,
+        background_radius_um=15.0,
+    )
+
+
+class SegmentConfig(Section):
+    """Segmentation, one subsection per population."""
+
+    cells: PopulationSegmentConfig = Field(default_factory=PopulationSegmentConfig)
+    immune: PopulationSegmentConfig = Field(default_factory=_immune_segment_defaults)
+    workers: int = Field(
+        1, ge=1, description="Threads segmenting frames in parallel (memory grows with it)."
+    )
+
+
+class PopulationTrackConfig(Section):
+    """Linking of one population over frames (trackpy)."""
+
+    max_speed_um_per_min: float = Field(
+        3.0,
+        gt=0,
+        description="Fastest plausible movement, µm/min; with the frame interval "
+        "it sets trackpy's search range.",
+    )
+    min_search_um: float = Field(
+        4.0, gt=0, description="Smallest search range in µm (segmentation jitter)."
+    )
+    memory: int = Field(
+        2, ge=0, description="Frames an object may be missed and still keep its track."
+    )
+    min_length: int = Field(1, ge=1, description="Drop tracks shorter than this (frames).")
+
+
+class DivisionConfig(Section):
+    """Detection of divisions: a parent track ends, two daughters start next to it."""
+
+    enabled: bool = Field(True, description="Look for divisions among target cells.")
+    max_distance_um: float = Field(
+        20.0, gt=0, description="Largest distance from the parent to a daughter, µm."
+    )
+    area_ratio: tuple[float, float] = Field(
+        (0.2, 0.8), description="Daughter area as a fraction of the parent's last area."
+    )
+
+
+class TrackConfig(Section):
+    """Tracking, one subsection per population, and division detection."""
+
+    cells: PopulationTrackConfig = Field(default_factory=PopulationTrackConfig)
+    immune: PopulationTrackConfig = Field(
+        default_factory=lambda: PopulationTrackConfig(
+            max_speed_um_per_min=8.0, memory=1, min_search_um=5.0
+        )
+    )
+    divisions: DivisionConfig = Field(default_factory=DivisionConfig)
+
+
+class OutputConfig(Section):
+    """What the outputs folder holds."""
+
+    table_format: Literal["csv", "parquet"] = Field(
+        "csv", description="Format of the tables (tracks, events, recruitment)."
+    )
+    write_labels: bool = Field(True, description="Write labels_cells.tif and labels_immune.tif.")
+
+
+class PipelineConfig(Section):
+    """The whole pipeline's parameters, one section per stage."""
+
+    input: InputConfig = Field(default_factory=InputConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}': check the spelling; see `deathtrack config`")
+            continue
+        got = e.get("input")
+        got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {key}: {msg}{got_txt}")
+    return "\n".join(lines)
+
+
+def config_from_dict(
+    data: Mapping[str, Any], model: type[M] = PipelineConfig, *, source: str = "config"
+) -> M:  # type: ignore[assignment]
+    """Validate a nested mapping into ``model``; raise :class:`ConfigError` naming each bad key."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def config_to_dict(config: BaseModel) -> dict[str, Any]:
+    """Plain nested dict of ``config`` (``None`` values dropped, as TOML has no null)."""
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into a dict; :class:`ConfigError` names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8 TOML) file") from None
+
+
+def load_config(path: str | Path, model: type[M] = PipelineConfig) -> M:  # type: ignore[assignment]
+    """Load and validate a TOML config file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not valid TOML (the message gives the line),
+        or has unknown keys or invalid values (the message names each key).
+    """
+    return config_from_dict(read_toml(path), model, source=str(path))
+
+
+def save_config(config: BaseModel, path: str | Path) -> Path:
+    """Write ``config`` as TOML; :func:`load_config` reads it back to an equal object."""
+    import tomli_w
+
+    path = Path(path)
+    path.write_text(tomli_w.dumps(config_to_dict(config)), encoding="utf-8")
+    return path
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as a TOML value; bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(config: M, overrides: Iterable[str] | Mapping[str, Any]) -> M:
+    """Return a copy of ``config`` with dotted-key overrides applied and validated.
+
+    Parameters
+    ----------
+    config
+        The config to start from; it is not modified.
+    overrides
+        ``"section.key=value"`` strings (values parsed as TOML: ``0.65``,
+        ``true``, ``'text'``, ``[1, 2]``; a bare word is a string) or a mapping
+        from dotted key to value.
+    """
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(
+                    f"override {item!r} must look like SECTION.KEY=VALUE, "
+                    "e.g. input.pixel_size_um=0.65"
+                )
+            items.append((key.strip(), _parse_value(value.strip())))
+    data = config.model_dump(mode="json")
+    for key, value in items:
+        parts = key.split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{key}': '{part}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return config_from_dict(data, type(config), source="override")

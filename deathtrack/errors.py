@@ -1,0 +1,49 @@
+"""Exceptions raised for user mistakes.
+
+Every error a user can cause (a missing file, a wrong channel, a bad config
+value) is a :class:`DeathtrackError`. Its message names the file, frame, key
+or argument, the bad value, and what to do instead. The command line prints
+the message without a traceback and exits with status 2; library callers can
+catch the specific subclass, which also derives from the matching built-in
+exception (``FileNotFoundError``, ``ValueError``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AxesError",
+    "CalibrationError",
+    "ChannelRoleError",
+    "ConfigError",
+    "DeathtrackError",
+    "StackNotFoundError",
+    "StackReadError",
+]
+
+
+class DeathtrackError(Exception):
+    """Base class of errors caused by the user's input, config or data."""
+
+
+class StackNotFoundError(DeathtrackError, FileNotFoundError):
+    """The stack path does not exist."""
+
+
+class StackReadError(DeathtrackError, ValueError):
+    """The file exists but cannot be read as an image stack (not a TIFF, corrupt, truncated)."""
+
+
+class AxesError(DeathtrackError, ValueError):
+    """The stack's axes are unknown or ambiguous and cannot be mapped to (T, C, [Z], Y, X)."""
+
+
+class ChannelRoleError(DeathtrackError, ValueError):
+    """A channel role points at a channel that does not exist, or a required role is missing."""
+
+
+class CalibrationError(DeathtrackError, ValueError):
+    """Pixel size, frame interval or z step is missing or invalid where it is needed."""
+
+
+class ConfigError(DeathtrackError, ValueError):
+    """A config file or override has an unknown key or an invalid value."""

@@ -1,0 +1,147 @@
+"""Score segmentation and tracking against ground truth (simulator truth or annotations).
+
+Matching follows the Cell Tracking Challenge convention: a predicted object
+matches a true object when their intersection over union (IoU) is above a
+threshold (0.5 makes the match one-to-one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["detection_scores", "link_scores", "match_labels"]
+
+MATCH_COLUMNS = ["frame", "true_label", "pred_label", "iou"]
+
+
+def match_labels(
+    truth: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5, frame: int = 0
+) -> pd.DataFrame:
+    """Pairs of (true, predicted) labels whose IoU exceeds ``iou_threshold``.
+
+    Parameters
+    ----------
+    truth, pred : ndarray of int, shape (Y, X)
+        Label images (0 = background) of the same shape.
+    iou_threshold : float
+        Minimum IoU; at >= 0.5 every object matches at most one other.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``frame, true_label, pred_label, iou``.
+    """
+    if truth.shape != pred.shape:
+        raise ValueError(
+            f"`truth` (shape {truth.shape}) must have the same shape as `pred` (shape {pred.shape})"
+        )
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    nt, npred = int(t.max(initial=0)) + 1, int(p.max(initial=0)) + 1
+    inter = np.bincount(t * npred + p, minlength=nt * npred).reshape(nt, npred)
+    area_t = inter.sum(axis=1)
+    area_p = inter.sum(axis=0)
+    inter[0, :] = 0
+    inter[:, 0] = 0
+    ti, pi = np.nonzero(inter)
+    iou = inter[ti, pi] / (area_t[ti] + area_p[pi] - inter[ti, pi])
+    keep = iou > iou_threshold
+    if iou_threshold < 0.5:  # keep the best partner of each true object only
+        order = np.argsort(-iou[keep], kind="stable")
+        df = pd.DataFrame(
+            {"true_label": ti[keep][order], "pred_label": pi[keep][order], "iou": iou[keep][order]}
+        )
+        df = df.drop_duplicates("true_label").drop_duplicates("pred_label")
+    else:
+        df = pd.DataFrame({"true_label": ti[keep], "pred_label": pi[keep], "iou": iou[keep]})
+    df.insert(0, "frame", frame)
+    return df.sort_values("true_label", kind="stable").reset_index(drop=True)
+
+
+def detection_scores(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]], *, iou_threshold: float = 0.5
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Object detection precision, recall and F1 over frames.
+
+    Parameters
+    ----------
+    pairs
+        ``(truth, pred)`` label images, one pair per frame (in frame order).
+
+    Returns
+    -------
+    scores : dict
+        ``n_true, n_pred, tp, fp, fn, precision, recall, f1, mean_iou``.
+    matches : DataFrame
+        All matches (``frame, true_label, pred_label, iou``).
+    """
+    n_true = n_pred = 0
+    found = []
+    for frame, (truth, pred) in enumerate(pairs):
+        n_true += len(np.unique(truth)) - (1 if (truth == 0).any() else 0)
+        n_pred += len(np.unique(pred)) - (1 if (pred == 0).any() else 0)
+        found.append(match_labels(truth, pred, iou_threshold=iou_threshold, frame=frame))
+    matches = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=MATCH_COLUMNS)
+    tp = len(matches)
+    precision = tp / n_pred if n_pred else 1.0
+    recall = tp / n_true if n_true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    scores = {
+        "n_true": n_true,
+        "n_pred": n_pred,
+        "tp": tp,
+        "fp": n_pred - tp,
+        "fn": n_true - tp,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "mean_iou": float(matches["iou"].mean()) if tp else float("nan"),
+    }
+    return scores, matches
+
+
+def link_scores(
+    matches: pd.DataFrame, true_ids: pd.DataFrame, pred_ids: pd.DataFrame
+) -> dict[str, float]:
+    """Fraction of true frame-to-frame links that the tracks recover.
+
+    Parameters
+    ----------
+    matches
+        From :func:`detection_scores`: ``frame, true_label, pred_label``.
+    true_ids
+        ``frame, true_label, true_track`` — the true track of every true object
+        (for simulator labels the label is the track: pass the same column).
+    pred_ids
+        ``frame, pred_label, track_id`` — the predicted track of every object.
+
+    Returns
+    -------
+    dict
+        ``n_true_links`` (links t -> t+1 of one true track), ``recovered`` (both
+        ends matched and given the same track_id), ``link_recall``, and
+        ``link_precision`` (of predicted links between matched objects, the
+        fraction that join the same true track).
+    """
+    m = matches.merge(true_ids, on=["frame", "true_label"]).merge(
+        pred_ids, on=["frame", "pred_label"]
+    )
+    tt = true_ids.sort_values(["true_track", "frame"])
+    nxt = tt.groupby("true_track")["frame"].shift(-1)
+    n_true_links = int((nxt == tt["frame"] + 1).sum())
+    a = m[["frame", "true_track", "track_id"]]
+    b = a.assign(frame=a["frame"] - 1)
+    joined = a.merge(b, on=["frame", "true_track"], suffixes=("", "_next"))
+    recovered = int((joined["track_id"] == joined["track_id_next"]).sum())
+    pj = a.merge(b, on=["frame", "track_id"], suffixes=("", "_next"))
+    n_pred_links = len(pj)
+    correct = int((pj["true_track"] == pj["true_track_next"]).sum())
+    return {
+        "n_true_links": n_true_links,
+        "recovered": recovered,
+        "link_recall": recovered / n_true_links if n_true_links else 1.0,
+        "link_precision": correct / n_pred_links if n_pred_links else 1.0,
+    }

@@ -1,0 +1,876 @@
+"""Open time-lapse stacks lazily, with calibration and channel roles.
+
+Every reader gives a :class:`Movie` whose axes are normalised to
+``(T, C, Y, X)`` or ``(T, C, Z, Y, X)`` and which reads one frame at a time:
+memory does not grow with the number of frames. Readable:
+
+- OME-TIFF (calibration and channel names from the OME-XML),
+- ImageJ hyperstack TIFF (pixel size from the resolution tags and unit,
+  frame interval ``finterval``, z step ``spacing``),
+- plain multi-page TIFF (pages are frames),
+- a folder of single-frame TIFFs (Cell Tracking Challenge ``t000.tif`` ...),
+- OME-Zarr (NGFF 0.4 and 0.5; level 0).
+
+Examples
+--------
+>>> from deathtrack.io import open_stack
+>>> with open_stack("sample_data/demo.ome.tif") as movie:  # doctest: +SKIP
+...     print(movie.axes, movie.shape, movie.calibration.pixel_size_um)
+TCYX (48, 3, 256, 256) 0.65
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .columns import ROLE_CELLS, ROLES
+from .errors import (
+    AxesError,
+    CalibrationError,
+    ChannelRoleError,
+    DeathtrackError,
+    StackNotFoundError,
+    StackReadError,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Calibration",
+    "Movie",
+    "open_stack",
+    "stack_stem",
+    "write_labels",
+    "write_ome_tiff",
+]
+
+SUPPORTED = "OME-TIFF, ImageJ TIFF, multi-page TIFF, a folder of TIFFs (t000.tif, ...) or OME-Zarr"
+_TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
+_LENGTH_UNITS_UM = {
+    "µm": 1.0,
+    "um": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "\\u00b5m": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+}
+_TIME_UNITS_S = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "µs": 1e-6,
+    "us": 1e-6,
+}
+_FLAGS = {
+    "pixel_size_um": "--pixel-size UM",
+    "interval_s": "--interval S",
+    "z_step_um": "--z-step UM",
+}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Physical calibration of a stack; ``None`` where unknown.
+
+    ``source`` says where each known value came from: ``ome``, ``imagej``,
+    ``ome-zarr`` or ``override`` (a command-line flag or config value).
+    """
+
+    pixel_size_um: float | None = None
+    interval_s: float | None = None
+    z_step_um: float | None = None
+    source: Mapping[str, str] = field(default_factory=dict)
+
+
+def stack_stem(path: str | Path) -> str:
+    """File name without its stack suffix (.ome.tif, .ome.tiff, .tif, .tiff, .ome.zarr, .zarr)."""
+    name = Path(path).name.rstrip("/")
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".btf"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _length_um(value: Any, unit: str | None) -> float | None:
+    if value is None:
+        return None
+    factor = _LENGTH_UNITS_UM.get((unit or "µm").strip().lower().replace("μ", "µ"))
+    if factor is None:
+        return None
+    v = float(value) * factor
+    return v if v > 0 and math.isfinite(v) else None
+
+
+def _time_s(value: Any, unit: str | None) -> float | None:
+    if value is None:
+        return None
+    factor = _TIME_UNITS_S.get((unit or "s").strip().lower().replace("μ", "µ"))
+    if factor is None:
+        return None
+    v = float(value) * factor
+    return v if v > 0 and math.isfinite(v) else None
+
+
+# ---------------------------------------------------------------------------
+# sources: something with .shape, .dtype, .axes (raw order) and [index] reads
+
+
+class _FolderSource:
+    """A folder of single-frame TIFFs read one file per frame."""
+
+    def __init__(self, path: Path):
+        import tifffile
+
+        files = [p for p in path.iterdir() if p.suffix.lower() in _TIFF_SUFFIXES and p.is_file()]
+        if not files:
+            raise StackReadError(
+                f"{path}: folder has no TIFF files; expected one TIFF per frame "
+                "(t000.tif, t001.tif, ...)"
+            )
+        self.files = sorted(files, key=_natural_key)
+        shapes = {}
+        for f in self.files:
+            try:
+                with tifffile.TiffFile(f) as tif:
+                    s = tif.series[0]
+                    shapes[f] = (tuple(s.shape), np.dtype(s.dtype), s.axes)
+            except Exception as err:  # tifffile raises many types for broken files
+                raise StackReadError(
+                    f"{f}: cannot read this frame of folder {path} ({err}); "
+                    "re-export it or remove it from the folder"
+                ) from None
+        first = shapes[self.files[0]]
+        for f in self.files[1:]:
+            if shapes[f][:2] != first[:2]:
+                raise StackReadError(
+                    f"{f}: frame has shape {shapes[f][0]} {shapes[f][1]} but "
+                    f"{self.files[0].name} has {first[0]} {first[1]}; all frames of a folder "
+                    "must have the same shape and type"
+                )
+        frame_axes = first[2]
+        if len(first[0]) == 2:
+            frame_axes = "YX"
+        self.axes = "T" + frame_axes
+        self.shape = (len(self.files), *first[0])
+        self.dtype = first[1]
+
+    def __getitem__(self, index):
+        import tifffile
+
+        t, rest = index[0], index[1:]
+        f = self.files[t]
+        try:
+            data = tifffile.imread(f)
+        except Exception as err:
+            raise StackReadError(
+                f"{f}: cannot read frame {t} ({err}); the file may be corrupt"
+            ) from None
+        return data[rest]
+
+    def close(self):
+        pass
+
+
+def _natural_key(p: Path):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+
+
+class _TiffSource:
+    def __init__(self, path: Path):
+        import tifffile
+        import zarr
+
+        try:
+            self.tif = tifffile.TiffFile(path)
+        except tifffile.TiffFileError as err:
+            raise StackReadError(
+                f"{path}: not a readable TIFF ({err}); supported: {SUPPORTED}"
+            ) from None
+        except Exception as err:
+            raise StackReadError(
+                f"{path}: cannot open: the file looks truncated or corrupt ({err}); "
+                "re-export or copy it again"
+            ) from None
+        try:
+            series = self.tif.series[0]
+            self.axes = series.axes
+            self.shape = tuple(series.shape)
+            self.dtype = np.dtype(series.dtype)
+            self.arr = zarr.open(series.aszarr(), mode="r")
+        except Exception as err:
+            self.tif.close()
+            raise StackReadError(
+                f"{path}: cannot read the image data: the file looks truncated or corrupt "
+                f"({err}); re-export or copy it again"
+            ) from None
+        self.path = path
+
+    def __getitem__(self, index):
+        try:
+            return np.asarray(self.arr[index])
+        except Exception as err:
+            raise StackReadError(
+                f"{self.path}: cannot read the data at index {index} ({type(err).__name__}: "
+                f"{err}); the file looks truncated or corrupt — re-export or copy it again"
+            ) from None
+
+    def close(self):
+        self.tif.close()
+
+
+class _ZarrSource:
+    def __init__(self, path: Path):
+        import zarr
+
+        try:
+            group = zarr.open_group(str(path), mode="r")
+        except Exception as err:
+            raise StackReadError(
+                f"{path}: not a readable OME-Zarr group ({err}); supported: {SUPPORTED}"
+            ) from None
+        attrs = dict(group.attrs)
+        ome = attrs.get("ome", attrs)
+        ms = ome.get("multiscales")
+        if not ms:
+            raise StackReadError(
+                f"{path}: Zarr group has no OME 'multiscales' metadata; write it as OME-Zarr "
+                "(NGFF) or export a TIFF"
+            )
+        ms = ms[0]
+        axes = ms.get("axes")
+        if not axes:
+            raise AxesError(
+                f"{path}: OME-Zarr multiscales has no 'axes'; cannot tell T, C, Z, Y, X apart"
+            )
+        names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+        self.units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
+        letters = ""
+        for n in names:
+            n = n.lower()
+            letters += {
+                "t": "T",
+                "c": "C",
+                "z": "Z",
+                "y": "Y",
+                "x": "X",
+                "time": "T",
+                "channel": "C",
+            }.get(n, "?")
+        self.axes = letters
+        ds = ms["datasets"][0]
+        self.arr = group[ds["path"]]
+        self.shape = tuple(self.arr.shape)
+        self.dtype = np.dtype(self.arr.dtype)
+        scale = [1.0] * len(names)
+        for tr in ms.get("coordinateTransformations", []) + ds.get("coordinateTransformations", []):
+            if tr.get("type") == "scale":
+                scale = [a * b for a, b in zip(scale, tr["scale"])]
+        self.scale = scale
+        omero = ome.get("omero") or attrs.get("omero") or {}
+        self.channel_names = [c.get("label") for c in omero.get("channels", [])]
+        self.path = path
+
+    def __getitem__(self, index):
+        try:
+            return np.asarray(self.arr[index])
+        except Exception as err:
+            raise StackReadError(f"{self.path}: cannot read chunk {index} ({err})") from None
+
+    def close(self):
+        pass
+
+
+# ---------------------------------------------------------------------------
+
+
+class Movie:
+    """A lazily read stack with axes (T, C, [Z], Y, X), calibration and channel roles.
+
+    Create with :func:`open_stack`. Use as a context manager or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        source,
+        raw_axes: str,
+        fmt: str,
+        calibration: Calibration,
+        channel_names: list[str],
+        channels: Mapping[str, int | str] | None,
+    ):
+        self.path = path
+        self.format = fmt
+        self._src = source
+        self._raw_axes = raw_axes
+        raw_shape = dict(zip(raw_axes, source.shape))
+        t = raw_shape.get("T", 1)
+        c = raw_shape.get("C", 1)
+        z = raw_shape.get("Z", 1)
+        ny, nx = raw_shape["Y"], raw_shape["X"]
+        self.is_3d = z > 1
+        self.axes = "TCZYX" if self.is_3d else "TCYX"
+        self.shape = (t, c, z, ny, nx) if self.is_3d else (t, c, ny, nx)
+        self.dtype = np.dtype(source.dtype)
+        self.n_frames = t
+        self.n_channels = c
+        self.calibration = calibration
+        names = list(channel_names or [])
+        if len(names) != c or not all(isinstance(n, str) and n for n in names):
+            names = [f"channel {i}" for i in range(c)]
+        self.channel_names = names
+        self.roles = self._resolve_roles(channels or {})
+
+    # -- roles ------------------------------------------------------------
+
+    def _channel_list(self) -> str:
+        return ", ".join(f"{i}: {n!r}" for i, n in enumerate(self.channel_names))
+
+    def _resolve_one(self, role: str, value: int | str) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not 0 <= value < self.n_channels:
+                raise ChannelRoleError(
+                    f"{self.path}: role {role!r} points at channel {value}, but the stack has "
+                    f"{self.n_channels} channel(s) ({self._channel_list()}); use an index from "
+                    f"0 to {self.n_channels - 1} or a channel name"
+                )
+            return int(value)
+        matches = [i for i, n in enumerate(self.channel_names) if n.lower() == str(value).lower()]
+        if not matches:
+            raise ChannelRoleError(
+                f"{self.path}: role {role!r} names channel {value!r}, which does not exist; "
+                f"channels are {self._channel_list()}"
+            )
+        if len(matches) > 1:
+            raise ChannelRoleError(
+                f"{self.path}: role {role!r} names channel {value!r}, which matches channels "
+                f"{matches}; give the index instead (--channel {role}=INDEX)"
+            )
+        return matches[0]
+
+    def _resolve_roles(self, channels: Mapping[str, int | str]) -> dict[str, int]:
+        unknown = sorted(set(channels) - set(ROLES))
+        if unknown:
+            raise ChannelRoleError(
+                f"unknown channel role(s) {', '.join(map(repr, unknown))}; "
+                f"allowed roles: {', '.join(ROLES)}"
+            )
+        roles = {role: self._resolve_one(role, v) for role, v in channels.items()}
+        for role in ROLES:
+            if role in roles:
+                continue
+            hits = [i for i, n in enumerate(self.channel_names) if n.lower() == role]
+            if len(hits) == 1 and hits[0] not in roles.values():
+                roles[role] = hits[0]
+        if ROLE_CELLS not in roles:
+            if self.n_channels == 1:
+                roles[ROLE_CELLS] = 0
+            else:
+                raise ChannelRoleError(
+                    f"{self.path}: which channel shows the target cells? The stack has "
+                    f"{self.n_channels} channels ({self._channel_list()}) and none is named "
+                    "'cells'; pass --channel cells=INDEX|NAME (and immune=, dye= for the others)"
+                )
+        return {r: roles[r] for r in ROLES if r in roles}
+
+    def channel_index(self, role_or_index: str | int) -> int:
+        """Channel index of a role name, a channel name, or an index."""
+        if isinstance(role_or_index, str) and role_or_index in self.roles:
+            return self.roles[role_or_index]
+        if isinstance(role_or_index, str) and role_or_index in ROLES:
+            raise ChannelRoleError(
+                f"{self.path}: no channel has the role {role_or_index!r}; channels are "
+                f"{self._channel_list()}; pass --channel {role_or_index}=INDEX|NAME"
+            )
+        return self._resolve_one(str(role_or_index), role_or_index)
+
+    # -- reading ----------------------------------------------------------
+
+    def _check_t(self, t: int) -> int:
+        if not isinstance(t, (int, np.integer)) or not 0 <= t < self.n_frames:
+            raise StackReadError(
+                f"{self.path}: frame {t} does not exist; frames are 0 to {self.n_frames - 1}"
+            )
+        return int(t)
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` as an array (C, [Z], Y, X)."""
+        t = self._check_t(t)
+        index = tuple(t if a == "T" else slice(None) for a in self._raw_axes)
+        data = self._src[index]
+        rest = [a for a in self._raw_axes if a != "T"]
+        for a in "CZ":
+            if a not in rest:
+                data = data[np.newaxis]
+                rest.insert(0, a)
+        order = [rest.index(a) for a in "CZYX"]
+        data = np.transpose(data, order)
+        if not self.is_3d:
+            data = data[:, 0]
+        return data
+
+    def read(self, role_or_index: str | int, t: int) -> np.ndarray:
+        """One channel of frame ``t``: ([Z], Y, X)."""
+        c = self.channel_index(role_or_index)
+        t = self._check_t(t)
+        index = tuple(t if a == "T" else (c if a == "C" else slice(None)) for a in self._raw_axes)
+        data = self._src[index]
+        rest = [a for a in self._raw_axes if a not in "TC"]
+        if "Z" not in rest:
+            data = data[np.newaxis]
+            rest.insert(0, "Z")
+        data = np.transpose(data, [rest.index(a) for a in "ZYX"])
+        return data if self.is_3d else data[0]
+
+    def iter_frames(self, role_or_index: str | int | None = None) -> Iterator[np.ndarray]:
+        """Yield frames (C, [Z], Y, X), or one channel's ([Z], Y, X), one at a time."""
+        for t in range(self.n_frames):
+            yield self.frame(t) if role_or_index is None else self.read(role_or_index, t)
+
+    def to_dask(self):
+        """A dask array with the normalised axes, one chunk per frame and channel."""
+        import dask
+        import dask.array as da
+
+        per_channel = self.shape[2:]
+        frames = []
+        for t in range(self.n_frames):
+            chans = [
+                da.from_delayed(dask.delayed(self.read)(c, t), shape=per_channel, dtype=self.dtype)
+                for c in range(self.n_channels)
+            ]
+            frames.append(da.stack(chans))
+        return da.stack(frames)
+
+    # -- calibration ------------------------------------------------------
+
+    def require_calibration(self, *names: str, reason: str) -> None:
+        """Raise :class:`CalibrationError` naming the missing values and the flags to pass."""
+        missing = [n for n in names if getattr(self.calibration, n) is None]
+        if missing:
+            what = ", ".join(missing)
+            flags = " and ".join(_FLAGS[n] for n in missing)
+            raise CalibrationError(
+                f"{self.path}: {what} unknown (the file does not say) and needed because "
+                f"{reason}; pass {flags}"
+            )
+
+    def info(self) -> dict:
+        """What deathtrack reads from the file (for ``deathtrack info``)."""
+        cal = self.calibration
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "axes": self.axes,
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            "n_frames": self.n_frames,
+            "calibration": {
+                "pixel_size_um": cal.pixel_size_um,
+                "interval_s": cal.interval_s,
+                "z_step_um": cal.z_step_um,
+                "source": dict(cal.source),
+            },
+            "channel_names": list(self.channel_names),
+            "roles": dict(self.roles),
+        }
+
+    def close(self) -> None:
+        self._src.close()
+
+    def __enter__(self) -> Movie:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Movie({str(self.path)!r}, axes={self.axes!r}, shape={self.shape})"
+
+
+# ---------------------------------------------------------------------------
+# metadata
+
+
+def _ome_metadata(xml: str) -> tuple[dict, list[str]]:
+    cal: dict[str, float | None] = {}
+    names: list[str] = []
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return cal, names
+    ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
+    pixels = root.find(".//ome:Pixels", ns) if ns else root.find(".//Pixels")
+    if pixels is None:
+        return cal, names
+    a = pixels.attrib
+    cal["pixel_size_um"] = _length_um(a.get("PhysicalSizeX"), a.get("PhysicalSizeXUnit"))
+    cal["z_step_um"] = _length_um(a.get("PhysicalSizeZ"), a.get("PhysicalSizeZUnit"))
+    cal["interval_s"] = _time_s(a.get("TimeIncrement"), a.get("TimeIncrementUnit"))
+    if cal["interval_s"] is None:
+        planes = pixels.findall("ome:Plane", ns) if ns else pixels.findall("Plane")
+        times = sorted(
+            {
+                float(p.attrib["DeltaT"])
+                for p in planes
+                if "DeltaT" in p.attrib
+                and p.attrib.get("TheC", "0") == "0"
+                and p.attrib.get("TheZ", "0") == "0"
+            }
+        )
+        if len(times) > 1:
+            unit = planes[0].attrib.get("DeltaTUnit")
+            cal["interval_s"] = _time_s(float(np.median(np.diff(times))), unit)
+    channels = pixels.findall("ome:Channel", ns) if ns else pixels.findall("Channel")
+    names = [ch.attrib.get("Name", "") for ch in channels]
+    return cal, names
+
+
+def _imagej_metadata(tif, n_channels: int) -> tuple[dict, list[str]]:
+    meta = tif.imagej_metadata or {}
+    cal: dict[str, float | None] = {}
+    unit = meta.get("unit")
+    page = tif.pages[0]
+    xres = page.tags.get("XResolution")
+    if xres is not None and unit not in (None, "", "pixel", "pixels", "inch"):
+        num, den = xres.value
+        if num > 0:
+            cal["pixel_size_um"] = _length_um(den / num, unit)
+    if "spacing" in meta and unit not in (None, "", "pixel", "pixels"):
+        cal["z_step_um"] = _length_um(meta["spacing"], unit)
+    if meta.get("finterval"):
+        cal["interval_s"] = _time_s(meta["finterval"], meta.get("tunit", "s"))
+    names: list[str] = []
+    labels = meta.get("Labels")
+    if isinstance(labels, (list, tuple)) and labels:
+        if len(labels) == n_channels:
+            names = list(labels)
+        elif len(labels) % max(n_channels, 1) == 0:
+            names = list(labels[:n_channels])
+    return cal, names
+
+
+def _normalise_axes(raw_axes: str, shape: tuple[int, ...], path: Path, override: str | None) -> str:
+    """Map file axes to letters of TCZYX, or raise AxesError saying how to fix it."""
+    if override:
+        axes = override.upper()
+        if len(axes) != len(shape):
+            raise AxesError(
+                f"{path}: axes {override!r} have {len(axes)} letters but the stored array has "
+                f"{len(shape)} dimensions {shape} (file axes {raw_axes!r}); give one letter "
+                "per dimension, e.g. --axes TCYX"
+            )
+        bad = sorted(set(axes) - set("TCZYX"))
+        if bad or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+            raise AxesError(
+                f"{path}: axes {override!r} must use each of T, C, Z, Y, X at most once and "
+                "end with YX, e.g. --axes TCYX"
+            )
+        return axes
+    axes = raw_axes.upper().replace("S", "C") if "C" not in raw_axes.upper() else raw_axes.upper()
+    unknown = [a for a in axes if a not in "TCZYX"]
+    if len(unknown) == 1 and "T" not in axes and axes.endswith("YX") and len(axes) == 3:
+        logger.info("%s: axes %r: taking the first axis as time (T)", path, raw_axes)
+        return "T" + axes[1:]
+    if unknown or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+        raise AxesError(
+            f"{path}: cannot tell which axis is which: the file says axes {raw_axes!r} for "
+            f"shape {shape}; tell deathtrack with --axes (e.g. --axes TCYX or TZCYX, one letter "
+            "per dimension) or set input.axes in the config"
+        )
+    return axes
+
+
+def open_stack(
+    path: str | Path,
+    *,
+    channels: Mapping[str, int | str] | None = None,
+    pixel_size_um: float | None = None,
+    interval_s: float | None = None,
+    z_step_um: float | None = None,
+    axes: str | None = None,
+) -> Movie:
+    """Open a stack lazily.
+
+    Parameters
+    ----------
+    path
+        OME-TIFF, ImageJ TIFF, multi-page TIFF, a folder of single-frame
+        TIFFs, or an OME-Zarr folder.
+    channels
+        Role -> channel index or name (roles: cells, immune, dye, caspase,
+        nuclei). Roles not given are taken from channel names equal to the role.
+    pixel_size_um, interval_s, z_step_um
+        Calibration overrides (win over the file's metadata).
+    axes
+        Axes of the stored array when the file does not say (e.g. ``"TCYX"``).
+
+    Returns
+    -------
+    Movie
+
+    Raises
+    ------
+    StackNotFoundError, StackReadError, AxesError, ChannelRoleError, CalibrationError
+        With a message naming the file, what is wrong and what to do.
+    """
+    path = Path(path)
+    for name, value in (
+        ("pixel_size_um", pixel_size_um),
+        ("interval_s", interval_s),
+        ("z_step_um", z_step_um),
+    ):
+        if value is not None and not (float(value) > 0 and math.isfinite(float(value))):
+            raise CalibrationError(
+                f"{_FLAGS[name].split()[0]} must be a positive number, got {value}"
+            )
+    if not path.exists():
+        raise StackNotFoundError(f"{path}: no such file or folder")
+    meta_cal: dict[str, float | None] = {}
+    names: list[str] = []
+    origin = ""
+    is_zarr = path.is_dir() and (
+        path.suffix.lower() == ".zarr"
+        or (path / ".zattrs").exists()
+        or (path / "zarr.json").exists()
+    )
+    if is_zarr:
+        src = _ZarrSource(path)
+        fmt, origin = "ome-zarr", "ome-zarr"
+        names = [n or "" for n in src.channel_names]
+        for letter, unit, sc in zip(src.axes, src.units, src.scale):
+            if letter == "X":
+                meta_cal["pixel_size_um"] = _length_um(sc, unit or "micrometer")
+            elif letter == "Z":
+                meta_cal["z_step_um"] = _length_um(sc, unit or "micrometer")
+            elif letter == "T" and unit:
+                meta_cal["interval_s"] = _time_s(sc, unit)
+        raw = src.axes
+    elif path.is_dir():
+        src = _FolderSource(path)
+        fmt = "tiff-folder"
+        raw = src.axes
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head[:2] not in (b"II", b"MM"):
+            raise StackReadError(
+                f"{path}: not a TIFF file (it starts with {head!r}); supported: {SUPPORTED}"
+            )
+        src = _TiffSource(path)
+        raw = src.axes
+        tif = src.tif
+        if tif.is_ome and tif.ome_metadata:
+            fmt, origin = "ome-tiff", "ome"
+            meta_cal, names = _ome_metadata(tif.ome_metadata)
+        elif tif.is_imagej:
+            fmt, origin = "imagej-tiff", "imagej"
+        else:
+            fmt = "tiff"
+    try:
+        norm = _normalise_axes(raw, tuple(src.shape), path, axes)
+        if "Y" not in norm or "X" not in norm:
+            raise AxesError(f"{path}: no Y and X axes in {raw!r}")
+        n_channels = dict(zip(norm, src.shape)).get("C", 1)
+        if fmt == "imagej-tiff":
+            meta_cal, names = _imagej_metadata(src.tif, n_channels)
+    except DeathtrackError:
+        src.close()
+        raise
+    source: dict[str, str] = {}
+    values: dict[str, float | None] = {}
+    for key, override in (
+        ("pixel_size_um", pixel_size_um),
+        ("interval_s", interval_s),
+        ("z_step_um", z_step_um),
+    ):
+        if override is not None:
+            values[key], source[key] = float(override), "override"
+        elif meta_cal.get(key) is not None:
+            values[key], source[key] = float(meta_cal[key]), origin
+        else:
+            values[key] = None
+    cal = Calibration(source=source, **values)
+    try:
+        return Movie(path, src, norm, fmt, cal, names, channels)
+    except DeathtrackError:
+        src.close()
+        raise
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def _atomic_target(path: Path) -> tuple[Path, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return path, Path(tmp)
+
+
+def _pages(
+    frames: np.ndarray | Iterable[np.ndarray], shape: tuple[int, ...]
+) -> Iterator[np.ndarray]:
+    """Yield (Y, X) pages in storage order from frames of shape ``shape[1:]``."""
+    per_frame = shape[1:]
+    for t, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.shape != tuple(per_frame):
+            raise ValueError(f"frame {t} has shape {frame.shape}, expected {tuple(per_frame)}")
+        yield from frame.reshape(-1, *per_frame[-2:])
+
+
+def write_ome_tiff(
+    path: str | Path,
+    frames: np.ndarray | Iterable[np.ndarray],
+    *,
+    shape: tuple[int, ...] | None = None,
+    dtype: Any = None,
+    channel_names: list[str],
+    pixel_size_um: float,
+    interval_s: float,
+    z_step_um: float | None = None,
+    compression: str | None = "zlib",
+) -> Path:
+    """Write a (T, C, [Z], Y, X) movie as OME-TIFF, streaming one frame at a time.
+
+    Parameters
+    ----------
+    frames
+        An array (T, C, [Z], Y, X), or an iterable of (C, [Z], Y, X) frames
+        (then ``shape`` and ``dtype`` are required).
+    channel_names, pixel_size_um, interval_s, z_step_um
+        Written as OME metadata, read back by :func:`open_stack`.
+    compression
+        ``"zlib"`` (default, lossless), another tifffile codec, or ``None``.
+
+    The file is written to a temporary name and renamed when complete, so an
+    interrupted write never leaves a partial file under ``path``.
+    """
+    import tifffile
+
+    if isinstance(frames, np.ndarray):
+        shape = frames.shape if shape is None else shape
+        dtype = frames.dtype if dtype is None else dtype
+    if shape is None or dtype is None:
+        raise ValueError("`shape` and `dtype` are needed when `frames` is an iterable")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (4, 5):
+        raise ValueError(f"`shape` must be (T, C, Y, X) or (T, C, Z, Y, X), got {shape}")
+    axes = "TCYX" if len(shape) == 4 else "TCZYX"
+    if len(channel_names) != shape[1]:
+        raise ValueError(f"{len(channel_names)} channel names for {shape[1]} channels")
+    dtype = np.dtype(dtype)
+    meta: dict[str, Any] = {
+        "axes": axes,
+        "PhysicalSizeX": pixel_size_um,
+        "PhysicalSizeXUnit": "µm",
+        "PhysicalSizeY": pixel_size_um,
+        "PhysicalSizeYUnit": "µm",
+        "TimeIncrement": interval_s,
+        "TimeIncrementUnit": "s",
+        "Channel": {"Name": list(channel_names)},
+    }
+    if z_step_um is not None:
+        meta.update(PhysicalSizeZ=z_step_um, PhysicalSizeZUnit="µm")
+    final, tmp = _atomic_target(Path(path))
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=nbytes > 2**31, ome=True) as tw:
+            tw.write(
+                _pages(frames, shape),
+                shape=shape,
+                dtype=dtype,
+                metadata=meta,
+                photometric="minisblack",
+                compression=compression,
+                predictor=bool(compression) and dtype.kind in "ui",
+            )
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_labels(
+    path: str | Path,
+    labels: np.ndarray | Iterable[np.ndarray],
+    *,
+    shape: tuple[int, int, int] | None = None,
+    dtype: Any = None,
+) -> Path:
+    """Write a (T, Y, X) label stack as a zlib-compressed TIFF, atomically.
+
+    ``labels`` is an array or an iterable of (Y, X) frames (then give
+    ``shape`` and ``dtype``); frames are streamed, not stacked in memory.
+    """
+    import tifffile
+
+    if isinstance(labels, np.ndarray):
+        shape = labels.shape if shape is None else shape
+        dtype = labels.dtype if dtype is None else dtype
+    if shape is None or dtype is None:
+        raise ValueError("`shape` and `dtype` are needed when `labels` is an iterable")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3:
+        raise ValueError(f"`shape` must be (T, Y, X), got {shape}")
+    dtype = np.dtype(dtype)
+    final, tmp = _atomic_target(Path(path))
+
+    def pages():
+        for t, lab in enumerate(labels):
+            lab = np.asarray(lab)
+            if lab.shape != shape[1:]:
+                raise ValueError(f"label frame {t} has shape {lab.shape}, expected {shape[1:]}")
+            yield lab.astype(dtype, copy=False)
+
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=int(np.prod(shape)) * dtype.itemsize > 2**31) as tw:
+            tw.write(
+                pages(),
+                shape=shape,
+                dtype=dtype,
+                metadata={"axes": "TYX"},
+                photometric="minisblack",
+                compression="zlib",
+                predictor=True,
+            )
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final

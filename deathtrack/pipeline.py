@@ -1,0 +1,329 @@
+"""Run the pipeline on one stack and write its outputs folder.
+
+``run_stack`` is the one entry point the CLI, batch runs and the napari
+plugin call. Each stage is a function of the previous stage's output and its
+own config section; this module only wires them together, times them and
+writes the outputs contract (see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import columns as col
+from .config import PipelineConfig, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunResult", "input_checksum", "run_stack", "write_json_atomic", "write_table"]
+
+#: the first columns of tracks.csv, in this order (the outputs contract)
+TRACK_KEY_COLUMNS = [
+    col.FRAME,
+    col.TRACK_ID,
+    col.POPULATION,
+    col.T_S,
+    col.Y,
+    col.X,
+    col.Y_UM,
+    col.X_UM,
+    col.AREA_UM2,
+]
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_stack` did: where it wrote, counts, timings and warnings."""
+
+    stack: Path
+    out_dir: Path
+    stages: list[str] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def input_checksum(path: str | Path, *, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a stack's bytes (a file, or every file of a folder in sorted order)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(chunk):
+                h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def write_json_atomic(data: dict, path: str | Path) -> Path:
+    """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("deathtrack", "numpy", "scipy", "scikit-image", "pandas", "tifffile", "trackpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:  # pragma: no cover - a broken install
+            out[pkg] = "not installed"
+    return out
+
+
+def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -> Path:
+    """Write a table atomically (temporary file, then rename) as CSV or Parquet."""
+    path = Path(path)
+    if table_format == "parquet":
+        path = path.with_suffix(".parquet")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        if table_format == "parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _segment_movie(movie, cfg: PipelineConfig, work: Path, populations, progress: bool):
+    """Segment and measure every frame; raw labels go to a zarr store in ``work``.
+
+    Frames are processed by ``cfg.segment.workers`` threads; memory holds a few
+    frames at a time, whatever the number of frames.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+    from tqdm.auto import tqdm
+
+    from .measure import measure_frame
+    from .segment import segment_frame
+
+    px = movie.calibration.pixel_size_um
+    ny, nx = movie.shape[-2:]
+    stores = {
+        pop: zarr.open_array(
+            str(work / f"labels_{pop}.zarr"),
+            mode="w",
+            shape=(movie.n_frames, ny, nx),
+            chunks=(1, ny, nx),
+            dtype=np.int32,
+        )
+        for pop in populations
+    }
+    names = _channel_keys(movie)
+
+    def one(t: int) -> dict[str, pd.DataFrame]:
+        frame = np.asarray(movie.frame(t))
+        intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+        out = {}
+        for pop in populations:
+            image = frame[movie.roles[pop]].astype(np.float32)
+            labels = segment_frame(image, getattr(cfg.segment, pop), pixel_size_um=px)
+            stores[pop][t] = labels
+            out[pop] = measure_frame(labels, intensities, frame=t, pixel_size_um=px, population=pop)
+        return out
+
+    tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
+    with ThreadPoolExecutor(max_workers=cfg.segment.workers) as pool:
+        results = pool.map(one, range(movie.n_frames))
+        for res in tqdm(
+            results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
+        ):
+            for pop, df in res.items():
+                tables[pop].append(df)
+    return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
+
+
+def _channel_keys(movie) -> list[str]:
+    """Column prefix of each channel's intensities: its role, else its name."""
+    by_index = {idx: role for role, idx in movie.roles.items()}
+    keys = []
+    for c, name in enumerate(movie.channel_names):
+        key = by_index.get(c) or "".join(ch if ch.isalnum() else "_" for ch in name.lower())
+        keys.append(key if key not in keys else f"{key}_{c}")
+    return keys
+
+
+def run_stack(
+    stack: str | Path,
+    config: PipelineConfig | None = None,
+    out_dir: str | Path = "results",
+    *,
+    progress: bool = True,
+) -> RunResult:
+    """Analyse one stack and write ``out_dir/<stem>/``.
+
+    Stages: segment and measure each population (``cells``, and ``immune``
+    when that role exists), link tracks, find divisions, write
+    ``tracks.csv``, ``lineage.csv``, ``labels_cells.tif``,
+    ``labels_immune.tif`` and ``run.json``.
+
+    Parameters
+    ----------
+    stack
+        Path of the stack (OME-TIFF, TIFF, folder of TIFFs, OME-Zarr).
+    config
+        Pipeline parameters; defaults to :class:`PipelineConfig()`.
+    out_dir
+        Results folder; this stack's outputs go to ``out_dir/<stem>/``.
+    progress
+        Show progress bars.
+
+    Returns
+    -------
+    RunResult
+    """
+    import shutil
+
+    from .io import open_stack, stack_stem, write_labels
+    from .track import find_divisions, link_objects, relabel_frames
+
+    cfg = config or PipelineConfig()
+    t_start = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    result = RunResult(stack=Path(stack), out_dir=Path(out_dir) / stack_stem(stack))
+    fmt = cfg.output.table_format
+
+    t0 = time.perf_counter()
+    with open_stack(
+        stack,
+        channels=cfg.input.channels,
+        pixel_size_um=cfg.input.pixel_size_um,
+        interval_s=cfg.input.interval_s,
+        z_step_um=cfg.input.z_step_um,
+        axes=cfg.input.axes,
+    ) as movie:
+        info = movie.info()
+        result.timings_s["open"] = time.perf_counter() - t0
+        movie.require_calibration(
+            "pixel_size_um",
+            "interval_s",
+            reason="sizes are in µm and speeds in µm/min (segmentation and tracking)",
+        )
+        if movie.is_3d:
+            from .errors import AxesError
+
+            raise AxesError(
+                f"{stack}: 3D stacks (axes {movie.axes}) are not analysed yet; "
+                "pass a maximum projection (T, C, Y, X)"
+            )
+        populations = [p for p in (col.CELLS, col.IMMUNE) if p in movie.roles]
+        if col.IMMUNE not in populations:
+            result.warnings.append(
+                "no immune channel: immune cells are not segmented; recruitment needs "
+                "--channel immune=INDEX|NAME"
+            )
+        result.counts.update(n_frames=movie.n_frames, n_channels=movie.n_channels)
+        result.out_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
+        try:
+            t0 = time.perf_counter()
+            objects, stores = _segment_movie(movie, cfg, work, populations, progress)
+            result.timings_s["segment_measure"] = time.perf_counter() - t0
+            result.stages.append("segment")
+            result.stages.append("measure")
+
+            t0 = time.perf_counter()
+            tracks, lineage = [], pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
+            for pop in populations:
+                linked = link_objects(
+                    objects[pop], getattr(cfg.track, pop), interval_s=movie.calibration.interval_s
+                )
+                if pop == col.CELLS:
+                    linked, lineage = find_divisions(linked, cfg.track.divisions)
+                tracks.append(linked)
+                result.counts[f"n_tracks_{pop}"] = int(linked[col.TRACK_ID].nunique())
+                result.counts[f"n_objects_{pop}"] = len(linked)
+            result.counts["n_divisions"] = (
+                int(lineage[col.PARENT_ID].nunique()) if len(lineage) else 0
+            )
+            result.timings_s["track"] = time.perf_counter() - t0
+            result.stages.append("track")
+
+            t0 = time.perf_counter()
+            shape = (movie.n_frames, *movie.shape[-2:])
+            for pop, linked in zip(populations, tracks):
+                if cfg.output.write_labels:
+                    store = stores[pop]
+                    frames = relabel_frames((store[t] for t in range(movie.n_frames)), linked)
+                    write_labels(
+                        result.out_dir / f"labels_{pop}.tif", frames, shape=shape, dtype=np.int32
+                    )
+            all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
+            write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
+            write_table(lineage, result.out_dir / "lineage.csv", fmt)
+            result.timings_s["write"] = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    t0 = time.perf_counter()
+    checksum = input_checksum(stack)
+    result.timings_s["checksum"] = time.perf_counter() - t0
+    result.timings_s["total"] = time.perf_counter() - t_start
+    run_info = {
+        "deathtrack_run_version": 1,
+        "stack": str(Path(stack).resolve()),
+        "stem": result.out_dir.name,
+        "input_checksum": checksum,
+        "started": started,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "ok",
+        "stages": result.stages,
+        "input": info,
+        "config": config_to_dict(cfg),
+        "versions": _versions(),
+        "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+        "counts": result.counts,
+        "warnings": result.warnings,
+    }
+    write_json_atomic(run_info, result.out_dir / "run.json")
+    for w in result.warnings:
+        logger.warning("%s: %s", stack, w)
+    return result
+
+
+def _tracks_table(tracks: list[pd.DataFrame], interval_s: float) -> pd.DataFrame:
+    """One table for all populations, key columns first (the outputs contract)."""
+    if not tracks:
+        return pd.DataFrame(columns=TRACK_KEY_COLUMNS)
+    df = pd.concat(tracks, ignore_index=True)
+    df[col.T_S] = df[col.FRAME] * interval_s
+    first = [c for c in TRACK_KEY_COLUMNS if c in df.columns]
+    rest = [c for c in df.columns if c not in first]
+    df = df[first + rest]
+    return df.sort_values([col.POPULATION, col.FRAME, col.TRACK_ID], kind="stable").reset_index(
+        drop=True
+    )

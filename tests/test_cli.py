@@ -1,0 +1,193 @@
+"""The command line: help is fast, user errors give one clear line and no traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from deathtrack.cli import main
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_is_fast_and_light():
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from deathtrack.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('numpy', 'pandas', 'skimage', 'trackpy', 'tifffile', 'scipy') "
+            "if m in sys.modules]\nprint('HEAVY', heavy)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert time.perf_counter() - start < 10
+    assert "HEAVY []" in proc.stdout
+    for command in ("info", "run", "simulate", "demo", "config"):
+        assert command in proc.stdout
+
+
+def test_run_help_shows_defaults_and_flags():
+    result = _run("run", "--help")
+    assert result.exit_code == 0
+    for flag in ("--out", "--channel", "--pixel-size", "--interval", "--config", "--set"):
+        assert flag in result.output
+
+
+def test_info_on_simulated_movie(small_movie, small_sim):
+    result = _run("info", str(small_movie["movie"]))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "axes:        TCYX" in out
+    assert "shape:       40 x 3 x 192 x 192" in out
+    assert "pixel size:  0.65 µm" in out
+    assert "interval:    120 s" in out
+    assert "0: cells" in out and "role: cells" in out
+    assert "2: dye" in out and "role: dye" in out
+
+
+def test_info_json(small_movie):
+    result = _run("info", str(small_movie["movie"]), "--json")
+    data = json.loads(result.output)
+    assert data["shape"] == [40, 3, 192, 192]
+    assert data["roles"] == {"cells": 0, "immune": 1, "dye": 2}
+
+
+def test_missing_file_is_one_clear_line(tmp_path):
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "nope.tif")])
+    assert result.exit_code == 2
+    assert "deathtrack: error:" in result.output and "nope.tif" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_channel_flag(small_movie):
+    result = CliRunner().invoke(main, ["info", str(small_movie["movie"]), "--channel", "cellz=0"])
+    assert result.exit_code == 2
+    assert "unknown role 'cellz'" in result.output
+
+
+def test_channel_role_out_of_range(small_movie):
+    result = CliRunner().invoke(main, ["info", str(small_movie["movie"]), "--channel", "immune=7"])
+    assert result.exit_code == 2
+    assert "immune" in result.output and "7" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_config_key_in_run(tmp_path, small_movie):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text("[input]\npixelsize = 1\n")
+    result = CliRunner().invoke(
+        main,
+        ["run", str(small_movie["movie"]), "--out", str(tmp_path / "out"), "--config", str(cfg)],
+    )
+    assert result.exit_code == 2
+    assert "unknown key 'input.pixelsize'" in result.output
+
+
+def test_run_writes_run_json(tmp_path, small_movie):
+    out = tmp_path / "results"
+    result = _run("run", str(small_movie["movie"]), "--out", str(out), "--interval", "60")
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "small" / "run.json").read_text())
+    assert info["status"] == "ok"
+    assert info["input_checksum"].startswith("sha256:")
+    assert info["config"]["input"]["interval_s"] == 60.0
+    assert info["input"]["calibration"]["interval_s"] == 60.0
+    assert info["counts"]["n_frames"] == 40
+    assert "numpy" in info["versions"]
+
+
+def test_run_continues_after_a_bad_stack(tmp_path, small_movie):
+    bad = tmp_path / "corrupt.tif"
+    bad.write_bytes(b"this is not a tiff")
+    result = CliRunner().invoke(
+        main, ["run", str(bad), str(small_movie["movie"]), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    assert "corrupt.tif" in result.output
+    assert (tmp_path / "o" / "small" / "run.json").exists()
+
+
+def test_simulate_command_writes_movie_and_truth(tmp_path):
+    result = _run(
+        "simulate",
+        str(tmp_path),
+        "--seed",
+        "2",
+        "--set",
+        "n_frames=6",
+        "--set",
+        "shape_yx=[64, 64]",
+        "--set",
+        "n_cells=3",
+        "--name",
+        "tiny",
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tiny.ome.tif").exists()
+    for name in (
+        "events.csv",
+        "cells.csv",
+        "immune.csv",
+        "lineage.csv",
+        "recruitment.csv",
+        "labels_cells.tif",
+        "labels_immune.tif",
+        "simulation.toml",
+    ):
+        assert (tmp_path / "tiny_truth" / name).exists(), name
+    # the saved config regenerates the same movie
+    again = tmp_path / "again"
+    result = _run(
+        "simulate",
+        str(again),
+        "--config",
+        str(tmp_path / "tiny_truth" / "simulation.toml"),
+        "--name",
+        "tiny",
+    )
+    assert result.exit_code == 0, result.output
+    import tifffile
+
+    assert (
+        tifffile.imread(again / "tiny.ome.tif") == tifffile.imread(tmp_path / "tiny.ome.tif")
+    ).all()
+
+
+def test_simulate_show_config_and_bad_preset(tmp_path):
+    result = _run("simulate", str(tmp_path), "--preset", "dense", "--show-config")
+    assert "n_cells = 55" in result.output
+    result = CliRunner().invoke(main, ["simulate", str(tmp_path), "--preset", "nope"])
+    assert result.exit_code == 2 and "unknown simulation preset 'nope'" in result.output
+
+
+def test_config_command_prints_valid_toml(tmp_path):
+    result = _run("config")
+    path = tmp_path / "c.toml"
+    path.write_text(result.output)
+    result = _run("config", "--file", str(path))
+    assert result.exit_code == 0
+    assert "[segment.cells]" in result.output
+
+
+@pytest.mark.parametrize("module", ["deathtrack", "deathtrack.cli", "deathtrack.pipeline"])
+def test_import_never_pulls_gui(module):
+    code = (
+        f"import sys, {module}; "
+        "gui = ('napari', 'qtpy', 'magicgui', 'PyQt5', 'PyQt6', 'PySide6'); "
+        "bad = [m for m in gui if m in sys.modules]; "
+        "print(bad)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"

@@ -1,0 +1,100 @@
+"""Config models: defaults, TOML round trip, overrides and error messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from deathtrack.config import (
+    PipelineConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from deathtrack.errors import ConfigError
+from deathtrack.simulate import SimulationConfig
+
+
+def test_defaults_round_trip_through_toml(tmp_path):
+    cfg = apply_overrides(
+        PipelineConfig(),
+        ["input.pixel_size_um=0.65", "input.channels.cells=0", "input.channels.immune='CD8'"],
+    )
+    path = save_config(cfg, tmp_path / "exp.toml")
+    again = load_config(path)
+    assert again == cfg
+    assert again.input.channels == {"cells": 0, "immune": "CD8"}
+
+
+def test_simulation_config_round_trip(tmp_path):
+    cfg = SimulationConfig(seed=7, shape_yx=(64, 80), n_frames=5)
+    path = save_config(cfg, tmp_path / "sim.toml")
+    assert load_config(path, SimulationConfig) == cfg
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[input]\npixle_size_um = 0.5\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"bad.toml: invalid configuration:\n  - unknown key 'input.pixle_size_um'",
+    ):
+        load_config(path)
+
+
+def test_unknown_section_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[segmnet]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown key 'segmnet'"):
+        load_config(path)
+
+
+def test_bad_value_names_key_value_and_rule(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[input]\npixel_size_um = -0.5\n")
+    with pytest.raises(
+        ConfigError, match=r"input.pixel_size_um: Input should be greater than 0 \(got -0.5\)"
+    ):
+        load_config(path)
+
+
+def test_bad_role_lists_allowed_roles():
+    with pytest.raises(
+        ConfigError,
+        match="unknown channel role\\(s\\) 'nucleus'; "
+        "allowed roles: cells, immune, dye, caspase, nuclei",
+    ):
+        apply_overrides(PipelineConfig(), ["input.channels.nucleus=1"])
+
+
+def test_bad_axes():
+    with pytest.raises(ConfigError, match="axes 'TCXY' must use each of the letters"):
+        apply_overrides(PipelineConfig(), ["input.axes=TCXY"])
+    assert apply_overrides(PipelineConfig(), ["input.axes=tcyx"]).input.axes == "TCYX"
+
+
+def test_toml_syntax_error_gives_line(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[input]\npixel_size_um = = 3\n")
+    with pytest.raises(ConfigError, match=r"broken.toml: not valid TOML: .*line 2"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_override_syntax():
+    with pytest.raises(ConfigError, match="must look like SECTION.KEY=VALUE"):
+        apply_overrides(PipelineConfig(), ["input.pixel_size_um"])
+    with pytest.raises(ConfigError, match="'pixel_size_um' is a value, not a section"):
+        apply_overrides(PipelineConfig(), ["input.pixel_size_um.x=1"])
+
+
+def test_overrides_do_not_mutate_and_parse_toml_values():
+    base = PipelineConfig()
+    new = apply_overrides(base, ["output.write_labels=false", "output.table_format=parquet"])
+    assert base.output.write_labels is True
+    assert new.output.write_labels is False and new.output.table_format == "parquet"
+    assert "pixel_size_um" not in config_to_dict(base)["input"]  # None is left out of TOML

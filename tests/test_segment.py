@@ -1,0 +1,160 @@
+"""Segmentation against simulator truth and on edge cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deathtrack.config import PopulationSegmentConfig, SegmentConfig
+from deathtrack.evaluate import detection_scores, match_labels
+from deathtrack.segment import estimate_background, segment_frame
+from deathtrack.simulate import preset, simulate
+
+PX = 0.65
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+
+
+def _scores(name, population, frames, seed=21, **kw):
+    sim = simulate(preset(name, seed=seed, n_frames=max(frames) + 1, **kw))
+    cfg = getattr(SegmentConfig(), population)
+    ch = 0 if population == "cells" else 1
+    pairs = []
+    for t in frames:
+        image = sim.render_frame(t)[ch]
+        truth = sim.render_labels(t)[ch]
+        pairs.append((truth, segment_frame(image, cfg, pixel_size_um=PX)))
+    return detection_scores(pairs)[0]
+
+
+@pytest.mark.parametrize("name", ["default", "divisions"])
+def test_target_cells_f1(name):
+    s = _scores(name, "cells", range(0, 40, 4))
+    assert s["f1"] >= 0.95, s
+    assert s["mean_iou"] >= 0.85, s
+
+
+def test_immune_cells_f1():
+    s = _scores("default", "immune", range(0, 40, 4))
+    assert s["f1"] >= 0.9, s
+
+
+def test_dying_cells_are_kept():
+    """Shrunken apoptotic cells, swollen necroptotic cells and their ghosts stay detected."""
+    sim = simulate(preset("default", seed=21, n_frames=40, p_apoptotic=0.4, p_necroptotic=0.4))
+    ev = sim.truth()["events"]
+    cfg = SegmentConfig().cells
+    missed = []
+    for e in ev.itertuples():
+        for t in (e.frame - 1, e.frame, e.frame + 2, e.frame + 6):
+            if t >= sim.config.n_frames:
+                continue
+            truth = sim.render_labels(t)[0]
+            pred = segment_frame(sim.render_frame(t)[0], cfg, pixel_size_um=PX)
+            m = match_labels(truth, pred, iou_threshold=0.3)
+            if e.cell_id not in set(m.true_label):
+                missed.append((e.cell_id, e.mode, t - e.frame))
+    n_checked = 4 * len(ev)
+    assert len(ev) >= 6
+    assert len(missed) <= 0.05 * n_checked, missed
+
+
+def test_touching_discs_are_split():
+    img = np.full((80, 120), 100.0)
+    a, b = _disc(img.shape, 40, 40, 15), _disc(img.shape, 40, 68, 15)
+    yy, xx = np.mgrid[:80, :120]
+    for m, cx in ((a, 40), (b, 68)):
+        dome = 1 - ((yy - 40) ** 2 + (xx - cx) ** 2) / 15**2
+        img += m * 400 * (0.5 + 0.5 * np.clip(dome, 0, 1))
+    rng = np.random.default_rng(0)
+    img = rng.poisson(img).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert labels.max() == 2
+    assert (
+        len(np.unique(labels[a & ~b])) >= 1
+        and np.unique(labels[20:60, 30:50])[-1] != np.unique(labels[20:60, 60:80])[-1]
+    )
+
+
+def test_faint_ghost_beside_bright_cell_is_its_own_object():
+    img = np.full((90, 140), 100.0)
+    bright = _disc(img.shape, 45, 40, 16)
+    ghost = _disc(img.shape, 45, 75, 20) & ~bright
+    img += bright * 500 + ghost * 60
+    from scipy import ndimage as ndi
+
+    img = ndi.gaussian_filter(img, 1.2)
+    img = np.random.default_rng(1).poisson(img).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    m = match_labels(bright.astype(int) + 2 * ghost.astype(int), labels)
+    assert set(m.true_label) == {1, 2}, m
+
+
+def test_fragments_stay_one_object():
+    img = np.full((80, 80), 100.0)
+    truth = np.zeros((80, 80), int)
+    for cy, cx in ((36, 36), (44, 40), (38, 46), (46, 32)):
+        truth[_disc(img.shape, cy, cx, 3.5)] = 1
+    img += (truth > 0) * 600
+    img = np.random.default_rng(2).poisson(img).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(labels[truth > 0])) == 1 and labels.max() == 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (16, 16), (64, 64)])
+def test_empty_and_flat_frames(shape):
+    rng = np.random.default_rng(3)
+    img = rng.poisson(100, shape).astype(float)
+    assert segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX).max() == 0
+
+
+def test_nan_pixels_are_background():
+    img = np.full((64, 64), 100.0)
+    img[_disc(img.shape, 32, 32, 10)] += 500
+    img = np.random.default_rng(4).poisson(img).astype(float)
+    img[:, :8] = np.nan
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert labels.max() == 1 and (labels[:, :8] == 0).all()
+    assert segment_frame(np.full((8, 8), np.nan), pixel_size_um=PX).max() == 0
+
+
+def test_cell_at_border():
+    img = np.full((64, 64), 100.0)
+    img[_disc(img.shape, 32, 2, 12)] += 500
+    img = np.random.default_rng(5).poisson(img).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert labels.max() == 1 and labels[32, 0] == 1
+
+
+def test_size_filters_in_um2():
+    img = np.full((64, 64), 100.0)
+    img[_disc(img.shape, 32, 32, 10)] += 500  # ~ 314 px = 133 µm²
+    img = np.random.default_rng(6).poisson(img).astype(float)
+    assert (
+        segment_frame(img, PopulationSegmentConfig(max_area_um2=100), pixel_size_um=PX).max() == 0
+    )
+    assert (
+        segment_frame(
+            img, PopulationSegmentConfig(min_area_um2=200, max_area_um2=900), pixel_size_um=PX
+        ).max()
+        == 0
+    )
+    assert segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX).max() == 1
+
+
+def test_background_follows_a_gradient_to_the_border():
+    yy, xx = np.mgrid[:128, :160]
+    bg = 100 + 0.5 * xx + 0.2 * yy
+    img = bg + 400 * _disc(bg.shape, 60, 80, 12)
+    est = estimate_background(img, 25 / PX)
+    assert np.abs(est - bg)[~_disc(bg.shape, 60, 80, 20)].max() < 5
+
+
+def test_bad_input_messages():
+    with pytest.raises(ValueError, match=r"`image` must be 2D \(Y, X\), got shape \(2, 8, 8\)"):
+        segment_frame(np.zeros((2, 8, 8)), pixel_size_um=PX)
+    with pytest.raises(ValueError, match="`pixel_size_um` must be > 0, got 0"):
+        segment_frame(np.zeros((8, 8)), pixel_size_um=0)
