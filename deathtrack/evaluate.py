@@ -145,3 +145,44 @@ def link_scores(
         "link_recall": recovered / n_true_links if n_true_links else 1.0,
         "link_precision": correct / n_pred_links if n_pred_links else 1.0,
     }
+
+
+def score_tracking(
+    truth_frames: Iterable[np.ndarray],
+    pred_frames: Iterable[np.ndarray],
+    *,
+    iou_threshold: float = 0.5,
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Detection and linking scores of label stacks whose values are track ids.
+
+    Parameters
+    ----------
+    truth_frames, pred_frames
+        Per-frame (Y, X) label images; a label value is the object's track
+        (as in the simulator's truth and deathtrack's ``labels_*.tif``).
+
+    Returns
+    -------
+    scores : dict
+        :func:`detection_scores` plus :func:`link_scores`.
+    matches : DataFrame
+        ``frame, true_label, pred_label, iou``.
+    """
+    all_true: list[pd.DataFrame] = []
+
+    def pairs():
+        for t, (truth, pred) in enumerate(zip(truth_frames, pred_frames)):
+            ids = np.unique(truth)
+            ids = ids[ids > 0]
+            all_true.append(pd.DataFrame({"frame": t, "true_label": ids, "true_track": ids}))
+            yield truth, pred
+
+    scores, matches = detection_scores(pairs(), iou_threshold=iou_threshold)
+    true_ids = (
+        pd.concat(all_true, ignore_index=True)
+        if all_true
+        else pd.DataFrame(columns=["frame", "true_label", "true_track"])
+    )
+    pred_ids = matches[["frame", "pred_label"]].assign(track_id=matches["pred_label"])
+    links = link_scores(matches, true_ids, pred_ids)
+    return {**scores, **links}, matches

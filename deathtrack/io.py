@@ -204,13 +204,35 @@ def _natural_key(p: Path):
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
 
 
+class _TifffileProblems(logging.Handler):
+    """Collect what tifffile logs while opening a file (it logs, not raises, broken offsets)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self):
+        logging.getLogger("tifffile").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("tifffile").removeHandler(self)
+
+
 class _TiffSource:
     def __init__(self, path: Path):
         import tifffile
         import zarr
 
+        problems = _TifffileProblems()
         try:
-            self.tif = tifffile.TiffFile(path)
+            with problems:
+                self.tif = tifffile.TiffFile(path)
+                series = self.tif.series[0]
+                n_pages = len(self.tif.pages)
         except tifffile.TiffFileError as err:
             raise StackReadError(
                 f"{path}: not a readable TIFF ({err}); supported: {SUPPORTED}"
@@ -220,8 +242,17 @@ class _TiffSource:
                 f"{path}: cannot open: the file looks truncated or corrupt ({err}); "
                 "re-export or copy it again"
             ) from None
+        size = path.stat().st_size
+        last = self.tif.pages[n_pages - 1] if n_pages else None
+        ends = [o + b for o, b in zip(last.dataoffsets, last.databytecounts)] if last else []
+        if problems.messages or (ends and max(ends) > size):
+            self.tif.close()
+            detail = "; ".join(problems.messages) or f"image data ends past the file's {size} bytes"
+            raise StackReadError(
+                f"{path}: the file looks truncated or corrupt ({detail}); re-export it or copy "
+                "it again"
+            )
         try:
-            series = self.tif.series[0]
             self.axes = series.axes
             self.shape = tuple(series.shape)
             self.dtype = np.dtype(series.dtype)

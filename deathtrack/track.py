@@ -159,11 +159,12 @@ def find_divisions(
     lo, hi = cfg.area_ratio
     next_id = int(out[col.TRACK_ID].max()) + 1
     by_frame = {f: g for f, g in out.groupby(col.FRAME)}
-    first = out.groupby(col.TRACK_ID)[col.FRAME].min()
-    last = out.groupby(col.TRACK_ID)[col.FRAME].max()
+    first = out.groupby(col.TRACK_ID)[col.FRAME].min().to_dict()
+    last = out.groupby(col.TRACK_ID)[col.FRAME].max().to_dict()
     used_parents: set[int] = set()
     claimed: set[int] = set()
-    for f in sorted(first[first > out[col.FRAME].min()].unique()):
+    t0 = out[col.FRAME].min()
+    for f in sorted({v for v in first.values() if v > t0}):
         prev = by_frame.get(f - 1)
         cur = by_frame.get(f)
         if prev is None or cur is None:
@@ -217,6 +218,7 @@ def find_divisions(
                 lineage += [(aid, new, f), (aid, bid, f)]
                 claimed.update((bid, new))
                 used_parents.add(aid)
+                first[new], last[new] = f, last[aid]
                 last[aid] = f - 1
                 break
     lin = pd.DataFrame(lineage, columns=LINEAGE_COLUMNS, dtype=np.int64)

@@ -1,0 +1,402 @@
+"""Stack I/O: every format, calibration, channel roles, bad input and bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import tifffile
+
+from deathtrack.errors import (
+    AxesError,
+    CalibrationError,
+    ChannelRoleError,
+    StackNotFoundError,
+    StackReadError,
+)
+from deathtrack.io import open_stack, stack_stem, write_labels, write_ome_tiff
+
+RNG = np.random.default_rng(0)
+
+
+def _movie(shape=(5, 3, 32, 40), dtype=np.uint16):
+    return RNG.integers(0, 4000, shape).astype(dtype)
+
+
+@pytest.fixture
+def ome_by_tifffile(tmp_path):
+    """An OME-TIFF written by another program (tifffile directly)."""
+    data = _movie()
+    path = tmp_path / "other.ome.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        compression="zlib",
+        metadata={
+            "axes": "TCYX",
+            "PhysicalSizeX": 0.325,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": 0.325,
+            "PhysicalSizeYUnit": "µm",
+            "TimeIncrement": 2.5,
+            "TimeIncrementUnit": "min",
+            "Channel": {"Name": ["mCherry", "CD8", "SYTOX"]},
+        },
+    )
+    return path, data
+
+
+def test_ome_tiff_from_another_program(ome_by_tifffile):
+    path, data = ome_by_tifffile
+    with open_stack(path, channels={"cells": "mcherry", "immune": 1, "dye": "SYTOX"}) as m:
+        assert m.format == "ome-tiff" and m.axes == "TCYX" and m.shape == data.shape
+        assert m.dtype == np.uint16
+        assert m.calibration.pixel_size_um == 0.325
+        assert m.calibration.interval_s == 150.0
+        assert m.calibration.source == {"pixel_size_um": "ome", "interval_s": "ome"}
+        assert m.channel_names == ["mCherry", "CD8", "SYTOX"]
+        assert m.roles == {"cells": 0, "immune": 1, "dye": 2}
+        np.testing.assert_array_equal(m.frame(3), data[3])
+        np.testing.assert_array_equal(m.read("immune", 4), data[4, 1])
+        assert m.to_dask().shape == data.shape
+        np.testing.assert_array_equal(m.to_dask()[2].compute(), data[2])
+
+
+def test_ome_nanometre_pixels(tmp_path):
+    path = tmp_path / "nm.ome.tif"
+    tifffile.imwrite(
+        path,
+        _movie((2, 1, 8, 8)),
+        metadata={"axes": "TCYX", "PhysicalSizeX": 650, "PhysicalSizeXUnit": "nm"},
+    )
+    with open_stack(path) as m:
+        assert m.calibration.pixel_size_um == pytest.approx(0.65)
+        assert m.calibration.interval_s is None
+
+
+def test_imagej_hyperstack(tmp_path):
+    data = _movie((4, 3, 2, 16, 16))  # T Z C Y X as ImageJ stores it
+    path = tmp_path / "hyper.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.5, 1 / 0.5),
+        metadata={
+            "axes": "TZCYX",
+            "unit": "um",
+            "finterval": 30.0,
+            "spacing": 2.0,
+            "Labels": ["GFP", "RFP"],
+        },
+    )
+    with open_stack(path, channels={"cells": "GFP"}) as m:
+        assert m.format == "imagej-tiff"
+        assert m.channel_names == ["GFP", "RFP"]
+        assert m.axes == "TCZYX" and m.shape == (4, 2, 3, 16, 16) and m.is_3d
+        assert m.calibration.pixel_size_um == pytest.approx(0.5)
+        assert m.calibration.interval_s == 30.0
+        assert m.calibration.z_step_um == 2.0
+        np.testing.assert_array_equal(m.frame(2), data[2].transpose(1, 0, 2, 3))
+        assert m.read(1, 3).shape == (3, 16, 16)
+
+
+def test_imagej_2d_time_series_in_microns(tmp_path):
+    data = _movie((6, 2, 16, 16))
+    path = tmp_path / "ij.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.65, 1 / 0.65),
+        metadata={"axes": "TCYX", "unit": "micron", "finterval": 120},
+    )
+    with open_stack(path, channels={"cells": 1}) as m:
+        assert (m.axes, m.shape) == ("TCYX", (6, 2, 16, 16))
+        assert m.calibration.pixel_size_um == pytest.approx(0.65)
+        assert m.calibration.interval_s == 120
+        assert m.calibration.source["pixel_size_um"] == "imagej"
+        assert m.channel_names == ["channel 0", "channel 1"]
+        np.testing.assert_array_equal(m.read("cells", 5), data[5, 1])
+
+
+def test_plain_multipage_tiff_is_a_time_series(tmp_path):
+    data = _movie((7, 16, 20))
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, data, metadata=None)
+    with open_stack(path) as m:
+        assert (m.format, m.axes, m.shape) == ("tiff", "TCYX", (7, 1, 16, 20))
+        assert m.roles == {"cells": 0}
+        assert m.calibration.pixel_size_um is None and m.calibration.interval_s is None
+        np.testing.assert_array_equal(m.read("cells", 6), data[6])
+        with pytest.raises(
+            CalibrationError,
+            match=r"plain.tif: pixel_size_um, interval_s unknown .* pass --pixel-size UM and --interval S",
+        ):
+            m.require_calibration("pixel_size_um", "interval_s", reason="sizes are in µm")
+
+
+def test_ambiguous_axes_say_what_was_found_and_what_to_do(tmp_path):
+    data = _movie((3, 2, 16, 16))
+    path = tmp_path / "four_d.tif"
+    tifffile.imwrite(path, data)  # shape only, no axes
+    with pytest.raises(
+        AxesError,
+        match=r"four_d.tif: cannot tell which axis is which: the file says axes 'QQYX' for shape \(3, 2, 16, 16\); tell deathtrack with --axes",
+    ):
+        open_stack(path)
+    with open_stack(path, axes="TCYX", channels={"cells": 0}) as m:
+        assert m.shape == (3, 2, 16, 16)
+        np.testing.assert_array_equal(m.frame(1), data[1])
+    with pytest.raises(
+        AxesError, match=r"axes 'TYX' have 3 letters but the stored array has 4 dimensions"
+    ):
+        open_stack(path, axes="TYX")
+    with pytest.raises(AxesError, match="must use each of T, C, Z, Y, X at most once"):
+        open_stack(path, axes="TTYX")
+
+
+def test_overrides_win_and_are_checked(ome_by_tifffile):
+    path, _ = ome_by_tifffile
+    with open_stack(path, channels={"cells": 0}, pixel_size_um=1.3, interval_s=60) as m:
+        assert m.calibration.pixel_size_um == 1.3 and m.calibration.interval_s == 60
+        assert m.calibration.source == {"pixel_size_um": "override", "interval_s": "override"}
+    with pytest.raises(CalibrationError, match="--pixel-size must be a positive number, got -1"):
+        open_stack(path, pixel_size_um=-1)
+
+
+def test_channel_role_errors(ome_by_tifffile):
+    path, _ = ome_by_tifffile
+    with pytest.raises(
+        ChannelRoleError,
+        match=r"other.ome.tif: which channel shows the target cells\? .*0: 'mCherry', 1: 'CD8', 2: 'SYTOX'.*pass --channel cells=INDEX\|NAME",
+    ):
+        open_stack(path)
+    with pytest.raises(
+        ChannelRoleError,
+        match=r"role 'immune' points at channel 5, but the stack has 3 channel\(s\)",
+    ):
+        open_stack(path, channels={"cells": 0, "immune": 5})
+    with pytest.raises(
+        ChannelRoleError,
+        match=r"role 'dye' names channel 'PI', which does not exist; channels are 0: 'mCherry'",
+    ):
+        open_stack(path, channels={"cells": 0, "dye": "PI"})
+    with pytest.raises(ChannelRoleError, match="unknown channel role\\(s\\) 'tumour'"):
+        open_stack(path, channels={"tumour": 0})
+    with open_stack(path, channels={"cells": "0"}) as m:  # a digit string from the CLI
+        assert m.roles == {"cells": 0}
+        with pytest.raises(ChannelRoleError, match="no channel has the role 'dye'"):
+            m.read("dye", 0)
+
+
+def test_roles_taken_from_matching_channel_names(tmp_path):
+    path = write_ome_tiff(
+        tmp_path / "named.ome.tif",
+        _movie((2, 3, 8, 8)),
+        channel_names=["Immune", "cells", "dye"],
+        pixel_size_um=1,
+        interval_s=1,
+    )
+    with open_stack(path) as m:
+        assert m.roles == {"cells": 1, "immune": 0, "dye": 2}
+
+
+def test_write_ome_tiff_streams_frames_and_round_trips(tmp_path):
+    data = _movie((6, 2, 3, 16, 16))
+    path = write_ome_tiff(
+        tmp_path / "z.ome.tif",
+        iter(data),
+        shape=data.shape,
+        dtype=data.dtype,
+        channel_names=["cells", "dye"],
+        pixel_size_um=0.2,
+        interval_s=10,
+        z_step_um=1.5,
+    )
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left
+    with open_stack(path) as m:
+        assert (m.axes, m.shape) == ("TCZYX", data.shape)
+        assert (m.calibration.pixel_size_um, m.calibration.interval_s, m.calibration.z_step_um) == (
+            0.2,
+            10,
+            1.5,
+        )
+        np.testing.assert_array_equal(m.frame(4), data[4])
+
+
+def test_write_labels_round_trip(tmp_path):
+    labels = RNG.integers(0, 50, (4, 16, 16)).astype(np.int32)
+    path = write_labels(tmp_path / "labels.tif", iter(labels), shape=labels.shape, dtype=np.int32)
+    np.testing.assert_array_equal(tifffile.imread(path), labels)
+    with pytest.raises(ValueError, match=r"label frame 0 has shape \(8, 8\), expected \(16, 16\)"):
+        write_labels(tmp_path / "bad.tif", [np.zeros((8, 8))], shape=(1, 16, 16), dtype=np.int32)
+    assert not (tmp_path / "bad.tif").exists()
+
+
+def test_folder_of_lzw_tiffs_in_natural_order(tmp_path):
+    folder = tmp_path / "01"
+    folder.mkdir()
+    data = _movie((12, 16, 16))
+    for t in range(12):
+        tifffile.imwrite(folder / f"t{t}.tif", data[t], compression="lzw")
+    with open_stack(folder) as m:
+        assert (m.format, m.axes, m.shape) == ("tiff-folder", "TCYX", (12, 1, 16, 16))
+        np.testing.assert_array_equal(m.read("cells", 10), data[10])  # t10 after t9, not after t1
+
+
+def test_folder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StackReadError, match="empty: folder has no TIFF files"):
+        open_stack(empty)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    tifffile.imwrite(mixed / "t000.tif", np.zeros((16, 16), np.uint16))
+    tifffile.imwrite(mixed / "t001.tif", np.zeros((8, 16), np.uint16))
+    with pytest.raises(
+        StackReadError,
+        match=r"t001.tif: frame has shape \(8, 16\) uint16 but t000.tif has \(16, 16\) uint16",
+    ):
+        open_stack(mixed)
+
+
+def _write_ome_zarr(path, data, version):
+    import zarr
+
+    axes = [
+        {"name": "t", "type": "time", "unit": "second"},
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space", "unit": "micrometer"},
+        {"name": "x", "type": "space", "unit": "micrometer"},
+    ]
+    ms = {
+        "version": version,
+        "axes": axes,
+        "datasets": [
+            {
+                "path": "0",
+                "coordinateTransformations": [{"type": "scale", "scale": [90.0, 1.0, 0.4, 0.4]}],
+            }
+        ],
+    }
+    omero = {"channels": [{"label": "cells"}, {"label": "immune"}]}
+    fmt = 2 if version == "0.4" else 3
+    root = zarr.open_group(str(path), mode="w", zarr_format=fmt)
+    if version == "0.4":
+        root.attrs.update({"multiscales": [ms], "omero": omero})
+    else:
+        root.attrs.update({"ome": {"version": version, "multiscales": [ms], "omero": omero}})
+    arr = root.create_array("0", shape=data.shape, chunks=(1, 1, *data.shape[2:]), dtype=data.dtype)
+    arr[:] = data
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_ome_zarr(tmp_path, version):
+    data = _movie((4, 2, 16, 24))
+    path = tmp_path / "movie.ome.zarr"
+    _write_ome_zarr(path, data, version)
+    with open_stack(path) as m:
+        assert (m.format, m.axes, m.shape) == ("ome-zarr", "TCYX", data.shape)
+        assert m.calibration.pixel_size_um == pytest.approx(0.4)
+        assert m.calibration.interval_s == 90
+        assert m.roles == {"cells": 0, "immune": 1}
+        np.testing.assert_array_equal(m.frame(3), data[3])
+    assert stack_stem(path) == "movie"
+
+
+def test_missing_and_not_a_tiff(tmp_path):
+    with pytest.raises(StackNotFoundError, match="nope.tif: no such file or folder"):
+        open_stack(tmp_path / "nope.tif")
+    text = tmp_path / "notes.tif"
+    text.write_text("hello")
+    with pytest.raises(
+        StackReadError,
+        match=r"notes.tif: not a TIFF file \(it starts with b'hell'\); supported: OME-TIFF",
+    ):
+        open_stack(text)
+    png = tmp_path / "image.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    with pytest.raises(StackReadError, match="image.png: not a TIFF file"):
+        open_stack(png)
+
+
+def test_truncated_tiff_names_the_file_and_frame(tmp_path):
+    path = tmp_path / "cut.ome.tif"
+    write_ome_tiff(
+        path,
+        _movie((20, 1, 64, 64)),
+        channel_names=["cells"],
+        pixel_size_um=1,
+        interval_s=1,
+        compression=None,
+    )
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(
+        StackReadError, match=r"cut.ome.tif: .*(truncated or corrupt|not a readable TIFF)"
+    ):
+        with open_stack(path) as m:
+            for t in range(m.n_frames):
+                m.frame(t)
+
+
+def test_frame_out_of_range(ome_by_tifffile):
+    path, _ = ome_by_tifffile
+    with open_stack(path, channels={"cells": 0}) as m:
+        with pytest.raises(StackReadError, match="frame 5 does not exist; frames are 0 to 4"):
+            m.frame(5)
+
+
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [
+        ("a.ome.tif", "a"),
+        ("a.ome.tiff", "a"),
+        ("b.tif", "b"),
+        ("c.TIFF", "c"),
+        ("d.zarr", "d"),
+        ("e.ome.zarr", "e"),
+        ("folder", "folder"),
+    ],
+)
+def test_stack_stem(name, stem):
+    assert stack_stem(name) == stem
+
+
+def test_memory_stays_bounded_while_iterating(tmp_path):
+    """Iterating 150 frames of 512 x 512 (75 MB) holds a few frames, not the movie."""
+    shape = (150, 1, 512, 512)
+    frame_bytes = 512 * 512 * 2
+    frames = (np.full(shape[1:], t, np.uint16) for t in range(shape[0]))
+    path = write_ome_tiff(
+        tmp_path / "long.ome.tif",
+        frames,
+        shape=shape,
+        dtype=np.uint16,
+        channel_names=["cells"],
+        pixel_size_um=1,
+        interval_s=1,
+        compression=None,
+    )
+    tracemalloc.start()
+    try:
+        with open_stack(path) as m:
+            total = 0
+            for t, frame in enumerate(m.iter_frames("cells")):
+                assert frame[0, 0] == t
+                total += frame.nbytes
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == shape[0] * frame_bytes
+    assert peak < 10 * frame_bytes, f"peak {peak / 1e6:.1f} MB while iterating"
+
+
+def test_real_ctc_folder(shared_data):
+    folder = shared_data / "ctc_Fluo-N2DH-GOWT1_02_full" / "02"
+    with open_stack(folder) as m:
+        assert m.format == "tiff-folder"
+        assert m.shape == (92, 1, 1024, 1024)
+        assert m.read("cells", 91).shape == (1024, 1024)

@@ -1,0 +1,140 @@
+"""Linking, division detection, relabelling and CTC export on tables with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from deathtrack.config import DivisionConfig, PopulationTrackConfig
+from deathtrack.errors import CalibrationError
+from deathtrack.track import export_ctc, find_divisions, link_objects, relabel_frames
+
+
+def _objs(rows):
+    return pd.DataFrame(rows, columns=["frame", "label", "y_um", "x_um", "area_um2"])
+
+
+def test_two_cells_moving_in_parallel_keep_their_ids():
+    rows = []
+    for t in range(6):
+        rows.append((t, 1, 10.0 + t, 10.0, 200.0))
+        rows.append((t, 2, 10.0 + t, 60.0, 200.0))
+    tracks = link_objects(_objs(rows), PopulationTrackConfig(), interval_s=60)
+    assert tracks.groupby("track_id")["x_um"].nunique().tolist() == [1, 1]
+    assert sorted(tracks["track_id"].unique()) == [1, 2]
+    assert tracks.loc[tracks.x_um == 10, "track_id"].iloc[0] == 1  # first appearance first
+
+
+def test_gap_bridged_by_memory_and_cut_without():
+    rows = [(t, 1, 5.0 + 0.5 * t, 5.0, 100.0) for t in (0, 1, 2, 4, 5)]
+    with_memory = link_objects(_objs(rows), PopulationTrackConfig(memory=2), interval_s=60)
+    no_memory = link_objects(_objs(rows), PopulationTrackConfig(memory=0), interval_s=60)
+    assert with_memory["track_id"].nunique() == 1
+    assert no_memory["track_id"].nunique() == 2
+
+
+def test_speed_limit_from_interval():
+    rows = [(0, 1, 0.0, 0.0, 100.0), (1, 1, 0.0, 10.0, 100.0)]  # 10 µm in one frame
+    slow = PopulationTrackConfig(max_speed_um_per_min=3.0, min_search_um=1.0)
+    assert link_objects(_objs(rows), slow, interval_s=60)["track_id"].nunique() == 2
+    assert link_objects(_objs(rows), slow, interval_s=240)["track_id"].nunique() == 1
+    with pytest.raises(
+        CalibrationError, match="tracking needs the frame interval .* pass --interval S"
+    ):
+        link_objects(_objs(rows), slow, interval_s=None)
+
+
+def test_min_length_and_empty_input():
+    rows = [(0, 1, 0.0, 0.0, 1.0), (0, 2, 50.0, 50.0, 1.0), (1, 1, 0.5, 0.0, 1.0)]
+    tracks = link_objects(_objs(rows), PopulationTrackConfig(min_length=2), interval_s=60)
+    assert tracks["track_id"].tolist() == [1, 1]
+    empty = link_objects(_objs([]), interval_s=60)
+    assert empty.empty and "track_id" in empty.columns
+    assert link_objects(_objs(rows[:1]), interval_s=60)["track_id"].tolist() == [1]
+
+
+def test_input_table_is_not_modified():
+    objs = _objs([(0, 1, 0.0, 0.0, 1.0), (1, 1, 0.5, 0.0, 1.0)])
+    before = objs.copy()
+    link_objects(objs, interval_s=60)
+    pd.testing.assert_frame_equal(objs, before)
+
+
+def _division_rows(keep_parent_id: bool):
+    """Parent at (50, 50) for frames 0-4; daughters at (44, 50) and (56, 50) from frame 5."""
+    rows = [(t, 1, 50.0, 50.0, 300.0) for t in range(5)]
+    for t in range(5, 9):
+        d = 6.0 + (t - 5)
+        rows.append((t, 1, 50.0 - d, 50.0, 150.0))
+        rows.append((t, 2, 50.0 + d, 50.0, 150.0))
+    rows.append((6, 3, 10.0, 90.0, 150.0))  # an unrelated cell appearing far away
+    rows.append((7, 3, 10.0, 90.0, 150.0))
+    return _objs(rows)
+
+
+def test_division_where_one_daughter_keeps_the_parent_id():
+    tracks = link_objects(_division_rows(True), interval_s=60)
+    out, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15))
+    assert len(lineage) == 2 and set(lineage["frame"]) == {5}
+    parent = lineage["parent_id"].iloc[0]
+    assert out[out.track_id == parent]["frame"].max() == 4
+    for child in lineage["child_id"]:
+        assert out[out.track_id == child]["frame"].min() == 5
+    assert out["track_id"].nunique() == 4  # parent, two daughters, the unrelated cell
+
+
+def test_division_where_both_daughters_are_new_tracks():
+    rows = [(t, 1, 50.0, 50.0, 300.0) for t in range(5)]
+    rows += [(t, 2, 40.0, 50.0, 140.0) for t in range(5, 8)]
+    rows += [(t, 3, 60.0, 50.0, 150.0) for t in range(5, 8)]
+    tracks = link_objects(
+        _objs(rows), PopulationTrackConfig(max_speed_um_per_min=1, min_search_um=2), interval_s=60
+    )
+    assert tracks["track_id"].nunique() == 3
+    _, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15))
+    assert lineage.values.tolist() == [[1, 2, 5], [1, 3, 5]]
+
+
+def test_no_division_for_a_lone_new_track_or_wrong_sizes():
+    rows = [(t, 1, 50.0, 50.0, 300.0) for t in range(8)]
+    rows += [(t, 2, 58.0, 50.0, 290.0) for t in range(4, 8)]  # a neighbour arriving, same size
+    tracks = link_objects(_objs(rows), interval_s=60)
+    _, lineage = find_divisions(tracks)
+    assert lineage.empty
+    _, lineage = find_divisions(
+        link_objects(_division_rows(True), interval_s=60), DivisionConfig(enabled=False)
+    )
+    assert lineage.empty
+
+
+def test_relabel_frames_puts_track_ids_in_the_labels():
+    frames = [np.array([[0, 1], [2, 2]]), np.array([[1, 0], [0, 3]])]
+    tracks = pd.DataFrame({"frame": [0, 0, 1, 1], "label": [1, 2, 1, 3], "track_id": [7, 4, 4, 9]})
+    out = list(relabel_frames(frames, tracks))
+    assert out[0].tolist() == [[0, 7], [4, 4]]
+    assert out[1].tolist() == [[4, 0], [0, 9]]
+
+
+def test_export_ctc_splits_gaps_and_links_parents(tmp_path):
+    tracks = pd.DataFrame(
+        {
+            "frame": [0, 1, 3, 4, 2, 3, 4],
+            "track_id": [1, 1, 1, 1, 2, 2, 3],
+            "label": [1, 1, 1, 1, 2, 2, 3],
+        }
+    )
+    lineage = pd.DataFrame({"parent_id": [2], "child_id": [3], "frame": [4]})
+    frames = []
+    for t in range(5):
+        img = np.zeros((4, 4), np.int32)
+        for tid in tracks[tracks.frame == t].track_id:
+            img[tid, tid] = tid
+        frames.append(img)
+    out = export_ctc(frames, tracks, lineage, tmp_path / "ctc", n_frames=5)
+    lines = sorted((out / "res_track.txt").read_text().split("\n")[:-1])
+    # track 1 has a gap at frame 2: frames 0-1 keep label 1, frames 3-4 become label 4, parent 1
+    assert lines == ["1 0 1 0", "2 2 3 0", "3 4 4 2", "4 3 4 1"]
+    assert tifffile.imread(out / "mask003.tif")[1, 1] == 4
+    assert tifffile.imread(out / "mask000.tif").dtype == np.uint16
