@@ -219,7 +219,13 @@ class SimulationConfig(Section):
 #: Named scenarios used by tests and benchmarks: overrides of the defaults.
 PRESETS: dict[str, dict] = {
     "default": {},
-    "dense": {"n_cells": 55, "min_gap_um": -1.5, "cell_radius_sd_um": 0.8},
+    "dense": {
+        "n_cells": 55,
+        "min_gap_um": -1.5,
+        "cell_radius_sd_um": 0.8,
+        "p_apoptotic": 0.15,
+        "p_necroptotic": 0.15,
+    },
     "low_snr": {
         "cell_brightness": 60.0,
         "immune_brightness": 50.0,
@@ -858,7 +864,7 @@ def simulate(config: SimulationConfig | None = None, **overrides) -> Simulation:
             if t == cell.start and cell.parent_id:
                 parent = by_id[cell.parent_id]
                 sy, sx = cell.split_axis  # type: ignore[attr-defined]
-                off = 0.55 * parent.radius_um
+                off = 0.72 * parent.radius_um  # daughters touch at a narrow neck
                 cell.center[t] = parent.center[t - 1] + off * np.array([sy, sx])
                 continue
             prev = cell.center[t - 1]
