@@ -141,7 +141,8 @@ def _input_options(func):
 @click.version_option(package_name="deathtrack")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def main(verbose: int, quiet: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """deathtrack: find, classify and measure cell deaths in live-cell movies.
 
     Start with `deathtrack info STACK` to check what deathtrack reads from a file,
@@ -149,6 +150,7 @@ def main(verbose: int, quiet: bool) -> None:
     sample movie.
     """
     _setup_logging(verbose, quiet)
+    ctx.obj = {"progress": not quiet}
 
 
 @main.command()
@@ -294,8 +296,27 @@ def simulate(out, config_file, preset, seed, name, overrides, show_config):
     metavar="KEY=VALUE",
     help="Override one config value, e.g. --set input.interval_s=120 (repeatable).",
 )
+@click.option(
+    "--export-ctc",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Also write target-cell tracks in Cell Tracking Challenge format to DIR/<stem>_RES/ "
+    "(for traccuracy, py-ctcmetrics, Fiji).",
+)
 @_friendly_errors
-def run(stacks, out_dir, config_file, channels, pixel_size, interval, z_step, axes, overrides):
+def run(
+    stacks,
+    out_dir,
+    config_file,
+    channels,
+    pixel_size,
+    interval,
+    z_step,
+    axes,
+    overrides,
+    export_ctc,
+):
     """Analyse STACK(s) and write results to --out DIR/<stem>/."""
     from .pipeline import run_stack
 
@@ -303,7 +324,13 @@ def run(stacks, out_dir, config_file, channels, pixel_size, interval, z_step, ax
     failed = 0
     for stack in stacks:
         try:
-            result = run_stack(stack, cfg, out_dir)
+            result = run_stack(
+                stack,
+                cfg,
+                out_dir,
+                export_ctc=export_ctc,
+                progress=click.get_current_context().obj["progress"],
+            )
         except DeathtrackError as err:
             failed += 1
             click.echo(f"deathtrack: error: {err}", err=True)

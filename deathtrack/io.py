@@ -795,6 +795,7 @@ def write_ome_tiff(
     interval_s: float,
     z_step_um: float | None = None,
     compression: str | None = "zlib",
+    uuid: str | None = None,
 ) -> Path:
     """Write a (T, C, [Z], Y, X) movie as OME-TIFF, streaming one frame at a time.
 
@@ -807,6 +808,9 @@ def write_ome_tiff(
         Written as OME metadata, read back by :func:`open_stack`.
     compression
         ``"zlib"`` (default, lossless), another tifffile codec, or ``None``.
+    uuid
+        The OME UUID; by default a new random one. Give a fixed one (e.g.
+        derived from a simulation's parameters) for byte-identical files.
 
     The file is written to a temporary name and renamed when complete, so an
     interrupted write never leaves a partial file under ``path``.
@@ -837,6 +841,8 @@ def write_ome_tiff(
     }
     if z_step_um is not None:
         meta.update(PhysicalSizeZ=z_step_um, PhysicalSizeZUnit="µm")
+    if uuid is not None:
+        meta.update(UUID=f"urn:uuid:{uuid}", Creator="deathtrack")
     final, tmp = _atomic_target(Path(path))
     nbytes = int(np.prod(shape)) * dtype.itemsize
     try:

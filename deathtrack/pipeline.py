@@ -183,6 +183,7 @@ def run_stack(
     out_dir: str | Path = "results",
     *,
     progress: bool = True,
+    export_ctc: str | Path | None = None,
 ) -> RunResult:
     """Analyse one stack and write ``out_dir/<stem>/``.
 
@@ -201,6 +202,10 @@ def run_stack(
         Results folder; this stack's outputs go to ``out_dir/<stem>/``.
     progress
         Show progress bars.
+    export_ctc
+        Also write the target-cell tracks in Cell Tracking Challenge format to
+        ``export_ctc/<stem>_RES/`` (``maskTTT.tif``, ``res_track.txt``) for
+        traccuracy, py-ctcmetrics and the CTC evaluation tools.
 
     Returns
     -------
@@ -282,6 +287,20 @@ def run_stack(
                     write_labels(
                         result.out_dir / f"labels_{pop}.tif", frames, shape=shape, dtype=np.int32
                     )
+            if export_ctc is not None and col.CELLS in populations:
+                from .track import export_ctc as write_ctc
+
+                cells = tracks[populations.index(col.CELLS)]
+                store = stores[col.CELLS]
+                frames = relabel_frames((store[t] for t in range(movie.n_frames)), cells)
+                ctc_dir = write_ctc(
+                    frames,
+                    cells,
+                    lineage,
+                    Path(export_ctc) / f"{result.out_dir.name}_RES",
+                    n_frames=movie.n_frames,
+                )
+                result.counts["ctc_export"] = str(ctc_dir)
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
             write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
             write_table(lineage, result.out_dir / "lineage.csv", fmt)

@@ -298,6 +298,7 @@ class _Cell:
     parent_id: int = 0
     fragments: np.ndarray | None = None  # (n, 3): dy, dx (unit of radius), radius factor
     moving: np.ndarray = field(default=None)  # (T,) bool: whether it moves this frame
+    split_axis: tuple[float, float] = (0.0, 0.0)  # daughters: unit vector away from the sister
 
 
 @dataclass
@@ -848,7 +849,7 @@ def simulate(config: SimulationConfig | None = None, **overrides) -> Simulation:
             child.state = np.array([ALIVE] * T, dtype=object)
             child.moving = np.ones(T, bool)
             child.center = np.full((T, 2), np.nan)
-            child.split_axis = (sign * math.sin(axis), sign * math.cos(axis))  # type: ignore[attr-defined]
+            child.split_axis = (sign * math.sin(axis), sign * math.cos(axis))
             daughters.append(child)
     all_cells = cells + daughters
 
@@ -863,7 +864,7 @@ def simulate(config: SimulationConfig | None = None, **overrides) -> Simulation:
                 continue
             if t == cell.start and cell.parent_id:
                 parent = by_id[cell.parent_id]
-                sy, sx = cell.split_axis  # type: ignore[attr-defined]
+                sy, sx = cell.split_axis
                 off = 0.72 * parent.radius_um  # daughters touch at a narrow neck
                 cell.center[t] = parent.center[t - 1] + off * np.array([sy, sx])
                 continue
@@ -873,7 +874,7 @@ def simulate(config: SimulationConfig | None = None, **overrides) -> Simulation:
                 continue
             step = rng.normal(0, step_sd, 2)
             if cell.parent_id and t - cell.start < 4:  # daughters move apart
-                sy, sx = cell.split_axis  # type: ignore[attr-defined]
+                sy, sx = cell.split_axis
                 step = step + 0.12 * cell.radius_um * np.array([sy, sx])
             prop = prev + step
             r = cell.radius_um * math.sqrt(cell.area_factor[t])
@@ -1162,6 +1163,8 @@ def write_simulation(
     dict of Path
         Paths of everything written, by key (``movie``, ``events``, ...).
     """
+    import uuid as uuid_mod
+
     import tomli_w
     from tqdm.auto import tqdm
 
@@ -1201,6 +1204,8 @@ def write_simulation(
         channel_names=c.channel_names,
         pixel_size_um=c.pixel_size_um,
         interval_s=c.interval_s,
+        # the same parameters give the same file, byte for byte
+        uuid=str(uuid_mod.uuid5(uuid_mod.NAMESPACE_URL, "deathtrack:" + c.model_dump_json())),
     )
     cfg_path = truth_dir / "simulation.toml"
     cfg_path.write_text(tomli_w.dumps(config_to_dict(c)), encoding="utf-8")
