@@ -26,6 +26,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -264,10 +265,13 @@ class _TiffSource:
                 f"({err}); re-export or copy it again"
             ) from None
         self.path = path
+        # frames may be read from several threads; one file handle must not seek under another
+        self._lock = threading.Lock()
 
     def __getitem__(self, index):
         try:
-            return np.asarray(self.arr[index])
+            with self._lock:
+                return np.asarray(self.arr[index])
         except Exception as err:
             raise StackReadError(
                 f"{self.path}: cannot read the data at index {index} ({type(err).__name__}: "

@@ -129,7 +129,7 @@ def _segment_movie(movie, cfg: PipelineConfig, work: Path, populations, progress
     from tqdm.auto import tqdm
 
     from .measure import measure_frame
-    from .segment import segment_frame
+    from .segment import read_label_stack, segment_frame
 
     px = movie.calibration.pixel_size_um
     ny, nx = movie.shape[-2:]
@@ -144,26 +144,40 @@ def _segment_movie(movie, cfg: PipelineConfig, work: Path, populations, progress
         for pop in populations
     }
     names = _channel_keys(movie)
+    given = {}  # bring-your-own label stacks (Cellpose, StarDist, ...), read frame by frame
+    for pop in populations:
+        pop_cfg = getattr(cfg.segment, pop)
+        if pop_cfg.method == "labels":
+            given[pop] = read_label_stack(
+                pop_cfg.labels_path, expect_shape=(movie.n_frames, ny, nx)
+            )
 
     def one(t: int) -> dict[str, pd.DataFrame]:
         frame = np.asarray(movie.frame(t))
         intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
         out = {}
         for pop in populations:
-            image = frame[movie.roles[pop]].astype(np.float32)
-            labels = segment_frame(image, getattr(cfg.segment, pop), pixel_size_um=px)
+            if pop in given:
+                labels = given[pop][t]
+            else:
+                image = frame[movie.roles[pop]].astype(np.float32)
+                labels = segment_frame(image, getattr(cfg.segment, pop), pixel_size_um=px)
             stores[pop][t] = labels
             out[pop] = measure_frame(labels, intensities, frame=t, pixel_size_um=px, population=pop)
         return out
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
-    with ThreadPoolExecutor(max_workers=cfg.segment.workers) as pool:
-        results = pool.map(one, range(movie.n_frames))
-        for res in tqdm(
-            results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
-        ):
-            for pop, df in res.items():
-                tables[pop].append(df)
+    try:
+        with ThreadPoolExecutor(max_workers=cfg.segment.workers) as pool:
+            results = pool.map(one, range(movie.n_frames))
+            for res in tqdm(
+                results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
+            ):
+                for pop, df in res.items():
+                    tables[pop].append(df)
+    finally:
+        for stack in given.values():
+            stack.close()
     return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
 
 
