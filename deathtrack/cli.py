@@ -365,7 +365,13 @@ def demo(out_dir):
     with open_stack(DEMO_STACK) as movie:
         click.echo(_format_info(movie.info()))
     result = run_stack(DEMO_STACK, PipelineConfig(), out_dir)
-    click.echo(f"\nwrote {result.out_dir}:")
+    c = result.counts
+    click.echo(
+        f"\n{c.get('n_tracks_cells', 0)} target-cell tracks, {c.get('n_tracks_immune', 0)} "
+        f"immune-cell tracks, {c.get('n_divisions', 0)} division(s) in {c['n_frames']} frames "
+        f"({result.timings_s['total']:.0f} s). The movie's truth: {SAMPLE_DIR / 'demo_truth'}."
+    )
+    click.echo(f"wrote {result.out_dir}:")
     for p in sorted(result.out_dir.iterdir()):
         click.echo(f"  {p.name}")
 

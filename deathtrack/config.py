@@ -256,6 +256,19 @@ class DivisionConfig(Section):
     area_ratio: tuple[float, float] = Field(
         (0.2, 0.8), description="Daughter area as a fraction of the parent's last area."
     )
+    min_daughter_area_um2: float = Field(
+        50.0,
+        ge=0,
+        description="Smallest daughter, µm²: apoptotic bodies splitting into groups are smaller "
+        "than a daughter cell and must not pass for a division.",
+    )
+    min_daughter_solidity: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="Daughters are round and smooth right after division; a group of apoptotic "
+        "bodies is not (lower solidity).",
+    )
 
 
 class TrackConfig(Section):

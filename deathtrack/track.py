@@ -158,6 +158,15 @@ def find_divisions(
         return out, pd.DataFrame(lineage, columns=LINEAGE_COLUMNS, dtype=np.int64)
     lo, hi = cfg.area_ratio
     next_id = int(out[col.TRACK_ID].max()) + 1
+
+    def cell_like(row) -> bool:
+        """A daughter is one piece of cell size, not a group of apoptotic bodies."""
+        if row[col.AREA_UM2] < cfg.min_daughter_area_um2:
+            return False
+        if float(row.get("solidity", 1.0)) < cfg.min_daughter_solidity:
+            return False
+        return int(row.get("n_fragments", 1)) == 1
+
     by_frame = {f: g for f, g in out.groupby(col.FRAME)}
     first = out.groupby(col.TRACK_ID)[col.FRAME].min().to_dict()
     last = out.groupby(col.TRACK_ID)[col.FRAME].max().to_dict()
@@ -183,7 +192,7 @@ def find_divisions(
                 if aid in used_parents:
                     continue
                 a_area = float(a[col.AREA_UM2])
-                if not lo <= b[col.AREA_UM2] / a_area <= hi:
+                if not lo <= b[col.AREA_UM2] / a_area <= hi or not cell_like(b):
                     continue
                 if last[aid] == f - 1:
                     # parent ended: look for the sister among the other new tracks
@@ -194,6 +203,7 @@ def find_divisions(
                     ok = others[
                         (ds <= cfg.max_distance_um)
                         & (others[col.AREA_UM2] / a_area).between(lo, hi)
+                        & np.array([cell_like(r) for _, r in others.iterrows()], dtype=bool)
                     ]
                     if ok.empty:
                         continue
@@ -204,7 +214,11 @@ def find_divisions(
                     break
                 # parent goes on: did its area drop to a daughter's size at f?
                 a_now = cur[cur[col.TRACK_ID] == aid]
-                if a_now.empty or not lo <= float(a_now[col.AREA_UM2].iloc[0]) / a_area <= hi:
+                if (
+                    a_now.empty
+                    or not lo <= float(a_now[col.AREA_UM2].iloc[0]) / a_area <= hi
+                    or not cell_like(a_now.iloc[0])
+                ):
                     continue
                 new = next_id
                 next_id += 1

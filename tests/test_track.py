@@ -138,3 +138,29 @@ def test_export_ctc_splits_gaps_and_links_parents(tmp_path):
     assert lines == ["1 0 1 0", "2 2 3 0", "3 4 4 2", "4 3 4 1"]
     assert tifffile.imread(out / "mask003.tif")[1, 1] == 4
     assert tifffile.imread(out / "mask000.tif").dtype == np.uint16
+
+
+@pytest.mark.parametrize(
+    ("daughter", "is_division"),
+    [
+        ({"area_um2": 150.0, "solidity": 0.97, "n_fragments": 1}, True),
+        ({"area_um2": 30.0, "solidity": 0.97, "n_fragments": 1}, False),  # too small: bodies
+        ({"area_um2": 150.0, "solidity": 0.70, "n_fragments": 1}, False),  # ragged group
+        ({"area_um2": 150.0, "solidity": 0.97, "n_fragments": 3}, False),  # several pieces
+    ],
+)
+def test_apoptotic_bodies_splitting_are_not_a_division(daughter, is_division):
+    rows = [
+        dict(frame=t, label=1, y_um=50.0, x_um=50.0, area_um2=300.0, solidity=0.95, n_fragments=1)
+        for t in range(5)
+    ]
+    for t in range(5, 8):
+        rows.append(dict(frame=t, label=2, y_um=40.0, x_um=50.0, **daughter))
+        rows.append(dict(frame=t, label=3, y_um=60.0, x_um=50.0, **daughter))
+    tracks = link_objects(
+        pd.DataFrame(rows),
+        PopulationTrackConfig(max_speed_um_per_min=1, min_search_um=2),
+        interval_s=60,
+    )
+    _, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15, area_ratio=(0.05, 0.8)))
+    assert (len(lineage) == 2) is is_division
