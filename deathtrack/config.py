@@ -172,7 +172,7 @@ class PopulationSegmentConfig(Section):
         "cell) beside the bright ones, at a coarser scale.",
     )
     dim_smooth_sigma_um: float = Field(
-        2.0, ge=0, description="Smoothing (µm) of the search for dim objects."
+        3.0, ge=0, description="Smoothing (µm) of the search for dim objects."
     )
     seed_shape_weight: float = Field(
         0.5,
