@@ -160,17 +160,10 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @_friendly_errors
 def info(stack, channels, pixel_size, interval, z_step, axes, as_json):
     """Show a stack's shape, axes, dtype, calibration, channels and roles."""
-    from .io import open_stack
+    from .io import open_input
 
     cfg = _build_config(None, channels, pixel_size, interval, z_step, axes, ())
-    with open_stack(
-        stack,
-        channels=cfg.input.channels,
-        pixel_size_um=cfg.input.pixel_size_um,
-        interval_s=cfg.input.interval_s,
-        z_step_um=cfg.input.z_step_um,
-        axes=cfg.input.axes,
-    ) as movie:
+    with open_input(stack, cfg.input) as movie:
         data = movie.info()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))

@@ -51,6 +51,15 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
+AXES_RULE = "must use each of the letters T, C, Z, Y, X at most once and end with YX, e.g. TCYX"
+
+
+def valid_axes(axes: str) -> bool:
+    """Whether ``axes`` names stack axes deathtrack understands (see :data:`AXES_RULE`)."""
+    a = axes.upper()
+    return not (set(a) - set("TCZYX")) and len(set(a)) == len(a) and a.endswith("YX")
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are refused, assignments validated."""
 
@@ -102,14 +111,9 @@ class InputConfig(Section):
     def _axes_letters(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        axes = value.upper()
-        bad = sorted(set(axes) - set("TCZYX"))
-        if bad or len(set(axes)) != len(axes) or not axes.endswith("YX"):
-            raise ValueError(
-                f"axes {value!r} must use each of the letters T, C, Z, Y, X at most once "
-                "and end with YX, e.g. 'TCYX' or 'TZCYX'"
-            )
-        return axes
+        if not valid_axes(value):
+            raise ValueError(f"axes {value!r} {AXES_RULE}")
+        return value.upper()
 
 
 class PopulationSegmentConfig(Section):

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .columns import ROLE_CELLS, ROLES
+from .config import AXES_RULE, InputConfig, valid_axes
 from .errors import (
     AxesError,
     CalibrationError,
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Calibration",
     "Movie",
+    "open_input",
     "open_stack",
     "stack_stem",
     "write_labels",
@@ -627,12 +629,8 @@ def _normalise_axes(raw_axes: str, shape: tuple[int, ...], path: Path, override:
                 f"{len(shape)} dimensions {shape} (file axes {raw_axes!r}); give one letter "
                 "per dimension, e.g. --axes TCYX"
             )
-        bad = sorted(set(axes) - set("TCZYX"))
-        if bad or len(set(axes)) != len(axes) or not axes.endswith("YX"):
-            raise AxesError(
-                f"{path}: axes {override!r} must use each of T, C, Z, Y, X at most once and "
-                "end with YX, e.g. --axes TCYX"
-            )
+        if not valid_axes(axes):
+            raise AxesError(f"{path}: axes {override!r} {AXES_RULE} (--axes)")
         return axes
     axes = raw_axes.upper().replace("S", "C") if "C" not in raw_axes.upper() else raw_axes.upper()
     unknown = [a for a in axes if a not in "TCZYX"]
@@ -646,6 +644,18 @@ def _normalise_axes(raw_axes: str, shape: tuple[int, ...], path: Path, override:
             "per dimension) or set input.axes in the config"
         )
     return axes
+
+
+def open_input(path: str | Path, config: InputConfig) -> Movie:
+    """:func:`open_stack` with the roles, calibration and axes of an ``[input]`` config."""
+    return open_stack(
+        path,
+        channels=config.channels,
+        pixel_size_um=config.pixel_size_um,
+        interval_s=config.interval_s,
+        z_step_um=config.z_step_um,
+        axes=config.axes,
+    )
 
 
 def open_stack(

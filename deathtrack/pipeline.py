@@ -227,7 +227,7 @@ def run_stack(
     """
     import shutil
 
-    from .io import open_stack, stack_stem, write_labels
+    from .io import open_input, stack_stem, write_labels
     from .track import find_divisions, link_objects, relabel_frames
 
     cfg = config or PipelineConfig()
@@ -237,14 +237,7 @@ def run_stack(
     fmt = cfg.output.table_format
 
     t0 = time.perf_counter()
-    with open_stack(
-        stack,
-        channels=cfg.input.channels,
-        pixel_size_um=cfg.input.pixel_size_um,
-        interval_s=cfg.input.interval_s,
-        z_step_um=cfg.input.z_step_um,
-        axes=cfg.input.axes,
-    ) as movie:
+    with open_input(stack, cfg.input) as movie:
         info = movie.info()
         result.timings_s["open"] = time.perf_counter() - t0
         movie.require_calibration(
