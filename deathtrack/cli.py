@@ -357,12 +357,16 @@ def demo(out_dir):
         )
     with open_stack(DEMO_STACK) as movie:
         click.echo(_format_info(movie.info()))
-    result = run_stack(DEMO_STACK, PipelineConfig(), out_dir)
+    progress = click.get_current_context().obj["progress"]
+    result = run_stack(DEMO_STACK, PipelineConfig(), out_dir, progress=progress)
     c = result.counts
     click.echo(
         f"\n{c.get('n_tracks_cells', 0)} target-cell tracks, {c.get('n_tracks_immune', 0)} "
         f"immune-cell tracks, {c.get('n_divisions', 0)} division(s) in {c['n_frames']} frames "
-        f"({result.timings_s['total']:.0f} s). The movie's truth: {SAMPLE_DIR / 'demo_truth'}."
+        f"({result.timings_s['total']:.0f} s). Deaths: {c.get('n_events', 0)} "
+        f"({c.get('n_apoptotic', 0)} apoptotic, {c.get('n_necroptotic', 0)} necroptotic, "
+        f"{c.get('n_uncertain', 0)} uncertain). "
+        f"The truth is in {SAMPLE_DIR / 'demo_truth'} (8 deaths: 4 + 4, 2 divisions)."
     )
     click.echo(f"wrote {result.out_dir}:")
     for p in sorted(result.out_dir.iterdir()):

@@ -31,6 +31,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "DeathConfig",
     "DivisionConfig",
     "InputConfig",
     "OutputConfig",
@@ -287,6 +288,42 @@ class TrackConfig(Section):
     divisions: DivisionConfig = Field(default_factory=DivisionConfig)
 
 
+class DeathConfig(Section):
+    """Death detection and the apoptotic / necroptotic call."""
+
+    min_track_frames: int = Field(6, ge=3, description="Shorter tracks are not examined.")
+    baseline_frames: int = Field(
+        5, ge=2, description="Frames at the start of a track that set its baseline."
+    )
+    shrink_fraction: float = Field(
+        0.85,
+        gt=0,
+        lt=1,
+        description="Apoptosis: area at or below this fraction of the baseline (DESIGN.md: "
+        ">= 15 % below).",
+    )
+    sustain_frames: int = Field(3, ge=1, description="Shrinkage must last this many frames.")
+    rupture_drop: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="Necroptotic rupture: the reporter falls by at least this fraction within "
+        "a frame and stays down.",
+    )
+    onset_tolerance: float = Field(
+        0.05, gt=0, description="Onset: first frame whose area differs from baseline by more."
+    )
+    dye_min_rise: float = Field(
+        20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
+    )
+    division_guard_frames: int = Field(
+        4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
+    )
+    uncertain_margin: float = Field(
+        0.15, ge=0, lt=0.5, description="Calls with |p_necroptotic - 0.5| below this are uncertain."
+    )
+
+
 class OutputConfig(Section):
     """What the outputs folder holds."""
 
@@ -302,6 +339,7 @@ class PipelineConfig(Section):
     input: InputConfig = Field(default_factory=InputConfig)
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
+    death: DeathConfig = Field(default_factory=DeathConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

@@ -227,6 +227,7 @@ def run_stack(
     """
     import shutil
 
+    from .death import detect_deaths
     from .io import open_input, stack_stem, write_labels
     from .track import find_divisions, link_objects, relabel_frames
 
@@ -308,6 +309,20 @@ def run_stack(
                     n_frames=movie.n_frames,
                 )
                 result.counts["ctc_export"] = str(ctc_dir)
+            t0 = time.perf_counter()
+            cells = tracks[populations.index(col.CELLS)]
+            events = detect_deaths(
+                _with_time(cells, movie.calibration.interval_s),
+                lineage,
+                cfg.death,
+                interval_s=movie.calibration.interval_s,
+            )
+            write_table(events, result.out_dir / "events.csv", fmt)
+            result.counts["n_events"] = len(events)
+            for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):
+                result.counts[f"n_{mode}"] = int((events[col.MODE] == mode).sum())
+            result.timings_s["death"] = time.perf_counter() - t0
+            result.stages.append("death")
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
             write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
             write_table(lineage, result.out_dir / "lineage.csv", fmt)
@@ -339,6 +354,10 @@ def run_stack(
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)
     return result
+
+
+def _with_time(df: pd.DataFrame, interval_s: float) -> pd.DataFrame:
+    return df.assign(**{col.T_S: df[col.FRAME] * interval_s})
 
 
 def _tracks_table(tracks: list[pd.DataFrame], interval_s: float) -> pd.DataFrame:

@@ -120,3 +120,39 @@ def test_outputs_contract(scored):
     cells = tracks[tracks.population == "cells"]
     for t in (0, 15, 29):
         assert set(np.unique(labels[t])) - {0} == set(cells[cells.frame == t].track_id)
+
+
+def _match_events(pred: pd.DataFrame, truth: pd.DataFrame):
+    """Greedy matching within 10 µm and 4 frames (the issue's definition)."""
+    used, pairs = set(), []
+    for e in truth.itertuples():
+        d = np.hypot(pred.y_um - e.y_um, pred.x_um - e.x_um)
+        ok = pred[(d <= 10) & ((pred.frame - e.frame).abs() <= 4) & ~pred.event_id.isin(used)]
+        if len(ok):
+            m = ok.iloc[0]
+            used.add(m.event_id)
+            pairs.append((e.mode, m["mode"], abs(int(m.frame) - int(e.frame))))
+    return pairs
+
+
+@pytest.mark.parametrize("scored", ["default"], indirect=True)
+def test_deaths_found_and_called_with_dye(scored):
+    truth = scored["sim"].truth()["events"]
+    pred = pd.read_csv(scored["result"].out_dir / "events.csv")
+    pairs = _match_events(pred, truth)
+    precision, recall = len(pairs) / max(len(pred), 1), len(pairs) / len(truth)
+    assert len(truth) >= 6
+    assert 2 * precision * recall / (precision + recall) >= 0.9, (pred, truth)
+    modes = pd.DataFrame(pairs, columns=["true", "called", "frame_error"])
+    per_mode = [(modes[modes.true == m].called == m).mean() for m in ("apoptotic", "necroptotic")]
+    assert np.mean(per_mode) >= 0.9, modes
+    assert modes.frame_error.median() <= 1
+
+
+@pytest.mark.parametrize("scored", ["divisions"], indirect=True)
+def test_no_deaths_called_among_dividing_cells(scored):
+    pred = pd.read_csv(scored["result"].out_dir / "events.csv")
+    tracks = pd.read_csv(scored["result"].out_dir / "tracks.csv")
+    n_tracks = tracks[tracks.population == "cells"].track_id.nunique()
+    assert scored["sim"].truth()["events"].empty
+    assert len(pred) <= n_tracks / 100, (len(pred), n_tracks, pred)  # at most 1 per 100 tracks

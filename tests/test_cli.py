@@ -212,13 +212,20 @@ def test_run_writes_tracks_labels_and_ctc_export(tmp_path, small_movie):
     assert result.exit_code == 0, result.output
     assert "segment:" not in result.output  # -q: no progress bar
     folder = out / "small"
-    for name in ("tracks.csv", "lineage.csv", "labels_cells.tif", "labels_immune.tif", "run.json"):
+    for name in (
+        "tracks.csv",
+        "lineage.csv",
+        "events.csv",
+        "labels_cells.tif",
+        "labels_immune.tif",
+        "run.json",
+    ):
         assert (folder / name).exists(), name
     ctc = tmp_path / "ctc" / "small_RES"
     assert (ctc / "res_track.txt").read_text().strip()
     assert len(list(ctc.glob("mask*.tif"))) == 40
     info = json.loads((folder / "run.json").read_text())
-    assert info["stages"] == ["segment", "measure", "track"]
+    assert info["stages"] == ["segment", "measure", "track", "death"]
     assert info["counts"]["n_tracks_cells"] >= 10
 
 

@@ -68,7 +68,9 @@ def test_bad_role_lists_allowed_roles():
 
 
 def test_bad_axes():
-    with pytest.raises(ConfigError, match="axes 'TCXY' must use each of the letters T, C, Z, Y, X at most once"):
+    with pytest.raises(
+        ConfigError, match="axes 'TCXY' must use each of the letters T, C, Z, Y, X at most once"
+    ):
         apply_overrides(PipelineConfig(), ["input.axes=TCXY"])
     assert apply_overrides(PipelineConfig(), ["input.axes=tcyx"]).input.axes == "TCYX"
 

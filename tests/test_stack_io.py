@@ -153,7 +153,10 @@ def test_ambiguous_axes_say_what_was_found_and_what_to_do(tmp_path):
         AxesError, match=r"axes 'TYX' have 3 letters but the stored array has 4 dimensions"
     ):
         open_stack(path, axes="TYX")
-    with pytest.raises(AxesError, match="four_d.tif: axes .TTYX. must use each of the letters T, C, Z, Y, X at most once"):
+    with pytest.raises(
+        AxesError,
+        match="four_d.tif: axes .TTYX. must use each of the letters T, C, Z, Y, X at most once",
+    ):
         open_stack(path, axes="TTYX")
 
 

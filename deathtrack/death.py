@@ -1,0 +1,258 @@
+"""Find the deaths among target-cell tracks and call them apoptotic or necroptotic.
+
+Per track, from the measured time series (``DESIGN.md``):
+
+- necroptosis: the cell swells and rounds up, then the cytoplasmic reporter is
+  lost abruptly at rupture (a faint ghost stays) and the dead-cell dye comes
+  at once. Death frame: the first frame by which half of the reporter's drop
+  has happened.
+- apoptosis: the cell shrinks (area >= 15 % below its own baseline, and stays
+  there), its reporter concentrates, it blebs and fragments; the dye comes
+  late. Death frame: the first frame of sustained shrinkage.
+
+The reporter is normalised by the median reporter of all cells in the same
+frame, so photobleaching is not a death. Parents of divisions (which round
+up and split), tracks that leave the field and short tracks are not called.
+Each event carries the features that drove its call and ``p_necroptotic``
+from an interpretable score; calls with ``p`` near 0.5 are ``uncertain``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from . import columns as col
+from .config import DeathConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EVENT_COLUMNS", "detect_deaths"]
+
+EVENT_COLUMNS = [
+    col.EVENT_ID,
+    col.TRACK_ID,
+    col.FRAME,
+    col.T_S,
+    col.Y,
+    col.X,
+    col.Y_UM,
+    col.X_UM,
+    col.MODE,
+    col.P_NECROPTOTIC,
+    col.ONSET_FRAME,
+    col.DYE_FRAME,
+    "area_ratio_before",
+    "area_ratio_min",
+    "reporter_drop",
+    "reporter_ratio_before",
+    "circularity_change",
+    "solidity_min_after",
+    "fragments_max_after",
+    "dye_lag_frames",
+]
+
+
+def _rolling_median(x: np.ndarray, k: int = 3) -> np.ndarray:
+    if len(x) < k:
+        return x.copy()
+    pad = np.pad(x, k // 2, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(pad, k), axis=1)
+
+
+def _first_sustained(mask: np.ndarray, start: int, run: int) -> int:
+    """First index >= start where ``mask`` holds for ``run`` consecutive values (or to the end)."""
+    n = len(mask)
+    for i in range(start, n):
+        if mask[i : min(i + run, n)].all():
+            return i
+    return -1
+
+
+def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | None:
+    """Death of one track (rows sorted by frame), or None."""
+    frames = g[col.FRAME].to_numpy()
+    area = g[col.AREA_UM2].to_numpy(float)
+    rep = g["reporter_rel"].to_numpy(float)
+    n = len(g)
+    if n < cfg.min_track_frames:
+        return None
+    k0 = max(2, min(cfg.baseline_frames, n // 3))
+    base_area = float(np.median(area[:k0]))
+    base_rep = float(np.median(rep[:k0]))
+    if not (base_area > 0 and base_rep > 0):
+        return None
+    a_rel = _rolling_median(area / base_area)
+    r_rel = rep / base_rep
+
+    # necroptotic rupture: an abrupt, lasting loss of reporter
+    rupture = -1
+    for i in range(k0, n):
+        pre = float(np.max(r_rel[max(0, i - 3) : i]))
+        post = r_rel[i : min(i + 3, n)]
+        if pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre and len(post) >= min(2, n - i):
+            rupture = i
+            break
+    # apoptotic shrinkage: area clearly and lastingly below baseline
+    shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, cfg.sustain_frames)
+
+    if rupture < 0 and shrink < 0:
+        return None
+    if rupture >= 0 and (shrink < 0 or rupture <= shrink + 1):
+        i = rupture
+        pre = float(np.max(r_rel[max(0, i - 3) : i]))
+        post = float(np.median(r_rel[i : min(i + 3, n)]))
+        half = pre - 0.5 * (pre - post)
+        j = i - 1
+        while j >= 0 and r_rel[j] <= half:  # half the drop may already be there a frame earlier
+            j -= 1
+        death = j + 1
+        kind = "rupture"
+    else:
+        death = shrink
+        kind = "shrink"
+    # onset: walk back while the area is already changing
+    onset = death
+    while onset - 1 >= k0 and abs(a_rel[onset - 1] - 1) > cfg.onset_tolerance:
+        onset -= 1
+    pre_idx = max(0, death - 1)
+    after = slice(death, min(n, death + 6))
+    before = slice(max(0, death - 4), death)
+    feats = {
+        "area_ratio_before": float(np.max(a_rel[max(0, onset - 1) : death + 1]))
+        if kind == "rupture"
+        else float(a_rel[pre_idx]),
+        "area_ratio_min": float(np.min(a_rel[: death + 1])),
+        "reporter_drop": float(1 - np.median(r_rel[after]) / max(np.max(r_rel[before]), 1e-9))
+        if death > 0
+        else 0.0,
+        "reporter_ratio_before": float(np.max(r_rel[before])) if death > 0 else 1.0,
+        "circularity_change": float(
+            g["circularity"].iloc[pre_idx] - g["circularity"].iloc[:k0].median()
+        )
+        if "circularity" in g
+        else 0.0,
+        "solidity_min_after": float(g["solidity"].iloc[after].min()) if "solidity" in g else 1.0,
+        "fragments_max_after": float(g["n_fragments"].iloc[death:].max())
+        if "n_fragments" in g
+        else 1.0,
+    }
+    dye_frame = np.nan
+    if has_dye:
+        dye = g["dye_rel"].to_numpy(float)
+        lo = float(np.median(dye[:k0]))
+        hi = float(np.max(_rolling_median(dye)))
+        if hi - lo > cfg.dye_min_rise:
+            hit = np.flatnonzero(dye >= lo + 0.5 * (hi - lo))
+            hit = hit[hit >= k0 - 1]
+            if hit.size:
+                dye_frame = float(frames[hit[0]])
+    feats["dye_lag_frames"] = float(dye_frame - frames[death]) if np.isfinite(dye_frame) else np.nan
+    return {"index": death, "onset_index": onset, "dye_frame": dye_frame, "kind": kind, **feats}
+
+
+def _p_necroptotic(f: dict, cfg: DeathConfig) -> float:
+    """Interpretable score: swelling, abrupt reporter loss and early dye push towards necroptosis;
+    shrinkage, reporter concentration, fragments and late dye towards apoptosis."""
+    z = 0.0
+    z += 6.0 * (f["area_ratio_before"] - 1.0)  # swelling (+) or shrinkage (-)
+    z += 4.0 * (f["reporter_drop"] - 0.3)  # abrupt loss at rupture
+    z -= 3.0 * max(f["reporter_ratio_before"] - 1.1, 0)  # concentration before death
+    z -= 0.8 * max(f["fragments_max_after"] - 1, 0)  # apoptotic bodies
+    lag = f["dye_lag_frames"]
+    if np.isfinite(lag):
+        z += 1.5 if lag <= 2 else -1.5  # dye at once vs late
+    return float(1 / (1 + np.exp(-z)))
+
+
+def detect_deaths(
+    tracks: pd.DataFrame,
+    lineage: pd.DataFrame | None = None,
+    config: DeathConfig | None = None,
+    *,
+    interval_s: float,
+    reporter: str = col.ROLE_CELLS,
+    image_shape: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """One row per death among target-cell tracks.
+
+    Parameters
+    ----------
+    tracks
+        Target-cell rows of ``tracks.csv``: ``frame, track_id, y, x, y_um,
+        x_um, area_um2, <reporter>_mean`` (and ``dye_mean``, ``circularity``,
+        ``solidity``, ``n_fragments``, ``touches_border`` when present).
+    lineage
+        ``parent_id, child_id, frame``: parents of divisions are not deaths.
+    config
+        Thresholds (:class:`deathtrack.config.DeathConfig`).
+    interval_s
+        Frame interval, for ``t_s``.
+    reporter
+        Prefix of the cytoplasmic reporter's intensity columns.
+
+    Returns
+    -------
+    DataFrame
+        :data:`EVENT_COLUMNS`, sorted by frame then track.
+    """
+    cfg = config or DeathConfig()
+    mean_col = f"{reporter}_mean"
+    if tracks.empty:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    missing = [c for c in (col.FRAME, col.TRACK_ID, col.AREA_UM2, mean_col) if c not in tracks]
+    if missing:
+        raise ValueError(f"`tracks` lacks column(s) {missing}; found {list(tracks.columns)}")
+    df = tracks.sort_values([col.TRACK_ID, col.FRAME]).copy()
+    # normalise by the frame's median over all cells: photobleaching is not a death
+    frame_median = df.groupby(col.FRAME)[mean_col].transform("median")
+    df["reporter_rel"] = df[mean_col] / frame_median.where(frame_median > 0)
+    has_dye = f"{col.ROLE_DYE}_mean" in df
+    if has_dye:
+        d = df[f"{col.ROLE_DYE}_mean"]
+        df["dye_rel"] = d - df.groupby(col.FRAME)[f"{col.ROLE_DYE}_mean"].transform("median")
+    parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
+    rows = []
+    for tid, g in df.groupby(col.TRACK_ID, sort=True):
+        g = g.reset_index(drop=True)
+        found = _track_death(g, cfg, has_dye)
+        if found is None:
+            continue
+        i = found["index"]
+        if tid in parents and i >= len(g) - cfg.division_guard_frames:
+            continue  # rounding up before a division
+        if "touches_border" in g and found["kind"] == "shrink":
+            border = g["touches_border"].to_numpy(bool)
+            if border[i] and not border[: max(2, cfg.baseline_frames)].any():
+                continue  # moving out of the field shrinks the visible area
+        r = g.iloc[i]
+        p = _p_necroptotic(found, cfg)
+        mode = (
+            col.NECROPTOTIC
+            if p >= 0.5 + cfg.uncertain_margin
+            else col.APOPTOTIC
+            if p <= 0.5 - cfg.uncertain_margin
+            else col.UNCERTAIN
+        )
+        rows.append(
+            {
+                col.TRACK_ID: int(tid),
+                col.FRAME: int(r[col.FRAME]),
+                col.T_S: float(r[col.FRAME]) * interval_s,
+                col.Y: r[col.Y],
+                col.X: r[col.X],
+                col.Y_UM: r[col.Y_UM],
+                col.X_UM: r[col.X_UM],
+                col.MODE: mode,
+                col.P_NECROPTOTIC: round(p, 4),
+                col.ONSET_FRAME: int(g[col.FRAME].iloc[found["onset_index"]]),
+                col.DYE_FRAME: found["dye_frame"],
+                **{k: found[k] for k in EVENT_COLUMNS[12:]},
+            }
+        )
+    events = pd.DataFrame(rows, columns=[c for c in EVENT_COLUMNS if c != col.EVENT_ID])
+    events = events.sort_values([col.FRAME, col.TRACK_ID], kind="stable").reset_index(drop=True)
+    events.insert(0, col.EVENT_ID, np.arange(1, len(events) + 1))
+    return events

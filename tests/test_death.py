@@ -1,0 +1,120 @@
+"""Death detection and the apoptotic / necroptotic call on tracks with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deathtrack.config import DeathConfig
+from deathtrack.death import EVENT_COLUMNS, detect_deaths
+
+T = 30
+
+
+def _track(tid, area, reporter, dye=None, border=None, y=50.0, x=50.0):
+    n = len(area)
+    return pd.DataFrame(
+        {
+            "frame": np.arange(n),
+            "track_id": tid,
+            "y": y,
+            "x": x,
+            "y_um": y * 0.65,
+            "x_um": x * 0.65,
+            "area_um2": area,
+            "cells_mean": reporter,
+            "dye_mean": np.zeros(n) + 100 if dye is None else dye,
+            "circularity": 0.85,
+            "solidity": 0.95,
+            "n_fragments": 1,
+            "touches_border": np.zeros(n, bool) if border is None else border,
+        }
+    )
+
+
+def _steady(tid, **kw):
+    return _track(tid, np.full(T, 250.0), np.full(T, 600.0), y=20.0 + 10 * tid, **kw)
+
+
+def _with_others(*tracks):
+    # a few healthy cells set the per-frame reporter median (as in a real field)
+    return pd.concat([*tracks, *(_steady(k) for k in range(10, 16))], ignore_index=True)
+
+
+def test_apoptosis_shrink_and_concentrate():
+    area = np.r_[np.full(12, 250.0), 250 - 20 * np.arange(1, 6), np.full(T - 17, 150.0)]
+    rep = 600 * (250 / area) ** 0.6
+    dye = np.r_[np.full(26, 100.0), np.full(T - 26, 900.0)]
+    ev = detect_deaths(_with_others(_track(1, area, rep, dye)), interval_s=120)
+    assert len(ev) == 1
+    e = ev.iloc[0]
+    # area 250 -> 230, 210, 190 (<= 0.85 x 250 = 212.5 at frame 13)
+    assert (e["mode"], e.frame, e.track_id) == ("apoptotic", 13, 1)
+    assert e.onset_frame == 12 and e.dye_frame == 26 and e.p_necroptotic < 0.2
+    assert e.t_s == 13 * 120
+    assert list(ev.columns) == EVENT_COLUMNS
+
+
+def test_necroptosis_swell_then_rupture():
+    area = np.r_[np.full(10, 250.0), 250 + 40 * np.arange(1, 6), np.full(T - 15, 450.0)]
+    rep = np.r_[600 * 250 / area[:18], [150.0] * (T - 18)]  # rupture at frame 18
+    dye = np.r_[np.full(18, 100.0), np.full(T - 18, 900.0)]
+    ev = detect_deaths(_with_others(_track(2, area, rep, dye)), interval_s=60)
+    assert len(ev) == 1
+    e = ev.iloc[0]
+    assert (e["mode"], e.frame) == ("necroptotic", 18)
+    assert e.onset_frame == 10 and e.dye_frame == 18 and e.p_necroptotic > 0.8
+    assert e.area_ratio_before == pytest.approx(1.8) and e.reporter_drop == pytest.approx(
+        1 - 150 / (600 * 250 / 450)
+    )
+
+
+def test_half_drop_defines_the_rupture_frame():
+    area = np.r_[np.full(10, 250.0), 250 + 40 * np.arange(1, 6), np.full(T - 15, 450.0)]
+    rep = 600 * 250 / area
+    rep[17] = rep[16] - 0.7 * (rep[16] - 150)  # 70 % of the drop already at frame 17
+    rep[18:] = 150.0
+    ev = detect_deaths(_with_others(_track(3, area, rep)), interval_s=60)
+    assert ev.frame.tolist() == [17]
+
+
+def test_photobleaching_is_not_a_death():
+    bleach = 0.97 ** np.arange(T)
+    tracks = pd.concat(
+        [_track(k, np.full(T, 250.0), 600 * bleach, y=20.0 + 10 * k) for k in range(1, 8)],
+        ignore_index=True,
+    )
+    assert detect_deaths(tracks, interval_s=60).empty
+
+
+def test_division_and_leaving_the_field_are_not_deaths():
+    area = np.r_[np.full(25, 250.0), [220.0, 200.0, 190.0, 180.0, 180.0]]  # rounds up, then splits
+    parent = _track(1, area, np.full(T, 600.0))
+    lineage = pd.DataFrame({"parent_id": [1, 1], "child_id": [7, 8], "frame": [T, T]})
+    assert detect_deaths(_with_others(parent), lineage, interval_s=60).empty
+    area = np.r_[np.full(15, 250.0), np.linspace(230, 120, T - 15)]
+    border = np.r_[np.zeros(15, bool), np.ones(T - 15, bool)]
+    leaving = _track(2, area, np.full(T, 600.0), border=border)
+    assert detect_deaths(_with_others(leaving), interval_s=60).empty
+
+
+def test_short_and_empty_tracks():
+    short = _track(1, np.r_[250.0, 250, 100, 100], np.full(4, 600.0))
+    assert detect_deaths(_with_others(short), interval_s=60).empty
+    empty = detect_deaths(_track(1, [], [])[0:0], interval_s=60)
+    assert empty.empty and list(empty.columns) == EVENT_COLUMNS
+
+
+def test_uncertain_when_the_evidence_is_mixed():
+    # shrinks like apoptosis but loses its reporter abruptly like a rupture, no dye channel
+    area = np.r_[np.full(12, 250.0), np.full(T - 12, 150.0)]
+    rep = np.r_[np.full(12, 600.0), np.full(T - 12, 300.0)]
+    df = _with_others(_track(1, area, rep)).drop(columns="dye_mean")
+    ev = detect_deaths(df, config=DeathConfig(uncertain_margin=0.45), interval_s=60)
+    assert ev["mode"].tolist() == ["uncertain"]
+
+
+def test_missing_columns_message():
+    with pytest.raises(ValueError, match=r"`tracks` lacks column\(s\) \['cells_mean'\]"):
+        detect_deaths(_track(1, np.ones(8), np.ones(8)).drop(columns="cells_mean"), interval_s=60)
