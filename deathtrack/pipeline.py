@@ -103,6 +103,15 @@ def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -
     path = Path(path)
     if table_format == "parquet":
         path = path.with_suffix(".parquet")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                "output.table_format = 'parquet' needs pyarrow: pip install pyarrow, "
+                "or use table_format = 'csv'"
+            ) from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

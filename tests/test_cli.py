@@ -295,3 +295,24 @@ def test_labels_of_the_wrong_shape_are_refused(tmp_path, small_movie):
         "bad_labels.tif: label stack has shape (3, 10, 10) (T, Y, X) but the movie has (40, 192, 192)"
         in result.output
     )
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    import pandas as pd
+
+    from deathtrack.errors import ConfigError
+    from deathtrack.pipeline import write_table
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow":
+            raise ImportError("no pyarrow here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(ConfigError, match="output.table_format = 'parquet' needs pyarrow"):
+        write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv", "parquet")
+    assert write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv", "csv").read_text() == "a\n1\n"
