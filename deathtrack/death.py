@@ -206,13 +206,17 @@ def detect_deaths(
     if missing:
         raise ValueError(f"`tracks` lacks column(s) {missing}; found {list(tracks.columns)}")
     df = tracks.sort_values([col.TRACK_ID, col.FRAME]).copy()
-    # normalise by the frame's median over all cells: photobleaching is not a death
-    frame_median = df.groupby(col.FRAME)[mean_col].transform("median")
-    df["reporter_rel"] = df[mean_col] / frame_median.where(frame_median > 0)
+    # signal above the frame's background (camera offset and background light would
+    # otherwise hide a rupture at low signal), normalised by the frame's median over all
+    # cells so that photobleaching is not a death
+    signal = df[mean_col] - df.get(f"{reporter}_bg", 0.0)
+    signal = signal.clip(lower=0)
+    frame_median = signal.groupby(df[col.FRAME]).transform("median")
+    df["reporter_rel"] = signal / frame_median.where(frame_median > 0)
     has_dye = f"{col.ROLE_DYE}_mean" in df
     if has_dye:
-        d = df[f"{col.ROLE_DYE}_mean"]
-        df["dye_rel"] = d - df.groupby(col.FRAME)[f"{col.ROLE_DYE}_mean"].transform("median")
+        d = df[f"{col.ROLE_DYE}_mean"] - df.get(f"{col.ROLE_DYE}_bg", 0.0)
+        df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform("median")
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
     rows = []
     for tid, g in df.groupby(col.TRACK_ID, sort=True):

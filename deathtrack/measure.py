@@ -160,6 +160,14 @@ for _f in (
 ):
     register_feature(_f)
 register_feature(Feature("touches_border", "bool", "position", "the object touches the image edge"))
+register_feature(
+    Feature(
+        "<channel>_bg",
+        "a.u.",
+        "intensity",
+        "median of the channel outside every object in the frame (background)",
+    )
+)
 for _stat in INTENSITY_STATS:
     register_feature(
         Feature(
@@ -210,6 +218,13 @@ def _intensity_stats(
     return out
 
 
+def _background_median(image: np.ndarray, background: np.ndarray) -> float:
+    """Median of the finite pixels outside every object (NaN if there are none)."""
+    values = np.asarray(image)[background]
+    values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    return float(np.median(values)) if values.size else float("nan")
+
+
 def measure_frame(
     labels: np.ndarray,
     intensities: Mapping[str, np.ndarray] | None = None,
@@ -240,7 +255,8 @@ def measure_frame(
     DataFrame
         ``frame, label, population, y, x, y_um, x_um``, the morphology
         features, ``touches_border``, then ``<channel>_mean, _total, _std,
-        _p10, _p50, _p90`` for each intensity image. Rows sorted by label.
+        _p10, _p50, _p90, _bg`` for each intensity image (``_bg``: median outside
+        every object in the frame, the background). Rows sorted by label.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -286,6 +302,7 @@ def measure_frame(
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     border[np.unique(edge[edge > 0])] = True
     rows["touches_border"] = border[ids] if len(ids) else np.zeros(0, bool)
+    background = labels == 0
     for cname, img in intensities.items():
         stats = (
             _intensity_stats(labels, img, ids)
@@ -294,6 +311,7 @@ def measure_frame(
         )
         for s in INTENSITY_STATS:
             rows[f"{cname}_{s}"] = stats[s]
+        rows[f"{cname}_bg"] = np.full(len(ids), _background_median(img, background))
     df = pd.DataFrame(rows)
     if "n_fragments" in df:
         df["n_fragments"] = df["n_fragments"].astype(np.int64)
