@@ -373,6 +373,41 @@ def demo(out_dir):
         click.echo(f"  {p.name}")
 
 
+@main.command()
+@click.argument("events", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model file to write (JSON).",
+)
+@click.option(
+    "--label-column",
+    default="reviewed_mode",
+    help="Column holding the reviewed mode (apoptotic / necroptotic).",
+)
+@_friendly_errors
+def train(events, out_path, label_column):
+    """Train the apoptotic / necroptotic classifier from reviewed EVENTS.csv files.
+
+    Use the model with --set death.classifier=MODEL.json in deathtrack run.
+    """
+    import pandas as pd
+
+    from .classify import save_model, train_classifier
+    from .errors import StackNotFoundError
+
+    tables = []
+    for path in events:
+        if not path.is_file():
+            raise StackNotFoundError(f"{path}: no such events file")
+        tables.append(pd.read_csv(path))
+    model = train_classifier(tables, label_column=label_column)
+    save_model(model, out_path)
+    click.echo(f"wrote {out_path} (trained on {model.n_train})")
+
+
 @main.command(name="config")
 @click.option(
     "--file",

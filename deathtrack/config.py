@@ -322,6 +322,11 @@ class DeathConfig(Section):
     uncertain_margin: float = Field(
         0.15, ge=0, lt=0.5, description="Calls with |p_necroptotic - 0.5| below this are uncertain."
     )
+    classifier: str | None = Field(
+        None,
+        description="A model trained on reviewed events (deathtrack train ... --out MODEL.json); "
+        "when given it sets p_necroptotic instead of the built-in score.",
+    )
 
 
 class OutputConfig(Section):

@@ -257,6 +257,16 @@ def detect_deaths(
             }
         )
     events = pd.DataFrame(rows, columns=[c for c in EVENT_COLUMNS if c != col.EVENT_ID])
+    if cfg.classifier and len(events):
+        from .classify import load_model, predict_p_necroptotic
+
+        p = predict_p_necroptotic(load_model(cfg.classifier), events)
+        events[col.P_NECROPTOTIC] = np.round(p, 4)
+        events[col.MODE] = np.where(
+            p >= 0.5 + cfg.uncertain_margin,
+            col.NECROPTOTIC,
+            np.where(p <= 0.5 - cfg.uncertain_margin, col.APOPTOTIC, col.UNCERTAIN),
+        )
     events = events.sort_values([col.FRAME, col.TRACK_ID], kind="stable").reset_index(drop=True)
     events.insert(0, col.EVENT_ID, np.arange(1, len(events) + 1))
     return events
