@@ -316,6 +316,13 @@ class DeathConfig(Section):
     dye_min_rise: float = Field(
         20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
     )
+    border_min_concentration: float = Field(
+        1.03,
+        ge=1,
+        description="A cell touching the image edge is called apoptotic only if its reporter "
+        "also concentrated (mean above baseline by this factor): drifting across the edge "
+        "changes the visible area, not the concentration.",
+    )
     division_guard_frames: int = Field(
         4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
     )

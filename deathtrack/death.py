@@ -128,7 +128,8 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
         "reporter_drop": float(1 - np.median(r_rel[after]) / max(np.max(r_rel[before]), 1e-9))
         if death > 0
         else 0.0,
-        "reporter_ratio_before": float(np.max(r_rel[before])) if death > 0 else 1.0,
+        # up to and including the death frame: the reporter concentrates as the cell shrinks
+        "reporter_ratio_before": float(np.max(r_rel[max(0, death - 4) : death + 1])),
         "circularity_change": float(
             g["circularity"].iloc[pre_idx] - g["circularity"].iloc[:k0].median()
         )
@@ -231,6 +232,11 @@ def detect_deaths(
             border = g["touches_border"].to_numpy(bool)
             if border[i] and not border[: max(2, cfg.baseline_frames)].any():
                 continue  # moving out of the field shrinks the visible area
+            near = border[max(0, i - 3) : i + 4].any()
+            if near and found["reporter_ratio_before"] < cfg.border_min_concentration:
+                # at the edge, visible area comes and goes as the cell drifts; only a
+                # shrinkage that also concentrates the reporter is apoptosis there
+                continue
         r = g.iloc[i]
         p = _p_necroptotic(found, cfg)
         mode = (

@@ -118,3 +118,12 @@ def test_uncertain_when_the_evidence_is_mixed():
 def test_missing_columns_message():
     with pytest.raises(ValueError, match=r"`tracks` lacks column\(s\) \['cells_mean'\]"):
         detect_deaths(_track(1, np.ones(8), np.ones(8)).drop(columns="cells_mean"), interval_s=60)
+
+
+def test_cell_drifting_at_the_border_is_not_apoptotic_but_a_dying_one_is():
+    border = np.ones(T, bool)
+    area = np.r_[np.full(12, 250.0), np.full(T - 12, 190.0)]  # visible area lost at the edge
+    drifting = _track(1, area, np.full(T, 600.0), border=border)
+    assert detect_deaths(_with_others(drifting), interval_s=60).empty
+    dying = _track(2, area, 600 * (250 / area) ** 0.6, border=border)  # concentrates: apoptosis
+    assert detect_deaths(_with_others(dying), interval_s=60)["mode"].tolist() == ["apoptotic"]
