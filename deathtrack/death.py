@@ -95,8 +95,12 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
         if pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre and len(post) >= min(2, n - i):
             rupture = i
             break
-    # apoptotic shrinkage: area clearly and lastingly below baseline
+    # apoptotic shrinkage: area clearly and lastingly below baseline, and no recovery later
+    # (a dying cell does not grow back; a cell squeezed by a neighbour or half out of the
+    # field does)
     shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, cfg.sustain_frames)
+    if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
+        shrink = -1
 
     if rupture < 0 and shrink < 0:
         return None

@@ -127,3 +127,11 @@ def test_cell_drifting_at_the_border_is_not_apoptotic_but_a_dying_one_is():
     assert detect_deaths(_with_others(drifting), interval_s=60).empty
     dying = _track(2, area, 600 * (250 / area) ** 0.6, border=border)  # concentrates: apoptosis
     assert detect_deaths(_with_others(dying), interval_s=60)["mode"].tolist() == ["apoptotic"]
+
+
+def test_transient_shrinkage_that_recovers_is_not_a_death():
+    area = np.r_[
+        np.full(12, 250.0), np.full(4, 180.0), np.full(T - 16, 250.0)
+    ]  # squeezed, then back
+    ev = detect_deaths(_with_others(_track(1, area, 600 * (250 / area) ** 0.6)), interval_s=60)
+    assert ev.empty
