@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,7 +127,9 @@ def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -
     return path
 
 
-def _segment_movie(movie, cfg: PipelineConfig, work: Path, populations, progress: bool):
+def _segment_movie(
+    movie, cfg: PipelineConfig, work: Path, populations, progress: bool, on_progress=None
+):
     """Segment and measure every frame; raw labels go to a zarr store in ``work``.
 
     Frames are processed by ``cfg.segment.workers`` threads; memory holds a few
@@ -176,14 +179,22 @@ def _segment_movie(movie, cfg: PipelineConfig, work: Path, populations, progress
         return out
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
+    pool = ThreadPoolExecutor(max_workers=cfg.segment.workers)
     try:
-        with ThreadPoolExecutor(max_workers=cfg.segment.workers) as pool:
-            results = pool.map(one, range(movie.n_frames))
-            for res in tqdm(
-                results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
-            ):
-                for pop, df in res.items():
-                    tables[pop].append(df)
+        results = pool.map(one, range(movie.n_frames))
+        for res in tqdm(
+            results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
+        ):
+            for pop, df in res.items():
+                tables[pop].append(df)
+            if on_progress is not None:
+                on_progress("segment", len(tables[populations[0]]), movie.n_frames)
+    except BaseException:
+        # Ctrl-C or a GUI's Cancel: drop the frames not started yet instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
     finally:
         for stack in given.values():
             stack.close()
@@ -207,6 +218,7 @@ def run_stack(
     *,
     progress: bool = True,
     export_ctc: str | Path | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
     """Analyse one stack and write ``out_dir/<stem>/``.
 
@@ -229,6 +241,11 @@ def run_stack(
         Also write the target-cell tracks in Cell Tracking Challenge format to
         ``export_ctc/<stem>_RES/`` (``maskTTT.tif``, ``res_track.txt``) for
         traccuracy, py-ctcmetrics and the CTC evaluation tools.
+    on_progress
+        Called as ``on_progress(stage, done, total)`` after each frame is
+        segmented and once as each later stage starts (``done`` = 0). An
+        exception raised inside it (e.g. a GUI's Cancel) stops the run;
+        finished output files are kept, nothing half-written is left.
 
     Returns
     -------
@@ -273,11 +290,12 @@ def run_stack(
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
         try:
             t0 = time.perf_counter()
-            objects, stores = _segment_movie(movie, cfg, work, populations, progress)
+            objects, stores = _segment_movie(movie, cfg, work, populations, progress, on_progress)
             result.timings_s["segment_measure"] = time.perf_counter() - t0
             result.stages.append("segment")
             result.stages.append("measure")
 
+            _notify(on_progress, "track")
             t0 = time.perf_counter()
             tracks, lineage = [], pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
             for pop in populations:
@@ -318,6 +336,7 @@ def run_stack(
                     n_frames=movie.n_frames,
                 )
                 result.counts["ctc_export"] = str(ctc_dir)
+            _notify(on_progress, "death")
             t0 = time.perf_counter()
             cells = tracks[populations.index(col.CELLS)]
             events = detect_deaths(
@@ -363,6 +382,11 @@ def run_stack(
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)
     return result
+
+
+def _notify(on_progress, stage: str) -> None:
+    if on_progress is not None:
+        on_progress(stage, 0, 1)
 
 
 def _with_time(df: pd.DataFrame, interval_s: float) -> pd.DataFrame:
