@@ -38,6 +38,7 @@ __all__ = [
     "PipelineConfig",
     "PopulationSegmentConfig",
     "PopulationTrackConfig",
+    "RecruitConfig",
     "Section",
     "SegmentConfig",
     "TrackConfig",
@@ -336,6 +337,46 @@ class DeathConfig(Section):
     )
 
 
+class RecruitConfig(Section):
+    """Immune-cell recruitment around each death, and its comparison with chance."""
+
+    radius_um: float = Field(
+        30.0, gt=0, description="Immune cells whose centroid is within R µm of the event count."
+    )
+    contact_tolerance_um: float = Field(
+        1.0,
+        ge=0,
+        description="A contact: an immune mask touching the dying cell's mask dilated "
+        "by this many µm.",
+    )
+    pre_frames: int = Field(10, ge=0, description="Frames before the death frame in the curve.")
+    post_frames: int = Field(20, ge=0, description="Frames after the death frame in the curve.")
+    n_controls: int = Field(
+        20,
+        ge=1,
+        description="Live target cells (or random places) per event whose counts at "
+        "the same frames give the chance level.",
+    )
+    control_min_distance_um: float = Field(
+        60.0, ge=0, description="Controls lie at least this far from every event."
+    )
+    approach_frames: int = Field(
+        10,
+        ge=2,
+        description="Frames before an immune cell's arrival used for its approach "
+        "speed, chemotactic index and forward migration index.",
+    )
+    arrest_speed_um_per_min: float = Field(
+        2.0,
+        gt=0,
+        description="Slower than this counts as arrested (celltrackR's arrest "
+        "coefficient threshold).",
+    )
+    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for 95 % CIs.")
+    n_permutations: int = Field(5000, ge=100, description="Label permutations for p-values.")
+    seed: int = Field(0, description="Seed of controls, bootstraps and permutations.")
+
+
 class OutputConfig(Section):
     """What the outputs folder holds."""
 
@@ -352,6 +393,7 @@ class PipelineConfig(Section):
     segment: SegmentConfig = Field(default_factory=SegmentConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
     death: DeathConfig = Field(default_factory=DeathConfig)
+    recruit: RecruitConfig = Field(default_factory=RecruitConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
 

@@ -345,12 +345,19 @@ def run_stack(
                 cfg.death,
                 interval_s=movie.calibration.interval_s,
             )
-            write_table(events, result.out_dir / "events.csv", fmt)
             result.counts["n_events"] = len(events)
             for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):
                 result.counts[f"n_{mode}"] = int((events[col.MODE] == mode).sum())
             result.timings_s["death"] = time.perf_counter() - t0
             result.stages.append("death")
+
+            _notify(on_progress, "recruit")
+            t0 = time.perf_counter()
+            immune = tracks[populations.index(col.IMMUNE)] if col.IMMUNE in populations else None
+            events = _recruit(events, cells, immune, stores, movie, cfg, result, fmt)
+            result.timings_s["recruit"] = time.perf_counter() - t0
+            write_table(events, result.out_dir / "events.csv", fmt)
+            t0 = time.perf_counter()
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
             write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
             write_table(lineage, result.out_dir / "lineage.csv", fmt)
@@ -382,6 +389,51 @@ def run_stack(
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)
     return result
+
+
+def _labels_at(store, tracks: pd.DataFrame):
+    """``f(t)``: frame ``t`` of a raw label store relabelled so values are ``track_id``."""
+    from .track import relabel_frame
+
+    groups = {int(f): g for f, g in tracks.groupby(col.FRAME)}
+    return lambda t: relabel_frame(store[t], groups.get(int(t)))
+
+
+def _recruit(events, cells, immune, stores, movie, cfg, result, fmt) -> pd.DataFrame:
+    """Recruitment curves, per-event measures and the mode comparison; returns the events."""
+    from .recruit import CURVE_COLUMNS, compare_modes, recruitment_curves, summarize_events
+
+    out = result.out_dir
+    if immune is None:
+        write_table(pd.DataFrame(columns=CURVE_COLUMNS), out / "recruitment.csv", fmt)
+        return events
+    cal = movie.calibration
+    geometry = dict(
+        interval_s=cal.interval_s, pixel_size_um=cal.pixel_size_um, shape_yx=movie.shape[-2:]
+    )
+    curves, contacts = recruitment_curves(
+        events,
+        immune,
+        cells,
+        cfg.recruit,
+        n_frames=movie.n_frames,
+        cell_labels=_labels_at(stores[col.CELLS], cells),
+        immune_labels=_labels_at(stores[col.IMMUNE], immune),
+        **geometry,
+    )
+    summary = summarize_events(events, curves, contacts, immune, cfg.recruit, **geometry)
+    events = events.merge(summary, on=col.EVENT_ID, how="left")
+    stats = compare_modes(
+        events,
+        n_bootstrap=cfg.recruit.n_bootstrap,
+        n_permutations=cfg.recruit.n_permutations,
+        seed=cfg.recruit.seed,
+        stack_col=None,
+    )
+    write_table(curves, out / "recruitment.csv", fmt)
+    write_table(stats, out / "recruitment_stats.csv", fmt)
+    result.stages.append("recruit")
+    return events
 
 
 def _notify(on_progress, stage: str) -> None:

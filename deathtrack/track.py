@@ -239,6 +239,21 @@ def find_divisions(
     return out, lin.sort_values([col.FRAME, col.PARENT_ID, col.CHILD_ID]).reset_index(drop=True)
 
 
+def relabel_frame(labels: np.ndarray, objects: pd.DataFrame | None) -> np.ndarray:
+    """One label image (Y, X) with values ``track_id`` instead of per-frame labels.
+
+    ``objects`` holds that frame's ``label, track_id`` rows (None: no object
+    is tracked, the result is all background).
+    """
+    labels = np.asarray(labels)
+    lut = np.zeros(int(labels.max(initial=0)) + 1, np.int32)
+    if objects is not None and len(objects):
+        lab = objects[col.LABEL].to_numpy()
+        keep = lab < lut.size
+        lut[lab[keep]] = objects[col.TRACK_ID].to_numpy()[keep]
+    return lut[labels]
+
+
 def relabel_frames(frames: Iterable[np.ndarray], tracks: pd.DataFrame) -> Iterator[np.ndarray]:
     """Yield label images whose values are ``track_id`` instead of per-frame labels.
 
@@ -251,12 +266,7 @@ def relabel_frames(frames: Iterable[np.ndarray], tracks: pd.DataFrame) -> Iterat
     """
     groups = {f: g for f, g in tracks.groupby(col.FRAME)}
     for t, lab in enumerate(frames):
-        g = groups.get(t)
-        lut = np.zeros(int(lab.max(initial=0)) + 1, np.int32)
-        if g is not None:
-            keep = g[col.LABEL].to_numpy() < lut.size
-            lut[g[col.LABEL].to_numpy()[keep]] = g[col.TRACK_ID].to_numpy()[keep]
-        yield lut[lab]
+        yield relabel_frame(lab, groups.get(t))
 
 
 def export_ctc(

@@ -216,6 +216,8 @@ def test_run_writes_tracks_labels_and_ctc_export(tmp_path, small_movie):
         "tracks.csv",
         "lineage.csv",
         "events.csv",
+        "recruitment.csv",
+        "recruitment_stats.csv",
         "labels_cells.tif",
         "labels_immune.tif",
         "run.json",
@@ -225,7 +227,7 @@ def test_run_writes_tracks_labels_and_ctc_export(tmp_path, small_movie):
     assert (ctc / "res_track.txt").read_text().strip()
     assert len(list(ctc.glob("mask*.tif"))) == 40
     info = json.loads((folder / "run.json").read_text())
-    assert info["stages"] == ["segment", "measure", "track", "death"]
+    assert info["stages"] == ["segment", "measure", "track", "death", "recruit"]
     assert info["counts"]["n_tracks_cells"] >= 10
 
 

@@ -1,0 +1,274 @@
+"""Recruitment of immune cells to deaths: curves, per-event measures, statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deathtrack.config import PipelineConfig, RecruitConfig
+from deathtrack.recruit import (
+    CURVE_COLUMNS,
+    STAT_COLUMNS,
+    compare_modes,
+    disc_fraction_inside,
+    recruitment_curves,
+    summarize_events,
+)
+
+PX = 1.0  # µm per pixel in the synthetic tables
+SHAPE = (200, 200)
+GEOM = dict(interval_s=60.0, pixel_size_um=PX, shape_yx=SHAPE)
+
+
+def _events(*rows):
+    """rows of (event_id, track_id, frame, y_um, x_um, mode)"""
+    return pd.DataFrame(rows, columns=["event_id", "track_id", "frame", "y_um", "x_um", "mode"])
+
+
+def _immune(rows):
+    """rows of (frame, track_id, y_um, x_um)"""
+    df = pd.DataFrame(rows, columns=["frame", "track_id", "y_um", "x_um"])
+    return df.assign(y=df.y_um / PX, x=df.x_um / PX)
+
+
+def _cfg(**kw):
+    return RecruitConfig(**{"pre_frames": 2, "post_frames": 3, "n_controls": 4, **kw})
+
+
+def test_disc_fraction_inside_center_edge_corner():
+    assert disc_fraction_inside(100, 100, 30, SHAPE) == 1.0
+    assert disc_fraction_inside(-0.5, 100, 30, SHAPE) == pytest.approx(0.5, abs=0.02)
+    assert disc_fraction_inside(-0.5, -0.5, 30, SHAPE) == pytest.approx(0.25, abs=0.02)
+
+
+def test_counts_are_by_track_within_radius_and_window_is_clipped_to_the_movie():
+    ev = _events((1, 7, 1, 100.0, 100.0, "necroptotic"))
+    rows = []
+    for t in range(6):
+        rows.append((t, 11, 100.0, 120.0))  # 20 µm away: inside R = 30
+        rows.append((t, 12, 100.0, 135.0))  # 35 µm away: outside
+    rows.append((3, 13, 100.0, 101.0))  # arrives at frame 3 only
+    curves, _ = recruitment_curves(ev, _immune(rows), None, _cfg(), n_frames=6, **GEOM)
+    assert list(curves.columns) == CURVE_COLUMNS
+    # frame 1 - 2 < 0 is outside the movie: the window starts at dt = -1
+    assert curves["dt"].tolist() == [-1, 0, 1, 2, 3]
+    assert curves["frame"].tolist() == [0, 1, 2, 3, 4]
+    assert curves["t_rel_s"].tolist() == [-60.0, 0.0, 60.0, 120.0, 180.0]
+    assert curves["n_within_r"].tolist() == [1, 1, 1, 2, 1]
+    assert curves["n_contact"].isna().all()  # no label images given
+
+
+def test_one_cell_sitting_there_counts_once_even_if_split_in_two_objects():
+    ev = _events((1, 7, 2, 100.0, 100.0, "apoptotic"))
+    rows = [(t, 11, 100.0, 110.0) for t in range(5)] + [(2, 11, 100.0, 112.0)]
+    curves, _ = recruitment_curves(ev, _immune(rows), None, _cfg(), n_frames=5, **GEOM)
+    assert curves.set_index("dt").loc[0, "n_within_r"] == 1
+
+
+def test_contacts_from_label_images_and_the_cells_last_mask_after_its_track_ends():
+    T = 6
+    cells = np.zeros((T, *SHAPE), np.int32)
+    immune = np.zeros((T, *SHAPE), np.int32)
+    for t in range(3):  # the dying cell (track 7) is segmented until frame 2 only
+        cells[t, 90:110, 90:110] = 7
+    for t in range(T):
+        immune[t, 95:105, 110:117] = 21  # edge to edge: overlaps the mask dilated by 1 µm
+        immune[t, 10:20, 10:20] = 22  # far away
+    ev = _events((1, 7, 2, 100.0, 100.0, "necroptotic"))
+    imm = _immune(
+        [(t, 21, 100.0, 114.5) for t in range(T)] + [(t, 22, 15.0, 15.0) for t in range(T)]
+    )
+    cell_tracks = pd.DataFrame({"frame": range(3), "track_id": 7, "y_um": 100.0, "x_um": 100.0})
+    curves, contacts = recruitment_curves(
+        ev,
+        imm,
+        cell_tracks,
+        _cfg(),
+        n_frames=T,
+        cell_labels=lambda t: cells[t],
+        immune_labels=lambda t: immune[t],
+        **GEOM,
+    )
+    assert curves["n_contact"].tolist() == [1, 1, 1, 1, 1, 1]  # frames 3-5 use frame 2's mask
+    assert set(contacts["immune_track_id"]) == {21}
+    no_tol, _ = recruitment_curves(
+        ev,
+        imm,
+        cell_tracks,
+        _cfg(contact_tolerance_um=0),
+        n_frames=T,
+        cell_labels=lambda t: cells[t],
+        immune_labels=lambda t: immune[t],
+        **GEOM,
+    )
+    assert no_tol["n_contact"].tolist() == [0] * 6
+
+
+def test_summary_measures_by_hand():
+    ev = _events((1, 7, 2, 100.0, 100.0, "necroptotic"))
+    rows = []
+    for t in range(8):  # cell 31 walks straight in from x=140 to x=110 over frames 0..3, stays
+        rows.append((t, 31, 100.0, max(140.0 - 10 * t, 110.0)))
+    rows += [(t, 32, 100.0, 190.0) for t in range(8)]  # never comes
+    imm = _immune(rows)
+    contacts = pd.DataFrame(
+        {"event_id": 1, "dt": [1, 2, 3, 4, 5], "immune_track_id": 31}
+    )  # touching from frame 3 on
+    cfg = _cfg(post_frames=5, approach_frames=4)
+    curves, _ = recruitment_curves(ev, imm, None, cfg, n_frames=8, **GEOM)
+    curves["n_contact"] = [0, 0, 0, 1, 1, 1, 1, 1]
+    s = summarize_events(ev, curves, contacts, imm, cfg, **GEOM).iloc[0]
+    assert s["first_contact_s"] == 60.0
+    assert s["n_immune_distinct"] == 1
+    assert s["n_immune_contact"] == 1
+    assert s["contact_total_s"] == 5 * 60.0
+    assert s["contact_median_s"] == 5 * 60.0
+    assert s["mean_within_r_pre"] == 0.5  # frames 0 (40 µm: outside) and 1 (30 µm: inside)
+    assert s["mean_within_r_post"] == 1.0
+    assert s["disc_fraction"] == 1.0
+    # approach over frames 0..3 before first contact at frame 3: 140 -> 110, 30 µm in 3 min
+    assert s["approach_speed_um_per_min"] == pytest.approx(10.0)
+    # straight toward the event: CI = (40 - 10) / 30 = 1
+    assert s["approach_chemotactic_index"] == pytest.approx(1.0)
+    assert s["approach_fmi"] == pytest.approx(1.0)
+    assert s["arrest_on_arrival"] == 1.0
+
+
+def test_border_event_chance_level_is_scaled_to_its_disc():
+    # immune cells spread evenly; an event on the top edge sees half the disc
+    yy, xx = np.meshgrid(np.arange(5, 200, 10.0), np.arange(5, 200, 10.0), indexing="ij")
+    imm = _immune(
+        [(t, i, y, x) for t in range(3) for i, (y, x) in enumerate(zip(yy.ravel(), xx.ravel()))]
+    )
+    ev = _events((1, 7, 1, 0.0, 100.0, "apoptotic"), (2, 8, 1, 100.0, 100.0, "apoptotic"))
+    curves, _ = recruitment_curves(
+        ev, imm, None, _cfg(n_controls=30, control_min_distance_um=0), n_frames=3, **GEOM
+    )
+    s = summarize_events(ev, curves, pd.DataFrame(), imm, _cfg(), **GEOM).set_index("event_id")
+    assert s.loc[1, "disc_fraction"] == pytest.approx(0.5, abs=0.03)
+    # the border event sees about half the cells, and its chance level is half too
+    ratio = s.loc[1, "mean_within_r_post"] / s.loc[2, "mean_within_r_post"]
+    assert ratio == pytest.approx(0.5, abs=0.1)
+    assert s.loc[1, "recruitment_index"] == pytest.approx(1.0, abs=0.25)
+    assert s.loc[2, "recruitment_index"] == pytest.approx(1.0, abs=0.25)
+    uni = curves.groupby("event_id")["uniform_within_r"].first()
+    assert uni[1] / uni[2] == pytest.approx(0.5, abs=0.03)
+
+
+def test_no_events_or_no_immune_cells():
+    curves, contacts = recruitment_curves(_events(), _immune([]), None, _cfg(), n_frames=5, **GEOM)
+    assert curves.empty and list(curves.columns) == CURVE_COLUMNS
+    assert contacts.empty
+    ev = _events((1, 7, 2, 100.0, 100.0, "apoptotic"))
+    curves, _ = recruitment_curves(ev, _immune([]), None, _cfg(), n_frames=5, **GEOM)
+    assert curves["n_within_r"].tolist() == [0] * 5
+    s = summarize_events(ev, curves, pd.DataFrame(), _immune([]), _cfg(), **GEOM).iloc[0]
+    assert s["n_immune_distinct"] == 0
+    assert math.isnan(s["recruitment_index"])  # nothing expected: no ratio
+
+
+def _mode_table(apo, nec, **extra):
+    df = pd.DataFrame(
+        {
+            "mode": ["apoptotic"] * len(apo) + ["necroptotic"] * len(nec),
+            "mean_within_r_post": np.r_[apo, nec].astype(float),
+        }
+    )
+    return df.assign(**extra)
+
+
+def test_compare_modes_finds_a_clear_difference():
+    stats = compare_modes(
+        _mode_table([0, 1, 0, 1, 2, 0, 1], [5, 6, 4, 7, 5, 6]),
+        ["mean_within_r_post"],
+        n_bootstrap=500,
+        n_permutations=500,
+    )
+    assert list(stats.columns) == STAT_COLUMNS
+    r = stats.iloc[0]
+    assert (r.n_apoptotic, r.n_necroptotic) == (7, 6)
+    assert r.difference == pytest.approx(5.5 - 5 / 7)
+    assert r.ci_low > 3 and r.ci_high < 7
+    assert r.effect_size == 1.0
+    assert r.p_value < 0.01 and r.p_permutation < 0.01
+
+
+def test_compare_modes_no_difference_and_left_out_events():
+    rng = np.random.default_rng(0)
+    df = _mode_table(rng.poisson(2, 30), rng.poisson(2, 30))
+    df.loc[0, "mode"] = "uncertain"
+    df["reviewed_mode"] = ""
+    df.loc[1, "reviewed_mode"] = "not a death"  # reviewed as no death: left out
+    df.loc[2, "reviewed_mode"] = "necroptotic"  # reviewed: counts as necroptotic
+    r = compare_modes(df, ["mean_within_r_post"], n_bootstrap=300, n_permutations=300).iloc[0]
+    assert (r.n_apoptotic, r.n_necroptotic) == (27, 31)
+    assert r.p_value > 0.05 and r.ci_low < 0 < r.ci_high
+    assert -0.3 < r.effect_size < 0.3
+
+
+def test_compare_modes_pools_stacks_without_mixing_them():
+    # stack b has ten times the immune density; within each stack nec > apo by exactly 1,
+    # so resampling within stacks always gives 1; mixing stacks would not
+    a = _mode_table([1] * 4, [2] * 4, stack="a")
+    b = _mode_table([10] * 4, [11] * 4, stack="b")
+    r = compare_modes(
+        pd.concat([a, b]), ["mean_within_r_post"], n_bootstrap=300, n_permutations=2000
+    ).iloc[0]
+    assert r.difference == pytest.approx(1.0)
+    assert r.ci_low == pytest.approx(1.0) and r.ci_high == pytest.approx(1.0)
+    assert r.p_permutation < 0.05
+
+
+def test_compare_modes_with_one_mode_only_gives_nan_not_an_error():
+    r = compare_modes(_mode_table([1, 2, 3], []), ["mean_within_r_post"]).iloc[0]
+    assert r.n_necroptotic == 0 and math.isnan(r.p_value) and math.isnan(r.difference)
+    assert compare_modes(pd.DataFrame()).empty
+
+
+def test_pipeline_recruitment_matches_simulator_truth(tmp_path, small_movie):
+    """n_within_r against the simulator's truth, on the events found (MAE <= 0.3)."""
+    from deathtrack.pipeline import run_stack
+
+    result = run_stack(small_movie["movie"], PipelineConfig(), tmp_path, progress=False)
+    ev = pd.read_csv(result.out_dir / "events.csv")
+    rec = pd.read_csv(result.out_dir / "recruitment.csv")
+    truth_dir = small_movie["events"].parent
+    tev = pd.read_csv(truth_dir / "events.csv")
+    trec = pd.read_csv(truth_dir / "recruitment.csv")
+    errors, matched = [], 0
+    for e in ev.itertuples():
+        d = np.hypot(tev.y_um - e.y_um, tev.x_um - e.x_um)
+        j = int(np.argmin(d))
+        if d[j] > 10 or abs(tev.frame[j] - e.frame) > 4:
+            continue
+        matched += 1
+        ours = rec[rec.event_id == e.event_id].set_index("frame")["n_within_r"]
+        t = trec[trec.event_id == tev.event_id[j]]
+        truth = pd.Series(t.n_within_r.to_numpy(), index=t.dt + tev.frame[j])
+        common = ours.index.intersection(truth.index)
+        errors.extend(np.abs(ours[common] - truth[common]))
+    assert matched >= 0.8 * len(tev)
+    assert np.mean(errors) <= 0.3
+    # more immune cells come to necroptotic deaths, in the truth and in what we measure
+    by_mode = ev.groupby("mode")["mean_within_r_post"].mean()
+    assert by_mode["necroptotic"] > by_mode["apoptotic"]
+    stats = pd.read_csv(result.out_dir / "recruitment_stats.csv")
+    assert stats.iloc[0]["metric"] == "mean_within_r_post"
+    assert stats.iloc[0]["difference"] > 0
+
+
+def test_pipeline_without_immune_channel_skips_recruitment_with_a_message(tmp_path):
+    from deathtrack.pipeline import run_stack
+    from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+
+    sim = simulate(
+        SimulationConfig(seed=5, shape_yx=(96, 96), n_frames=8, n_cells=3, with_immune=False)
+    )
+    paths = write_simulation(sim, tmp_path / "sim", name="noimm")
+    result = run_stack(paths["movie"], PipelineConfig(), tmp_path / "out", progress=False)
+    rec = pd.read_csv(result.out_dir / "recruitment.csv")
+    assert rec.empty and list(rec.columns) == CURVE_COLUMNS
+    assert any("no immune channel" in w for w in result.warnings)
