@@ -44,9 +44,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
     root = logging.getLogger("deathtrack")
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(min(level, logging.INFO))  # a log file gets INFO even with -q
 
 
 def _parse_channels(values: tuple[str, ...]) -> dict[str, int | str]:
@@ -297,6 +300,27 @@ def simulate(out, config_file, preset, seed, name, overrides, show_config):
     help="Also write target-cell tracks in Cell Tracking Challenge format to DIR/<stem>_RES/ "
     "(for traccuracy, py-ctcmetrics, Fiji).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Stacks analysed in parallel, each in its own process (a local Dask cluster).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786); "
+    "see the README for a laptop or a SLURM cluster.",
+)
+@click.option("--force", is_flag=True, help="Redo stacks whose results are already complete.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html files.")
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Append the log here too.  [default: OUT/deathtrack.log]",
+)
 @_friendly_errors
 def run(
     stacks,
@@ -309,29 +333,67 @@ def run(
     axes,
     overrides,
     export_ctc,
+    workers,
+    scheduler,
+    force,
+    no_report,
+    log_file,
 ):
-    """Analyse STACK(s) and write results to --out DIR/<stem>/."""
-    from .pipeline import run_stack
+    """Analyse STACK(s) and write results to --out DIR/<stem>/.
+
+    STACK may be a file, a quoted glob ('plate1/*.ome.tif') or a folder (its
+    stacks, or one stack if it holds numbered frames). Stacks whose results are
+    complete for the same input and config are skipped, so re-running after an
+    interruption resumes. DIR/summary.csv has one row per stack (ok / failed,
+    and why); the exit status is 1 when some stacks failed, 2 when all did.
+    """
+    from .batch import run_batch
 
     cfg = _build_config(config_file, channels, pixel_size, interval, z_step, axes, overrides)
-    failed = 0
-    for stack in stacks:
-        try:
-            result = run_stack(
-                stack,
-                cfg,
-                out_dir,
-                export_ctc=export_ctc,
-                progress=click.get_current_context().obj["progress"],
-            )
-        except DeathtrackError as err:
-            failed += 1
-            click.echo(f"deathtrack: error: {err}", err=True)
-            continue
-        click.echo(f"{stack}: wrote {result.out_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _add_log_file(log_file or out_dir / "deathtrack.log")
+    progress = click.get_current_context().obj["progress"]
+    try:
+        result = run_batch(
+            stacks,
+            cfg,
+            out_dir,
+            workers=workers,
+            scheduler=scheduler,
+            force=force,
+            progress=progress,
+            export_ctc=export_ctc,
+            report=not no_report,
+        )
+    finally:
+        _close_log_file()
+    summary = result.summary
+    for row in summary.itertuples(index=False):
+        if row.status == "ok":
+            note = " (complete already: skipped; --force redoes it)" if row.skipped else ""
+            click.echo(f"{row.stack}: wrote {row.out_dir}{note}")
+        else:
+            click.echo(f"deathtrack: error: {row.reason}", err=True)
+    click.echo(f"summary: {result.files['summary']}")
+    failed = result.n_failed
     if failed:
-        click.echo(f"deathtrack: {failed} of {len(stacks)} stack(s) failed", err=True)
-        sys.exit(1 if failed < len(stacks) else 2)
+        click.echo(f"deathtrack: {failed} of {len(summary)} stack(s) failed", err=True)
+        sys.exit(1 if failed < len(summary) else 2)
+
+
+def _close_log_file() -> None:
+    root = logging.getLogger("deathtrack")
+    for old in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(old)
+        old.close()
+
+
+def _add_log_file(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    _close_log_file()
+    logging.getLogger("deathtrack").addHandler(handler)
 
 
 @main.command()

@@ -234,8 +234,12 @@ class _TiffSource:
         try:
             with problems:
                 self.tif = tifffile.TiffFile(path)
-                series = self.tif.series[0]
-                n_pages = len(self.tif.pages)
+                try:
+                    series = self.tif.series[0]
+                    n_pages = len(self.tif.pages)
+                except BaseException:
+                    self.tif.close()  # opened, then found broken: do not leak the handle
+                    raise
         except tifffile.TiffFileError as err:
             raise StackReadError(
                 f"{path}: not a readable TIFF ({err}); supported: {SUPPORTED}"

@@ -1,0 +1,194 @@
+"""Batch runs: many stacks, one failing alone, resume after interruption, Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from deathtrack.batch import expand_stacks, run_batch
+from deathtrack.cli import main
+from deathtrack.config import PipelineConfig, apply_overrides
+
+TABLES = ("tracks.csv", "events.csv", "recruitment.csv", "lineage.csv", "recruitment_stats.csv")
+
+
+@pytest.fixture(scope="module")
+def movies(tmp_path_factory):
+    """Three small simulated movies and one corrupt file, in one folder."""
+    from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+
+    folder = tmp_path_factory.mktemp("plate")
+    paths = []
+    for i, seed in enumerate((11, 12, 13)):
+        sim = simulate(
+            SimulationConfig(
+                seed=seed,
+                shape_yx=(128, 128),
+                n_frames=16,
+                n_cells=6,
+                n_immune=6,
+                p_apoptotic=0.3,
+                p_necroptotic=0.3,
+            )
+        )
+        res = write_simulation(sim, tmp_path_factory.mktemp(f"sim{i}"), name=f"well{i}")
+        target = folder / f"well{i}.ome.tif"
+        target.write_bytes(Path(res["movie"]).read_bytes())
+        paths.append(target)
+    bad = folder / "broken.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 50)  # a TIFF header and nothing behind it
+    return {"folder": folder, "good": paths, "bad": bad}
+
+
+def _tables(folder: Path) -> dict[str, bytes]:
+    return {
+        f"{d.name}/{t}": (d / t).read_bytes()
+        for d in sorted(p for p in folder.iterdir() if p.is_dir())
+        for t in TABLES
+        if (d / t).exists()
+    }
+
+
+def test_expand_stacks_files_globs_folders(tmp_path, movies):
+    frames = tmp_path / "ctc"
+    frames.mkdir()
+    for t in range(3):
+        (frames / f"t{t:03d}.tif").write_bytes(b"")
+    got = expand_stacks(
+        [str(movies["folder"] / "well*.ome.tif"), movies["folder"], frames, tmp_path / "no*.tif"]
+    )
+    names = [Path(g).name for g, p, problem in got if not problem]
+    assert names[:3] == ["well0.ome.tif", "well1.ome.tif", "well2.ome.tif"]
+    assert names[3:7] == ["broken.tif", "well0.ome.tif", "well1.ome.tif", "well2.ome.tif"]
+    assert names[7] == "ctc"  # numbered frames: one stack
+    assert got[-1][2].endswith("no*.tif: no file matches this pattern")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "folder holds no stacks" in expand_stacks([empty])[0][2]
+
+
+def test_batch_with_a_corrupt_file_fails_it_alone_and_exits_nonzero(tmp_path, movies):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["-q", "run", str(movies["folder"]), "--out", str(out), "--no-report"]
+    )
+    assert result.exit_code == 1, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["stack"].map(lambda s: Path(s).name).tolist() == [
+        "broken.tif", "well0.ome.tif", "well1.ome.tif", "well2.ome.tif",
+    ]  # fmt: skip
+    bad = summary.iloc[0]
+    assert bad.status == "failed"
+    assert "broken.tif" in bad.reason and "truncated or corrupt" in bad.reason
+    assert "broken.tif" in result.output
+    assert (summary.status[1:] == "ok").all()
+    for stem in ("well0", "well1", "well2"):
+        for name in (*TABLES, "labels_cells.tif", "labels_immune.tif", "run.json"):
+            assert (out / stem / name).exists(), f"{stem}/{name}"
+    assert not (out / "broken").exists() or not (out / "broken" / "run.json").exists()
+    assert (out / "recruitment_stats.csv").exists()  # pooled over the three stacks
+    assert "failed" in (out / "deathtrack.log").read_text()
+
+    # the same command again: everything done is skipped, nothing changes
+    before = _tables(out)
+    again = CliRunner().invoke(
+        main, ["-q", "run", str(movies["folder"]), "--out", str(out), "--no-report"]
+    )
+    assert again.exit_code == 1
+    summary2 = pd.read_csv(out / "summary.csv")
+    assert summary2.skipped[1:].all() and not summary2.skipped[0]
+    assert "skipped" in again.output
+    assert _tables(out) == before
+
+
+def test_changed_config_or_force_redoes_a_stack(tmp_path, movies):
+    cfg = PipelineConfig()
+    stack = movies["good"][0]
+    first = run_batch([stack], cfg, tmp_path, progress=False, report=False)
+    assert not first.summary.skipped[0]
+    assert run_batch([stack], cfg, tmp_path, progress=False, report=False).summary.skipped[0]
+    changed = apply_overrides(cfg, ["recruit.radius_um=20"])
+    assert not run_batch([stack], changed, tmp_path, progress=False, report=False).summary.skipped[
+        0
+    ]
+    forced = run_batch([stack], changed, tmp_path, progress=False, report=False, force=True)
+    assert not forced.summary.skipped[0]
+    # an incomplete folder (a file lost) is redone too
+    (tmp_path / "well0" / "events.csv").unlink()
+    redo = run_batch([stack], changed, tmp_path, progress=False, report=False)
+    assert not redo.summary.skipped[0] and (tmp_path / "well0" / "events.csv").exists()
+
+
+def test_two_stacks_with_the_same_stem_do_not_overwrite_each_other(tmp_path, movies):
+    other = tmp_path / "b"
+    other.mkdir()
+    twin = other / "well0.ome.tif"
+    twin.write_bytes(movies["good"][0].read_bytes())
+    res = run_batch([movies["good"][0], twin], PipelineConfig(), tmp_path / "o", progress=False,
+                    report=False)  # fmt: skip
+    assert res.summary.status.tolist() == ["ok", "failed"]
+    assert "rename one of the files" in res.summary.reason[1]
+
+
+def test_killed_run_resumes_and_gives_identical_outputs(tmp_path, movies):
+    serial = tmp_path / "serial"
+    run_batch(movies["good"], PipelineConfig(), serial, progress=False, report=False)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "deathtrack.cli", "-q", "run", *map(str, movies["good"]),
+           "--out", str(out), "--no-report"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "well0" / "run.json").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not (out / "well2" / "run.json").exists()
+    assert not [p for p in out.rglob("*.tmp")]  # no half-written file left behind
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.skipped[0]  # well0 was finished before the kill
+    assert _tables(out) == _tables(serial)
+
+
+@pytest.mark.slow
+def test_local_dask_cluster_gives_byte_identical_tables(tmp_path, movies):
+    pytest.importorskip("distributed")
+    serial = run_batch(movies["good"], PipelineConfig(), tmp_path / "serial", progress=False,
+                       report=False)  # fmt: skip
+    parallel = run_batch(movies["good"], PipelineConfig(), tmp_path / "dask", workers=2,
+                         progress=False, report=False)  # fmt: skip
+    assert (serial.summary.status == "ok").all() and (parallel.summary.status == "ok").all()
+    a, b = _tables(tmp_path / "serial"), _tables(tmp_path / "dask")
+    assert len(a) == 3 * len(TABLES) and a == b
+    info = json.loads((tmp_path / "dask" / "well1" / "run.json").read_text())
+    assert info["status"] == "ok"
+
+
+def test_unreachable_scheduler_is_one_clear_error(tmp_path, movies):
+    pytest.importorskip("distributed")
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(movies["good"][0]),
+            "--out",
+            str(tmp_path),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            "--no-report",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
