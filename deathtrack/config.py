@@ -384,6 +384,11 @@ class OutputConfig(Section):
         "csv", description="Format of the tables (tracks, events, recruitment)."
     )
     write_labels: bool = Field(True, description="Write labels_cells.tif and labels_immune.tif.")
+    write_trackmate: bool = Field(
+        True,
+        description="Write tracks.xml, the tracks of both populations as a TrackMate file "
+        "(Fiji: Plugins > Tracking > Load a TrackMate file).",
+    )
 
 
 class PipelineConfig(Section):

@@ -21,6 +21,7 @@ TCYX (48, 3, 256, 256) 0.65
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Calibration",
     "Movie",
+    "atomic_write",
     "open_input",
     "open_stack",
     "stack_stem",
@@ -783,11 +785,38 @@ def open_stack(
 # writing
 
 
-def _atomic_target(path: Path) -> tuple[Path, Path]:
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    An interrupted or failed write leaves no half-written file (the temporary
+    one is removed) and the previous ``path``, if any, untouched. The file
+    gets the usual permissions (0666 minus the umask), not mkstemp's 0600, so
+    results on a shared server stay readable by the group.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with atomic_write(target) as tmp:
+    ...     _ = tmp.write_text("a,b\n1,2\n")
+    >>> target.read_text()
+    'a,b\n1,2\n'
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    return path, Path(tmp)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _pages(
@@ -861,23 +890,21 @@ def write_ome_tiff(
         meta.update(PhysicalSizeZ=z_step_um, PhysicalSizeZUnit="µm")
     if uuid is not None:
         meta.update(UUID=f"urn:uuid:{uuid}", Creator="deathtrack")
-    final, tmp = _atomic_target(Path(path))
+    final = Path(path)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=nbytes > 2**31, ome=True) as tw:
-            tw.write(
-                _pages(frames, shape),
-                shape=shape,
-                dtype=dtype,
-                metadata=meta,
-                photometric="minisblack",
-                compression=compression,
-                predictor=bool(compression) and dtype.kind in "ui",
-            )
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_write(final) as tmp,
+        tifffile.TiffWriter(tmp, bigtiff=nbytes > 2**31, ome=True) as tw,
+    ):
+        tw.write(
+            _pages(frames, shape),
+            shape=shape,
+            dtype=dtype,
+            metadata=meta,
+            photometric="minisblack",
+            compression=compression,
+            predictor=bool(compression) and dtype.kind in "ui",
+        )
     return final
 
 
@@ -904,7 +931,7 @@ def write_labels(
     if len(shape) != 3:
         raise ValueError(f"`shape` must be (T, Y, X), got {shape}")
     dtype = np.dtype(dtype)
-    final, tmp = _atomic_target(Path(path))
+    final = Path(path)
 
     def pages():
         for t, lab in enumerate(labels):
@@ -913,19 +940,15 @@ def write_labels(
                 raise ValueError(f"label frame {t} has shape {lab.shape}, expected {shape[1:]}")
             yield lab.astype(dtype, copy=False)
 
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=int(np.prod(shape)) * dtype.itemsize > 2**31) as tw:
-            tw.write(
-                pages(),
-                shape=shape,
-                dtype=dtype,
-                metadata={"axes": "TYX"},
-                photometric="minisblack",
-                compression="zlib",
-                predictor=True,
-            )
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    big = int(np.prod(shape)) * dtype.itemsize > 2**31
+    with atomic_write(final) as tmp, tifffile.TiffWriter(tmp, bigtiff=big) as tw:
+        tw.write(
+            pages(),
+            shape=shape,
+            dtype=dtype,
+            metadata={"axes": "TYX"},
+            photometric="minisblack",
+            compression="zlib",
+            predictor=True,
+        )
     return final

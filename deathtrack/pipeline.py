@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import tempfile
 import time
@@ -73,17 +72,12 @@ def input_checksum(path: str | Path, *, chunk: int = 1 << 22) -> str:
 
 def write_json_atomic(data: dict, path: str | Path) -> Path:
     """Write JSON to a temporary file beside ``path``, then rename it into place."""
+    from .io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, default=str)
+        fh.write("\n")
     return path
 
 
@@ -113,17 +107,13 @@ def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -
                 "output.table_format = 'parquet' needs pyarrow: pip install pyarrow, "
                 "or use table_format = 'csv'"
             ) from None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from .io import atomic_write
+
+    with atomic_write(path) as tmp:
         if table_format == "parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -360,6 +350,18 @@ def run_stack(
             t0 = time.perf_counter()
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
             write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
+            if cfg.output.write_trackmate:
+                from .export import export_trackmate
+
+                export_trackmate(
+                    all_tracks,
+                    lineage,
+                    result.out_dir / "tracks.xml",
+                    pixel_size_um=movie.calibration.pixel_size_um,
+                    interval_s=movie.calibration.interval_s,
+                    image_path=str(Path(stack).resolve()),
+                    shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                )
             write_table(lineage, result.out_dir / "lineage.csv", fmt)
             result.timings_s["write"] = time.perf_counter() - t0
         finally:

@@ -107,8 +107,13 @@ def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
         bg_small = trend + local
     if coef is None:
         return _upsample(bg_small, f, ny, nx)
-    fy, fx = np.meshgrid(np.arange(ny, dtype=float), np.arange(nx, dtype=float), indexing="ij")
-    return (design(fy, fx) @ coef + _upsample(local, f, ny, nx)).astype(np.float32)
+    # the fitted surface at full resolution, by broadcasting a column and a row (the full
+    # design matrix would be six float64 copies of the frame)
+    y = (np.arange(ny, dtype=np.float64) / max(ny, 1) - 0.5)[:, None]
+    x = (np.arange(nx, dtype=np.float64) / max(nx, 1) - 0.5)[None, :]
+    c = coef
+    surface = (c[0] + c[1] * y + c[3] * y * y) + (c[2] * x + c[4] * x * x) + c[5] * (y * x)
+    return (surface + _upsample(local, f, ny, nx)).astype(np.float32)
 
 
 def _upsample(small: np.ndarray, f: int, ny: int, nx: int) -> np.ndarray:
@@ -137,14 +142,22 @@ def _background_level(smoothed: np.ndarray) -> float:
 
 
 def threshold_value(
-    smoothed: np.ndarray, raw: np.ndarray, config: PopulationSegmentConfig, sigma_px: float
+    smoothed: np.ndarray,
+    raw: np.ndarray,
+    config: PopulationSegmentConfig,
+    sigma_px: float,
+    *,
+    noise_sd: float | None = None,
 ) -> float:
-    """The foreground threshold of one frame (see ``PopulationSegmentConfig.threshold``)."""
+    """The foreground threshold of one frame (see ``PopulationSegmentConfig.threshold``).
+
+    ``noise_sd``: the pixel noise SD of ``raw`` when already known.
+    """
     from skimage import filters
 
     method = config.threshold
     if method == "noise":
-        sd = _noise_sd(raw)
+        sd = _noise_sd(raw) if noise_sd is None else noise_sd
         # Gaussian smoothing with sigma s divides white-noise SD by 2 s sqrt(pi)
         sd_s = sd / (2 * sigma_px * np.sqrt(np.pi)) if sigma_px > 0.5 else sd
         return _background_level(smoothed) + config.noise_k * sd_s
@@ -192,10 +205,22 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     small_ids = np.flatnonzero(is_small)
     piece_cluster = ndi.maximum(clusters, labels, index=small_ids).astype(int)
     touch = ndi.binary_dilation(small_mask, iterations=2)
+    # each cluster is looked at inside its own bounding box (grown by the 3 px the two
+    # dilations reach), not over the whole frame
+    boxes = ndi.find_objects(clusters)
+    ny, nx = labels.shape
     for c in np.unique(piece_cluster):
         members = small_ids[piece_cluster == c]
-        region = touch & np.isin(labels, members)
-        near_big = np.unique(labels[ndi.binary_dilation(region, iterations=1) & big_mask])
+        sl = boxes[c - 1] if c > 0 else None
+        if sl is None:
+            sl = (slice(0, ny), slice(0, nx))
+        sl = (
+            slice(max(sl[0].start - 3, 0), min(sl[0].stop + 3, ny)),
+            slice(max(sl[1].start - 3, 0), min(sl[1].stop + 3, nx)),
+        )
+        region = touch[sl] & np.isin(labels[sl], members)
+        near = ndi.binary_dilation(region, iterations=1) & big_mask[sl]
+        near_big = np.unique(labels[sl][near])
         if near_big.size == 1:
             lut[members] = near_big[0]
         else:
@@ -336,7 +361,8 @@ def segment_frame(
         img = img - estimate_background(img, cfg.background_radius_um / px)
     sigma = cfg.smooth_sigma_um / px
     smoothed = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
-    thr = threshold_value(smoothed, img, cfg, sigma)
+    noise_sd = _noise_sd(img) if cfg.threshold == "noise" else None
+    thr = threshold_value(smoothed, img, cfg, sigma, noise_sd=noise_sd)
     bg_level = _background_level(smoothed)
     fg = (smoothed > thr) & ~nan
     min_px = cfg.min_area_um2 / px**2
@@ -357,7 +383,7 @@ def segment_frame(
         smooth2 = ndi.gaussian_filter(np.where(free, img, 0), sigma2) / np.maximum(weight, 1e-3)
         smooth2 = np.where(free, smooth2, 0).astype(np.float32)
         bg2 = _background_level(smooth2)
-        thr2 = bg2 + (threshold_value(smooth2, img, cfg, sigma2) - _background_level(smooth2))
+        thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd)
         residual = ndi.binary_opening((smooth2 > thr2) & free, iterations=rim)
         if residual.sum() >= min_px:
             dim = _segment_level(residual, smooth2, img, thr2, bg2, cfg, px)
