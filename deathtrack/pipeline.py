@@ -435,6 +435,20 @@ def _recruit(events, cells, immune, stores, movie, cfg, result, fmt) -> pd.DataF
     write_table(curves, out / "recruitment.csv", fmt)
     write_table(stats, out / "recruitment_stats.csv", fmt)
     result.stages.append("recruit")
+    # motility of every immune track (celltrackR definitions; units µm, s, µm/s, radians)
+    from .motility import arrest_coefficient, track_metrics
+
+    timed = _with_time(immune, cal.interval_s)
+    motility = track_metrics(timed, coord_cols=(col.Y_UM, col.X_UM))
+    arrest = {
+        int(k): arrest_coefficient(
+            g[[col.T_S, col.Y_UM, col.X_UM]].to_numpy(float),
+            threshold_um_per_min=cfg.recruit.arrest_speed_um_per_min,
+        )
+        for k, g in timed.sort_values(col.FRAME).groupby(col.TRACK_ID)
+    }
+    motility["arrest_coefficient"] = motility[col.TRACK_ID].map(arrest)
+    write_table(motility, out / "motility.csv", fmt)
     return events
 
 

@@ -463,30 +463,29 @@ def _approach(
     after: pd.DataFrame,
     arrest_speed_um_per_min: float,
 ) -> dict[str, float]:
-    """Speed, chemotactic index, FMI of a path toward ``target_um``, and arrest after it."""
-    nan = {
-        "speed_um_per_min": math.nan,
-        "chemotactic_index": math.nan,
-        "forward_migration_index": math.nan,
-        "arrested_on_arrival": math.nan,
+    """Speed, chemotactic index and FMI of the path to ``target_um``, and arrest after it.
+
+    The measures are :mod:`deathtrack.motility`'s (celltrackR definitions);
+    ``arrested_on_arrival`` is 1 when the mean speed over ``after`` (the
+    frames from first contact on) is below ``arrest_speed_um_per_min``.
+    """
+    from .motility import approach_metrics, speed
+
+    def track(g: pd.DataFrame) -> np.ndarray:
+        return np.column_stack(
+            [g[col.FRAME].to_numpy(float) * interval_s, g[[col.Y_UM, col.X_UM]].to_numpy(float)]
+        )
+
+    m = approach_metrics(
+        track(before), np.asarray(target_um, float), t_col="t", coord_cols=("y", "x")
+    )
+    v = speed(track(after)) * 60.0  # µm/s -> µm/min; NaN for fewer than two points
+    return {
+        "speed_um_per_min": m["speed_um_per_min"],
+        "chemotactic_index": m["chemotactic_index"],
+        "forward_migration_index": m["forward_migration_index"],
+        "arrested_on_arrival": float(v < arrest_speed_um_per_min) if np.isfinite(v) else math.nan,
     }
-    p = before[[col.Y_UM, col.X_UM]].to_numpy(float)
-    f = before[col.FRAME].to_numpy(float)
-    if len(p) >= 2 and f[-1] > f[0]:
-        path = float(np.hypot(*np.diff(p, axis=0).T).sum())
-        nan["speed_um_per_min"] = path / ((f[-1] - f[0]) * interval_s) * 60.0
-        if path > 0:
-            d0, d1 = np.hypot(*(target_um - p[0])), np.hypot(*(target_um - p[-1]))
-            nan["chemotactic_index"] = float((d0 - d1) / path)
-            if d0 > 0:
-                u = (target_um - p[0]) / d0
-                nan["forward_migration_index"] = float(np.dot(p[-1] - p[0], u) / path)
-    q = after[[col.Y_UM, col.X_UM]].to_numpy(float)
-    g = after[col.FRAME].to_numpy(float)
-    if len(q) >= 2 and g[-1] > g[0]:
-        v = float(np.hypot(*np.diff(q, axis=0).T).sum()) / ((g[-1] - g[0]) * interval_s) * 60
-        nan["arrested_on_arrival"] = float(v < arrest_speed_um_per_min)
-    return nan
 
 
 def _nanmean(values) -> float:
