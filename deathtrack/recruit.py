@@ -290,9 +290,7 @@ def recruitment_curves(
         if len(cells)
         else {}
     )
-    if with_contacts:
-        cell_at = lru_cache(maxsize=4)(cell_labels)
-    rows, contact_rows = [], []
+    rows, jobs = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0, tid = int(ev.event_id), int(ev.frame), int(ev.track_id)
         center = np.array([ev.y_um, ev.x_um], float)
@@ -310,22 +308,44 @@ def recruitment_curves(
             counts = np.array([len(_within(here, c, cfg.radius_um)) for c in ctl], float)
             ok = fctl > 0
             expected = float(np.mean(counts[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
-            n_contact = math.nan
+            n_all = len(here[0]) if here is not None else 0
+            uniform = n_all * frac_ev * disc_area_px / field_px
             if with_contacts:
                 # the cell's own mask at t, else at the nearest frame its track has
                 tm = int(own[np.argmin(np.abs(own - t))]) if len(own) else t
-                mask = np.asarray(cell_at(tm)) == tid
-                touching = np.empty(0, int)
-                if mask.any():
-                    if tol_px:
-                        mask = ndi.binary_dilation(mask, struct, iterations=tol_px)
-                    lab = np.asarray(immune_labels(t))[mask]
-                    touching = np.unique(lab[lab > 0])
-                n_contact = len(touching)
-                contact_rows.extend((eid, dt, int(m)) for m in touching)
-            n_all = len(here[0]) if here is not None else 0
-            uniform = n_all * frac_ev * disc_area_px / field_px
-            rows.append((eid, dt, dt * interval_s, t, n_within, n_contact, expected, uniform))
+                jobs.append((t, tm, tid, eid, dt, len(rows)))
+            rows.append([eid, dt, dt * interval_s, t, n_within, math.nan, expected, uniform])
+
+    # contacts frame by frame: each label image is read (and relabelled) once per frame,
+    # and each dying cell's mask is cut out of it by its bounding box
+    contact_rows = []
+    if with_contacts:
+
+        @lru_cache(maxsize=4)
+        def boxes(tm: int):
+            lab = np.asarray(cell_labels(tm))
+            return lab, ndi.find_objects(lab)
+
+        ny, nx = shape_yx
+        current_t, immune_lab = None, None
+        for t, tm, tid, eid, dt, row in sorted(jobs):
+            if t != current_t:
+                current_t, immune_lab = t, np.asarray(immune_labels(t))
+            lab, objs = boxes(tm)
+            touching = np.empty(0, int)
+            sl = objs[tid - 1] if 0 < tid <= len(objs) else None
+            if sl is not None:
+                sl = (
+                    slice(max(sl[0].start - tol_px, 0), min(sl[0].stop + tol_px, ny)),
+                    slice(max(sl[1].start - tol_px, 0), min(sl[1].stop + tol_px, nx)),
+                )
+                mask = lab[sl] == tid
+                if tol_px:
+                    mask = ndi.binary_dilation(mask, struct, iterations=tol_px)
+                hit = immune_lab[sl][mask]
+                touching = np.unique(hit[hit > 0])
+            rows[row][5] = len(touching)
+            contact_rows.extend((eid, dt, int(m)) for m in touching)
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     curves[col.N_CONTACT] = curves[col.N_CONTACT].astype("Int64" if with_contacts else float)
     contacts = pd.DataFrame(contact_rows, columns=[col.EVENT_ID, col.DT, "immune_track_id"])
