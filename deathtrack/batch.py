@@ -404,7 +404,9 @@ def run_batch(
                 **({} if serial else {"pure": False, "key": f"deathtrack-{i}-{path.name}"}),
             )
             futures[fut] = i
-        bar = tqdm(total=len(items), desc="stacks", unit="stack", disable=not progress)
+        bar = tqdm(
+            total=len(items), desc="stacks", unit="stack", disable=not progress or len(items) < 2
+        )
         bar.update(len(items) - len(todo))
         for fut in _as_completed(list(futures), client):
             row = fut.result()

@@ -41,7 +41,10 @@ def _friendly_errors(func):
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    # the terminal shows warnings (and progress bars); -v adds what each stage did
+    level = (
+        logging.DEBUG if verbose > 1 else logging.INFO if verbose and not quiet else logging.WARNING
+    )
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)
@@ -407,32 +410,38 @@ def _add_log_file(path: Path) -> None:
 @_friendly_errors
 def demo(out_dir):
     """Run the pipeline on the bundled sample movie (sample_data/demo.ome.tif)."""
+    from .batch import run_batch
     from .config import PipelineConfig
     from .errors import StackNotFoundError
     from .io import open_stack
-    from .pipeline import run_stack
 
     if not DEMO_STACK.exists():
         raise StackNotFoundError(
             f"{DEMO_STACK}: the sample movie is missing; regenerate it with "
-            "`deathtrack simulate sample_data --preset demo --seed 1 --name demo`"
+            "`deathtrack simulate sample_data --preset demo --seed 8 --name demo`"
         )
     with open_stack(DEMO_STACK) as movie:
         click.echo(_format_info(movie.info()))
     progress = click.get_current_context().obj["progress"]
-    result = run_stack(DEMO_STACK, PipelineConfig(), out_dir, progress=progress)
-    c = result.counts
+    result = run_batch([DEMO_STACK], PipelineConfig(), out_dir, force=True, progress=progress)
+    row = result.summary.iloc[0]
+    if row.status != "ok":
+        raise DeathtrackError(f"the demo failed: {row.reason}")
+    folder = Path(row.out_dir)
+    info = json.loads((folder / "run.json").read_text())
+    c = info["counts"]
     click.echo(
         f"\n{c.get('n_tracks_cells', 0)} target-cell tracks, {c.get('n_tracks_immune', 0)} "
         f"immune-cell tracks, {c.get('n_divisions', 0)} division(s) in {c['n_frames']} frames "
-        f"({result.timings_s['total']:.0f} s). Deaths: {c.get('n_events', 0)} "
+        f"({row.seconds:.0f} s). Deaths: {c.get('n_events', 0)} "
         f"({c.get('n_apoptotic', 0)} apoptotic, {c.get('n_necroptotic', 0)} necroptotic, "
         f"{c.get('n_uncertain', 0)} uncertain). "
         f"The truth is in {SAMPLE_DIR / 'demo_truth'} (8 deaths: 4 + 4, 2 divisions)."
     )
-    click.echo(f"wrote {result.out_dir}:")
-    for p in sorted(result.out_dir.iterdir()):
+    click.echo(f"wrote {folder}:")
+    for p in sorted(folder.iterdir()):
         click.echo(f"  {p.name}")
+    click.echo(f"Open {folder / 'report.html'} in a web browser to see the results.")
 
 
 @main.command()

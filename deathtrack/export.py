@@ -311,7 +311,7 @@ def export_trackmate(
     ET.indent(root, space="  ")
     out = Path(path)
     _write_atomic(ET.ElementTree(root), out)
-    logger.info("wrote %d spots, %d links, %d TrackMate tracks to %s", n, len(src), n_tracks, out)
+    logger.debug("wrote %d spots, %d links, %d TrackMate tracks to %s", n, len(src), n_tracks, out)
     return out
 
 
