@@ -31,6 +31,7 @@ __all__ = [
     "FEATURES",
     "ClassifierModel",
     "load_model",
+    "mode_from_p",
     "predict_p_necroptotic",
     "save_model",
     "train_classifier",
@@ -170,3 +171,22 @@ def load_model(path: str | Path) -> ClassifierModel:
     ):
         raise ConfigError(f"{path}: malformed classifier (lengths or values do not fit)")
     return model
+
+
+def mode_from_p(p, margin: float):
+    """The call from ``p_necroptotic``: necroptotic at or above 0.5 + ``margin``,
+    apoptotic at or below 0.5 - ``margin``, uncertain in between.
+
+    ``p`` is a number (returns a str) or an array (returns an array of str).
+
+    Examples
+    --------
+    >>> mode_from_p(0.9, 0.15), mode_from_p(0.55, 0.15)
+    ('necroptotic', 'uncertain')
+    """
+    out = np.where(
+        np.asarray(p) >= 0.5 + margin,
+        col.NECROPTOTIC,
+        np.where(np.asarray(p) <= 0.5 - margin, col.APOPTOTIC, col.UNCERTAIN),
+    )
+    return str(out) if out.ndim == 0 else out

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import columns as col
+from .classify import mode_from_p
 from .config import DeathConfig
 
 logger = logging.getLogger(__name__)
@@ -243,13 +244,7 @@ def detect_deaths(
                 continue
         r = g.iloc[i]
         p = _p_necroptotic(found, cfg)
-        mode = (
-            col.NECROPTOTIC
-            if p >= 0.5 + cfg.uncertain_margin
-            else col.APOPTOTIC
-            if p <= 0.5 - cfg.uncertain_margin
-            else col.UNCERTAIN
-        )
+        mode = mode_from_p(p, cfg.uncertain_margin)
         rows.append(
             {
                 col.TRACK_ID: int(tid),
@@ -272,11 +267,7 @@ def detect_deaths(
 
         p = predict_p_necroptotic(load_model(cfg.classifier), events)
         events[col.P_NECROPTOTIC] = np.round(p, 4)
-        events[col.MODE] = np.where(
-            p >= 0.5 + cfg.uncertain_margin,
-            col.NECROPTOTIC,
-            np.where(p <= 0.5 - cfg.uncertain_margin, col.APOPTOTIC, col.UNCERTAIN),
-        )
+        events[col.MODE] = mode_from_p(p, cfg.uncertain_margin)
     events = events.sort_values([col.FRAME, col.TRACK_ID], kind="stable").reset_index(drop=True)
     events.insert(0, col.EVENT_ID, np.arange(1, len(events) + 1))
     return events

@@ -346,6 +346,7 @@ def run_stack(
             immune = tracks[populations.index(col.IMMUNE)] if col.IMMUNE in populations else None
             events = _recruit(events, cells, immune, stores, movie, cfg, result, fmt)
             result.timings_s["recruit"] = time.perf_counter() - t0
+            events = _keep_reviews(events, result, fmt)
             write_table(events, result.out_dir / "events.csv", fmt)
             t0 = time.perf_counter()
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
@@ -449,6 +450,32 @@ def _recruit(events, cells, immune, stores, movie, cfg, result, fmt) -> pd.DataF
     }
     motility["arrest_coefficient"] = motility[col.TRACK_ID].map(arrest)
     write_table(motility, out / "motility.csv", fmt)
+    return events
+
+
+def _keep_reviews(events: pd.DataFrame, result: RunResult, fmt: str) -> pd.DataFrame:
+    """Carry the reviewed labels of an earlier run in the same folder over to the new events."""
+    from .review import carry_over_reviews, reviewed_events
+
+    for name in ("events.csv", "events.parquet"):
+        path = result.out_dir / name
+        if not path.exists():
+            continue
+        try:
+            old = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        except (OSError, ValueError) as err:
+            result.warnings.append(f"{path}: could not read the earlier events ({err})")
+            return events
+        if reviewed_events(old).empty:
+            return events
+        events, unmatched = carry_over_reviews(events, old)
+        n = len(reviewed_events(old))
+        msg = f"kept {n - len(unmatched)} of {n} reviewed labels from the earlier run"
+        if len(unmatched):
+            write_table(unmatched, result.out_dir / "reviews_unmatched.csv", fmt)
+            msg += f"; {len(unmatched)} found no event: see reviews_unmatched.csv"
+        result.warnings.append(msg)
+        return events
     return events
 
 

@@ -37,9 +37,68 @@ def test_exception_in_callback_cancels_and_leaves_no_half_written_outputs(tmp_pa
 
     with pytest.raises(Cancelled):
         run_stack(
-            small_movie["movie"], PipelineConfig(), tmp_path, progress=False, on_progress=cancel_at_5
+            small_movie["movie"],
+            PipelineConfig(),
+            tmp_path,
+            progress=False,
+            on_progress=cancel_at_5,
         )
     assert max(seen) == 5
     out = tmp_path / "small"
     # no tables, no run.json, no temporary work folder left behind
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_rerun_keeps_reviewed_labels(tmp_path, small_movie):
+    """A person's review survives a re-run with other parameters (no decision is lost)."""
+    import pandas as pd
+
+    from deathtrack.config import apply_overrides
+
+    run_stack(small_movie["movie"], PipelineConfig(), tmp_path, progress=False)
+    path = tmp_path / "small" / "events.csv"
+    ev = pd.read_csv(path)
+    assert len(ev) >= 3
+    ev["reviewed_mode"] = None
+    ev["reviewer"] = None
+    ev["reviewed_at"] = None
+    ev.loc[0, ["reviewed_mode", "reviewer", "reviewed_at"]] = ["necroptotic", "ana", "2026-11-23"]
+    ev.loc[1, ["reviewed_mode", "reviewer"]] = ["not_death", "ana"]
+    missed = {
+        "event_id": 99,
+        "frame": 5,
+        "y": 10.0,
+        "x": 10.0,
+        "y_um": 6.5,
+        "x_um": 6.5,
+        "reviewed_mode": "apoptotic",
+        "reviewer": "ana",
+    }
+    ghost = {
+        "event_id": 98,
+        "track_id": 999,
+        "frame": 30,
+        "y": 180.0,
+        "x": 5.0,
+        "y_um": 117.0,
+        "x_um": 3.25,
+        "reviewed_mode": "apoptotic",
+        "reviewer": "ana",
+    }
+    pd.concat([ev, pd.DataFrame([missed, ghost])]).to_csv(path, index=False)
+    first = ev.iloc[:2][["track_id", "frame", "mode", "p_necroptotic"]]
+
+    cfg = apply_overrides(PipelineConfig(), ["recruit.radius_um=20"])
+    result = run_stack(small_movie["movie"], cfg, tmp_path, progress=False)
+    new = pd.read_csv(path)
+    for row, label in zip(first.itertuples(), ["necroptotic", "not_death"]):
+        hit = new[(new.track_id == row.track_id) & (new.frame == row.frame)].iloc[0]
+        assert hit.reviewed_mode == label and hit.reviewer == "ana"
+        assert hit["mode"] == row.mode  # the automatic call is untouched
+        assert hit.p_necroptotic == pytest.approx(row.p_necroptotic)
+    added = new[new.track_id.isna()]
+    assert added.reviewed_mode.tolist() == ["apoptotic"] and added.frame.tolist() == [5]
+    assert added.event_id.iloc[0] == new.event_id.max()
+    lost = pd.read_csv(tmp_path / "small" / "reviews_unmatched.csv")
+    assert lost.track_id.tolist() == [999]
+    assert any("kept 3 of 4 reviewed labels" in w for w in result.warnings)
