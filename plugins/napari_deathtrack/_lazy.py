@@ -1,0 +1,248 @@
+"""Lazy arrays over stacks and label images: one frame is read when napari shows it.
+
+Layers hold dask arrays whose blocks are single frames. A block is read from
+a file handle kept in a small registry of open files (keyed by path and
+modification time), so a frame read costs one page read, not a re-parse of
+the file, and the arrays themselves hold only a path. Evicted or closed
+handles are re-opened on the next read; :func:`close_all` closes everything
+(it also runs at exit, so no file is left to the garbage collector).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OpenMovie", "channel_array", "close_all", "label_array", "open_movie"]
+
+#: how many files stay open at once; older ones are closed and re-opened when needed
+MAX_OPEN = 8
+
+_lock = threading.RLock()
+_open: OrderedDict[tuple, _Entry] = OrderedDict()
+
+
+@dataclass
+class _Entry:
+    obj: Any
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+        self.obj.close()
+
+
+@dataclass(frozen=True)
+class OpenMovie:
+    """A :class:`deathtrack.io.Movie` from the registry, and whether its roles are known.
+
+    ``roles_known`` is False when the file does not say which channel shows the
+    target cells (multi-channel, no channel named ``cells``): the data can be
+    shown, but layers are named by channel name and the user picks the roles.
+    """
+
+    movie: Any
+    roles_known: bool
+
+
+def _key(kind: str, path: str | Path, extra: tuple = ()) -> tuple:
+    p = Path(path).expanduser().resolve()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    return (kind, str(p), mtime, extra)
+
+
+def _get(key: tuple, opener: Callable[[], Any]) -> _Entry:
+    with _lock:
+        entry = _open.get(key)
+        if entry is not None and not entry.closed:
+            _open.move_to_end(key)
+            return entry
+        entry = _Entry(opener())
+        _open[key] = entry
+        while len(_open) > MAX_OPEN:
+            _, old = _open.popitem(last=False)
+            old.close()
+        return entry
+
+
+def close_all() -> None:
+    """Close every file the lazy layers opened (they re-open on the next read)."""
+    with _lock:
+        while _open:
+            _, entry = _open.popitem()
+            entry.close()
+
+
+atexit.register(close_all)
+
+
+class _MovieHandle:
+    """A Movie and whether its roles were resolved from the file (see :class:`OpenMovie`)."""
+
+    def __init__(self, movie, roles_known: bool):
+        self.movie = movie
+        self.roles_known = roles_known
+
+    def close(self) -> None:
+        self.movie.close()
+
+
+def _open_movie_handle(path: str, axes: str | None) -> _MovieHandle:
+    from deathtrack.errors import ChannelRoleError
+    from deathtrack.io import open_stack
+
+    try:
+        return _MovieHandle(open_stack(path, axes=axes), True)
+    except ChannelRoleError:
+        # the data is readable, only the 'cells' role is unknown: open it to show it
+        return _MovieHandle(open_stack(path, axes=axes, channels={"cells": 0}), False)
+
+
+def open_movie(path: str | Path, *, axes: str | None = None) -> OpenMovie:
+    """The registry's open Movie for ``path`` (opened on first use).
+
+    Raises the :mod:`deathtrack.errors` of :func:`deathtrack.io.open_stack` when the
+    file cannot be read. Do not close the returned movie: the registry owns it.
+    """
+    entry = _get(_key("movie", path, (axes,)), lambda: _open_movie_handle(str(path), axes))
+    return OpenMovie(entry.obj.movie, entry.obj.roles_known)
+
+
+def _read_with_retry(key: tuple, opener: Callable[[], Any], read: Callable[[Any], np.ndarray]):
+    """Read from a registry handle; if another thread closed it meanwhile, re-open once."""
+    entry = _get(key, opener)
+    try:
+        return read(entry.obj)
+    except Exception:
+        if not entry.closed:
+            raise
+        return read(_get(key, opener).obj)
+
+
+def channel_array(
+    path: str | Path,
+    channel: int,
+    *,
+    n_frames: int,
+    frame_shape: tuple[int, ...],
+    dtype: Any,
+    axes: str | None = None,
+):
+    """Dask array (T, [Z], Y, X) of one channel; each block is one frame, read on demand."""
+    import dask.array as da
+
+    key = _key("movie", path, (axes,))
+    path = str(path)
+
+    def opener():
+        return _open_movie_handle(path, axes)
+
+    def block(block_id=None):
+        t = block_id[0]
+        data = _read_with_retry(key, opener, lambda h: h.movie.read(channel, t))
+        return np.asarray(data)[np.newaxis]
+
+    chunks = ((1,) * n_frames, *((s,) for s in frame_shape))
+    dtype = np.dtype(dtype)
+    return da.map_blocks(
+        block,
+        dtype=dtype,
+        chunks=chunks,
+        meta=np.empty((0,) * (1 + len(frame_shape)), dtype),
+        name=f"deathtrack-{Path(path).name}-c{channel}-{abs(hash(key))}",
+    )
+
+
+class _LabelFile:
+    def __init__(self, path: str):
+        import tifffile
+
+        self.tif = tifffile.TiffFile(path)
+        series = self.tif.series[0]
+        self.shape = tuple(series.shape)
+        self.dtype = np.dtype(series.dtype)
+        self._lock = threading.Lock()
+
+    def frame(self, t: int) -> np.ndarray:
+        with self._lock:
+            return self.tif.pages[t].asarray()
+
+    def close(self) -> None:
+        self.tif.close()
+
+
+def label_array(path: str | Path):
+    """Dask array (T, Y, X) of a label TIFF written by deathtrack; one page per block.
+
+    Returns None when the file is not a (T, Y, X) label stack.
+    """
+    import dask.array as da
+
+    key = _key("labels", path)
+    path = str(path)
+
+    def opener():
+        return _LabelFile(path)
+
+    info = _get(key, opener).obj
+    if len(info.shape) == 2:
+        shape = (1, *info.shape)
+    elif len(info.shape) == 3:
+        shape = info.shape
+    else:
+        return None
+    if len(info.tif.pages) != shape[0]:
+        return None
+    dtype = info.dtype
+
+    def block(block_id=None):
+        t = block_id[0]
+        return _read_with_retry(key, opener, lambda f: f.frame(t))[np.newaxis]
+
+    return da.map_blocks(
+        block,
+        dtype=dtype,
+        chunks=((1,) * shape[0], (shape[1],), (shape[2],)),
+        meta=np.empty((0, 0, 0), dtype),
+        name=f"deathtrack-{Path(path).name}-{abs(hash(key))}",
+    )
+
+
+def sample_frames(n_frames: int, k: int = 5) -> list[int]:
+    """Up to ``k`` evenly spaced frame indices (first and last included)."""
+    if n_frames <= 0:
+        return []
+    return sorted({int(round(t)) for t in np.linspace(0, n_frames - 1, min(k, n_frames))})
+
+
+def contrast_limits(read: Callable[[int], np.ndarray], n_frames: int) -> tuple[float, float]:
+    """Robust display range (0.5 and 99.8 percentiles) from a few sampled frames."""
+    samples = []
+    for t in sample_frames(n_frames):
+        a = np.asarray(read(t))
+        step = max(1, int(np.sqrt(a.size / 250_000)))  # about 250 000 pixels per frame
+        samples.append(a[..., ::step, ::step].ravel())
+    if not samples:
+        return (0.0, 1.0)
+    values = np.concatenate(samples).astype(np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(values, [0.5, 99.8])
+    if hi <= lo:
+        hi = lo + 1.0
+    return (float(lo), float(hi))
+
+
+def mapping_or_empty(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
