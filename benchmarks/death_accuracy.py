@@ -26,46 +26,12 @@ SEEDS = (501, 502, 503)
 MODES = ("apoptotic", "necroptotic")
 
 
-def match(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
-    """Greedy matching in order of truth events (10 µm, 4 frames)."""
-    used: set[int] = set()
-    rows = []
-    for e in truth.itertuples():
-        d = (
-            np.hypot(pred.y_um - e.y_um, pred.x_um - e.x_um)
-            if len(pred)
-            else pd.Series(dtype=float)
-        )
-        ok = (
-            pred[(d <= 10) & ((pred.frame - e.frame).abs() <= 4) & ~pred.event_id.isin(used)]
-            if len(pred)
-            else pred
-        )
-        if len(ok):
-            m = ok.iloc[0]
-            used.add(int(m.event_id))
-            rows.append(
-                (
-                    e.event_id,
-                    int(m.event_id),
-                    e.mode,
-                    m["mode"],
-                    int(m.frame) - int(e.frame),
-                    float(m.p_necroptotic),
-                )
-            )
-        else:
-            rows.append((e.event_id, -1, e.mode, "missed", np.nan, np.nan))
-    return pd.DataFrame(
-        rows, columns=["true_id", "pred_id", "true_mode", "called", "frame_error", "p"]
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/out/death")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
+    from deathtrack.evaluate import match_events
     from deathtrack.gallery import event_gallery
     from deathtrack.io import open_stack
     from deathtrack.pipeline import run_stack
@@ -82,7 +48,7 @@ def main() -> None:
             truth = sim.truth()["events"]
             tracks = pd.read_csv(res.out_dir / "tracks.csv")
             n_tracks = tracks[tracks.population == "cells"].track_id.nunique()
-            m = match(pred, truth).assign(scenario=name, seed=seed)
+            m = match_events(pred, truth).assign(scenario=name, seed=seed)
             all_matches.append(m)
             tp = int((m.pred_id >= 0).sum())
             rows.append(

@@ -56,6 +56,23 @@ EVENT_COLUMNS = [
 ]
 
 
+def _bleaching_trend(frame_median: pd.Series) -> pd.Series:
+    """Smooth exponential fit (Theil-Sen on the log) of the per-frame median signal.
+
+    Falls back to the per-frame medians with fewer than 5 usable frames.
+    """
+    from scipy.stats import theilslopes
+
+    ok = frame_median[frame_median > 0]
+    if len(ok) < 5:
+        return frame_median
+    t = ok.index.to_numpy(float)
+    slope, intercept, _, _ = theilslopes(np.log(ok.to_numpy(float)), t)
+    return pd.Series(
+        np.exp(intercept + slope * frame_median.index.to_numpy(float)), index=frame_median.index
+    )
+
+
 def _rolling_median(x: np.ndarray, k: int = 3) -> np.ndarray:
     if len(x) < k:
         return x.copy()
@@ -213,16 +230,23 @@ def detect_deaths(
         raise ValueError(f"`tracks` lacks column(s) {missing}; found {list(tracks.columns)}")
     df = tracks.sort_values([col.TRACK_ID, col.FRAME]).copy()
     # signal above the frame's background (camera offset and background light would
-    # otherwise hide a rupture at low signal), normalised by the frame's median over all
-    # cells so that photobleaching is not a death
+    # otherwise hide a rupture at low signal), divided by the photobleaching trend so that
+    # bleaching is not a death. The trend is an exponential fitted to the frames' median
+    # cell (robustly: Theil-Sen), not each frame's median itself: when a treatment kills
+    # many cells in the same frames, their ruptures pull the frame median down and would
+    # hide one another.
     signal = df[mean_col] - df.get(f"{reporter}_bg", 0.0)
     signal = signal.clip(lower=0)
-    frame_median = signal.groupby(df[col.FRAME]).transform("median")
-    df["reporter_rel"] = signal / frame_median.where(frame_median > 0)
+    frame_median = signal.groupby(df[col.FRAME]).median()
+    trend = _bleaching_trend(frame_median)
+    norm = df[col.FRAME].map(trend)
+    df["reporter_rel"] = signal / norm.where(norm > 0)
     has_dye = f"{col.ROLE_DYE}_mean" in df
     if has_dye:
+        # dye above what live cells show in that frame (the lower quartile of all cells:
+        # most cells are alive even when many die at once)
         d = df[f"{col.ROLE_DYE}_mean"] - df.get(f"{col.ROLE_DYE}_bg", 0.0)
-        df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform("median")
+        df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
     rows = []
     for tid, g in df.groupby(col.TRACK_ID, sort=True):

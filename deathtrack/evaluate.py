@@ -7,12 +7,13 @@ threshold (0.5 makes the match one-to-one).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["detection_scores", "link_scores", "match_labels"]
+__all__ = ["death_scores", "detection_scores", "link_scores", "match_events", "match_labels"]
 
 MATCH_COLUMNS = ["frame", "true_label", "pred_label", "iou"]
 
@@ -186,3 +187,87 @@ def score_tracking(
     pred_ids = matches[["frame", "pred_label"]].assign(track_id=matches["pred_label"])
     links = link_scores(matches, true_ids, pred_ids)
     return {**scores, **links}, matches
+
+
+def match_events(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    max_um: float = 10.0,
+    max_frames: int = 4,
+) -> pd.DataFrame:
+    """Match called deaths to true ones: within ``max_um`` and ``max_frames``.
+
+    Greedy in the order of the true events; each call matches at most one
+    true death.
+
+    Returns
+    -------
+    DataFrame
+        One row per true death: ``true_id, pred_id`` (-1 when missed),
+        ``true_mode``, ``called`` (the call, or ``missed``), ``frame_error``
+        (called minus true frame) and ``p`` (``p_necroptotic`` of the call).
+    """
+    used: set[int] = set()
+    rows = []
+    for e in truth.itertuples():
+        hit = None
+        if len(pred):
+            d = np.hypot(pred["y_um"] - e.y_um, pred["x_um"] - e.x_um)
+            ok = pred[
+                (d <= max_um)
+                & ((pred["frame"] - e.frame).abs() <= max_frames)
+                & ~pred["event_id"].isin(used)
+            ]
+            if len(ok):
+                hit = ok.iloc[0]
+        if hit is None:
+            rows.append((e.event_id, -1, e.mode, "missed", np.nan, np.nan))
+            continue
+        used.add(int(hit["event_id"]))
+        rows.append(
+            (
+                e.event_id,
+                int(hit["event_id"]),
+                e.mode,
+                hit["mode"],
+                int(hit["frame"]) - int(e.frame),
+                float(hit["p_necroptotic"]),
+            )
+        )
+    return pd.DataFrame(
+        rows, columns=["true_id", "pred_id", "true_mode", "called", "frame_error", "p"]
+    )
+
+
+def death_scores(pred: pd.DataFrame, truth: pd.DataFrame, **match_kw) -> dict[str, float]:
+    """Detection precision / recall / F1, median |frame error|, balanced accuracy of the mode.
+
+    The balanced accuracy is the mean over true modes of the fraction of
+    matched deaths called that mode (``uncertain`` counts as wrong); NaN when
+    nothing matched. ``false`` counts calls that match no true death.
+    """
+    m = match_events(pred, truth, **match_kw)
+    tp = int((m["pred_id"] >= 0).sum())
+    precision = tp / len(pred) if len(pred) else math.nan
+    recall = tp / len(truth) if len(truth) else math.nan
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if precision == precision and recall == recall and precision + recall > 0
+        else math.nan
+    )
+    hit = m[m["pred_id"] >= 0]
+    per_mode = [
+        float((g["called"] == mode).mean()) for mode, g in hit.groupby("true_mode") if len(g)
+    ]
+    return {
+        "n_true": len(truth),
+        "n_called": len(pred),
+        "tp": tp,
+        "false": len(pred) - tp,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "median_frame_error": float(hit["frame_error"].abs().median()) if len(hit) else math.nan,
+        "balanced_accuracy": float(np.mean(per_mode)) if per_mode else math.nan,
+    }

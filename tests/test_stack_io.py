@@ -403,3 +403,25 @@ def test_real_ctc_folder(shared_data):
         assert m.format == "tiff-folder"
         assert m.shape == (92, 1, 1024, 1024)
         assert m.read("cells", 91).shape == (1024, 1024)
+
+
+def test_atomic_write_leaves_nothing_half_written_and_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from deathtrack.io import atomic_write
+
+    target = tmp_path / "table.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old\n"  # the earlier file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_write(target) as tmp:
+        tmp.write_text("new\n")
+    assert target.read_text() == "new\n"
+    # readable by the group like any file the user writes, not mkstemp's 0600
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
