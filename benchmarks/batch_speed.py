@@ -1,0 +1,180 @@
+"""Wall time and peak memory of batch runs, and of the full pipeline vs a bare script.
+
+Usage: python benchmarks/batch_speed.py [--workdir benchmarks/out/batch] [--record]
+       [--skip-batch] [--skip-large]
+
+1. Batch scaling: 1, 2 and 4 simulator movies (256×256, 3 channels, 60 frames,
+   seeds 801-804), `deathtrack run` serial vs `--workers 2` (a local Dask
+   cluster of 2 processes), each a fresh command.
+2. Large movie: 1024×1024, 3 channels, 60 and 120 frames (preset ``large``,
+   seed 7): the full `deathtrack run` (segmentation, tracking, deaths,
+   recruitment, report) vs `benchmarks/reference_skimage_trackpy.py` (only
+   smooth, threshold, watershed, regionprops and trackpy linking of the same
+   two populations), timed in the same benchmark run; the ratio is the
+   target of issue 6 (at most 1.5).
+
+Peak memory is the largest summed resident memory of the command and all its
+child processes (sampled every 0.1 s with psutil). Writes
+``benchmarks/results/batch_speed.md`` with ``--record``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+DEATHTRACK = [sys.executable, "-m", "deathtrack.cli", "-q"]
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak summed RSS of its process tree in MB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+        time.sleep(0.1)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
+    return wall, peak / 2**20
+
+
+def batch_scaling(work: Path) -> list[dict]:
+    from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+
+    movies = []
+    for seed in range(801, 805):
+        path = work / f"well{seed}.ome.tif"
+        if not path.exists():
+            write_simulation(simulate(SimulationConfig(seed=seed)), work, name=f"well{seed}")
+        movies.append(path)
+    rows = []
+    for n in (1, 2, 4):
+        for workers in (1, 2):
+            out = work / f"out_{n}_{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [*DEATHTRACK, "run", *map(str, movies[:n]), "--out", str(out)]
+            wall, peak = measure(cmd + (["--workers", str(workers)] if workers > 1 else []))
+            rows.append(
+                {
+                    "stacks": n,
+                    "mode": "serial" if workers == 1 else "--workers 2",
+                    "wall_s": wall,
+                    "peak_mb": peak,
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def large(work: Path) -> list[dict]:
+    from deathtrack.simulate import preset, simulate, write_simulation
+
+    rows = []
+    for n_frames in (60, 120):
+        movie = work / f"large{n_frames}.ome.tif"
+        if not movie.exists():
+            write_simulation(
+                simulate(preset("large", seed=7, n_frames=n_frames)), work, name=f"large{n_frames}"
+            )
+        ref_wall, ref_peak = measure(
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "reference_skimage_trackpy.py"),
+                str(movie),
+                str(work / f"reference{n_frames}.csv"),
+            ]
+        )
+        out = work / f"large_out{n_frames}"
+        shutil.rmtree(out, ignore_errors=True)
+        wall, peak = measure([*DEATHTRACK, "run", str(movie), "--out", str(out)])
+        rows.append(
+            {
+                "frames": n_frames,
+                "reference_s": ref_wall,
+                "reference_mb": ref_peak,
+                "deathtrack_s": wall,
+                "deathtrack_mb": peak,
+                "ratio": wall / ref_wall,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "batch")
+    ap.add_argument("--large-workdir", type=Path, default=REPO / "benchmarks" / "out" / "speed")
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--skip-batch", action="store_true")
+    ap.add_argument("--skip-large", action="store_true")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    args.large_workdir.mkdir(parents=True, exist_ok=True)
+    batch = [] if args.skip_batch else batch_scaling(args.workdir)
+    big = [] if args.skip_large else large(args.large_workdir)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        "# Batch runs and the full pipeline vs a bare scikit-image + trackpy script",
+        "",
+        f"Command: `.venv/bin/python benchmarks/batch_speed.py --record`; commit {commit}; "
+        f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}; "
+        f"{time.strftime('%Y-%m-%d')}. Peak memory: summed RSS of the command and its child "
+        "processes.",
+        "",
+    ]
+    if batch:
+        lines += [
+            "## Batch scaling (256×256, 3 channels, 60 frames per movie)",
+            "",
+            "| stacks | mode | wall time (s) | peak memory (MB) |",
+            "| ---: | --- | ---: | ---: |",
+            *[
+                f"| {r['stacks']} | {r['mode']} | {r['wall_s']:.1f} | {r['peak_mb']:.0f} |"
+                for r in batch
+            ],
+            "",
+        ]
+    if big:
+        lines += [
+            "## 1024×1024, 3 channels: full `deathtrack run` vs the bare script",
+            "",
+            "| frames | reference script (s) | reference peak (MB) | deathtrack run (s) "
+            "| deathtrack peak (MB) | ratio |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |",
+            *[
+                f"| {r['frames']} | {r['reference_s']:.0f} | {r['reference_mb']:.0f} | "
+                f"{r['deathtrack_s']:.0f} | {r['deathtrack_mb']:.0f} | {r['ratio']:.2f} |"
+                for r in big
+            ],
+            "",
+        ]
+    md = "\n".join(lines)
+    print(md)
+    if args.record:
+        (REPO / "benchmarks" / "results" / "batch_speed.md").write_text(md)
+
+
+if __name__ == "__main__":
+    main()
