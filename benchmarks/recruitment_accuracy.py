@@ -38,9 +38,14 @@ RESULTS = REPO / "benchmarks" / "results"
 RECRUIT_SEEDS = tuple(range(601, 606))
 NULL_SEEDS = tuple(range(701, 721))
 MOVIE = dict(
-    shape_yx=(320, 320), n_frames=60, n_cells=28, p_apoptotic=0.35, p_necroptotic=0.35,
-    p_divide=0.1, n_immune=25,
-)  # fmt: skip
+    shape_yx=(320, 320),
+    n_frames=60,
+    n_cells=28,
+    p_apoptotic=0.35,
+    p_necroptotic=0.35,
+    p_divide=0.1,
+    n_immune=25,
+)
 
 
 def run_one(args) -> dict:
@@ -53,8 +58,9 @@ def run_one(args) -> dict:
     sim = simulate(SimulationConfig(**{**MOVIE, **preset, "seed": seed}))
     paths = write_simulation(sim, Path(out) / f"{scenario}_{seed}", name="movie")
     t0 = time.perf_counter()
-    res = run_stack(paths["movie"], PipelineConfig(), Path(out) / f"{scenario}_{seed}_out",
-                    progress=False)  # fmt: skip
+    res = run_stack(
+        paths["movie"], PipelineConfig(), Path(out) / f"{scenario}_{seed}_out", progress=False
+    )
     truth = paths["events"].parent
     return {
         "scenario": scenario,
@@ -130,8 +136,14 @@ def curve_figure(results: list[dict], path: Path) -> None:
         tr = pd.concat(truth).groupby("t_rel_s")["n_within_r"].mean()
         ax.plot(tr.index / 60, tr.to_numpy(), color=color, ls="--", lw=1.2, label=f"{mode}, truth")
         ch = pd.concat(chance).groupby("t_rel_s")["expected_within_r"].mean()
-        ax.plot(ch.index / 60, ch.to_numpy(), color=color, ls=":", lw=1.2,
-                label=f"{mode}, chance (live-cell controls)")  # fmt: skip
+        ax.plot(
+            ch.index / 60,
+            ch.to_numpy(),
+            color=color,
+            ls=":",
+            lw=1.2,
+            label=f"{mode}, chance (live-cell controls)",
+        )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("time relative to death (min)")
     ax.set_ylabel("immune cells within 30 µm")
@@ -180,13 +192,22 @@ def main() -> None:
         )
     per_seed = pd.DataFrame(rows)
     ev_all = pd.concat([r["events"].assign(seed=r["seed"]) for r in recruit])
-    cur_all = pd.concat([r["curves"].assign(event_id=r["curves"].event_id + 1000 * r["seed"])
-                         for r in recruit])  # fmt: skip
+    cur_all = pd.concat(
+        [r["curves"].assign(event_id=r["curves"].event_id + 1000 * r["seed"]) for r in recruit]
+    )
     ev_all = ev_all.assign(event_id=ev_all.event_id + 1000 * ev_all.seed)
-    tev_all = pd.concat([r["true_events"].assign(event_id=r["true_events"].event_id
-                                                 + 1000 * r["seed"]) for r in recruit])  # fmt: skip
-    tcur_all = pd.concat([r["true_curves"].assign(event_id=r["true_curves"].event_id
-                                                  + 1000 * r["seed"]) for r in recruit])  # fmt: skip
+    tev_all = pd.concat(
+        [
+            r["true_events"].assign(event_id=r["true_events"].event_id + 1000 * r["seed"])
+            for r in recruit
+        ]
+    )
+    tcur_all = pd.concat(
+        [
+            r["true_curves"].assign(event_id=r["true_curves"].event_id + 1000 * r["seed"])
+            for r in recruit
+        ]
+    )
     on, oa = mode_difference(ev_all, cur_all, "mode")
     tn, ta = mode_difference(tev_all, tcur_all, "mode")
     diff_ours, diff_true = on - oa, tn - ta
@@ -212,8 +233,9 @@ def main() -> None:
     not_sig = float((null_df.loc[tested, "p (Mann-Whitney)"] >= 0.05).mean())
     not_sig_perm = float((null_df.loc[tested, "p (permutation)"] >= 0.05).mean())
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     md = f"""# Immune recruitment against the simulator's truth
 
 Command: `.venv/bin/python benchmarks/recruitment_accuracy.py --record`; commit {commit};
