@@ -166,11 +166,18 @@ class PopulationSegmentConfig(Section):
         "centres of touching objects, µm.",
     )
     seed_prominence_um: float = Field(
-        1.0,
+        0.35,
         gt=0,
         description="How much a cell's middle must stand out (distance to its edge, µm, "
         "weighted by brightness) above the neck it shares with a touching cell to be split "
         "from it; larger merges more.",
+    )
+    seed_noise_k: float = Field(
+        2.0,
+        ge=0,
+        description="A seed must also stand this many noise SDs of the landscape above its "
+        "neck (the frame's pixel noise carried through the brightness weighting, per object), "
+        "so noisy frames are not split at random; 0 turns this off.",
     )
     dim_objects: bool = Field(
         True,
@@ -197,6 +204,14 @@ class PopulationSegmentConfig(Section):
     )
     fragment_gap_um: float = Field(
         10.0, ge=0, description="Fragments closer than this (µm) to each other belong together."
+    )
+    bleb_max_fraction: float = Field(
+        0.1,
+        ge=0,
+        description="A cluster of pieces joins the one large object it touches (blebs of that "
+        "cell) only when its area is below this fraction of that object's; a larger cluster "
+        "(the apoptotic bodies of a dead cell beside a live neighbour) stays an object of its "
+        "own.",
     )
 
     @model_validator(mode="after")
@@ -326,6 +341,19 @@ class DeathConfig(Section):
     )
     division_guard_frames: int = Field(
         4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
+    )
+    division_area_ratio: float = Field(
+        0.75,
+        gt=0,
+        le=1,
+        description="A division the tracker missed: in one frame the area falls to at most "
+        "this fraction of the frame before...",
+    )
+    division_jump_fraction: float = Field(
+        0.3,
+        ge=0,
+        description="...and the centroid jumps by more than this fraction of the cell's "
+        "radius (the track went on with one daughter). Such a shrinkage is not apoptosis.",
     )
     uncertain_margin: float = Field(
         0.15, ge=0, lt=0.5, description="Calls with |p_necroptotic - 0.5| below this are uncertain."

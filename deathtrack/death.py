@@ -89,6 +89,27 @@ def _first_sustained(mask: np.ndarray, start: int, run: int) -> int:
     return -1
 
 
+def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) -> bool:
+    """Whether the area drop around index ``i`` is a division the tracker did not see.
+
+    The track then follows one daughter: within one frame the area falls to at most
+    ``division_area_ratio`` of the frame before and the centroid jumps by more than
+    ``division_jump_fraction`` of the cell's radius. Apoptotic shrinkage is progressive
+    and the cell stays where it is.
+    """
+    if not {col.Y_UM, col.X_UM} <= set(g.columns):
+        return False
+    yx = g[[col.Y_UM, col.X_UM]].to_numpy(float)
+    # a dividing cell rounds up (shrinking a little) for a few frames before it splits
+    for j in range(max(1, i - 2), min(len(area), i + 4)):
+        if area[j - 1] <= 0 or area[j] > cfg.division_area_ratio * area[j - 1]:
+            continue
+        jump = float(np.hypot(*(yx[j] - yx[j - 1])))
+        if jump > cfg.division_jump_fraction * np.sqrt(area[j - 1] / np.pi):
+            return True
+    return False
+
+
 def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | None:
     """Death of one track (rows sorted by frame), or None."""
     frames = g[col.FRAME].to_numpy()
@@ -118,6 +139,8 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
     # field does)
     shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, cfg.sustain_frames)
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
+        shrink = -1
+    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
         shrink = -1
 
     if rupture < 0 and shrink < 0:

@@ -190,8 +190,10 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     """Give each cluster of small pieces (apoptotic bodies) one label.
 
     Small pieces closer than ``fragment_gap_um`` to each other form a cluster.
-    A cluster touching exactly one large object (blebs on a cell) joins it; a
-    cluster near several large objects, or none, stays an object of its own.
+    A cluster touching exactly one large object and small beside it (blebs on a
+    cell: below ``bleb_max_fraction`` of its area) joins it; any other cluster
+    (apoptotic bodies beside a live neighbour, or near several objects, or
+    none) stays an object of its own.
     """
     frag_px = config.fragment_area_um2 / px**2
     is_small = (areas > 0) & (areas < frag_px)
@@ -221,14 +223,17 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
         region = touch[sl] & np.isin(labels[sl], members)
         near = ndi.binary_dilation(region, iterations=1) & big_mask[sl]
         near_big = np.unique(labels[sl][near])
-        if near_big.size == 1:
+        if (
+            near_big.size == 1
+            and areas[members].sum() < config.bleb_max_fraction * areas[near_big[0]]
+        ):
             lut[members] = near_big[0]
         else:
             lut[members] = members[np.argmax(areas[members])]
     return lut[labels]
 
 
-def _split_touching(mask, labels, n, img, bg_level, cfg, px):
+def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None):
     """Seeded watershed inside ``mask``, seeds from shape (distance) and signal (brightness).
 
     Cells are thicker, so brighter, in the middle, and touching cells meet at a
@@ -247,8 +252,18 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px):
     w = cfg.seed_shape_weight
     dist = ndi.distance_transform_edt(mask) * px
     if cfg.seed_method == "prominence":
-        bright = ndi.gaussian_filter(img, max(1.0, 1.0 / px))
+        s_px = max(1.0, 1.0 / px)
+        bright = ndi.gaussian_filter(img, s_px)
         plate = _label_percentile(bright, labels, n, 95.0) - bg_level
+        # noise in the landscape: the smoothed signal's noise relative to each object's
+        # plateau, times its depth; a seed must stand out of that as well as of the texture
+        k_noise = cfg.seed_noise_k
+        if noise_sd and k_noise > 0:
+            sd_rel = noise_sd / (2 * s_px * np.sqrt(np.pi)) / np.maximum(plate, 1e-6)
+            dmax = ndi.maximum(dist, labels, np.arange(n + 1))
+            prominence = np.maximum(cfg.seed_prominence_um, k_noise * (1 - w) * dmax * sd_rel)
+        else:
+            prominence = np.full(n + 1, cfg.seed_prominence_um)
         rel = np.clip((bright - bg_level) / np.maximum(plate[labels], 1e-6), 0, 1)
         land = np.where(mask, dist * (w + (1 - w) * rel), 0).astype(np.float32)
         land = ndi.gaussian_filter(land, 1.0)
@@ -261,7 +276,7 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px):
                 continue
             comp = labels[sl] == k
             sub = np.where(comp, land[sl], 0)
-            seeds = morphology.h_maxima(sub, cfg.seed_prominence_um) & comp
+            seeds = morphology.h_maxima(sub, prominence[k]) & comp
             markers, n_seeds = ndi.label(seeds)
             if n_seeds <= 1:
                 out[sl][comp] = next_label
@@ -288,7 +303,9 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px):
     return segmentation.watershed(-land, markers, mask=mask)
 
 
-def _segment_level(candidates, smoothed, img, thr, bg_level, cfg, px, min_plateau=-np.inf):
+def _segment_level(
+    candidates, smoothed, img, thr, bg_level, cfg, px, min_plateau=-np.inf, noise_sd=None
+):
     """Objects in a candidate mask: own-plateau edges, holes filled, touching ones split.
 
     Components whose plateau (90th percentile of the smoothed signal) stays below
@@ -312,7 +329,7 @@ def _segment_level(candidates, smoothed, img, thr, bg_level, cfg, px, min_platea
     mask = ndi.binary_fill_holes(candidates)
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
-        labels = _split_touching(mask, labels, n, img, bg_level, cfg, px)
+        labels = _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd)
     return labels
 
 
@@ -369,7 +386,15 @@ def segment_frame(
 
     # bright objects: clearly above the noise
     labels = _segment_level(
-        fg, smoothed, img, thr, bg_level, cfg, px, min_plateau=bg_level + 2 * (thr - bg_level)
+        fg,
+        smoothed,
+        img,
+        thr,
+        bg_level,
+        cfg,
+        px,
+        min_plateau=bg_level + 2 * (thr - bg_level),
+        noise_sd=noise_sd,
     )
     if cfg.dim_objects:
         # dim, large objects (ghosts) in what is left, away from the rims of bright objects,
@@ -386,7 +411,7 @@ def segment_frame(
         thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd)
         residual = ndi.binary_opening((smooth2 > thr2) & free, iterations=rim)
         if residual.sum() >= min_px:
-            dim = _segment_level(residual, smooth2, img, thr2, bg2, cfg, px)
+            dim = _segment_level(residual, smooth2, img, thr2, bg2, cfg, px, noise_sd=noise_sd)
             # only large leftovers are objects (a ghost); small ones are dim rims or noise
             # and only when round and convex (a swollen ghost): irregular leftovers are
             # uneven background between cells

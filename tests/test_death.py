@@ -135,3 +135,16 @@ def test_transient_shrinkage_that_recovers_is_not_a_death():
     ]  # squeezed, then back
     ev = detect_deaths(_with_others(_track(1, area, 600 * (250 / area) ** 0.6)), interval_s=60)
     assert ev.empty
+
+
+def test_a_division_the_tracker_missed_is_not_apoptosis():
+    """The track goes on with one daughter: half the area in one frame, centroid jumps."""
+    area = np.r_[np.full(14, 250.0), np.full(T - 14, 140.0)]
+    rep = 600 * np.r_[np.full(11, 1.0), np.full(3, 1.3), np.full(T - 14, 1.1)]  # rounds up
+    track = _track(1, area, rep)
+    track.loc[track.frame >= 14, "x_um"] += 5.0  # the daughter's centre, beside the mother's
+    assert detect_deaths(_with_others(track), interval_s=60).empty
+    # the same shrinkage in place, over a few frames, is apoptosis
+    gradual = np.r_[np.full(12, 250.0), [220.0, 190.0, 165.0], np.full(T - 15, 140.0)]
+    dying = _track(2, gradual, 600 * (250 / gradual) ** 0.6)
+    assert detect_deaths(_with_others(dying), interval_s=60)["mode"].tolist() == ["apoptotic"]
