@@ -290,6 +290,13 @@ class DivisionConfig(Section):
         description="Daughters are round and smooth right after division; a group of apoptotic "
         "bodies is not (lower solidity).",
     )
+    min_daughter_reporter: float = Field(
+        0.5,
+        ge=0,
+        description="A daughter keeps at least this fraction of the parent's reporter signal "
+        "(above background); the pieces of a ruptured cell's ghost have lost most of it and "
+        "must not pass for a division.",
+    )
 
 
 class TrackConfig(Section):

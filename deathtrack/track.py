@@ -159,10 +159,20 @@ def find_divisions(
     lo, hi = cfg.area_ratio
     next_id = int(out[col.TRACK_ID].max()) + 1
 
-    def cell_like(row) -> bool:
-        """A daughter is one piece of cell size, not a group of apoptotic bodies."""
+    reporter = f"{col.ROLE_CELLS}_mean"
+    background = f"{col.ROLE_CELLS}_bg"
+
+    def signal(row) -> float:
+        return float(row[reporter]) - float(row.get(background, 0.0))
+
+    def cell_like(row, parent=None) -> bool:
+        """A daughter is one piece of cell size, not a group of apoptotic bodies, and keeps
+        the parent's reporter (the pieces of a ruptured necroptotic cell's ghost do not)."""
         if row[col.AREA_UM2] < cfg.min_daughter_area_um2:
             return False
+        if parent is not None and reporter in row and signal(parent) > 0:
+            if signal(row) < cfg.min_daughter_reporter * signal(parent):
+                return False
         if float(row.get("solidity", 1.0)) < cfg.min_daughter_solidity:
             return False
         return int(row.get("n_fragments", 1)) == 1
@@ -192,7 +202,7 @@ def find_divisions(
                 if aid in used_parents:
                     continue
                 a_area = float(a[col.AREA_UM2])
-                if not lo <= b[col.AREA_UM2] / a_area <= hi or not cell_like(b):
+                if not lo <= b[col.AREA_UM2] / a_area <= hi or not cell_like(b, a):
                     continue
                 if last[aid] == f - 1:
                     # parent ended: look for the sister among the other new tracks
@@ -203,7 +213,7 @@ def find_divisions(
                     ok = others[
                         (ds <= cfg.max_distance_um)
                         & (others[col.AREA_UM2] / a_area).between(lo, hi)
-                        & np.array([cell_like(r) for _, r in others.iterrows()], dtype=bool)
+                        & np.array([cell_like(r, a) for _, r in others.iterrows()], dtype=bool)
                     ]
                     if ok.empty:
                         continue
@@ -217,7 +227,7 @@ def find_divisions(
                 if (
                     a_now.empty
                     or not lo <= float(a_now[col.AREA_UM2].iloc[0]) / a_area <= hi
-                    or not cell_like(a_now.iloc[0])
+                    or not cell_like(a_now.iloc[0], a)
                 ):
                     continue
                 new = next_id

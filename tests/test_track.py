@@ -164,3 +164,18 @@ def test_apoptotic_bodies_splitting_are_not_a_division(daughter, is_division):
     )
     _, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15, area_ratio=(0.05, 0.8)))
     assert (len(lineage) == 2) is is_division
+
+
+def test_the_pieces_of_a_ruptured_ghost_are_not_a_division():
+    """Daughters keep the reporter; a ruptured cell's ghost split in two has lost it."""
+    rows = [(t, 1, 50.0, 50.0, 300.0) for t in range(5)]
+    rows += [(t, 2, 40.0, 50.0, 140.0) for t in range(5, 8)]
+    rows += [(t, 3, 60.0, 50.0, 150.0) for t in range(5, 8)]
+    objs = _objs(rows)
+    objs["cells_bg"] = 180.0
+    tracks_cfg = PopulationTrackConfig(max_speed_um_per_min=1, min_search_um=2)
+    for after, is_division in ((560.0, True), (260.0, False)):  # parent: 580 (400 above bg)
+        objs["cells_mean"] = np.where(objs["frame"] < 5, 580.0, after)
+        tracks = link_objects(objs, tracks_cfg, interval_s=60)
+        _, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15))
+        assert (len(lineage) == 2) is is_division, (after, lineage)
