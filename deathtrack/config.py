@@ -245,7 +245,10 @@ class SegmentConfig(Section):
     cells: PopulationSegmentConfig = Field(default_factory=PopulationSegmentConfig)
     immune: PopulationSegmentConfig = Field(default_factory=_immune_segment_defaults)
     workers: int = Field(
-        1, ge=1, description="Threads segmenting frames in parallel (memory grows with it)."
+        2,
+        ge=1,
+        description="Threads segmenting frames in parallel (results do not depend on it; "
+        "memory grows with it by a few frames).",
     )
 
 

@@ -29,6 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+# imported here, not in the functions: frames are measured by several threads, and
+# scikit-image's lazily loaded submodules must not be first loaded by two at once
+from skimage.measure import perimeter, regionprops
+
 from . import columns as col
 
 logger = logging.getLogger(__name__)
@@ -87,7 +91,6 @@ def _roughness(r, px):
     """Edge roughness: perimeter / perimeter of the convex hull - 1 (0 for convex)."""
     if r.area <= 4 * px * px:
         return 0.0
-    from skimage.measure import perimeter
 
     hull = np.pad(r.image_convex, 1)
     p_hull = perimeter(hull) * px
@@ -278,7 +281,6 @@ def measure_frame(
         if unknown:
             raise ValueError(f"unknown feature(s) {unknown}; registered: {names}")
         names = [n for n in names if n in set(features)]
-    from skimage.measure import regionprops
 
     px = float(pixel_size_um)
     regions = regionprops(labels, spacing=(px, px))

@@ -30,6 +30,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+# loaded here, once, not inside the functions: frames are segmented by several threads, and
+# scikit-image's lazily loaded submodules fail ("partially initialized module") when two
+# threads load them at the same time
+from skimage import filters, measure, morphology, segmentation
+from skimage.feature import peak_local_max
+
 from .config import PopulationSegmentConfig
 from .errors import DeathtrackError, StackReadError
 
@@ -153,7 +159,6 @@ def threshold_value(
 
     ``noise_sd``: the pixel noise SD of ``raw`` when already known.
     """
-    from skimage import filters
 
     method = config.threshold
     if method == "noise":
@@ -246,8 +251,6 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None):
     does not). ``"spacing"``: maxima at least ``min_distance_um`` apart, for
     small crowded cells that touch without a neck (immune cells).
     """
-    from skimage import morphology, segmentation
-    from skimage.feature import peak_local_max
 
     w = cfg.seed_shape_weight
     dist = ndi.distance_transform_edt(mask) * px
@@ -360,7 +363,6 @@ def segment_frame(
     ndarray of int32, shape (Y, X)
         0 is background; labels are 1..N.
     """
-    from skimage import measure, segmentation
 
     cfg = config or PopulationSegmentConfig()
     if image.ndim != 2:

@@ -194,3 +194,21 @@ def test_bad_input_messages():
         segment_frame(np.zeros((2, 8, 8)), pixel_size_um=PX)
     with pytest.raises(ValueError, match="`pixel_size_um` must be > 0, got 0"):
         segment_frame(np.zeros((8, 8)), pixel_size_um=0)
+
+
+def test_scikit_image_submodules_load_at_import_not_in_worker_threads():
+    """Frames are segmented by several threads; scikit-image's lazily loaded submodules
+    fail ('partially initialized module') if two threads load them at once, so importing
+    deathtrack's segment and measure modules must load them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, deathtrack.segment, deathtrack.measure\n"
+        "mods = ['skimage.morphology', 'skimage.segmentation', 'skimage.measure',"
+        " 'skimage.filters', 'skimage.feature']\n"
+        "missing = [m for m in mods if m not in sys.modules]\n"
+        "assert not missing, missing\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
