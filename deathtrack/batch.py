@@ -31,6 +31,7 @@ import pandas as pd
 from . import columns as col
 from .config import PipelineConfig, config_from_dict, config_to_dict
 from .errors import DeathtrackError
+from .pipeline import read_table, table_path
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +148,6 @@ def expand_stacks(items: Iterable[str | Path]) -> list[tuple[str, Path | None, s
     return out
 
 
-def _table(folder: Path, name: str) -> Path | None:
-    for suffix in (".csv", ".parquet"):
-        if (folder / f"{name}{suffix}").exists():
-            return folder / f"{name}{suffix}"
-    return None
-
-
 def _normalised(d: Any) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
@@ -182,7 +176,7 @@ def is_complete(
         if "." in name:
             if not (folder / name).exists():
                 return False
-        elif _table(folder, name) is None:
+        elif table_path(folder, name) is None:
             return False
     return True
 
@@ -194,9 +188,8 @@ def _row_from_folder(row: dict, folder: Path) -> dict:
     for key in SUMMARY_COLUMNS:
         if key.startswith("n_") and key in counts:
             row[key] = counts[key]
-    ev_path = _table(folder, "events")
-    if ev_path is not None:
-        ev = pd.read_csv(ev_path) if ev_path.suffix == ".csv" else pd.read_parquet(ev_path)
+    ev = read_table(folder, "events")
+    if ev is not None:
         for metric in ("mean_within_r_post", "recruitment_index"):
             for mode in (col.APOPTOTIC, col.NECROPTOTIC):
                 vals = ev.loc[ev[col.MODE] == mode, metric] if metric in ev else pd.Series()
@@ -455,10 +448,9 @@ def _pooled(summary: pd.DataFrame, out: Path, cfg: PipelineConfig, report: bool)
     files = {}
     tables = []
     for row in summary[summary.status == "ok"].itertuples(index=False):
-        path = _table(Path(row.out_dir), "events")
-        if path is None:
+        ev = read_table(row.out_dir, "events")
+        if ev is None:
             continue
-        ev = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
         tables.append(ev.assign(stack=row.stem))
     if tables:
         events = pd.concat(tables, ignore_index=True)

@@ -28,7 +28,15 @@ from .config import PipelineConfig, config_to_dict
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunResult", "input_checksum", "run_stack", "write_json_atomic", "write_table"]
+__all__ = [
+    "RunResult",
+    "input_checksum",
+    "read_table",
+    "run_stack",
+    "table_path",
+    "write_json_atomic",
+    "write_table",
+]
 
 #: the first columns of tracks.csv, in this order (the outputs contract)
 TRACK_KEY_COLUMNS = [
@@ -115,6 +123,23 @@ def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -
         else:
             df.to_csv(tmp, index=False)
     return path
+
+
+def table_path(folder: str | Path, name: str) -> Path | None:
+    """``folder/name.csv`` or ``folder/name.parquet`` (``output.table_format``), if present."""
+    for suffix in (".csv", ".parquet"):
+        path = Path(folder) / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_table(folder: str | Path, name: str) -> pd.DataFrame | None:
+    """A table of a results folder written by :func:`write_table`; None if it is not there."""
+    path = table_path(folder, name)
+    if path is None:
+        return None
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
 def _segment_movie(
@@ -457,25 +482,23 @@ def _keep_reviews(events: pd.DataFrame, result: RunResult, fmt: str) -> pd.DataF
     """Carry the reviewed labels of an earlier run in the same folder over to the new events."""
     from .review import carry_over_reviews, reviewed_events
 
-    for name in ("events.csv", "events.parquet"):
-        path = result.out_dir / name
-        if not path.exists():
-            continue
-        try:
-            old = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
-        except (OSError, ValueError) as err:
-            result.warnings.append(f"{path}: could not read the earlier events ({err})")
-            return events
-        if reviewed_events(old).empty:
-            return events
-        events, unmatched = carry_over_reviews(events, old)
-        n = len(reviewed_events(old))
-        msg = f"kept {n - len(unmatched)} of {n} reviewed labels from the earlier run"
-        if len(unmatched):
-            write_table(unmatched, result.out_dir / "reviews_unmatched.csv", fmt)
-            msg += f"; {len(unmatched)} found no event: see reviews_unmatched.csv"
-        result.warnings.append(msg)
+    path = table_path(result.out_dir, "events")
+    if path is None:
         return events
+    try:
+        old = read_table(result.out_dir, "events")
+    except (OSError, ValueError) as err:
+        result.warnings.append(f"{path}: could not read the earlier events ({err})")
+        return events
+    if reviewed_events(old).empty:
+        return events
+    events, unmatched = carry_over_reviews(events, old)
+    n = len(reviewed_events(old))
+    msg = f"kept {n - len(unmatched)} of {n} reviewed labels from the earlier run"
+    if len(unmatched):
+        write_table(unmatched, result.out_dir / "reviews_unmatched.csv", fmt)
+        msg += f"; {len(unmatched)} found no event: see reviews_unmatched.csv"
+    result.warnings.append(msg)
     return events
 
 

@@ -307,17 +307,19 @@ def _read_table(folder: Path, name: str, columns: Sequence[str] | None = None):
 
     A 0-byte file is an empty table. With ``columns``, only those that exist are read.
     """
-    csv, parquet = folder / f"{name}.csv", folder / f"{name}.parquet"
-    if csv.exists():
+    from .pipeline import table_path
+
+    path = table_path(folder, name)
+    if path is None:
+        return None
+    if path.suffix == ".csv":
         usecols = (lambda c: c in columns) if columns is not None else None
         try:
-            return pd.read_csv(csv, usecols=usecols)
+            return pd.read_csv(path, usecols=usecols)
         except pd.errors.EmptyDataError:
             return pd.DataFrame()
-    if parquet.exists():
-        df = pd.read_parquet(parquet)
-        return df[[c for c in df.columns if c in columns]] if columns is not None else df
-    return None
+    df = pd.read_parquet(path)
+    return df[[c for c in df.columns if c in columns]] if columns is not None else df
 
 
 def _read_run(folder: Path) -> dict:

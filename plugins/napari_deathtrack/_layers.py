@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deathtrack import columns as col
+from deathtrack.pipeline import read_table, table_path  # noqa: F401 - used by the widgets too
 
 from . import _lazy
 
@@ -99,25 +100,6 @@ def is_results_folder(folder: str | Path) -> bool:
     """A folder written by ``deathtrack run`` (it has a readable ``run.json``)."""
     folder = Path(folder)
     return folder.is_dir() and read_run_info(folder) is not None
-
-
-def table_path(folder: str | Path, name: str) -> Path | None:
-    """``folder/name.csv`` or ``folder/name.parquet`` (output.table_format), if present."""
-    for suffix in (".csv", ".parquet"):
-        p = Path(folder) / f"{name}{suffix}"
-        if p.is_file():
-            return p
-    return None
-
-
-def read_table(folder: str | Path, name: str) -> pd.DataFrame | None:
-    """One table of a results folder, or None if it is not there."""
-    path = table_path(folder, name)
-    if path is None:
-        return None
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
 
 
 def run_calibration(run: Mapping) -> dict[str, float | None]:
