@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import tifffile
 
-from deathtrack.evaluate import score_tracking
+from deathtrack.evaluate import death_scores, score_tracking
 from deathtrack.pipeline import run_stack
 from deathtrack.simulate import preset, simulate, write_simulation
 
@@ -122,31 +122,16 @@ def test_outputs_contract(scored):
         assert set(np.unique(labels[t])) - {0} == set(cells[cells.frame == t].track_id)
 
 
-def _match_events(pred: pd.DataFrame, truth: pd.DataFrame):
-    """Greedy matching within 10 µm and 4 frames (the issue's definition)."""
-    used, pairs = set(), []
-    for e in truth.itertuples():
-        d = np.hypot(pred.y_um - e.y_um, pred.x_um - e.x_um)
-        ok = pred[(d <= 10) & ((pred.frame - e.frame).abs() <= 4) & ~pred.event_id.isin(used)]
-        if len(ok):
-            m = ok.iloc[0]
-            used.add(m.event_id)
-            pairs.append((e.mode, m["mode"], abs(int(m.frame) - int(e.frame))))
-    return pairs
-
-
 @pytest.mark.parametrize("scored", ["default"], indirect=True)
 def test_deaths_found_and_called_with_dye(scored):
     truth = scored["sim"].truth()["events"]
     pred = pd.read_csv(scored["result"].out_dir / "events.csv")
-    pairs = _match_events(pred, truth)
-    precision, recall = len(pairs) / max(len(pred), 1), len(pairs) / len(truth)
     assert len(truth) >= 6
-    assert 2 * precision * recall / (precision + recall) >= 0.9, (pred, truth)
-    modes = pd.DataFrame(pairs, columns=["true", "called", "frame_error"])
-    per_mode = [(modes[modes.true == m].called == m).mean() for m in ("apoptotic", "necroptotic")]
-    assert np.mean(per_mode) >= 0.9, modes
-    assert modes.frame_error.median() <= 1
+    assert set(truth["mode"]) == {"apoptotic", "necroptotic"}
+    s = death_scores(pred, truth)  # greedy matching within 10 µm and 4 frames
+    assert s["f1"] >= 0.9, (s, pred, truth)
+    assert s["balanced_accuracy"] >= 0.9, s
+    assert s["median_frame_error"] <= 1, s
 
 
 @pytest.mark.parametrize("scored", ["divisions"], indirect=True)
