@@ -24,6 +24,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
     return a.reshape(a.shape[0] // f, f, a.shape[1] // f, f).sum(axis=(1, 3))
 
 
-def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
+def estimate_background(
+    image: np.ndarray, radius_px: float, *, noise_sd: float | None = None
+) -> np.ndarray:
     """Smooth background under objects up to ``radius_px``.
 
     A first guess (the grey opening of block means: the lower envelope) finds
@@ -64,6 +67,8 @@ def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
     image : ndarray, shape (Y, X)
     radius_px : float
         Radius of the largest object to keep out of the background, in pixels.
+    noise_sd : float, optional
+        The image's pixel noise SD, when already known.
 
     Returns
     -------
@@ -77,7 +82,7 @@ def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
     sy, sx = small.shape
     size = max(3, int(np.ceil(2 * radius_px / f)) | 1)
     bg_small = ndi.grey_opening(small, size=(size, size), mode="nearest")
-    sd = _noise_sd(img)
+    sd = _noise_sd(img) if noise_sd is None else noise_sd
     if sd == 0:  # a noise-free image: anything clearly above the lower envelope is an object
         lo, hi = np.percentile(img, [0.5, 99.5])
         sd = max(0.01 * (hi - lo), 1e-6)
@@ -93,9 +98,12 @@ def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
     a_small = design(yy, xx)
     coef = None
     local = np.zeros_like(small)
+    # objects: where the smoothed image stands out of the background (the background is
+    # smooth, so smoothing the image alone is smoothing the difference)
+    blurred = ndi.gaussian_filter(img, 1.5)
     for _ in range(2):
         bg_full = _upsample(bg_small, f, ny, nx)
-        objects = ndi.gaussian_filter(img - bg_full, 1.5) > 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
+        objects = blurred - bg_full > 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
         free = ~ndi.binary_dilation(objects, iterations=3)
         w = _block_sum(free.astype(np.float32), f)
         mean_bg = _block_sum(np.where(free, img, 0), f) / np.maximum(w, 1)
@@ -115,23 +123,48 @@ def estimate_background(image: np.ndarray, radius_px: float) -> np.ndarray:
         return _upsample(bg_small, f, ny, nx)
     # the fitted surface at full resolution, by broadcasting a column and a row (the full
     # design matrix would be six float64 copies of the frame)
-    y = (np.arange(ny, dtype=np.float64) / max(ny, 1) - 0.5)[:, None]
-    x = (np.arange(nx, dtype=np.float64) / max(nx, 1) - 0.5)[None, :]
+    y = np.arange(ny, dtype=np.float64) / max(ny, 1) - 0.5
+    x = np.arange(nx, dtype=np.float64) / max(nx, 1) - 0.5
     c = coef
-    surface = (c[0] + c[1] * y + c[3] * y * y) + (c[2] * x + c[4] * x * x) + c[5] * (y * x)
-    return (surface + _upsample(local, f, ny, nx)).astype(np.float32)
+    col_part = (c[0] + c[1] * y + c[3] * y * y).astype(np.float32)[:, None]
+    row_part = (c[2] * x + c[4] * x * x).astype(np.float32)[None, :]
+    surface = np.outer((c[5] * y).astype(np.float32), x.astype(np.float32))
+    surface += col_part
+    surface += row_part
+    surface += _upsample(local, f, ny, nx)
+    return surface
 
 
 def _upsample(small: np.ndarray, f: int, ny: int, nx: int) -> np.ndarray:
-    zoom = (small.shape[0] * f / small.shape[0], small.shape[1] * f / small.shape[1])
-    return ndi.zoom(small, zoom, order=1, mode="nearest", grid_mode=True)[:ny, :nx].astype(
-        np.float32
-    )
+    """Linear interpolation of a block image back to (ny, nx), as ``ndi.zoom`` (order 1,
+    grid mode, nearest edges) would, but separably: two small matrix products."""
+    wy = _zoom_matrix(small.shape[0], f, ny)
+    wx = _zoom_matrix(small.shape[1], f, nx)
+    return (wy @ small.astype(np.float32) @ wx.T).astype(np.float32, copy=False)
+
+
+@functools.lru_cache(maxsize=32)
+def _zoom_matrix(n_small: int, f: int, n_out: int) -> np.ndarray:
+    """(n_out, n_small) weights of ``ndi.zoom``'s 1D linear interpolation by ``f``."""
+    eye = np.eye(n_small, dtype=np.float64)
+    w = ndi.zoom(eye, (f, 1), order=1, mode="nearest", grid_mode=True)[:n_out]
+    w.setflags(write=False)
+    return w.astype(np.float32)
 
 
 def _noise_sd(image: np.ndarray) -> float:
     """Pixel noise SD from the median absolute deviation of a high-pass residual."""
-    resid = image - ndi.uniform_filter(image, 3)
+    ny, nx = image.shape
+    if ny * nx > 1 << 18 and ny > 8 and nx > 8:
+        # at every other pixel of every other row: plenty of pixels, 4x less work
+        c = image[1:-1:2, 1:-1:2]
+        h, w = c.shape
+        total = sum(
+            image[dy : dy + 2 * h : 2, dx : dx + 2 * w : 2] for dy in range(3) for dx in range(3)
+        )
+        resid = c - total / 9
+    else:
+        resid = image - ndi.uniform_filter(image, 3)
     mad = float(np.median(np.abs(resid - np.median(resid))))
     # a 3x3 mean of white noise leaves a residual with SD sqrt(8/9) of the pixel SD
     return 1.4826 * mad / np.sqrt(8 / 9)
@@ -154,10 +187,12 @@ def threshold_value(
     sigma_px: float,
     *,
     noise_sd: float | None = None,
+    bg_level: float | None = None,
 ) -> float:
     """The foreground threshold of one frame (see ``PopulationSegmentConfig.threshold``).
 
-    ``noise_sd``: the pixel noise SD of ``raw`` when already known.
+    ``noise_sd``: the pixel noise SD of ``raw``, and ``bg_level``: the background
+    level of ``smoothed``, when already known.
     """
 
     method = config.threshold
@@ -165,7 +200,8 @@ def threshold_value(
         sd = _noise_sd(raw) if noise_sd is None else noise_sd
         # Gaussian smoothing with sigma s divides white-noise SD by 2 s sqrt(pi)
         sd_s = sd / (2 * sigma_px * np.sqrt(np.pi)) if sigma_px > 0.5 else sd
-        return _background_level(smoothed) + config.noise_k * sd_s
+        level = _background_level(smoothed) if bg_level is None else bg_level
+        return level + config.noise_k * sd_s
     func = {
         "otsu": filters.threshold_otsu,
         "li": filters.threshold_li,
@@ -176,19 +212,51 @@ def threshold_value(
 
 def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) -> np.ndarray:
     """``q``-th percentile of ``values`` inside each label 1..n (index 0 = 0)."""
-    sel = labels.ravel() > 0
-    lab = labels.ravel()[sel]
-    val = values.ravel()[sel]
-    order = np.lexsort((val, lab))
+    lab = labels.ravel()
+    sel = np.flatnonzero(lab)
+    lab = lab[sel]
+    val = values.ravel()[sel].astype(np.float64)
+    out = np.zeros(n + 1, np.float64)
+    if not len(val):
+        return out
+    # one sort on label + value scaled into [0, 0.5): by label, then by value
+    lo, span = val.min(), float(np.ptp(val)) or 1.0
+    order = np.argsort(lab + (val - lo) * (0.5 / span))
     lab, val = lab[order], val[order]
     counts = np.bincount(lab, minlength=n + 1)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     idx = starts + np.floor((counts - 1) * q / 100.0).astype(np.int64)
-    out = np.zeros(n + 1, np.float64)
     has = counts > 0
     out[has] = val[idx[has]]
     out[0] = 0
     return out
+
+
+def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of ``values`` inside each label 0..n (-inf where a label is empty; 0 for index 0).
+
+    ``scipy.ndimage.maximum`` with an index sorts the whole image; this looks at the
+    labelled pixels only.
+    """
+    lab = labels.ravel()
+    sel = lab > 0
+    out = np.full(n + 1, -np.inf)
+    np.maximum.at(out, lab[sel], values.ravel()[sel])
+    out[0] = 0
+    return out
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by labelling the
+    background once instead of propagating a dilation from the border."""
+    bg, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    edge = np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]])
+    outside = np.zeros(n + 1, bool)
+    outside[np.unique(edge)] = True
+    outside[0] = True
+    return mask | ~outside[bg]
 
 
 def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -> np.ndarray:
@@ -210,7 +278,7 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     clusters, _ = ndi.label(ndi.binary_dilation(small_mask, iterations=gap))
     lut = np.arange(labels.max() + 1)
     small_ids = np.flatnonzero(is_small)
-    piece_cluster = ndi.maximum(clusters, labels, index=small_ids).astype(int)
+    piece_cluster = _label_max(clusters, labels, int(labels.max()))[small_ids].astype(int)
     touch = ndi.binary_dilation(small_mask, iterations=2)
     # each cluster is looked at inside its own bounding box (grown by the 3 px the two
     # dilations reach), not over the whole frame
@@ -238,7 +306,7 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     return lut[labels]
 
 
-def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None):
+def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None, cache=None):
     """Seeded watershed inside ``mask``, seeds from shape (distance) and signal (brightness).
 
     Cells are thicker, so brighter, in the middle, and touching cells meet at a
@@ -253,34 +321,47 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None):
     """
 
     w = cfg.seed_shape_weight
-    dist = ndi.distance_transform_edt(mask) * px
     if cfg.seed_method == "prominence":
         s_px = max(1.0, 1.0 / px)
-        bright = ndi.gaussian_filter(img, s_px)
+        cache = {} if cache is None else cache  # the bright and dim passes share the image
+        if "bright" not in cache:
+            cache["bright"] = ndi.gaussian_filter(img, s_px)
+        bright = cache["bright"]
         plate = _label_percentile(bright, labels, n, 95.0) - bg_level
         # noise in the landscape: the smoothed signal's noise relative to each object's
         # plateau, times its depth; a seed must stand out of that as well as of the texture
-        k_noise = cfg.seed_noise_k
-        if noise_sd and k_noise > 0:
-            sd_rel = noise_sd / (2 * s_px * np.sqrt(np.pi)) / np.maximum(plate, 1e-6)
-            dmax = ndi.maximum(dist, labels, np.arange(n + 1))
-            prominence = np.maximum(cfg.seed_prominence_um, k_noise * (1 - w) * dmax * sd_rel)
-        else:
-            prominence = np.full(n + 1, cfg.seed_prominence_um)
-        rel = np.clip((bright - bg_level) / np.maximum(plate[labels], 1e-6), 0, 1)
-        land = np.where(mask, dist * (w + (1 - w) * rel), 0).astype(np.float32)
-        land = ndi.gaussian_filter(land, 1.0)
-        # seeds and watershed object by object (bounding boxes): most of a frame is
-        # background, and reconstruction on the whole frame is the slowest step
+        k_noise = cfg.seed_noise_k if noise_sd else 0.0
+        sd_rel = noise_sd / (2 * s_px * np.sqrt(np.pi)) / np.maximum(plate, 1e-6) if k_noise else 0
+        # everything object by object, in its bounding box grown by the reach of the
+        # landscape's smoothing (4 px): most of a frame is background. Each object's
+        # landscape is its own: a touching neighbour's does not blur into it.
         out = np.zeros(labels.shape, np.int32)
         next_label = 1
+        ny, nx = labels.shape
+        g = 5
         for k, sl in enumerate(ndi.find_objects(labels), start=1):
             if sl is None:
                 continue
+            sl = (
+                slice(max(sl[0].start - g, 0), min(sl[0].stop + g, ny)),
+                slice(max(sl[1].start - g, 0), min(sl[1].stop + g, nx)),
+            )
             comp = labels[sl] == k
-            sub = np.where(comp, land[sl], 0)
-            seeds = morphology.h_maxima(sub, prominence[k]) & comp
-            markers, n_seeds = ndi.label(seeds)
+            dist = ndi.distance_transform_edt(comp) * px
+            prominence = cfg.seed_prominence_um
+            if k_noise:
+                prominence = max(prominence, k_noise * (1 - w) * dist.max() * sd_rel[k])
+            rel = np.clip((bright[sl] - bg_level) / max(plate[k], 1e-6), 0, 1)
+            land = np.where(comp, dist * (w + (1 - w) * rel), 0).astype(np.float32)
+            sub = np.where(comp, ndi.gaussian_filter(land, 1.0), 0)
+            # the pixels no lower than their 8 neighbours: when they form one (4-connected)
+            # flat patch, the object has one regional maximum, so one seed, and the costly
+            # h-maxima transform would find just that
+            top = (sub == ndi.maximum_filter(sub, 3)) & comp
+            if ndi.label(top)[1] <= 1:
+                n_seeds = 1
+            else:
+                markers, n_seeds = ndi.label(morphology.h_maxima(sub, prominence) & comp)
             if n_seeds <= 1:
                 out[sl][comp] = next_label
                 next_label += 1
@@ -289,25 +370,58 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None):
             out[sl][comp] = split[comp] + next_label - 1
             next_label += n_seeds
         return out
-    else:
-        min_d = max(1, int(round(cfg.min_distance_um / px)))
-        bright = ndi.gaussian_filter(img, max(1.0, 0.5 * min_d))
-        plate = _label_percentile(bright, labels, n, 95.0) - bg_level
-        rel = np.clip((bright - bg_level) / np.maximum(plate[labels], 1e-6), 0, 1)
+    # "spacing": maxima at least min_distance_um apart, object by object (as
+    # peak_local_max does with labels), in boxes grown by one pixel of background
+    min_d = max(1, int(round(cfg.min_distance_um / px)))
+    bright = ndi.gaussian_filter(img, max(1.0, 0.5 * min_d))
+    plate = _label_percentile(bright, labels, n, 95.0) - bg_level
+    out = np.zeros(labels.shape, np.int32)
+    next_label = 1
+    ny, nx = labels.shape
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        sl = (
+            slice(max(sl[0].start - 1, 0), min(sl[0].stop + 1, ny)),
+            slice(max(sl[1].start - 1, 0), min(sl[1].stop + 1, nx)),
+        )
+        comp = labels[sl] == k
+        dist = ndi.distance_transform_edt(comp) * px
+        rel = np.clip((bright[sl] - bg_level) / max(plate[k], 1e-6), 0, 1)
         land = np.minimum(dist / cfg.min_distance_um, 1.0) * w + rel * (1 - w)
-        land = np.where(mask, land, 0).astype(np.float32)
-        peaks = peak_local_max(land, min_distance=min_d, labels=labels, exclude_border=False)
-        markers = np.zeros(labels.shape, np.int32)
+        land = np.where(comp, land, 0).astype(np.float32)
+        # peak_local_max's candidates (its own test); most objects have one, and then
+        # they are the answer without its sorting and spacing
+        cand = (land == ndi.maximum_filter(land, size=2 * min_d + 1, mode="nearest")) & (
+            land > land.min()
+        )
+        if cand.sum() > 1:
+            peaks = peak_local_max(land, min_distance=min_d, exclude_border=False)
+        else:
+            peaks = np.argwhere(cand)
+        if len(peaks) <= 1:  # one cell (or none found: the object is its own seed)
+            out[sl][comp] = next_label
+            next_label += 1
+            continue
+        markers = np.zeros(land.shape, np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        n_seeds = len(peaks)
-    missing = np.setdiff1d(np.arange(1, n + 1), np.unique(labels[markers > 0]))
-    for k, pos in enumerate(ndi.maximum_position(land, labels, missing), start=n_seeds + 1):
-        markers[pos] = k  # every component gets at least one seed
-    return segmentation.watershed(-land, markers, mask=mask)
+        split = segmentation.watershed(-land, markers, mask=comp)
+        out[sl][comp] = split[comp] + next_label - 1
+        next_label += len(peaks)
+    return out
 
 
 def _segment_level(
-    candidates, smoothed, img, thr, bg_level, cfg, px, min_plateau=-np.inf, noise_sd=None
+    candidates,
+    smoothed,
+    img,
+    thr,
+    bg_level,
+    cfg,
+    px,
+    min_plateau=-np.inf,
+    noise_sd=None,
+    cache=None,
 ):
     """Objects in a candidate mask: own-plateau edges, holes filled, touching ones split.
 
@@ -329,10 +443,10 @@ def _segment_level(
         edge = np.maximum(bg_level + cfg.edge_fraction * (plateau - bg_level), thr)
         edge[0] = np.inf
         candidates = candidates & (smoothed > edge[labels])
-    mask = ndi.binary_fill_holes(candidates)
+    mask = _fill_holes(candidates)
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
-        labels = _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd)
+        labels = _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd, cache)
     return labels
 
 
@@ -376,16 +490,21 @@ def segment_frame(
     if nan.any():
         img = np.where(nan, np.nanmedian(img), img)
     px = pixel_size_um
+    # pixel noise, measured once: the background subtracted below is smooth, so it does not
+    # change the (high-pass) noise estimate
+    noise_sd = _noise_sd(img)
     if cfg.background_radius_um > 0:
-        img = img - estimate_background(img, cfg.background_radius_um / px)
+        img = img - estimate_background(img, cfg.background_radius_um / px, noise_sd=noise_sd)
     sigma = cfg.smooth_sigma_um / px
     smoothed = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
-    noise_sd = _noise_sd(img) if cfg.threshold == "noise" else None
-    thr = threshold_value(smoothed, img, cfg, sigma, noise_sd=noise_sd)
     bg_level = _background_level(smoothed)
+    thr = threshold_value(smoothed, img, cfg, sigma, noise_sd=noise_sd, bg_level=bg_level)
+    # the seeds' noise term goes with the noise threshold (see seed_noise_k)
+    seed_sd = noise_sd if cfg.threshold == "noise" else None
     fg = (smoothed > thr) & ~nan
     min_px = cfg.min_area_um2 / px**2
 
+    cache: dict = {}
     # bright objects: clearly above the noise
     labels = _segment_level(
         fg,
@@ -396,7 +515,8 @@ def segment_frame(
         cfg,
         px,
         min_plateau=bg_level + 2 * (thr - bg_level),
-        noise_sd=noise_sd,
+        noise_sd=seed_sd,
+        cache=cache,
     )
     if cfg.dim_objects:
         # dim, large objects (ghosts) in what is left, away from the rims of bright objects,
@@ -406,14 +526,25 @@ def segment_frame(
         sigma2 = max(sigma, cfg.dim_smooth_sigma_um / px)
         # smooth only what lies outside the bright objects (normalized convolution), so
         # their blurred halo does not pass for a dim object beside them
-        weight = ndi.gaussian_filter(free.astype(np.float32), sigma2)
-        smooth2 = ndi.gaussian_filter(np.where(free, img, 0), sigma2) / np.maximum(weight, 1e-3)
+        # (at half resolution when the smoothing is wide: the result is smooth anyway)
+        b = 2 if sigma2 >= 3 else 1
+        free_f = free.astype(np.float32)
+        if b > 1:
+            ny, nx = img.shape
+            weight = ndi.gaussian_filter(_block_sum(free_f, b), sigma2 / b)
+            value = ndi.gaussian_filter(_block_sum(np.where(free, img, 0), b), sigma2 / b)
+            smooth2 = _upsample(value / np.maximum(weight, b * b * 1e-3), b, ny, nx)
+        else:
+            weight = ndi.gaussian_filter(free_f, sigma2)
+            smooth2 = ndi.gaussian_filter(np.where(free, img, 0), sigma2) / np.maximum(weight, 1e-3)
         smooth2 = np.where(free, smooth2, 0).astype(np.float32)
         bg2 = _background_level(smooth2)
-        thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd)
+        thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd, bg_level=bg2)
         residual = ndi.binary_opening((smooth2 > thr2) & free, iterations=rim)
         if residual.sum() >= min_px:
-            dim = _segment_level(residual, smooth2, img, thr2, bg2, cfg, px, noise_sd=noise_sd)
+            dim = _segment_level(
+                residual, smooth2, img, thr2, bg2, cfg, px, noise_sd=seed_sd, cache=cache
+            )
             # only large leftovers are objects (a ghost); small ones are dim rims or noise
             # and only when round and convex (a swollen ghost): irregular leftovers are
             # uneven background between cells
@@ -435,8 +566,12 @@ def segment_frame(
     bad = (areas < min_px) | (areas > cfg.max_area_um2 / px**2)
     bad[0] = True
     labels[bad[labels]] = 0
-    labels, _, _ = segmentation.relabel_sequential(labels)
-    return labels.astype(np.int32)
+    # labels 1..N in the order of their values (as skimage's relabel_sequential)
+    present = np.bincount(labels.ravel()) > 0
+    present[0] = False
+    lut = np.zeros(len(present), np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[labels]
 
 
 class LabelStack:
