@@ -149,3 +149,68 @@ def test_measure_movie_streams_frames():
     df = measure_movie(iter(frames), pixel_size_um=1.0)
     assert df[["frame", "label"]].values.tolist() == [[1, 1], [2, 5]]
     assert isinstance(measure_movie([], pixel_size_um=1.0), pd.DataFrame)
+
+
+def _random_labels(rng, shape=(60, 70), n=12):
+    """Blobs of random shapes and sizes, touching, some in pieces, one pixel objects."""
+    from scipy import ndimage as ndi
+
+    labels = np.zeros(shape, np.int32)
+    for k in range(1, n + 1):
+        cy, cx = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        r = rng.uniform(0.5, 9)
+        yy, xx = np.ogrid[: shape[0], : shape[1]]
+        blob = (yy - cy) ** 2 / rng.uniform(0.3, 3) + (xx - cx) ** 2 <= r * r
+        labels[blob & (rng.random(shape) > 0.1)] = k
+    labels[ndi.binary_erosion(labels > 0, iterations=2) & (rng.random(shape) > 0.97)] = n + 1
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_builtin_features_computed_together_equal_their_registry_functions(seed):
+    """measure_frame computes the built-in morphology for all objects at once; the values
+    must be those of each feature's own function (its definition) on every object."""
+    from skimage.measure import regionprops
+
+    from deathtrack.measure import FEATURES, _builtin_morphology
+
+    rng = np.random.default_rng(seed)
+    labels = _random_labels(rng)
+    for px in (0.65, 1.0, 2.5):
+        regions = regionprops(labels, spacing=(px, px))
+        ids = np.array([r.label for r in regions])
+        names = [n for n, f in FEATURES.items() if f.kind == "morphology" and f.func]
+        fast = _builtin_morphology(regions, labels, ids, px, names)
+        for name in names:
+            ref = np.array([FEATURES[name].func(r, px) for r in regions])
+            np.testing.assert_allclose(fast[name], ref, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_a_replaced_builtin_feature_is_computed_by_its_new_function():
+    """The fast path only serves the built-in functions: a user's override is used."""
+    from deathtrack.measure import FEATURES
+
+    labels = np.zeros((20, 20), int)
+    labels[5:15, 5:15] = 1
+    original = FEATURES["solidity"]
+    try:
+        FEATURES["solidity"] = Feature("solidity", "1", "morphology", "test", lambda r, px: 0.5)
+        assert measure_frame(labels, pixel_size_um=1.0)["solidity"].tolist() == [0.5]
+    finally:
+        FEATURES["solidity"] = original
+    assert measure_frame(labels, pixel_size_um=1.0)["solidity"].tolist() == [1.0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+def test_background_median_equals_numpy_median(dtype):
+    from deathtrack.measure import _background_median
+
+    rng = np.random.default_rng(3)
+    for n in range(0, 40):
+        img = rng.integers(-30 if dtype == np.int16 else 0, 200, (n + 1, 5)).astype(dtype)
+        outside = rng.random(img.shape) > 0.4
+        got, values = _background_median(img, outside), img[outside]
+        if values.size:
+            assert got == float(np.median(values))
+        else:
+            assert np.isnan(got)
