@@ -14,6 +14,7 @@ import logging
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -142,21 +143,106 @@ def read_table(folder: str | Path, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
+def _segment_measure_frame(
+    frame: np.ndarray, t: int, job: dict, given: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
+    """Segment and measure one frame (C, Y, X): labels and object table per population.
+
+    A pure function of its arguments, so it runs the same in a thread or in
+    another process. ``given``: label images brought from another tool.
+    """
+    from .measure import measure_frame
+    from .segment import segment_frame
+
+    names, px = job["names"], job["px"]
+    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+    labels, tables = {}, {}
+    for pop in job["populations"]:
+        if pop in given:
+            lab = given[pop]
+        else:
+            image = frame[job["roles"][pop]].astype(np.float32)
+            lab = segment_frame(image, job["configs"][pop], pixel_size_um=px)
+        labels[pop] = lab
+        tables[pop] = measure_frame(lab, intensities, frame=t, pixel_size_um=px, population=pop)
+    return labels, tables
+
+
+#: frames at least this large (pixels) are segmented in worker processes with
+#: ``segment.parallel = "auto"``; smaller ones in threads (starting processes costs
+#: more than it saves on them)
+PROCESS_MIN_PIXELS = 512 * 512
+
+
+def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
+    """(joblib backend or None for a plain loop, number of workers) for the frames."""
+    import multiprocessing as mp
+
+    workers = min(seg_cfg.workers, max(n_frames, 1))
+    if workers <= 1:
+        return None, 1
+    mode = seg_cfg.parallel
+    if mode == "auto":
+        mode = "processes" if frame_pixels >= PROCESS_MIN_PIXELS else "threads"
+    if mode == "processes" and mp.current_process().daemon:
+        # a daemonic process (e.g. a Dask worker process) may not start children
+        logger.info("segmenting frames in threads: this process may not start processes")
+        mode = "threads"
+    # loky (joblib's process pool) reuses its workers across stacks, limits their BLAS
+    # threads, and never re-runs the caller's script in them (no __main__ guard needed)
+    return ("loky" if mode == "processes" else "threading"), workers
+
+
+class _Done:
+    """The outcome of a function run here and now, with a future's ``result()``."""
+
+    def __init__(self, func: Callable, *args, **kwargs):
+        self._value, self._error = None, None
+        try:
+            self._value = func(*args, **kwargs)
+        except Exception as err:
+            self._error = err
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Background:
+    """A function run in one of joblib's loky worker processes (the frames' own, reused)."""
+
+    def __init__(self, func: Callable, *args, **kwargs):
+        from joblib import Parallel, delayed
+
+        # joblib starts the task at once; the generator hands over its result
+        self._gen = Parallel(n_jobs=2, backend="loky", return_as="generator")(
+            [delayed(func)(*args, **kwargs)]
+        )
+
+    def result(self):
+        return next(self._gen)
+
+
+def _submit(in_process: bool, func: Callable, *args, **kwargs):
+    """Run ``func`` in a worker process (``in_process`` True) or here, now; ``.result()``
+    returns its value or re-raises its error either way."""
+    return (_Background if in_process else _Done)(func, *args, **kwargs)
+
+
 def _segment_movie(
     movie, cfg: PipelineConfig, work: Path, populations, progress: bool, on_progress=None
 ):
     """Segment and measure every frame; raw labels go to a zarr store in ``work``.
 
-    Frames are processed by ``cfg.segment.workers`` threads; memory holds a few
-    frames at a time, whatever the number of frames.
+    Frames are processed by ``cfg.segment.workers`` worker processes (large
+    frames) or threads; a few frames are in flight at a time, so memory does not
+    grow with the number of frames. Results are the same whatever the workers.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     import zarr
     from tqdm.auto import tqdm
 
-    from .measure import measure_frame
-    from .segment import read_label_stack, segment_frame
+    from .segment import read_label_stack
 
     px = movie.calibration.pixel_size_um
     ny, nx = movie.shape[-2:]
@@ -170,7 +256,13 @@ def _segment_movie(
         )
         for pop in populations
     }
-    names = _channel_keys(movie)
+    job = {
+        "names": _channel_keys(movie),
+        "px": px,
+        "populations": list(populations),
+        "roles": dict(movie.roles),
+        "configs": {pop: getattr(cfg.segment, pop) for pop in populations},
+    }
     given = {}  # bring-your-own label stacks (Cellpose, StarDist, ...), read frame by frame
     for pop in populations:
         pop_cfg = getattr(cfg.segment, pop)
@@ -179,41 +271,48 @@ def _segment_movie(
                 pop_cfg.labels_path, expect_shape=(movie.n_frames, ny, nx)
             )
 
-    def one(t: int) -> dict[str, pd.DataFrame]:
-        frame = np.asarray(movie.frame(t))
-        intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
-        out = {}
-        for pop in populations:
-            if pop in given:
-                labels = given[pop][t]
-            else:
-                image = frame[movie.roles[pop]].astype(np.float32)
-                labels = segment_frame(image, getattr(cfg.segment, pop), pixel_size_um=px)
-            stores[pop][t] = labels
-            out[pop] = measure_frame(labels, intensities, frame=t, pixel_size_um=px, population=pop)
-        return out
+    def inputs(t: int):
+        return np.asarray(movie.frame(t)), t, job, {pop: g[t] for pop, g in given.items()}
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
-    pool = ThreadPoolExecutor(max_workers=cfg.segment.workers)
+
+    def collect(t: int, labels, tabs) -> None:
+        for pop in populations:
+            stores[pop][t] = labels[pop]
+            tables[pop].append(tabs[pop])
+        bar.update()
+        if on_progress is not None:
+            on_progress("segment", t + 1, movie.n_frames)
+
+    n = movie.n_frames
+    backend, workers = _frame_backend(cfg.segment, ny * nx, n)
+    bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
+    results = None
     try:
-        results = pool.map(one, range(movie.n_frames))
-        for res in tqdm(
-            results, total=movie.n_frames, desc="segment", unit="frame", disable=not progress
-        ):
-            for pop, df in res.items():
-                tables[pop].append(df)
-            if on_progress is not None:
-                on_progress("segment", len(tables[populations[0]]), movie.n_frames)
-    except BaseException:
-        # Ctrl-C or a GUI's Cancel: drop the frames not started yet instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    else:
-        pool.shutdown(wait=True)
+        if backend is None:
+            for t in range(n):
+                collect(t, *_segment_measure_frame(*inputs(t)))
+        else:
+            from joblib import Parallel, delayed
+
+            # results in frame order; frames are read as workers free up (a few in flight)
+            results = Parallel(
+                n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs"
+            )(delayed(_segment_measure_frame)(*inputs(t)) for t in range(n))
+            for t, (labels, tabs) in enumerate(results):
+                collect(t, labels, tabs)
     finally:
+        # on Ctrl-C or a GUI's Cancel, closing the generator drops the frames not started
+        if results is not None:
+            with warnings.catch_warnings():
+                # joblib's note that the frames in flight were dropped: that is the point
+                warnings.filterwarnings("ignore", ".*tasks have been successfully executed")
+                results.close()
+        bar.close()
         for stack in given.values():
             stack.close()
-    return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
+    objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
+    return objects, stores, backend
 
 
 def _channel_keys(movie) -> list[str]:
@@ -305,7 +404,9 @@ def run_stack(
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
         try:
             t0 = time.perf_counter()
-            objects, stores = _segment_movie(movie, cfg, work, populations, progress, on_progress)
+            objects, stores, backend = _segment_movie(
+                movie, cfg, work, populations, progress, on_progress
+            )
             result.timings_s["segment_measure"] = time.perf_counter() - t0
             result.stages.append("segment")
             result.stages.append("measure")
@@ -351,6 +452,28 @@ def run_stack(
                     n_frames=movie.n_frames,
                 )
                 result.counts["ctc_export"] = str(ctc_dir)
+            t0 = time.perf_counter()
+            all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
+            write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
+            trackmate = None
+            if cfg.output.write_trackmate:
+                from .export import export_trackmate
+
+                # in a worker process when the frames had them (large movies): it overlaps
+                # the deaths and recruitment stages
+                trackmate = _submit(
+                    backend == "loky",
+                    export_trackmate,
+                    all_tracks,
+                    lineage,
+                    result.out_dir / "tracks.xml",
+                    pixel_size_um=movie.calibration.pixel_size_um,
+                    interval_s=movie.calibration.interval_s,
+                    image_path=str(Path(stack).resolve()),
+                    shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                )
+            result.timings_s["write"] = time.perf_counter() - t0
+
             _notify(on_progress, "death")
             t0 = time.perf_counter()
             cells = tracks[populations.index(col.CELLS)]
@@ -374,22 +497,10 @@ def run_stack(
             events = _keep_reviews(events, result, fmt)
             write_table(events, result.out_dir / "events.csv", fmt)
             t0 = time.perf_counter()
-            all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
-            write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
-            if cfg.output.write_trackmate:
-                from .export import export_trackmate
-
-                export_trackmate(
-                    all_tracks,
-                    lineage,
-                    result.out_dir / "tracks.xml",
-                    pixel_size_um=movie.calibration.pixel_size_um,
-                    interval_s=movie.calibration.interval_s,
-                    image_path=str(Path(stack).resolve()),
-                    shape_tyx=(movie.n_frames, *movie.shape[-2:]),
-                )
             write_table(lineage, result.out_dir / "lineage.csv", fmt)
-            result.timings_s["write"] = time.perf_counter() - t0
+            if trackmate is not None:
+                trackmate.result()  # re-raises the export's error, if any
+            result.timings_s["write"] += time.perf_counter() - t0
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

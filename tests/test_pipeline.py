@@ -102,3 +102,77 @@ def test_rerun_keeps_reviewed_labels(tmp_path, small_movie):
     lost = pd.read_csv(tmp_path / "small" / "reviews_unmatched.csv")
     assert lost.track_id.tolist() == [999]
     assert any("kept 3 of 4 reviewed labels" in w for w in result.warnings)
+
+
+# --- frames in parallel ---------------------------------------------------------------------
+
+
+def _tables(folder):
+    import pandas as pd
+
+    return {
+        name: pd.read_csv(folder / f"{name}.csv")
+        for name in ("tracks", "events", "lineage", "recruitment")
+    }
+
+
+@pytest.mark.parametrize("parallel", ["processes", "threads"])
+def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, parallel):
+    """Worker processes (loky) or threads: the same tables and label stacks as one worker."""
+    import numpy as np
+    import pandas as pd
+    import tifffile
+
+    serial = PipelineConfig()
+    serial.segment.workers = 1
+    par = PipelineConfig()
+    par.segment.workers = 2
+    par.segment.parallel = parallel
+    a = run_stack(small_movie["movie"], serial, tmp_path / "serial", progress=False).out_dir
+    b = run_stack(small_movie["movie"], par, tmp_path / parallel, progress=False).out_dir
+    for name, table in _tables(a).items():
+        pd.testing.assert_frame_equal(table, _tables(b)[name], obj=name)
+    for pop in ("cells", "immune"):
+        assert np.array_equal(
+            tifffile.imread(a / f"labels_{pop}.tif"), tifffile.imread(b / f"labels_{pop}.tif")
+        )
+    assert (b / "tracks.xml").read_bytes() == (a / "tracks.xml").read_bytes()
+
+
+def test_frame_backend_choice(monkeypatch):
+    import multiprocessing as mp
+
+    from deathtrack.pipeline import PROCESS_MIN_PIXELS, _frame_backend
+
+    cfg = PipelineConfig().segment
+    assert _frame_backend(cfg, 256 * 256, 40) == ("threading", 2)
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == ("loky", 2)
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 1) == (None, 1)  # one frame: no pool
+    cfg.parallel = "processes"
+    assert _frame_backend(cfg, 64 * 64, 40) == ("loky", 2)
+    # a daemonic process (a Dask worker) may not start children: threads instead
+    monkeypatch.setattr(mp.current_process(), "daemon", True, raising=False)
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == ("threading", 2)
+    cfg.workers = 1
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == (None, 1)
+
+
+def _fail(message):
+    raise ValueError(message)
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_background_task_returns_its_value_or_reraises(in_process):
+    from deathtrack.pipeline import _submit
+
+    assert _submit(in_process, max, 3, 7).result() == 7
+    with pytest.raises(ValueError, match="export failed"):
+        _submit(in_process, _fail, "export failed").result()
+
+
+def test_unknown_parallel_mode_is_a_config_error():
+    from deathtrack.config import config_from_dict
+    from deathtrack.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="parallel"):
+        config_from_dict({"segment": {"parallel": "gpu"}})
