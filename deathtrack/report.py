@@ -25,6 +25,7 @@ PosixPath('results/report.html')
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -265,7 +266,8 @@ def _png_uri(rgb: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
+    # level 1: the gallery's many small crops encode 3x faster for ~15 % more bytes
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -1054,13 +1056,12 @@ def _read_crops(movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_f
         if movie is not None:
             for ch in channels:
                 img = np.asarray(movie.read(ch, t))
-                images[ch] = img[img.shape[0] // 2] if img.ndim == 3 else img
+                img = img[img.shape[0] // 2] if img.ndim == 3 else img
+                images[ch] = img.astype(np.float32, copy=False)  # once per frame, not per crop
         labs = {pop: tif.pages[t].asarray() for pop, tif in labels.items() if t < len(tif.pages)}
         for i, j in needed[t]:
             for ch, img in images.items():
-                crops["image", i, ch, j] = _crop(
-                    img.astype(np.float32, copy=False), ys[i], xs[i], half
-                )
+                crops["image", i, ch, j] = _crop(img, ys[i], xs[i], half)
             for pop, lab in labs.items():
                 crops["labels", i, pop, j] = _crop_labels(lab, ys[i], xs[i], half)
     return crops
@@ -1116,12 +1117,13 @@ def _gallery_block(
             float(v) for v in np.percentile(np.concatenate(dye), [1, 99.9])
         )
     side = 2 * half + 1
-    body = []
-    for i, e in enumerate(shown.to_dict("records")):
+    records = shown.to_dict("records")
+    rows = []  # one job per event and channel: everything its crops need
+    for i, e in enumerate(records):
         colour = np.array(_hex_rgb(MODE_COLORS.get(str(e["call"]), "#ffffff")))
         tid = e.get(col.TRACK_ID)
         tid = None if _isnan(tid) else int(tid)
-        for k, ch in enumerate(channels):
+        for ch in channels:
             series = [crops.get(("image", i, ch, j)) for j in range(len(frames_rel))]
             if ch in shared:
                 lo, hi = shared[ch]
@@ -1129,23 +1131,31 @@ def _gallery_block(
                 finite = [c[np.isfinite(c)] for c in series if c is not None]
                 finite = np.concatenate(finite) if finite else np.array([])
                 lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
-            cells = []
+            crop_jobs = []
             for j, dt in enumerate(frames_rel):
-                rgb = _render_crop(
-                    series[j],
-                    crops.get(("labels", i, col.CELLS, j)),
-                    crops.get(("labels", i, col.IMMUNE, j)),
-                    side=side,
-                    lo=float(lo),
-                    hi=float(max(hi, lo + 1e-6)),
-                    cmap="magma" if ch == col.ROLE_DYE else "gray",
-                    track_id=tid,
-                    colour=colour,
-                    in_movie=0 <= int(e[col.FRAME]) + dt < n_frames,
+                crop_jobs.append(
+                    (
+                        series[j],
+                        crops.get(("labels", i, col.CELLS, j)),
+                        crops.get(("labels", i, col.IMMUNE, j)),
+                        dict(
+                            side=side,
+                            lo=float(lo),
+                            hi=float(max(hi, lo + 1e-6)),
+                            cmap="magma" if ch == col.ROLE_DYE else "gray",
+                            track_id=tid,
+                            colour=colour,
+                            in_movie=0 <= int(e[col.FRAME]) + dt < n_frames,
+                        ),
+                        f"event {e[col.EVENT_ID]}, {ch}, frame {int(e[col.FRAME]) + dt}",
+                    )
                 )
-                alt = f"event {e[col.EVENT_ID]}, {ch}, frame {int(e[col.FRAME]) + dt}"
-                img = _img(_png_uri(rgb), alt, cls="crop", width=side * GALLERY_SCALE)
-                cells.append(f"<td>{img}</td>")
+            rows.append(crop_jobs)
+    rendered = [_render_row(r, side) for r in rows]
+    body = []
+    for i, e in enumerate(records):
+        for k, ch in enumerate(channels):
+            cells = rendered[i * len(channels) + k]
             first = ""
             if k == 0:
                 first = f'<td class="ev" rowspan="{len(channels)}">{_event_label(e, interval)}</td>'
@@ -1161,6 +1171,16 @@ def _gallery_block(
             "</table></div>",
         ]
     )
+
+
+def _render_row(crop_jobs: list, side: int) -> list[str]:
+    """The ``<td>`` cells of one gallery row (one event, one channel)."""
+    cells = []
+    for crop, lab, immune, kw, alt in crop_jobs:
+        rgb = _render_crop(crop, lab, immune, **kw)
+        img = _img(_png_uri(rgb), alt, cls="crop", width=side * GALLERY_SCALE)
+        cells.append(f"<td>{img}</td>")
+    return cells
 
 
 def _gallery_legend(has_images: bool, has_immune: bool) -> str:
@@ -1230,6 +1250,25 @@ def _crop_labels(lab: np.ndarray, cy: float, cx: float, half: int) -> np.ndarray
     return out
 
 
+def _inner_edges(lab: np.ndarray) -> np.ndarray:
+    """Object pixels with a 4-neighbour of another value (``find_boundaries(mode="inner")``,
+    without its two grey-level filters: the gallery draws thousands of crops)."""
+    p = np.pad(lab, 1, mode="edge")
+    c = p[1:-1, 1:-1]
+    edge = (c != p[:-2, 1:-1]) | (c != p[2:, 1:-1]) | (c != p[1:-1, :-2]) | (c != p[1:-1, 2:])
+    return edge & (c != 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _colour_table(cmap: str) -> np.ndarray:
+    """(256, 3) RGB floats of a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    table = colormaps[cmap](np.arange(256))[:, :3]
+    table.setflags(write=False)
+    return table
+
+
 def _render_crop(
     crop: np.ndarray | None,
     lab: np.ndarray | None,
@@ -1244,16 +1283,14 @@ def _render_crop(
     in_movie: bool,
 ) -> np.ndarray:
     """An RGB uint8 crop, upscaled by :data:`GALLERY_SCALE`, with outlines drawn."""
-    from matplotlib import colormaps
-    from skimage.segmentation import find_boundaries
-
     s = GALLERY_SCALE
     if not in_movie:
         rgb = np.broadcast_to(_OUTSIDE_RGB, (side, side, 3)).copy()
         return np.repeat(np.repeat((rgb * 255).astype(np.uint8), s, 0), s, 1)
     if crop is not None:
         norm = np.clip((np.nan_to_num(crop, nan=lo) - lo) / (hi - lo), 0, 1)
-        rgb = colormaps[cmap](norm)[..., :3]
+        # matplotlib's own lookup (256 colours, index floor(x * 256)), from a cached table
+        rgb = _colour_table(cmap)[np.minimum((norm * 256).astype(np.intp), 255)]
         outside = ~np.isfinite(crop)
     else:  # outlines only: a dark background
         rgb = np.full((side, side, 3), 0.08)
@@ -1264,15 +1301,15 @@ def _render_crop(
     rgb = np.repeat(np.repeat(rgb, s, 0), s, 1)
     if lab is not None:
         lab_s = np.repeat(np.repeat(lab, s, 0), s, 1)
-        edges = find_boundaries(np.where(lab_s < 0, 0, lab_s), mode="inner") & (lab_s > 0)
+        edges = _inner_edges(np.where(lab_s < 0, 0, lab_s)) & (lab_s > 0)
         others = edges & (lab_s != track_id) if track_id is not None else edges
         rgb[others] = 0.5 * rgb[others] + 0.5
         if track_id is not None:
-            own = find_boundaries(lab_s == track_id, mode="inner") & (lab_s == track_id)
+            own = _inner_edges(lab_s == track_id) & (lab_s == track_id)
             rgb[own] = colour
     if immune is not None:
         im_s = np.repeat(np.repeat(immune, s, 0), s, 1)
-        edges = find_boundaries(np.where(im_s < 0, 0, im_s), mode="inner") & (im_s > 0)
+        edges = _inner_edges(np.where(im_s < 0, 0, im_s)) & (im_s > 0)
         rgb[edges] = _IMMUNE_RGB
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 

@@ -502,3 +502,21 @@ def test_reports_render_in_a_browser(tmp_path, pipeline_dir):
         top = shot[:1500]
         assert top.std() > 20, name  # text, tables and figures, not a blank page
         assert (top < 128).mean() > 0.01, name
+
+
+def test_crop_outlines_and_colours_are_scikit_image_and_matplotlib_s():
+    """The gallery draws thousands of crops with its own edge finder and colour tables."""
+    from matplotlib import colormaps
+    from skimage.segmentation import find_boundaries
+
+    from deathtrack.report import _colour_table, _inner_edges
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        lab = rng.integers(0, 4, (rng.integers(1, 15), rng.integers(1, 15)))
+        assert np.array_equal(_inner_edges(lab), find_boundaries(lab, mode="inner"))
+        assert np.array_equal(_inner_edges(lab > 1), find_boundaries(lab > 1, mode="inner"))
+    x = np.concatenate([rng.random(5000), [0.0, 1.0, 0.5, 255 / 256, 1 - 1e-12]])
+    for name in ("gray", "magma"):
+        got = _colour_table(name)[np.minimum((x * 256).astype(np.intp), 255)]
+        assert np.array_equal(got, colormaps[name](x)[:, :3])
