@@ -160,6 +160,21 @@ def _within(ids_pos, center_um: np.ndarray, radius_um: float) -> np.ndarray:
     return np.unique(ids[d <= radius_um])
 
 
+def _count_within(ids_pos, centers_um: np.ndarray, radius_um: float) -> np.ndarray:
+    """:func:`_within`'s count for each of ``centers_um`` (k, 2), all at once."""
+    centers_um = np.asarray(centers_um, float).reshape(-1, 2)
+    if ids_pos is None:
+        return np.zeros(len(centers_um))
+    ids, pos = ids_pos
+    near = (
+        np.hypot(pos[None, :, 0] - centers_um[:, None, 0], pos[None, :, 1] - centers_um[:, None, 1])
+        <= radius_um
+    )
+    if len(np.unique(ids)) == len(ids):  # one object per track in the frame (as linked)
+        return near.sum(axis=1).astype(float)
+    return np.array([len(np.unique(ids[row])) for row in near], float)
+
+
 def _choose_controls(
     events: pd.DataFrame,
     cells: pd.DataFrame,
@@ -305,7 +320,7 @@ def recruitment_curves(
                 continue
             here = immune_at.get(t)
             n_within = len(_within(here, center, cfg.radius_um))
-            counts = np.array([len(_within(here, c, cfg.radius_um)) for c in ctl], float)
+            counts = _count_within(here, ctl, cfg.radius_um)
             ok = fctl > 0
             expected = float(np.mean(counts[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
             n_all = len(here[0]) if here is not None else 0
@@ -532,35 +547,52 @@ def _strata(n: int, stack: np.ndarray | None) -> list[np.ndarray]:
 
 
 def _bootstrap(
-    values: np.ndarray, is_nec: np.ndarray, stack, rng, n_boot: int
+    values: np.ndarray, is_nec: np.ndarray, stack, rng, n_boot: int, chunk: int = 250
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bootstrap differences of means (nec - apo) and Cliff's deltas, within strata."""
+    """Bootstrap differences of means (nec - apo) and Cliff's deltas, within strata.
+
+    Resamples are drawn and scored ``chunk`` at a time (arrays, not a Python loop).
+    """
     groups = []
     for idx in _strata(len(values), stack):
         groups.append((idx[~is_nec[idx]], idx[is_nec[idx]]))
     diffs, deltas = np.empty(n_boot), np.empty(n_boot)
-    for i in range(n_boot):
-        apo = np.concatenate([rng.choice(a, len(a)) for a, _ in groups if len(a)])
-        nec = np.concatenate([rng.choice(n, len(n)) for _, n in groups if len(n)])
-        diffs[i] = values[nec].mean() - values[apo].mean()
-        deltas[i] = _cliffs_delta(values[nec], values[apo])
+    # at most ~2e7 pairwise comparisons in memory at a time (160 MB)
+    n_pairs = max(1, int((~is_nec).sum()) * int(is_nec.sum()))
+    chunk = max(1, min(chunk, 20_000_000 // n_pairs))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        apo = np.concatenate(
+            [a[rng.integers(0, len(a), (k, len(a)))] for a, _ in groups if len(a)], axis=1
+        )
+        nec = np.concatenate(
+            [n[rng.integers(0, len(n), (k, len(n)))] for _, n in groups if len(n)], axis=1
+        )
+        va, vn = values[apo], values[nec]  # (k, n_apo), (k, n_nec)
+        diffs[start : start + k] = vn.mean(axis=1) - va.mean(axis=1)
+        # Cliff's delta of each resample: mean sign over all (nec, apo) pairs
+        deltas[start : start + k] = np.sign(vn[:, :, None] - va[:, None, :]).mean(axis=(1, 2))
     return diffs, deltas
 
 
-def _permutation_p(values, is_nec, stack, rng, n_perm: int) -> float:
+def _permutation_p(values, is_nec, stack, rng, n_perm: int, chunk: int = 500) -> float:
     """Two-sided permutation p-value of the difference of means, labels shuffled in strata."""
     strata = _strata(len(values), stack)
-
-    def stat(lbl):
-        return values[lbl].mean() - values[~lbl].mean()
-
-    obs = abs(stat(is_nec))
+    n_nec = int(is_nec.sum())
+    n_apo = len(values) - n_nec
+    obs = abs(values[is_nec].mean() - values[~is_nec].mean())
+    total = values.sum()
     hits = 0
-    lbl = is_nec.copy()
-    for _ in range(n_perm):
+    for start in range(0, n_perm, chunk):
+        k = min(chunk, n_perm - start)
+        lbl = np.empty((k, len(values)), bool)
         for idx in strata:
-            lbl[idx] = rng.permutation(is_nec[idx])
-        hits += abs(stat(lbl)) >= obs - 1e-12
+            # a random permutation of the stratum's labels, one per row
+            order = np.argsort(rng.random((k, len(idx))), axis=1)
+            lbl[:, idx] = is_nec[idx][order]
+        s_nec = (lbl * values).sum(axis=1)
+        stat = s_nec / n_nec - (total - s_nec) / n_apo
+        hits += int((np.abs(stat) >= obs - 1e-12).sum())
     return (hits + 1) / (n_perm + 1)
 
 

@@ -280,3 +280,15 @@ def test_pipeline_without_immune_channel_skips_recruitment_with_a_message(tmp_pa
     rec = pd.read_csv(result.out_dir / "recruitment.csv")
     assert rec.empty and list(rec.columns) == CURVE_COLUMNS
     assert any("no immune channel" in w for w in result.warnings)
+
+
+def test_counts_within_radius_of_many_centres_at_once():
+    from deathtrack.recruit import _count_within, _within
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 100, (40, 2))
+    centres = rng.uniform(0, 100, (7, 2))
+    for ids in (np.arange(40), rng.integers(0, 10, 40)):  # one object per track, or shared
+        got = _count_within((ids, pos), centres, 25.0)
+        assert got.tolist() == [len(_within((ids, pos), c, 25.0)) for c in centres]
+    assert _count_within(None, centres, 25.0).tolist() == [0] * 7
