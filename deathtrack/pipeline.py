@@ -174,6 +174,36 @@ def _segment_measure_frame(
 PROCESS_MIN_PIXELS = 512 * 512
 
 
+#: imported in the background while worker processes segment (the main process waits):
+#: the later stages' libraries take ~2 s to import
+WARM_IMPORTS = (
+    "trackpy",
+    "scipy.stats",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
+    "deathtrack.track",
+    "deathtrack.death",
+    "deathtrack.recruit",
+    "deathtrack.motility",
+    "deathtrack.export",
+    "deathtrack.report",
+)
+
+
+def _warm_imports() -> None:
+    import importlib
+    import threading
+
+    def run():
+        for name in WARM_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except Exception:  # pragma: no cover - the stage will raise it properly
+                return
+
+    threading.Thread(target=run, name="deathtrack-warm-imports", daemon=True).start()
+
+
 def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
     """(joblib backend or None for a plain loop, number of workers) for the frames."""
     import multiprocessing as mp
@@ -286,6 +316,8 @@ def _segment_movie(
 
     n = movie.n_frames
     backend, workers = _frame_backend(cfg.segment, ny * nx, n)
+    if backend == "loky":
+        _warm_imports()
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
     results = None
     try:
@@ -306,7 +338,9 @@ def _segment_movie(
         if results is not None:
             with warnings.catch_warnings():
                 # joblib's note that the frames in flight were dropped: that is the point
-                warnings.filterwarnings("ignore", ".*tasks have been successfully executed")
+                warnings.filterwarnings(
+                    "ignore", ".*(tasks have been successfully executed|tasks which were still)"
+                )
                 results.close()
         bar.close()
         for stack in given.values():

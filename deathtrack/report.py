@@ -76,6 +76,8 @@ _OUTSIDE_RGB = np.array([0.33, 0.3, 0.45])  # crop pixels outside the image
 GALLERY_FRAMES_REL = (-6, -3, -1, 0, 1, 3, 8)
 GALLERY_HALF_PX = 28
 GALLERY_SCALE = 2
+#: galleries of this many deaths or more are drawn in a worker process (joblib's loky)
+GALLERY_PARALLEL_MIN_EVENTS = 40
 N_BOOTSTRAP = 1000
 
 _CSS = """
@@ -1173,6 +1175,13 @@ def _gallery_block(
     )
 
 
+def _may_start_processes() -> bool:
+    """False inside a daemonic process (a Dask worker), which may not start others."""
+    import multiprocessing as mp
+
+    return not mp.current_process().daemon
+
+
 def _render_row(crop_jobs: list, side: int) -> list[str]:
     """The ``<td>`` cells of one gallery row (one event, one channel)."""
     cells = []
@@ -1635,6 +1644,18 @@ def write_report(
     stack = Path(stack_path) if stack_path is not None else None
     notes: list[str] = []
     key = [col.EVENT_ID]
+    # a large gallery (seconds of crops to read, draw and encode) is made in a worker
+    # process while this one draws the figures
+    from .pipeline import _submit
+
+    n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
+    gallery = _submit(
+        min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS and _may_start_processes(),
+        _gallery_block,
+        res,
+        stack,
+        max_events=max_gallery_events,
+    )
     body = [
         _header(res, stack),
         _counts_section(res),
@@ -1657,7 +1678,7 @@ def write_report(
             radius_um=res.radius_um,
         ),
         '<h2 id="gallery">Gallery of deaths</h2>',
-        _gallery_block(res, stack, max_events=max_gallery_events),
+        None,  # the gallery, below
         _events_table(res),
         '<h2 id="motility">Immune-cell motility</h2>',
         _motility_block(res),
@@ -1666,6 +1687,7 @@ def write_report(
         '<h2 id="warnings">Warnings</h2>',
         _warnings_block([*(res.run.get("warnings") or []), *res.notes, *notes]),
     ]
+    body[body.index(None)] = gallery.result()
     nav = [
         ("counts", "Counts"),
         ("incidence", "Deaths over time"),

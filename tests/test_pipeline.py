@@ -176,3 +176,16 @@ def test_unknown_parallel_mode_is_a_config_error():
 
     with pytest.raises(ConfigError, match="parallel"):
         config_from_dict({"segment": {"parallel": "gpu"}})
+
+
+def test_cancel_with_worker_processes_leaves_no_half_written_outputs(tmp_path, small_movie):
+    cfg = PipelineConfig()
+    cfg.segment.parallel = "processes"
+
+    def cancel_at_3(stage, done, total):
+        if done == 3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        run_stack(small_movie["movie"], cfg, tmp_path, progress=False, on_progress=cancel_at_3)
+    assert sorted(p.name for p in (tmp_path / "small").iterdir()) == []

@@ -520,3 +520,20 @@ def test_crop_outlines_and_colours_are_scikit_image_and_matplotlib_s():
     for name in ("gray", "magma"):
         got = _colour_table(name)[np.minimum((x * 256).astype(np.intp), 255)]
         assert np.array_equal(got, colormaps[name](x)[:, :3])
+
+
+def test_gallery_drawn_in_a_worker_process_is_the_same(results, monkeypatch):
+    """A large gallery is made in a worker process while the figures are drawn here."""
+    import deathtrack.report as report
+
+    add_optional_tables(results)
+    serial = write_report(results).read_text(encoding="utf-8")
+    monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
+    parallel = write_report(results).read_text(encoding="utf-8")
+
+    def gallery(page):
+        return page[page.index('<h2 id="gallery">') : page.index('<h2 id="motility">')]
+
+    assert gallery(parallel) == gallery(serial)
+    assert gallery(serial).count('class="crop"') >= 7
+    assert len(parallel) == len(serial)
