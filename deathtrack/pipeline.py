@@ -240,13 +240,14 @@ class _Done:
 
 
 class _Background:
-    """A function run in one of joblib's loky worker processes (the frames' own, reused)."""
+    """A function run in one of joblib's loky worker processes (the frames' own, reused:
+    ``n_jobs`` should be the frames' worker count, or loky resizes its pool)."""
 
-    def __init__(self, func: Callable, *args, **kwargs):
+    def __init__(self, n_jobs: int, func: Callable, *args, **kwargs):
         from joblib import Parallel, delayed
 
         # joblib starts the task at once; the generator hands over its result
-        self._gen = Parallel(n_jobs=2, backend="loky", return_as="generator")(
+        self._gen = Parallel(n_jobs=max(n_jobs, 2), backend="loky", return_as="generator")(
             [delayed(func)(*args, **kwargs)]
         )
 
@@ -254,10 +255,12 @@ class _Background:
         return next(self._gen)
 
 
-def _submit(in_process: bool, func: Callable, *args, **kwargs):
-    """Run ``func`` in a worker process (``in_process`` True) or here, now; ``.result()``
-    returns its value or re-raises its error either way."""
-    return (_Background if in_process else _Done)(func, *args, **kwargs)
+def _submit(workers: int, func: Callable, *args, **kwargs):
+    """Run ``func`` in one of ``workers`` worker processes, or here and now when
+    ``workers`` is 0; ``.result()`` returns its value or re-raises its error either way."""
+    if workers:
+        return _Background(workers, func, *args, **kwargs)
+    return _Done(func, *args, **kwargs)
 
 
 def _segment_movie(
@@ -496,7 +499,7 @@ def run_stack(
                 # in a worker process when the frames had them (large movies): it overlaps
                 # the deaths and recruitment stages
                 trackmate = _submit(
-                    backend == "loky",
+                    cfg.segment.workers if backend == "loky" else 0,
                     export_trackmate,
                     all_tracks,
                     lineage,

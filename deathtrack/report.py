@@ -1649,8 +1649,11 @@ def write_report(
     from .pipeline import _submit
 
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
+    # as many workers as the run's frames had, so loky keeps its pool as it is
+    workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
+    in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
     gallery = _submit(
-        min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS and _may_start_processes(),
+        workers if in_worker and _may_start_processes() else 0,
         _gallery_block,
         res,
         stack,

@@ -161,13 +161,13 @@ def _fail(message):
     raise ValueError(message)
 
 
-@pytest.mark.parametrize("in_process", [True, False])
-def test_background_task_returns_its_value_or_reraises(in_process):
+@pytest.mark.parametrize("workers", [2, 0])
+def test_background_task_returns_its_value_or_reraises(workers):
     from deathtrack.pipeline import _submit
 
-    assert _submit(in_process, max, 3, 7).result() == 7
+    assert _submit(workers, max, 3, 7).result() == 7
     with pytest.raises(ValueError, match="export failed"):
-        _submit(in_process, _fail, "export failed").result()
+        _submit(workers, _fail, "export failed").result()
 
 
 def test_unknown_parallel_mode_is_a_config_error():
