@@ -267,12 +267,14 @@ def _intensity_stats(
         keep = ~np.isnan(val)
         if not keep.all():
             lab, val = lab[keep], val[keep]
-    order = np.lexsort((val, lab))
-    lab, val = lab[order], val[order]
     n = int(ids.max(initial=0)) + 1
     counts = np.bincount(lab, minlength=n)[ids]
     sums = np.bincount(lab, weights=val, minlength=n)[ids]
     sq = np.bincount(lab, weights=val * val, minlength=n)[ids]
+    if len(val):  # by label, then value: one sort on label + value scaled into [0, 0.5)
+        lo, span = val.min(), float(np.ptp(val)) or 1.0
+        order = np.argsort(lab + (val - lo) * (0.5 / span))
+        lab, val = lab[order], val[order]
     starts = np.searchsorted(lab, ids)
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
