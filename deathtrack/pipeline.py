@@ -319,8 +319,6 @@ def _segment_movie(
 
     n = movie.n_frames
     backend, workers = _frame_backend(cfg.segment, ny * nx, n)
-    if backend == "loky":
-        _warm_imports()
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
     results = None
     try:
@@ -334,6 +332,10 @@ def _segment_movie(
             results = Parallel(
                 n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs"
             )(delayed(_segment_measure_frame)(*inputs(t)) for t in range(n))
+            if backend == "loky":
+                # only now: joblib's own imports are done in this thread, so the two
+                # threads do not import the same modules at once
+                _warm_imports()
             for t, (labels, tabs) in enumerate(results):
                 collect(t, labels, tabs)
     finally:
