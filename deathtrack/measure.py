@@ -196,15 +196,31 @@ BASE_COLUMNS = [col.FRAME, col.LABEL, col.POPULATION, col.Y, col.X, col.Y_UM, co
 _BUILTIN_FUNCS = {name: f.func for name, f in FEATURES.items() if f.func is not None}
 
 
+def _object_pixels(labels: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every object pixel's label, row and column, and per label (indexed by label value)
+    the pixel count and mean row and column: the centroids, and the moments' centre."""
+    lab = labels.ravel()
+    idx = np.flatnonzero(lab)
+    ly = lab[idx]
+    yy, xx = np.divmod(idx, labels.shape[1])
+    size = int(ly.max(initial=0)) + 1
+    cnt = np.bincount(ly, minlength=size)
+    my = np.bincount(ly, weights=yy, minlength=size) / np.maximum(cnt, 1)
+    mx = np.bincount(ly, weights=xx, minlength=size) / np.maximum(cnt, 1)
+    return ly, yy, xx, cnt, my, mx
+
+
 def _builtin_morphology(
-    regions: list, labels: np.ndarray, ids: np.ndarray, px: float, names: list[str]
+    regions: list, pixels: tuple, ids: np.ndarray, px: float, names: list[str]
 ) -> dict[str, np.ndarray]:
-    """The built-in morphology features in ``names``, equal to their registry functions."""
+    """The built-in morphology features in ``names``, equal to their registry functions.
+
+    ``pixels``: :func:`_object_pixels` of the label image.
+    """
     out: dict[str, np.ndarray] = {}
     n = len(ids)
-    lab = labels.ravel()
-    counts = np.bincount(lab, minlength=int(ids.max(initial=0)) + 1)[ids].astype(np.float64)
-    area = counts * px * px
+    ly, yy, xx, cnt, my, mx = pixels
+    area = cnt[ids].astype(np.float64) * px * px
     if col.AREA_UM2 in names:
         out[col.AREA_UM2] = area
     need_p = {"perimeter_um", "circularity", "roughness"} & set(names)
@@ -229,17 +245,11 @@ def _builtin_morphology(
     if {"eccentricity", "major_axis_um", "minor_axis_um"} & set(names):
         # second central moments of every object at once (µm²): the inertia tensor's
         # eigenvalues, as scikit-image computes them object by object
-        sel = lab > 0
-        ly = lab[sel]
-        yy, xx = np.divmod(np.flatnonzero(sel), labels.shape[1])
-        size = int(ids.max(initial=0)) + 1
-        cnt = np.maximum(np.bincount(ly, minlength=size), 1)
-        my = np.bincount(ly, weights=yy, minlength=size) / cnt
-        mx = np.bincount(ly, weights=xx, minlength=size) / cnt
+        size, c = len(cnt), np.maximum(cnt, 1)
         dy, dx = yy - my[ly], xx - mx[ly]
-        vyy = (np.bincount(ly, weights=dy * dy, minlength=size) / cnt)[ids] * px * px
-        vxx = (np.bincount(ly, weights=dx * dx, minlength=size) / cnt)[ids] * px * px
-        vxy = (np.bincount(ly, weights=dx * dy, minlength=size) / cnt)[ids] * px * px
+        vyy = (np.bincount(ly, weights=dy * dy, minlength=size) / c)[ids] * px * px
+        vxx = (np.bincount(ly, weights=dx * dx, minlength=size) / c)[ids] * px * px
+        vxy = (np.bincount(ly, weights=dx * dy, minlength=size) / c)[ids] * px * px
         half = np.sqrt(((vxx - vyy) / 2) ** 2 + vxy**2)
         l1 = np.maximum((vxx + vyy) / 2 + half, 0)
         l2 = np.maximum((vxx + vyy) / 2 - half, 0)
@@ -253,6 +263,18 @@ def _builtin_morphology(
     if "n_fragments" in names:
         out["n_fragments"] = np.array([_n_fragments(r, px) for r in regions], dtype=np.float64)
     return out
+
+
+def _sort_by_label(lab: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and float values sorted by label, then by value (for per-label percentiles).
+
+    One argsort of label + value scaled into [0, 0.5), not a two-key lexsort.
+    """
+    if not len(val):
+        return lab, val
+    lo, span = val.min(), float(np.ptp(val)) or 1.0
+    order = np.argsort(lab + (val - lo) * (0.5 / span))
+    return lab[order], val[order]
 
 
 def _intensity_stats(
@@ -271,10 +293,7 @@ def _intensity_stats(
     counts = np.bincount(lab, minlength=n)[ids]
     sums = np.bincount(lab, weights=val, minlength=n)[ids]
     sq = np.bincount(lab, weights=val * val, minlength=n)[ids]
-    if len(val):  # by label, then value: one sort on label + value scaled into [0, 0.5)
-        lo, span = val.min(), float(np.ptp(val)) or 1.0
-        order = np.argsort(lab + (val - lo) * (0.5 / span))
-        lab, val = lab[order], val[order]
+    lab, val = _sort_by_label(lab, val)
     starts = np.searchsorted(lab, ids)
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -367,25 +386,13 @@ def measure_frame(
         col.LABEL: ids,
         col.POPULATION: np.full(len(ids), population, dtype=object),
     }
-    if len(ids):  # centroids (pixel means), for all objects at once
-        lab = labels.ravel()
-        sel = lab > 0
-        yy, xx = np.divmod(np.flatnonzero(sel), labels.shape[1])
-        size = int(ids.max()) + 1
-        cnt = np.bincount(lab[sel], minlength=size)[ids]
-        com = np.stack(
-            [
-                np.bincount(lab[sel], weights=yy, minlength=size)[ids] / cnt,
-                np.bincount(lab[sel], weights=xx, minlength=size)[ids] / cnt,
-            ],
-            axis=1,
-        )
-    else:
-        com = np.zeros((0, 2))
-    rows[col.Y], rows[col.X] = com[:, 0], com[:, 1]
-    rows[col.Y_UM], rows[col.X_UM] = com[:, 0] * px, com[:, 1] * px
+    # centroids (pixel means), for all objects at once
+    pixels = _object_pixels(labels)
+    my, mx = pixels[4], pixels[5]
+    rows[col.Y], rows[col.X] = my[ids], mx[ids]
+    rows[col.Y_UM], rows[col.X_UM] = my[ids] * px, mx[ids] * px
     builtin = [name for name in names if FEATURES[name].func is _BUILTIN_FUNCS.get(name)]
-    fast = _builtin_morphology(regions, labels, ids, px, builtin) if len(ids) else {}
+    fast = _builtin_morphology(regions, pixels, ids, px, builtin) if len(ids) else {}
     for name in names:
         if name in fast:
             rows[name] = fast[name]

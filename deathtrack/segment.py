@@ -39,6 +39,7 @@ from skimage.feature import peak_local_max
 
 from .config import PopulationSegmentConfig
 from .errors import DeathtrackError, StackReadError
+from .measure import _sort_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -233,10 +234,7 @@ def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) 
     out = np.zeros(n + 1, np.float64)
     if not len(val):
         return out
-    # one sort on label + value scaled into [0, 0.5): by label, then by value
-    lo, span = val.min(), float(np.ptp(val)) or 1.0
-    order = np.argsort(lab + (val - lo) * (0.5 / span))
-    lab, val = lab[order], val[order]
+    lab, val = _sort_by_label(lab, val)
     counts = np.bincount(lab, minlength=n + 1)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     idx = starts + np.floor((counts - 1) * q / 100.0).astype(np.int64)
@@ -273,6 +271,11 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~outside[bg]
 
 
+def _grown(sl: tuple[slice, slice], g: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """A bounding box grown by ``g`` pixels on every side, within the image."""
+    return tuple(slice(max(s.start - g, 0), min(s.stop + g, n)) for s, n in zip(sl, shape))  # type: ignore[return-value]
+
+
 def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -> np.ndarray:
     """Give each cluster of small pieces (apoptotic bodies) one label.
 
@@ -301,12 +304,7 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     for c in np.unique(piece_cluster):
         members = small_ids[piece_cluster == c]
         sl = boxes[c - 1] if c > 0 else None
-        if sl is None:
-            sl = (slice(0, ny), slice(0, nx))
-        sl = (
-            slice(max(sl[0].start - 3, 0), min(sl[0].stop + 3, ny)),
-            slice(max(sl[1].start - 3, 0), min(sl[1].stop + 3, nx)),
-        )
+        sl = _grown((slice(0, ny), slice(0, nx)) if sl is None else sl, 3, labels.shape)
         region = touch[sl] & np.isin(labels[sl], members)
         near = ndi.binary_dilation(region, iterations=1) & big_mask[sl]
         near_big = np.unique(labels[sl][near])
@@ -320,7 +318,14 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     return lut[labels]
 
 
-def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None, cache=None):
+def _seed_smoothing_px(cfg, px: float) -> float:
+    """Gaussian sigma (pixels) of the brightness that weighs the seeds' landscape."""
+    if cfg.seed_method == "prominence":
+        return max(1.0, 1.0 / px)
+    return max(1.0, 0.5 * max(1, int(round(cfg.min_distance_um / px))))
+
+
+def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
     """Seeded watershed inside ``mask``, seeds from shape (distance) and signal (brightness).
 
     Cells are thicker, so brighter, in the middle, and touching cells meet at a
@@ -332,15 +337,13 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None, cach
     above the neck it shares with another seeds a cell (texture inside one cell
     does not). ``"spacing"``: maxima at least ``min_distance_um`` apart, for
     small crowded cells that touch without a neck (immune cells).
+
+    ``bright``: the image smoothed by :func:`_seed_smoothing_px`.
     """
 
     w = cfg.seed_shape_weight
     if cfg.seed_method == "prominence":
-        s_px = max(1.0, 1.0 / px)
-        cache = {} if cache is None else cache  # the bright and dim passes share the image
-        if "bright" not in cache:
-            cache["bright"] = ndi.gaussian_filter(img, s_px)
-        bright = cache["bright"]
+        s_px = _seed_smoothing_px(cfg, px)
         plate = _label_percentile(bright, labels, n, 95.0) - bg_level
         # noise in the landscape: the smoothed signal's noise relative to each object's
         # plateau, times its depth; a seed must stand out of that as well as of the texture
@@ -370,7 +373,6 @@ def _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd=None, cach
     # "spacing": maxima at least min_distance_um apart, object by object (as
     # peak_local_max does with labels), in boxes grown by one pixel of background
     min_d = max(1, int(round(cfg.min_distance_um / px)))
-    bright = ndi.gaussian_filter(img, max(1.0, 0.5 * min_d))
     plate = _label_percentile(bright, labels, n, 95.0) - bg_level
 
     def peaks(k, sl, comp):
@@ -404,14 +406,10 @@ def _split_objects(labels: np.ndarray, grow: int, seeds) -> np.ndarray:
     """
     out = np.zeros(labels.shape, np.int32)
     next_label = 1
-    ny, nx = labels.shape
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
             continue
-        sl = (
-            slice(max(sl[0].start - grow, 0), min(sl[0].stop + grow, ny)),
-            slice(max(sl[1].start - grow, 0), min(sl[1].stop + grow, nx)),
-        )
+        sl = _grown(sl, grow, labels.shape)
         comp = labels[sl] == k
         markers, land = seeds(k, sl, comp)
         n_seeds = 0 if markers is None else int(markers.max())
@@ -426,21 +424,13 @@ def _split_objects(labels: np.ndarray, grow: int, seeds) -> np.ndarray:
 
 
 def _segment_level(
-    candidates,
-    smoothed,
-    img,
-    thr,
-    bg_level,
-    cfg,
-    px,
-    min_plateau=-np.inf,
-    noise_sd=None,
-    cache=None,
+    candidates, smoothed, bright, thr, bg_level, cfg, px, min_plateau=-np.inf, noise_sd=None
 ):
     """Objects in a candidate mask: own-plateau edges, holes filled, touching ones split.
 
     Components whose plateau (90th percentile of the smoothed signal) stays below
     ``min_plateau`` are dropped: they are noise peaks just above the threshold.
+    ``bright``: see :func:`_split_touching`.
     """
     labels, n = ndi.label(candidates)
     if n == 0:
@@ -460,7 +450,7 @@ def _segment_level(
     mask = _fill_holes(candidates)
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
-        labels = _split_touching(mask, labels, n, img, bg_level, cfg, px, noise_sd, cache)
+        labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
     return labels
 
 
@@ -518,19 +508,19 @@ def segment_frame(
     fg = (smoothed > thr) & ~nan
     min_px = cfg.min_area_um2 / px**2
 
-    cache: dict = {}
+    # the brightness that weighs the seeds of touching cells (both passes below)
+    bright = ndi.gaussian_filter(img, _seed_smoothing_px(cfg, px)) if cfg.split_touching else None
     # bright objects: clearly above the noise
     labels = _segment_level(
         fg,
         smoothed,
-        img,
+        bright,
         thr,
         bg_level,
         cfg,
         px,
         min_plateau=bg_level + 2 * (thr - bg_level),
         noise_sd=seed_sd,
-        cache=cache,
     )
     if cfg.dim_objects:
         # dim, large objects (ghosts) in what is left, away from the rims of bright objects,
@@ -556,9 +546,7 @@ def segment_frame(
         thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd, bg_level=bg2)
         residual = ndi.binary_opening((smooth2 > thr2) & free, iterations=rim)
         if residual.sum() >= min_px:
-            dim = _segment_level(
-                residual, smooth2, img, thr2, bg2, cfg, px, noise_sd=seed_sd, cache=cache
-            )
+            dim = _segment_level(residual, smooth2, bright, thr2, bg2, cfg, px, noise_sd=seed_sd)
             # only large leftovers are objects (a ghost); small ones are dim rims or noise
             # and only when round and convex (a swollen ghost): irregular leftovers are
             # uneven background between cells
