@@ -204,18 +204,23 @@ def _warm_imports() -> None:
     threading.Thread(target=run, name="deathtrack-warm-imports", daemon=True).start()
 
 
-def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
-    """(joblib backend or None for a plain loop, number of workers) for the frames."""
+def _may_start_processes() -> bool:
+    """False inside a daemonic process (e.g. a Dask worker process), which may not start
+    children."""
     import multiprocessing as mp
 
+    return not mp.current_process().daemon
+
+
+def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
+    """(joblib backend or None for a plain loop, number of workers) for the frames."""
     workers = min(seg_cfg.workers, max(n_frames, 1))
     if workers <= 1:
         return None, 1
     mode = seg_cfg.parallel
     if mode == "auto":
         mode = "processes" if frame_pixels >= PROCESS_MIN_PIXELS else "threads"
-    if mode == "processes" and mp.current_process().daemon:
-        # a daemonic process (e.g. a Dask worker process) may not start children
+    if mode == "processes" and not _may_start_processes():
         logger.info("segmenting frames in threads: this process may not start processes")
         mode = "threads"
     # loky (joblib's process pool) reuses its workers across stacks, limits their BLAS
@@ -257,20 +262,30 @@ class _Background:
 
 def _submit(workers: int, func: Callable, *args, **kwargs):
     """Run ``func`` in one of ``workers`` worker processes, or here and now when
-    ``workers`` is 0; ``.result()`` returns its value or re-raises its error either way."""
-    if workers:
+    ``workers`` is 0 or this process may not start others; ``.result()`` returns its
+    value or re-raises its error either way."""
+    if workers and _may_start_processes():
         return _Background(workers, func, *args, **kwargs)
     return _Done(func, *args, **kwargs)
 
 
 def _segment_movie(
-    movie, cfg: PipelineConfig, work: Path, populations, progress: bool, on_progress=None
+    movie,
+    cfg: PipelineConfig,
+    work: Path,
+    populations,
+    progress: bool,
+    on_progress=None,
+    *,
+    backend: str | None,
+    workers: int,
 ):
     """Segment and measure every frame; raw labels go to a zarr store in ``work``.
 
     Frames are processed by ``cfg.segment.workers`` worker processes (large
     frames) or threads; a few frames are in flight at a time, so memory does not
     grow with the number of frames. Results are the same whatever the workers.
+    ``backend, workers``: from :func:`_frame_backend`.
     """
     import zarr
     from tqdm.auto import tqdm
@@ -318,7 +333,6 @@ def _segment_movie(
             on_progress("segment", t + 1, movie.n_frames)
 
     n = movie.n_frames
-    backend, workers = _frame_backend(cfg.segment, ny * nx, n)
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
     results = None
     try:
@@ -350,8 +364,7 @@ def _segment_movie(
         bar.close()
         for stack in given.values():
             stack.close()
-    objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
-    return objects, stores, backend
+    return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
 
 
 def _channel_keys(movie) -> list[str]:
@@ -443,8 +456,20 @@ def run_stack(
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
         try:
             t0 = time.perf_counter()
-            objects, stores, backend = _segment_movie(
-                movie, cfg, work, populations, progress, on_progress
+            # frames in worker processes (large movies) or threads; later work that may run
+            # beside the main process goes to the same workers
+            backend, workers = _frame_backend(
+                cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
+            )
+            objects, stores = _segment_movie(
+                movie,
+                cfg,
+                work,
+                populations,
+                progress,
+                on_progress,
+                backend=backend,
+                workers=workers,
             )
             result.timings_s["segment_measure"] = time.perf_counter() - t0
             result.stages.append("segment")
@@ -501,7 +526,7 @@ def run_stack(
                 # in a worker process when the frames had them (large movies): it overlaps
                 # the deaths and recruitment stages
                 trackmate = _submit(
-                    cfg.segment.workers if backend == "loky" else 0,
+                    workers if backend == "loky" else 0,
                     export_trackmate,
                     all_tracks,
                     lineage,

@@ -1119,13 +1119,12 @@ def _gallery_block(
             float(v) for v in np.percentile(np.concatenate(dye), [1, 99.9])
         )
     side = 2 * half + 1
-    records = shown.to_dict("records")
-    rows = []  # one job per event and channel: everything its crops need
-    for i, e in enumerate(records):
+    body = []
+    for i, e in enumerate(shown.to_dict("records")):
         colour = np.array(_hex_rgb(MODE_COLORS.get(str(e["call"]), "#ffffff")))
         tid = e.get(col.TRACK_ID)
         tid = None if _isnan(tid) else int(tid)
-        for ch in channels:
+        for k, ch in enumerate(channels):
             series = [crops.get(("image", i, ch, j)) for j in range(len(frames_rel))]
             if ch in shared:
                 lo, hi = shared[ch]
@@ -1133,31 +1132,23 @@ def _gallery_block(
                 finite = [c[np.isfinite(c)] for c in series if c is not None]
                 finite = np.concatenate(finite) if finite else np.array([])
                 lo, hi = np.percentile(finite, [1, 99.5]) if finite.size else (0.0, 1.0)
-            crop_jobs = []
+            cells = []
             for j, dt in enumerate(frames_rel):
-                crop_jobs.append(
-                    (
-                        series[j],
-                        crops.get(("labels", i, col.CELLS, j)),
-                        crops.get(("labels", i, col.IMMUNE, j)),
-                        dict(
-                            side=side,
-                            lo=float(lo),
-                            hi=float(max(hi, lo + 1e-6)),
-                            cmap="magma" if ch == col.ROLE_DYE else "gray",
-                            track_id=tid,
-                            colour=colour,
-                            in_movie=0 <= int(e[col.FRAME]) + dt < n_frames,
-                        ),
-                        f"event {e[col.EVENT_ID]}, {ch}, frame {int(e[col.FRAME]) + dt}",
-                    )
+                rgb = _render_crop(
+                    series[j],
+                    crops.get(("labels", i, col.CELLS, j)),
+                    crops.get(("labels", i, col.IMMUNE, j)),
+                    side=side,
+                    lo=float(lo),
+                    hi=float(max(hi, lo + 1e-6)),
+                    cmap="magma" if ch == col.ROLE_DYE else "gray",
+                    track_id=tid,
+                    colour=colour,
+                    in_movie=0 <= int(e[col.FRAME]) + dt < n_frames,
                 )
-            rows.append(crop_jobs)
-    rendered = [_render_row(r, side) for r in rows]
-    body = []
-    for i, e in enumerate(records):
-        for k, ch in enumerate(channels):
-            cells = rendered[i * len(channels) + k]
+                alt = f"event {e[col.EVENT_ID]}, {ch}, frame {int(e[col.FRAME]) + dt}"
+                img = _img(_png_uri(rgb), alt, cls="crop", width=side * GALLERY_SCALE)
+                cells.append(f"<td>{img}</td>")
             first = ""
             if k == 0:
                 first = f'<td class="ev" rowspan="{len(channels)}">{_event_label(e, interval)}</td>'
@@ -1173,23 +1164,6 @@ def _gallery_block(
             "</table></div>",
         ]
     )
-
-
-def _may_start_processes() -> bool:
-    """False inside a daemonic process (a Dask worker), which may not start others."""
-    import multiprocessing as mp
-
-    return not mp.current_process().daemon
-
-
-def _render_row(crop_jobs: list, side: int) -> list[str]:
-    """The ``<td>`` cells of one gallery row (one event, one channel)."""
-    cells = []
-    for crop, lab, immune, kw, alt in crop_jobs:
-        rgb = _render_crop(crop, lab, immune, **kw)
-        img = _img(_png_uri(rgb), alt, cls="crop", width=side * GALLERY_SCALE)
-        cells.append(f"<td>{img}</td>")
-    return cells
 
 
 def _gallery_legend(has_images: bool, has_immune: bool) -> str:
@@ -1653,7 +1627,7 @@ def write_report(
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
     gallery = _submit(
-        workers if in_worker and _may_start_processes() else 0,
+        workers if in_worker else 0,
         _gallery_block,
         res,
         stack,
