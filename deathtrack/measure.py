@@ -34,6 +34,7 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
 from . import columns as col
+from ._kernels import object_shapes, sort_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -211,21 +212,23 @@ def _object_pixels(labels: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def _builtin_morphology(
-    regions: list, pixels: tuple, ids: np.ndarray, px: float, names: list[str]
+    labels: np.ndarray, pixels: tuple, ids: np.ndarray, px: float, names: list[str]
 ) -> dict[str, np.ndarray]:
     """The built-in morphology features in ``names``, equal to their registry functions.
 
-    ``pixels``: :func:`_object_pixels` of the label image.
+    ``pixels``: :func:`_object_pixels` of the label image. Perimeters, convex hulls and
+    pieces come from one compiled pass over the objects (:mod:`deathtrack._kernels`).
     """
     out: dict[str, np.ndarray] = {}
-    n = len(ids)
     ly, yy, xx, cnt, my, mx = pixels
     area = cnt[ids].astype(np.float64) * px * px
     if col.AREA_UM2 in names:
         out[col.AREA_UM2] = area
-    need_p = {"perimeter_um", "circularity", "roughness"} & set(names)
-    if need_p:
-        p_raw = np.array([perimeter(r.image, 4) for r in regions], dtype=np.float64) * px
+    need_hull = bool({"solidity", "roughness"} & set(names))
+    if {"perimeter_um", "circularity", "roughness", "solidity", "n_fragments"} & set(names):
+        p_pix, pieces, hull_count, hull_p = object_shapes(labels, ids, hull=need_hull)
+    if {"perimeter_um", "circularity", "roughness"} & set(names):
+        p_raw = p_pix * px
         p = np.where(area > px * px, p_raw, 4.0 * px)
         if "perimeter_um" in names:
             out["perimeter_um"] = p
@@ -233,15 +236,13 @@ def _builtin_morphology(
             with np.errstate(divide="ignore", invalid="ignore"):
                 out["circularity"] = np.where(p > 0, np.minimum(1.0, 4 * np.pi * area / p**2), 1.0)
         if "roughness" in names:
-            rough = np.zeros(n)
-            for i, r in enumerate(regions):
-                if area[i] <= 4 * px * px:
-                    continue
-                p_hull = perimeter(np.pad(r.image_convex, 1)) * px
-                rough[i] = max(0.0, p_raw[i] / p_hull - 1.0) if p_hull > 0 else 0.0
-            out["roughness"] = rough
+            p_hull = hull_p * px
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rough = np.where(p_hull > 0, np.maximum(0.0, p_raw / p_hull - 1.0), 0.0)
+            out["roughness"] = np.where(area <= 4 * px * px, 0.0, rough)
     if "solidity" in names:
-        out["solidity"] = np.array([r.solidity for r in regions], dtype=np.float64)
+        pixel_area = px * px  # scikit-image's area / area_convex, both in µm²
+        out["solidity"] = area / (hull_count * pixel_area)
     if {"eccentricity", "major_axis_um", "minor_axis_um"} & set(names):
         # second central moments of every object at once (µm²): the inertia tensor's
         # eigenvalues, as scikit-image computes them object by object
@@ -261,20 +262,8 @@ def _builtin_morphology(
         if "minor_axis_um" in names:
             out["minor_axis_um"] = 4 * np.sqrt(l2)
     if "n_fragments" in names:
-        out["n_fragments"] = np.array([_n_fragments(r, px) for r in regions], dtype=np.float64)
+        out["n_fragments"] = pieces.astype(np.float64)
     return out
-
-
-def _sort_by_label(lab: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and float values sorted by label, then by value (for per-label percentiles).
-
-    One argsort of label + value scaled into [0, 0.5), not a two-key lexsort.
-    """
-    if not len(val):
-        return lab, val
-    lo, span = val.min(), float(np.ptp(val)) or 1.0
-    order = np.argsort(lab + (val - lo) * (0.5 / span))
-    return lab[order], val[order]
 
 
 def _intensity_stats(
@@ -293,7 +282,7 @@ def _intensity_stats(
     counts = np.bincount(lab, minlength=n)[ids]
     sums = np.bincount(lab, weights=val, minlength=n)[ids]
     sq = np.bincount(lab, weights=val * val, minlength=n)[ids]
-    lab, val = _sort_by_label(lab, val)
+    lab, val = sort_by_label(lab, val)
     starts = np.searchsorted(lab, ids)
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -379,24 +368,27 @@ def measure_frame(
         names = [n for n in names if n in set(features)]
 
     px = float(pixel_size_um)
-    regions = regionprops(labels, spacing=(px, px))
-    ids = np.array([r.label for r in regions], dtype=np.int64)
+    pixels = _object_pixels(labels)
+    ids = np.flatnonzero(pixels[3]).astype(np.int64)
+    ids = ids[ids > 0]
     rows = {
         col.FRAME: np.full(len(ids), frame, np.int64),
         col.LABEL: ids,
         col.POPULATION: np.full(len(ids), population, dtype=object),
     }
     # centroids (pixel means), for all objects at once
-    pixels = _object_pixels(labels)
     my, mx = pixels[4], pixels[5]
     rows[col.Y], rows[col.X] = my[ids], mx[ids]
     rows[col.Y_UM], rows[col.X_UM] = my[ids] * px, mx[ids] * px
     builtin = [name for name in names if FEATURES[name].func is _BUILTIN_FUNCS.get(name)]
-    fast = _builtin_morphology(regions, pixels, ids, px, builtin) if len(ids) else {}
+    fast = _builtin_morphology(labels, pixels, ids, px, builtin) if len(ids) else {}
+    regions = None  # scikit-image's regions only for a user's own features
     for name in names:
         if name in fast:
             rows[name] = fast[name]
             continue
+        if regions is None:
+            regions = regionprops(labels, spacing=(px, px))
         func = FEATURES[name].func
         rows[name] = np.array([func(r, px) for r in regions], dtype=np.float64)
     border = np.zeros(int(ids.max(initial=0)) + 1, bool)

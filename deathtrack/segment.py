@@ -37,9 +37,9 @@ from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
+from ._kernels import dilate, mix_upsample, opening, sort_by_label
 from .config import PopulationSegmentConfig
 from .errors import DeathtrackError, StackReadError
-from .measure import _sort_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def estimate_background(
     for _ in range(2):
         bg_full = _upsample(bg_small, f, ny, nx)
         objects = blurred - bg_full > 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
-        free = ~ndi.binary_dilation(objects, iterations=3)
+        free = ~dilate(objects, 3)
         w = _block_sum(free.astype(np.float32), f)
         mean_bg = _block_sum(np.where(free, img, 0), f) / np.maximum(w, 1)
         ok = w > 0.25 * counts
@@ -145,9 +145,7 @@ def _upsample(small: np.ndarray, f: int, ny: int, nx: int) -> np.ndarray:
     two neighbours (no BLAS: its threads fight the frame workers for the cores)."""
     i0, i1, wy = _zoom_weights(small.shape[0], f, ny)
     j0, j1, wx = _zoom_weights(small.shape[1], f, nx)
-    small = small.astype(np.float32, copy=False)
-    rows = small[i0] * (1 - wy)[:, None] + small[i1] * wy[:, None]  # (ny, sx)
-    return rows[:, j0] * (1 - wx) + rows[:, j1] * wx
+    return mix_upsample(small, i0, i1, wy, j0, j1, wx)
 
 
 @functools.lru_cache(maxsize=32)
@@ -234,7 +232,7 @@ def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) 
     out = np.zeros(n + 1, np.float64)
     if not len(val):
         return out
-    lab, val = _sort_by_label(lab, val)
+    lab, val = sort_by_label(lab, val)
     counts = np.bincount(lab, minlength=n + 1)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     idx = starts + np.floor((counts - 1) * q / 100.0).astype(np.int64)
@@ -292,11 +290,11 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     small_mask = is_small[labels]
     big_mask = (labels > 0) & ~small_mask
     gap = max(1, int(round(config.fragment_gap_um / px / 2)))
-    clusters, _ = ndi.label(ndi.binary_dilation(small_mask, iterations=gap))
+    clusters, _ = ndi.label(dilate(small_mask, gap))
     lut = np.arange(labels.max() + 1)
     small_ids = np.flatnonzero(is_small)
     piece_cluster = _label_max(clusters, labels, int(labels.max()))[small_ids].astype(int)
-    touch = ndi.binary_dilation(small_mask, iterations=2)
+    touch = dilate(small_mask, 2)
     # each cluster is looked at inside its own bounding box (grown by the 3 px the two
     # dilations reach), not over the whole frame
     boxes = ndi.find_objects(clusters)
@@ -526,7 +524,7 @@ def segment_frame(
         # dim, large objects (ghosts) in what is left, away from the rims of bright objects,
         # seen at a coarser scale where their faint signal rises above the noise
         rim = max(2, int(round(2 * sigma + 1)))
-        free = ~ndi.binary_dilation(labels > 0, iterations=rim) & ~nan
+        free = ~dilate(labels > 0, rim) & ~nan
         sigma2 = max(sigma, cfg.dim_smooth_sigma_um / px)
         # smooth only what lies outside the bright objects (normalized convolution), so
         # their blurred halo does not pass for a dim object beside them
@@ -544,7 +542,7 @@ def segment_frame(
         smooth2 = np.where(free, smooth2, 0).astype(np.float32)
         bg2 = _background_level(smooth2)
         thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd, bg_level=bg2)
-        residual = ndi.binary_opening((smooth2 > thr2) & free, iterations=rim)
+        residual = opening((smooth2 > thr2) & free, rim)
         if residual.sum() >= min_px:
             dim = _segment_level(residual, smooth2, bright, thr2, bg2, cfg, px, noise_sd=seed_sd)
             # only large leftovers are objects (a ghost); small ones are dim rims or noise

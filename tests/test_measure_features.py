@@ -180,7 +180,7 @@ def test_builtin_features_computed_together_equal_their_registry_functions(seed)
         regions = regionprops(labels, spacing=(px, px))
         ids = np.array([r.label for r in regions])
         names = [n for n, f in FEATURES.items() if f.kind == "morphology" and f.func]
-        fast = _builtin_morphology(regions, _object_pixels(labels), ids, px, names)
+        fast = _builtin_morphology(labels, _object_pixels(labels), ids, px, names)
         for name in names:
             ref = np.array([FEATURES[name].func(r, px) for r in regions])
             np.testing.assert_allclose(fast[name], ref, rtol=1e-9, atol=1e-12, err_msg=name)

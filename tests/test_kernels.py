@@ -1,0 +1,123 @@
+"""The compiled kernels equal the scikit-image / SciPy / NumPy definitions they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.measure import perimeter, regionprops
+
+from deathtrack._kernels import object_shapes, sort_by_label
+
+
+def _reference(labels):
+    regions = regionprops(labels)
+    return (
+        np.array([r.label for r in regions]),
+        np.array([perimeter(r.image, 4) for r in regions]),
+        np.array([ndi.label(r.image, structure=np.ones((3, 3)))[1] for r in regions]),
+        np.array([r.image_convex.sum() for r in regions]),
+        np.array([perimeter(np.pad(r.image_convex, 1)) for r in regions]),
+    )
+
+
+def _check(labels):
+    ids, p, pieces, hull, hull_p = _reference(labels)
+    got = object_shapes(labels, ids)
+    np.testing.assert_allclose(got[0], p, rtol=1e-12, err_msg="perimeter")
+    np.testing.assert_array_equal(got[1], pieces, err_msg="pieces")
+    np.testing.assert_array_equal(got[2], hull, err_msg="convex hull pixels")
+    np.testing.assert_allclose(got[3], hull_p, rtol=1e-12, err_msg="convex hull perimeter")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_object_shapes_equal_scikit_image_on_random_blobs(seed):
+    """Smooth and ragged blobs, some cut by the image edge, several pieces per label."""
+    rng = np.random.default_rng(seed)
+    img = ndi.gaussian_filter(rng.random((70, 90)), rng.uniform(0.7, 4))
+    labels = ndi.label(img > np.quantile(img, rng.uniform(0.4, 0.9)))[0]
+    merged = labels.copy()
+    merged[merged % 3 == 0] = 1  # one label of many scattered pieces
+    _check(labels)
+    _check(merged)
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        [(0, 0)],  # one pixel in the corner
+        [(3, 3)],
+        [(2, c) for c in range(1, 9)],  # a horizontal line
+        [(r, 4) for r in range(10)],  # a vertical line across the whole image
+        [(r, r) for r in range(8)],  # a diagonal (one 8-connected piece)
+        [(1, 1), (1, 7), (8, 1), (8, 7)],  # four corners of one label
+    ],
+)
+def test_object_shapes_on_degenerate_objects(pixels):
+    labels = np.zeros((10, 9), np.int32)
+    for r, c in pixels:
+        labels[r, c] = 5
+    _check(labels)
+
+
+def test_object_shapes_of_an_absent_label_are_zero_and_ids_may_be_a_subset():
+    labels = np.zeros((6, 6), np.int64)
+    labels[1:3, 1:3] = 2
+    labels[4, 4] = 7
+    p, pieces, hull, hull_p = object_shapes(labels, np.array([2, 3]))
+    assert p.tolist() == [perimeter(np.ones((2, 2)), 4), 0.0]
+    assert pieces.tolist() == [1, 0] and hull.tolist() == [4, 0]
+    p, pieces, hull, hull_p = object_shapes(labels, np.array([2]), hull=False)
+    assert hull.tolist() == [0] and hull_p.tolist() == [0.0] and pieces.tolist() == [1]
+
+
+def test_sort_by_label_equals_a_two_key_lexsort():
+    rng = np.random.default_rng(1)
+    lab = rng.integers(0, 40, 5000)
+    val = np.round(rng.normal(size=5000), 2)  # ties included
+    got_lab, got_val = sort_by_label(lab, val)
+    order = np.lexsort((val, lab))
+    np.testing.assert_array_equal(got_lab, lab[order])
+    np.testing.assert_array_equal(got_val, val[order])
+    empty = sort_by_label(np.zeros(0, int), np.zeros(0))
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dilate_erode_opening_equal_scipy_iterated_cross(seed):
+    """Including masks that touch the image edge, all-true and all-false masks, and thin
+    images (one row / one column)."""
+    from deathtrack._kernels import dilate, erode, opening
+
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 17), (23, 1), (40, 57), (64, 64)]
+    for shape in shapes:
+        masks = [
+            ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > 0.5,
+            rng.random(shape) > 0.7,
+            np.ones(shape, bool),
+            np.zeros(shape, bool),
+        ]
+        for m in masks:
+            for k in (1, 2, 3, 6):
+                np.testing.assert_array_equal(dilate(m, k), ndi.binary_dilation(m, iterations=k))
+                np.testing.assert_array_equal(erode(m, k), ndi.binary_erosion(m, iterations=k))
+                np.testing.assert_array_equal(opening(m, k), ndi.binary_opening(m, iterations=k))
+    with pytest.raises(ValueError, match="iterations"):
+        dilate(masks[0], 0)
+
+
+def test_mix_upsample_is_bit_identical_to_the_numpy_expression():
+    from deathtrack._kernels import mix_upsample
+    from deathtrack.segment import _zoom_weights
+
+    rng = np.random.default_rng(3)
+    for (sy, sx), f, ny, nx in (((16, 16), 8, 128, 128), ((5, 7), 3, 14, 20), ((1, 1), 4, 4, 4)):
+        small = (rng.normal(size=(sy, sx)) * 100).astype(np.float32)
+        i0, i1, wy = _zoom_weights(sy, f, ny)
+        j0, j1, wx = _zoom_weights(sx, f, nx)
+        rows = small[i0] * (1 - wy)[:, None] + small[i1] * wy[:, None]
+        expected = rows[:, j0] * (1 - wx) + rows[:, j1] * wx
+        got = mix_upsample(small, i0, i1, wy, j0, j1, wx)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)
