@@ -420,7 +420,7 @@ def run_stack(
     import shutil
 
     from .death import detect_deaths
-    from .io import open_input, stack_stem, write_labels
+    from .io import open_input, stack_stem
     from .track import find_divisions, link_objects, relabel_frames
 
     cfg = config or PipelineConfig()
@@ -454,6 +454,7 @@ def run_stack(
         result.counts.update(n_frames=movie.n_frames, n_channels=movie.n_channels)
         result.out_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
+        pending: list = []  # output files being written in worker processes
         try:
             t0 = time.perf_counter()
             # frames in worker processes (large movies) or threads; later work that may run
@@ -495,12 +496,21 @@ def run_stack(
 
             t0 = time.perf_counter()
             shape = (movie.n_frames, *movie.shape[-2:])
+            # the output files that nothing later needs are written in worker processes
+            # when the frames had them (large movies), beside the deaths and recruitment
+            # stages here; all are waited for before run.json marks the results complete
+            aside = workers if backend == "loky" else 0
             for pop, linked in zip(populations, tracks):
                 if cfg.output.write_labels:
-                    store = stores[pop]
-                    frames = relabel_frames((store[t] for t in range(movie.n_frames)), linked)
-                    write_labels(
-                        result.out_dir / f"labels_{pop}.tif", frames, shape=shape, dtype=np.int32
+                    pending.append(
+                        _submit(
+                            aside,
+                            _write_label_stack,
+                            str(work / f"labels_{pop}.zarr"),
+                            linked[[col.FRAME, col.LABEL, col.TRACK_ID]],
+                            result.out_dir / f"labels_{pop}.tif",
+                            shape,
+                        )
                     )
             if export_ctc is not None and col.CELLS in populations:
                 from .track import export_ctc as write_ctc
@@ -516,25 +526,25 @@ def run_stack(
                     n_frames=movie.n_frames,
                 )
                 result.counts["ctc_export"] = str(ctc_dir)
-            t0 = time.perf_counter()
             all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
-            write_table(all_tracks, result.out_dir / "tracks.csv", fmt)
-            trackmate = None
+            pending.append(
+                _submit(aside, write_table, all_tracks, result.out_dir / "tracks.csv", fmt)
+            )
             if cfg.output.write_trackmate:
                 from .export import export_trackmate
 
-                # in a worker process when the frames had them (large movies): it overlaps
-                # the deaths and recruitment stages
-                trackmate = _submit(
-                    workers if backend == "loky" else 0,
-                    export_trackmate,
-                    all_tracks,
-                    lineage,
-                    result.out_dir / "tracks.xml",
-                    pixel_size_um=movie.calibration.pixel_size_um,
-                    interval_s=movie.calibration.interval_s,
-                    image_path=str(Path(stack).resolve()),
-                    shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                pending.append(
+                    _submit(
+                        aside,
+                        export_trackmate,
+                        all_tracks,
+                        lineage,
+                        result.out_dir / "tracks.xml",
+                        pixel_size_um=movie.calibration.pixel_size_um,
+                        interval_s=movie.calibration.interval_s,
+                        image_path=str(Path(stack).resolve()),
+                        shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                    )
                 )
             result.timings_s["write"] = time.perf_counter() - t0
 
@@ -562,10 +572,15 @@ def run_stack(
             write_table(events, result.out_dir / "events.csv", fmt)
             t0 = time.perf_counter()
             write_table(lineage, result.out_dir / "lineage.csv", fmt)
-            if trackmate is not None:
-                trackmate.result()  # re-raises the export's error, if any
+            while pending:
+                pending.pop(0).result()  # re-raises a writer's error, if any
             result.timings_s["write"] += time.perf_counter() - t0
         finally:
+            for task in pending:  # this run failed: let the writers finish before cleaning up
+                try:
+                    task.result()
+                except Exception:
+                    pass
             shutil.rmtree(work, ignore_errors=True)
 
     t0 = time.perf_counter()
@@ -592,6 +607,18 @@ def run_stack(
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)
     return result
+
+
+def _write_label_stack(store_path: str, tracks: pd.DataFrame, path: Path, shape) -> Path:
+    """``labels_<pop>.tif`` from the raw label store: values become ``track_id``."""
+    import zarr
+
+    from .io import write_labels
+    from .track import relabel_frames
+
+    store = zarr.open_array(store_path, mode="r")
+    frames = relabel_frames((store[t] for t in range(shape[0])), tracks)
+    return write_labels(path, frames, shape=shape, dtype=np.int32)
 
 
 def _labels_at(store, tracks: pd.DataFrame):
