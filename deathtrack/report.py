@@ -1069,55 +1069,131 @@ def _read_crops(movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_f
     return crops
 
 
-def _gallery_block(
-    res: _Results,
-    stack_path: Path | None,
-    *,
-    frames_rel: Sequence[int] = GALLERY_FRAMES_REL,
-    half: int = GALLERY_HALF_PX,
-    max_events: int | None = None,
-) -> str:
-    ev = res.events
-    if ev.empty:
-        return _note("No deaths were found, so there is nothing to show.")
-    shown = (ev if max_events is None else ev.head(max_events)).reset_index(drop=True)
-    notes = []
-    if len(shown) < len(ev):
-        notes.append(f"Showing the first {len(shown)} of {len(ev)} deaths (by event id).")
-    movie, channels, labels = _gallery_sources(res, stack_path, notes)
-    has_images, has_immune = movie is not None, col.IMMUNE in labels
-    try:
+class _Gallery:
+    """The gallery of deaths, made in two steps: the crops are read, then drawn.
+
+    With ``workers``, each step runs in two worker processes (half of the deaths each)
+    while the caller goes on (the report's figures); :meth:`html` gathers the halves.
+    The dye's display range is shared by every death, so it is set between the steps.
+    """
+
+    def __init__(
+        self,
+        res: _Results,
+        stack_path: Path | None,
+        *,
+        frames_rel: Sequence[int] = GALLERY_FRAMES_REL,
+        half: int = GALLERY_HALF_PX,
+        max_events: int | None = None,
+        workers: int = 0,
+    ):
+        from .pipeline import _submit
+
+        ev = res.events
+        self.shown = (ev if max_events is None else ev.head(max_events)).reset_index(drop=True)
+        self.notes = []
+        if len(self.shown) < len(ev):
+            self.notes.append(
+                f"Showing the first {len(self.shown)} of {len(ev)} deaths (by event id)."
+            )
+        self.frames_rel, self.half, self.workers = tuple(frames_rel), half, workers
+        self.interval = res.interval_s
+        pieces = np.array_split(np.arange(len(self.shown)), 2 if workers else 1)
+        self.parts = [self.shown.iloc[idx].reset_index(drop=True) for idx in pieces if len(idx)]
+        self.reading = [
+            _submit(workers, _gallery_crops, res, stack_path, part, self.frames_rel, half)
+            for part in self.parts
+        ]
+
+    def html(self) -> str:
+        from .pipeline import _submit
+
+        if self.shown.empty:
+            return _note("No deaths were found, so there is nothing to show.")
+        read = [task.result() for task in self.reading]
+        channels, has_images, has_immune, n_frames = read[0][1:5]
+        # notes about the sources come once, notes about deaths in the deaths' order
+        notes = list(dict.fromkeys([*self.notes, *(n for r in read for n in r[5])]))
         if not channels:
             return _note(
                 "Neither the input stack nor labels_cells.tif is available: no crops to show."
             ) + "".join(_note(n) for n in notes)
+        # the dye is a yes/no readout: one contrast for every death, so bright = dye taken up
+        shared = {}
+        dye = [
+            c[np.isfinite(c)]
+            for r in read
+            for k, c in r[0].items()
+            if k[0] == "image" and k[2] == col.ROLE_DYE
+        ]
+        if dye and np.concatenate(dye).size:
+            shared[col.ROLE_DYE] = tuple(
+                float(v) for v in np.percentile(np.concatenate(dye), [1, 99.9])
+            )
+        drawing = [
+            _submit(
+                self.workers,
+                _gallery_rows,
+                part,
+                r[0],
+                channels,
+                shared,
+                self.frames_rel,
+                self.half,
+                n_frames,
+                self.interval,
+            )
+            for part, r in zip(self.parts, read)
+        ]
+        body = [row for task in drawing for row in task.result()]
+        head = ["<tr><th></th><th></th>"]
+        for dt in self.frames_rel:
+            if dt == 0:
+                head.append("<th>death" + ("<br>0 min" if self.interval else "") + "</th>")
+            else:
+                when = f"<br>{_signed(dt * self.interval / 60)} min" if self.interval else ""
+                head.append(f"<th>{_signed(dt, '+d')} fr{when}</th>")
+        head.append("</tr>")
+        return "\n".join(
+            [
+                *(_note(n) for n in notes),
+                f"<p>{_gallery_legend(has_images, has_immune)}</p>",
+                '<div class="scroll"><table class="gallery">',
+                "".join(head),
+                *body,
+                "</table></div>",
+            ]
+        )
+
+
+def _gallery_crops(res: _Results, stack_path: Path | None, shown: pd.DataFrame, frames_rel, half):
+    """The crops of the deaths in ``shown``, with the channels shown, whether there are
+    images and immune outlines, the number of frames and notes for the reader."""
+    notes: list[str] = []
+    movie, channels, labels = _gallery_sources(res, stack_path, notes)
+    has_images, has_immune = movie is not None, col.IMMUNE in labels
+    crops: dict = {}
+    try:
         if movie is not None:
             n_frames = movie.n_frames
-        else:
+        elif col.CELLS in labels:
             n_frames = res.n_frames or len(labels[col.CELLS].pages)
-        crops = _read_crops(movie, channels, labels, shown, frames_rel, half, n_frames, notes)
+        else:
+            n_frames = res.n_frames
+        if channels:
+            crops = _read_crops(movie, channels, labels, shown, frames_rel, half, n_frames, notes)
     finally:
         if movie is not None:
             movie.close()
         for tif in labels.values():
             tif.close()
+    return crops, channels, has_images, has_immune, n_frames, notes
 
-    interval = res.interval_s
-    head = ["<tr><th></th><th></th>"]
-    for dt in frames_rel:
-        if dt == 0:
-            head.append("<th>death" + ("<br>0 min" if interval else "") + "</th>")
-        else:
-            when = f"<br>{_signed(dt * interval / 60)} min" if interval else ""
-            head.append(f"<th>{_signed(dt, '+d')} fr{when}</th>")
-    head.append("</tr>")
-    # the dye is a yes/no readout: one contrast for every death, so bright = dye taken up
-    shared = {}
-    dye = [c[np.isfinite(c)] for k, c in crops.items() if k[0] == "image" and k[2] == col.ROLE_DYE]
-    if dye and np.concatenate(dye).size:
-        shared[col.ROLE_DYE] = tuple(
-            float(v) for v in np.percentile(np.concatenate(dye), [1, 99.9])
-        )
+
+def _gallery_rows(
+    shown: pd.DataFrame, crops: dict, channels, shared: dict, frames_rel, half, n_frames, interval
+) -> list[str]:
+    """The gallery's table rows for the deaths in ``shown`` (one per death and channel)."""
     side = 2 * half + 1
     body = []
     for i, e in enumerate(shown.to_dict("records")):
@@ -1154,16 +1230,7 @@ def _gallery_block(
                 first = f'<td class="ev" rowspan="{len(channels)}">{_event_label(e, interval)}</td>'
             cls = ' class="first"' if k == 0 else ""
             body.append(f'<tr{cls}>{first}<td class="ch">{_e(ch)}</td>{"".join(cells)}</tr>')
-    return "\n".join(
-        [
-            *(_note(n) for n in notes),
-            f"<p>{_gallery_legend(has_images, has_immune)}</p>",
-            '<div class="scroll"><table class="gallery">',
-            "".join(head),
-            *body,
-            "</table></div>",
-        ]
-    )
+    return body
 
 
 def _gallery_legend(has_images: bool, has_immune: bool) -> str:
@@ -1618,20 +1685,14 @@ def write_report(
     stack = Path(stack_path) if stack_path is not None else None
     notes: list[str] = []
     key = [col.EVENT_ID]
-    # a large gallery (seconds of crops to read, draw and encode) is made in a worker
-    # process while this one draws the figures
-    from .pipeline import _submit
-
+    # a large gallery (seconds of crops to read, draw and encode) is made in worker
+    # processes while this one draws the figures
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
     # as many workers as the run's frames had, so loky keeps its pool as it is
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
-    gallery = _submit(
-        workers if in_worker else 0,
-        _gallery_block,
-        res,
-        stack,
-        max_events=max_gallery_events,
+    gallery = _Gallery(
+        res, stack, max_events=max_gallery_events, workers=workers if in_worker else 0
     )
     body = [
         _header(res, stack),
@@ -1664,7 +1725,7 @@ def write_report(
         '<h2 id="warnings">Warnings</h2>',
         _warnings_block([*(res.run.get("warnings") or []), *res.notes, *notes]),
     ]
-    body[body.index(None)] = gallery.result()
+    body[body.index(None)] = gallery.html()
     nav = [
         ("counts", "Counts"),
         ("incidence", "Deaths over time"),

@@ -523,10 +523,12 @@ def test_crop_outlines_and_colours_are_scikit_image_and_matplotlib_s():
 
 
 def test_gallery_drawn_in_a_worker_process_is_the_same(results, monkeypatch):
-    """A large gallery is made in a worker process while the figures are drawn here."""
+    """A large gallery is made in worker processes (half of the deaths each) while the
+    figures are drawn here; the page is the same as drawn here alone."""
     import deathtrack.report as report
 
     add_optional_tables(results)
+    assert len(pd.read_csv(results / "events.csv")) >= 3  # two unequal halves
     serial = write_report(results).read_text(encoding="utf-8")
     monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
     parallel = write_report(results).read_text(encoding="utf-8")
@@ -537,3 +539,15 @@ def test_gallery_drawn_in_a_worker_process_is_the_same(results, monkeypatch):
     assert gallery(parallel) == gallery(serial)
     assert gallery(serial).count('class="crop"') >= 7
     assert len(parallel) == len(serial)
+
+
+def test_gallery_in_halves_says_each_source_note_once(results, monkeypatch, tmp_path):
+    """Both halves find the stack missing; the reader is told once."""
+    import deathtrack.report as report
+
+    monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
+    missing = tmp_path / "moved_away.ome.tif"
+    page = write_report(results, stack_path=missing).read_text(encoding="utf-8")
+    gallery = page[page.index('<h2 id="gallery">') : page.index('<h2 id="motility">')]
+    assert gallery.count("was not found: showing outlines only") == 1
+    assert gallery.count('class="crop"') >= 7  # outlines are still drawn
