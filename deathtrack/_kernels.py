@@ -24,7 +24,16 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["dilate", "erode", "mix_upsample", "object_shapes", "opening", "sort_by_label"]
+__all__ = [
+    "dilate",
+    "distance_to_background",
+    "erode",
+    "mix_upsample",
+    "object_shapes",
+    "one_top_patch",
+    "opening",
+    "sort_by_label",
+]
 
 _W = np.zeros(50)
 _W[[5, 7, 15, 17, 25, 27]] = 1.0
@@ -345,3 +354,114 @@ def erode(mask: np.ndarray, iterations: int) -> np.ndarray:
 def opening(mask: np.ndarray, iterations: int) -> np.ndarray:
     """``scipy.ndimage.binary_opening(mask, iterations=k)`` (cross element, k >= 1)."""
     return dilate(erode(mask, iterations), iterations)
+
+
+@numba.njit(cache=True, nogil=True)
+def _edt(mask):
+    """Exact squared Euclidean distance to the nearest False pixel (Meijster et al. 2002:
+    a column pass, then each row's lower envelope of parabolas, all in integers)."""
+    h, w = mask.shape
+    inf = h + w
+    g = np.empty((h, w), np.int64)
+    for c in range(w):
+        g[0, c] = inf if mask[0, c] else 0
+        for r in range(1, h):
+            g[r, c] = g[r - 1, c] + 1 if mask[r, c] else 0
+        for r in range(h - 2, -1, -1):
+            if g[r + 1, c] < g[r, c]:
+                g[r, c] = g[r + 1, c] + 1
+    out = np.empty((h, w), np.int64)
+    s = np.empty(w, np.int64)
+    t = np.empty(w, np.int64)
+    for r in range(h):
+        q = 0
+        s[0] = 0
+        t[0] = 0
+        for u in range(1, w):
+            while q >= 0 and (t[q] - s[q]) ** 2 + g[r, s[q]] ** 2 > (t[q] - u) ** 2 + g[r, u] ** 2:
+                q -= 1
+            if q < 0:
+                q = 0
+                s[0] = u
+            else:
+                i = s[q]
+                sep = (u * u - i * i + g[r, u] ** 2 - g[r, i] ** 2) // (2 * (u - i))
+                wpos = 1 + sep
+                if wpos < w:
+                    q += 1
+                    s[q] = u
+                    t[q] = wpos
+        for u in range(w - 1, -1, -1):
+            out[r, u] = (u - s[q]) ** 2 + g[r, s[q]] ** 2
+            if u == t[q]:
+                q -= 1
+    return out
+
+
+def distance_to_background(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.distance_transform_edt(mask)``, exactly (the square root of the
+    same integer squared distances), for masks with at least one False pixel."""
+    mask = np.ascontiguousarray(mask, np.bool_)
+    if mask.all():  # no background: SciPy's own convention
+        from scipy import ndimage as ndi
+
+        return ndi.distance_transform_edt(mask)
+    return np.sqrt(_edt(mask).astype(np.float64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _reflect(i, n):
+    # scipy.ndimage's "reflect" for a 3-wide window: -1 -> 0, n -> n - 1
+    if i < 0:
+        return 0
+    if i >= n:
+        return n - 1
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_top_patch(sub, comp):
+    h, w = sub.shape
+    top = np.zeros((h, w), np.uint8)
+    n = 0
+    for r in range(h):
+        for c in range(w):
+            if not comp[r, c]:
+                continue
+            v = sub[r, c]
+            is_max = True
+            for dr in (-1, 0, 1):
+                for dc in (-1, 0, 1):
+                    if sub[_reflect(r + dr, h), _reflect(c + dc, w)] > v:
+                        is_max = False
+            if is_max:
+                top[r, c] = 1
+                n += 1
+    if n <= 1:
+        return True
+    # one 4-connected patch? flood from the first top pixel and see if it reaches all
+    stack = np.empty(n, np.int64)
+    for i in range(h * w):
+        if top[i // w, i % w]:
+            break
+    top[i // w, i % w] = 2
+    stack[0] = i
+    size, reached = 1, 1
+    while size:
+        size -= 1
+        j = stack[size]
+        r, c = j // w, j % w
+        for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= rr < h and 0 <= cc < w and top[rr, cc] == 1:
+                top[rr, cc] = 2
+                stack[size] = rr * w + cc
+                size += 1
+                reached += 1
+    return reached == n
+
+
+def one_top_patch(sub: np.ndarray, comp: np.ndarray) -> bool:
+    """Whether the pixels of ``comp`` no lower than their 8 neighbours (SciPy's 3x3
+    ``maximum_filter``, mode "reflect") are at most one pixel or one 4-connected patch:
+    then the object has a single regional maximum."""
+    return bool(_one_top_patch(np.ascontiguousarray(sub), np.ascontiguousarray(comp, np.bool_)))

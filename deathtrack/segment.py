@@ -37,7 +37,14 @@ from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
-from ._kernels import dilate, mix_upsample, opening, sort_by_label
+from ._kernels import (
+    dilate,
+    distance_to_background,
+    mix_upsample,
+    one_top_patch,
+    opening,
+    sort_by_label,
+)
 from .config import PopulationSegmentConfig
 from .errors import DeathtrackError, StackReadError
 
@@ -349,7 +356,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
         sd_rel = noise_sd / (2 * s_px * np.sqrt(np.pi)) / np.maximum(plate, 1e-6) if k_noise else 0
 
         def seeds(k, sl, comp):
-            dist = ndi.distance_transform_edt(comp) * px
+            dist = distance_to_background(comp) * px
             prominence = cfg.seed_prominence_um
             if k_noise:
                 prominence = max(prominence, k_noise * (1 - w) * dist.max() * sd_rel[k])
@@ -359,8 +366,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
             # the pixels no lower than their 8 neighbours: when they form one (4-connected)
             # flat patch, the object has one regional maximum, so one seed, and the costly
             # h-maxima transform would find just that
-            top = (sub == ndi.maximum_filter(sub, 3)) & comp
-            if np.count_nonzero(top) <= 1 or ndi.label(top)[1] <= 1:
+            if one_top_patch(sub, comp):
                 return None, sub
             return ndi.label(morphology.h_maxima(sub, prominence) & comp)[0], sub
 
@@ -374,7 +380,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
     plate = _label_percentile(bright, labels, n, 95.0) - bg_level
 
     def peaks(k, sl, comp):
-        dist = ndi.distance_transform_edt(comp) * px
+        dist = distance_to_background(comp) * px
         rel = np.clip((bright[sl] - bg_level) / max(plate[k], 1e-6), 0, 1)
         land = np.minimum(dist / cfg.min_distance_um, 1.0) * w + rel * (1 - w)
         land = np.where(comp, land, 0).astype(np.float32)

@@ -121,3 +121,37 @@ def test_mix_upsample_is_bit_identical_to_the_numpy_expression():
         got = mix_upsample(small, i0, i1, wy, j0, j1, wx)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_distance_to_background_equals_scipy_edt(seed):
+    from deathtrack._kernels import distance_to_background
+
+    rng = np.random.default_rng(seed)
+    for shape in [(1, 1), (1, 9), (7, 1), (31, 44), (60, 60)]:
+        for m in (
+            ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 4)) > 0.4,
+            rng.random(shape) > 0.2,
+            np.ones(shape, bool),  # no background: SciPy's convention
+            np.zeros(shape, bool),
+        ):
+            np.testing.assert_array_equal(distance_to_background(m), ndi.distance_transform_edt(m))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_top_patch_equals_the_maximum_filter_and_label_test(seed):
+    """Plateaus (rounded values) make ties, which the exact comparison must keep."""
+    from deathtrack._kernels import one_top_patch
+
+    rng = np.random.default_rng(seed)
+    answers = []
+    for shape in [(1, 5), (6, 1), (25, 30), (50, 40)]:
+        for decimals in (1, 2, 4):
+            sub = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3))
+            sub = np.round(sub, decimals).astype(np.float32)
+            comp = ndi.gaussian_filter(rng.random(shape), 2) > 0.3
+            top = (sub == ndi.maximum_filter(sub, 3)) & comp
+            expected = np.count_nonzero(top) <= 1 or ndi.label(top)[1] <= 1
+            assert one_top_patch(sub, comp) == expected
+            answers.append(expected)
+    assert any(answers) and not all(answers)  # both outcomes were tested
