@@ -1,20 +1,27 @@
-"""Compiled (numba) kernels for the per-object work of segmentation and measurement.
+"""Compiled (numba) kernels for the per-object and per-pixel loops of segmentation and
+measurement. Each equals the SciPy / scikit-image / NumPy operation it replaces, to the
+bit where the result is a float (``tests/test_kernels.py``); they only make it cheaper.
 
-:func:`object_shapes`: shape measures of every object of a label image in one pass.
-The definitions are scikit-image's, object by object (``measure.py`` keeps them as
-the registry functions, and a test asserts these kernels equal them):
+- :func:`object_shapes`: perimeter, convex hull and pieces of every object of a label
+  image in one pass. The definitions are scikit-image's, object by object (``measure.py``
+  keeps them as the registry functions; a test asserts the fast path equals them):
+  perimeter as :func:`skimage.measure.perimeter` with 4-connectivity (border pixels
+  weighted by how many border pixels are their 4- and diagonal neighbours); the convex
+  hull as :func:`skimage.morphology.convex_hull_image` (pixels whose centres lie inside
+  or on the hull of the midpoints of every object pixel's edges; coordinates doubled,
+  so the hull is exact integer arithmetic); pieces as :func:`scipy.ndimage.label` with
+  8-connectivity. scikit-image builds a ``RegionProperties``, calls Qhull and rasterises
+  per object (~0.3 ms); here an object costs a few µs.
+- :func:`sort_by_label`: per-label percentiles without sorting a frame's pixels.
+- :func:`mix_upsample`: the background's linear upsampling without full-size temporaries.
+- :func:`dilate`, :func:`erode`, :func:`opening`: SciPy's iterated cross-shaped binary
+  morphology as one two-pass city-block distance.
+- :func:`distance_to_background`: SciPy's exact Euclidean distance transform (Meijster's
+  integer algorithm) and :func:`one_top_patch`, the single-maximum test of touching-cell
+  seeds, for the small boxes of single objects where SciPy's overhead dominates.
 
-- perimeter: :func:`skimage.measure.perimeter` with 4-connectivity, i.e. border
-  pixels (object pixels with a 4-neighbour outside the object) weighted by how
-  many border pixels are their 4- and diagonal neighbours;
-- convex hull: :func:`skimage.morphology.convex_hull_image`, the pixels whose centres
-  lie inside or on the convex hull of the midpoints of every object pixel's edges;
-- fragments: connected pieces with 8-connectivity (:func:`scipy.ndimage.label`).
-
-Per object scikit-image builds a ``RegionProperties``, calls Qhull and rasterises
-the hull (~0.3 ms); here each object costs a few µs. Coordinates are doubled so the
-hull is computed in exact integer arithmetic (scikit-image's vertices are
-half-integers, exact in floating point too, so the pixel sets are the same).
+numba compiles these on their first call and caches the machine code beside this file
+(``__pycache__``), so only the first run after installing pays for it (~10 s).
 """
 
 from __future__ import annotations

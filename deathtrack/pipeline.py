@@ -576,12 +576,14 @@ def run_stack(
                 pending.pop(0).result()  # re-raises a writer's error, if any
             result.timings_s["write"] += time.perf_counter() - t0
         finally:
-            for task in pending:  # this run failed: let the writers finish before cleaning up
-                try:
-                    task.result()
-                except Exception:
-                    pass
-            shutil.rmtree(work, ignore_errors=True)
+            try:
+                for task in pending:  # this run failed: let the writers finish first
+                    try:
+                        task.result()
+                    except Exception:
+                        pass
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
 
     t0 = time.perf_counter()
     checksum = input_checksum(stack)

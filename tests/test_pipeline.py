@@ -49,6 +49,25 @@ def test_exception_in_callback_cancels_and_leaves_no_half_written_outputs(tmp_pa
     assert sorted(p.name for p in out.iterdir()) == []
 
 
+def test_a_failing_output_writer_fails_the_run_and_leaves_it_incomplete(
+    tmp_path, small_movie, monkeypatch
+):
+    """Label stacks, tracks.csv and tracks.xml are written beside the later stages (in
+    worker processes for large movies); a writer's error still fails the run: no
+    run.json (so a re-run redoes the stack) and no work folder left behind."""
+    import deathtrack.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(pipeline, "_write_label_stack", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run_stack(small_movie["movie"], PipelineConfig(), tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "small").iterdir())
+    assert "run.json" not in names and "labels_cells.tif" not in names
+    assert not [n for n in names if n.startswith(".work")]
+
+
 def test_rerun_keeps_reviewed_labels(tmp_path, small_movie):
     """A person's review survives a re-run with other parameters (no decision is lost)."""
     import pandas as pd
