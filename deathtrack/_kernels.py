@@ -122,6 +122,16 @@ def _cross(oy, ox, ay, ax, by, bx):
 
 
 @numba.njit(cache=True, nogil=True)
+def _edge_midpoints(pts, n, r, c):
+    """Append pixel (r, c)'s four edge midpoints, in doubled coordinates, at ``pts[n:]``."""
+    pts[n, 0], pts[n, 1] = 2 * r - 1, 2 * c
+    pts[n + 1, 0], pts[n + 1, 1] = 2 * r + 1, 2 * c
+    pts[n + 2, 0], pts[n + 2, 1] = 2 * r, 2 * c - 1
+    pts[n + 3, 0], pts[n + 3, 1] = 2 * r, 2 * c + 1
+    return n + 4
+
+
+@numba.njit(cache=True, nogil=True)
 def _hull_mask(mask, hull, pts, chain):
     """Fill ``hull`` (same padded shape as ``mask``) with the convex-hull pixels; count them.
 
@@ -129,35 +139,26 @@ def _hull_mask(mask, hull, pts, chain):
     ``possible_hull``); each adds its four edge midpoints, in doubled coordinates.
     """
     h, w = mask.shape
-    n = 0
+    row_first, row_last = np.full(h, -1, np.int64), np.full(h, -1, np.int64)
+    col_first, col_last = np.full(w, -1, np.int64), np.full(w, -1, np.int64)
     for r in range(1, h - 1):
-        first, last = -1, -1
         for c in range(1, w - 1):
             if mask[r, c]:
-                if first < 0:
-                    first = c
-                last = c
-        if first >= 0:
-            for c in (first, last):
-                pts[n, 0], pts[n, 1] = 2 * r - 1, 2 * c
-                pts[n + 1, 0], pts[n + 1, 1] = 2 * r + 1, 2 * c
-                pts[n + 2, 0], pts[n + 2, 1] = 2 * r, 2 * c - 1
-                pts[n + 3, 0], pts[n + 3, 1] = 2 * r, 2 * c + 1
-                n += 4
-    for c in range(1, w - 1):
-        first, last = -1, -1
-        for r in range(1, h - 1):
-            if mask[r, c]:
-                if first < 0:
-                    first = r
-                last = r
-        if first >= 0:
-            for r in (first, last):
-                pts[n, 0], pts[n, 1] = 2 * r - 1, 2 * c
-                pts[n + 1, 0], pts[n + 1, 1] = 2 * r + 1, 2 * c
-                pts[n + 2, 0], pts[n + 2, 1] = 2 * r, 2 * c - 1
-                pts[n + 3, 0], pts[n + 3, 1] = 2 * r, 2 * c + 1
-                n += 4
+                if row_first[r] < 0:
+                    row_first[r] = c
+                row_last[r] = c
+                if col_first[c] < 0:
+                    col_first[c] = r
+                col_last[c] = r
+    n = 0
+    for r in range(h):
+        if row_first[r] >= 0:
+            n = _edge_midpoints(pts, n, r, row_first[r])
+            n = _edge_midpoints(pts, n, r, row_last[r])
+    for c in range(w):
+        if col_first[c] >= 0:
+            n = _edge_midpoints(pts, n, col_first[c], c)
+            n = _edge_midpoints(pts, n, col_last[c], c)
     # Andrew's monotone chain, sorted by (y, x); collinear points dropped
     key = pts[:n, 0] * (4 * w + 8) + pts[:n, 1]
     order = np.argsort(key)
