@@ -498,5 +498,18 @@ def config_cmd(config_file):
     click.echo(tomli_w.dumps(config_to_dict(cfg)))
 
 
+def console_main() -> None:
+    """The ``deathtrack`` console script: :func:`main`, then an exit without Python's final
+    garbage collection over every object of NumPy, pandas, scikit-learn, trackpy, numba...
+    (``gc.freeze``: ~1 s after a large run). Files are closed by then and the exit
+    functions (log file, worker processes) still run."""
+    import gc
+
+    try:
+        main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    console_main()

@@ -318,3 +318,20 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="output.table_format = 'parquet' needs pyarrow"):
         write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv", "parquet")
     assert write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv", "csv").read_text() == "a\n1\n"
+
+
+def test_console_script_keeps_exit_statuses_and_messages(tmp_path):
+    """The console entry (``console_main``: main, then an exit without the final garbage
+    collection) exits 0 on success and 2 with one clear line on a user mistake."""
+    ok = subprocess.run(
+        [sys.executable, "-m", "deathtrack.cli", "--help"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "deathtrack run" in ok.stdout
+    missing = tmp_path / "nothing_here.ome.tif"
+    bad = subprocess.run(
+        [sys.executable, "-m", "deathtrack.cli", "info", str(missing)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert "no such file" in bad.stderr and "Traceback" not in bad.stderr
