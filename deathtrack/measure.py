@@ -351,6 +351,12 @@ def measure_frame(
         raise ValueError(f"`labels` must be 2D (Y, X), got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"`labels` must be integers, got {labels.dtype}")
+    if labels.size == 0:
+        raise ValueError(f"`labels` is empty (shape {labels.shape})")
+    if labels.min() < 0:
+        raise ValueError(
+            f"`labels` must be >= 0 (0 = background, 1..N objects); found {labels.min()}"
+        )
     if pixel_size_um <= 0:
         raise ValueError(f"`pixel_size_um` must be > 0, got {pixel_size_um}")
     intensities = dict(intensities or {})

@@ -120,6 +120,10 @@ def test_shape_and_type_errors():
         measure_frame(np.zeros((8, 8)))
     with pytest.raises(ValueError, match=r"unknown feature\(s\) \['volume'\]"):
         measure_frame(np.zeros((8, 8), np.int32), features=["volume"])
+    with pytest.raises(ValueError, match=r"`labels` must be >= 0 .*found -1"):
+        measure_frame(np.array([[-1, 0], [0, 1]]))
+    with pytest.raises(ValueError, match=r"`labels` is empty \(shape \(0, 3\)\)"):
+        measure_frame(np.zeros((0, 3), np.int32))
 
 
 def test_registry_add_and_refuse_duplicates():
