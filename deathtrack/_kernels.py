@@ -1,6 +1,8 @@
 """Compiled (numba) kernels for the per-object and per-pixel loops of segmentation and
-measurement. Each equals the SciPy / scikit-image / NumPy operation it replaces, to the
-bit where the result is a float (``tests/test_kernels.py``); they only make it cheaper.
+measurement. Each equals the SciPy / scikit-image / NumPy operation it replaces
+(``tests/test_kernels.py``): masks, counts, distances and the upsampled background exactly,
+perimeters to rounding (the same weights summed in another order); they only make it
+cheaper.
 
 - :func:`object_shapes`: perimeter, convex hull and pieces of every object of a label
   image in one pass. The definitions are scikit-image's, object by object (``measure.py``
