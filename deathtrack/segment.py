@@ -34,13 +34,14 @@ from scipy import ndimage as ndi
 # loaded here, once, not inside the functions: frames are segmented by several threads, and
 # scikit-image's lazily loaded submodules fail ("partially initialized module") when two
 # threads load them at the same time
-from skimage import filters, measure, morphology, segmentation
+from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from ._kernels import (
     dilate,
     distance_to_background,
     mix_upsample,
+    object_shapes,
     one_top_patch,
     opening,
     sort_by_label,
@@ -331,7 +332,8 @@ def _seed_smoothing_px(cfg, px: float) -> float:
 
 
 def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
-    """Seeded watershed inside ``mask``, seeds from shape (distance) and signal (brightness).
+    """Seeded watershed inside each object of ``labels``, seeds from shape (distance) and
+    signal (brightness).
 
     Cells are thicker, so brighter, in the middle, and touching cells meet at a
     neck and a dimmer seam, so the landscape mixes the distance to the edge with
@@ -556,9 +558,11 @@ def segment_frame(
             # uneven background between cells
             dim_area = np.bincount(dim.ravel())
             drop = dim_area < max(min_px, cfg.fragment_area_um2 / px**2)
-            for region in measure.regionprops(dim):
-                if region.solidity < 0.85:
-                    drop[region.label] = True
+            ids = np.flatnonzero(dim_area[1:]) + 1
+            if len(ids):
+                # solidity as scikit-image's regionprops: pixels / convex-hull pixels
+                hull = object_shapes(dim, ids)[2]
+                drop[ids[dim_area[ids] / hull < 0.85]] = True
             drop[0] = True
             dim[drop[dim]] = 0
             labels = np.where((dim > 0) & free, dim + labels.max(), labels)
