@@ -1126,10 +1126,9 @@ class _Gallery:
             for k, c in r[0].items()
             if k[0] == "image" and k[2] == col.ROLE_DYE
         ]
-        if dye and np.concatenate(dye).size:
-            shared[col.ROLE_DYE] = tuple(
-                float(v) for v in np.percentile(np.concatenate(dye), [1, 99.9])
-            )
+        dye = np.concatenate(dye) if dye else np.zeros(0)
+        if dye.size:
+            shared[col.ROLE_DYE] = tuple(float(v) for v in np.percentile(dye, [1, 99.9]))
         drawing = [
             _submit(
                 self.workers,
