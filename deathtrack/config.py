@@ -132,7 +132,15 @@ class PopulationSegmentConfig(Section):
         description="With method = 'labels': a label TIFF (T, Y, X) or a folder of per-frame "
         "label TIFFs (Cell Tracking Challenge layout).",
     )
-    smooth_sigma_um: float = Field(0.8, ge=0, description="Gaussian denoising sigma in µm.")
+    smooth_sigma_um: float = Field(
+        0.8, ge=0, description="Gaussian denoising sigma (µm) of the image objects are found on."
+    )
+    edge_sigma_um: float = Field(
+        0.4,
+        ge=0,
+        description="Gaussian sigma (µm) of the image object edges are placed on: less than "
+        "smooth_sigma_um, so small objects (apoptotic bodies) keep their true size.",
+    )
     background_radius_um: float = Field(
         25.0, ge=0, description="Scale of the background removed (µm); 0 keeps the background."
     )
@@ -180,9 +188,11 @@ class PopulationSegmentConfig(Section):
         "so noisy frames are not split at random; 0 turns this off.",
     )
     dim_objects: bool = Field(
-        True,
-        description="Also look for large dim objects (the ghost of a ruptured necroptotic "
-        "cell) beside the bright ones, at a coarser scale.",
+        False,
+        description="Also look for large dim objects anywhere in the frame, at a coarser "
+        "scale. Off by default: in uneven background and in the glow of bright cells it "
+        "draws objects where there are none. Faint cells (ghosts of ruptured cells, swollen "
+        "cells whose reporter diluted) are found where a cell just was (carry_objects).",
     )
     dim_smooth_sigma_um: float = Field(
         3.0, ge=0, description="Smoothing (µm) of the search for dim objects."
@@ -214,6 +224,40 @@ class PopulationSegmentConfig(Section):
         "own.",
     )
 
+    regrow_faint: bool = Field(
+        True,
+        description="Outline faint objects (a swollen cell whose reporter has diluted, a "
+        "ruptured cell's ghost) again at a coarser scale, where they stand out of the noise "
+        "as a whole, not only where their texture peaks.",
+    )
+    split_merged: bool = Field(
+        True,
+        description="Split an object that covers two cells which were separate in the "
+        "previous frame (cells do not fuse), along the seam between where each was; only "
+        "when the object has a neck or a dimmer seam.",
+    )
+    carry_objects: bool = Field(
+        True,
+        description="Where a cell of the previous frame finds no object (and is not at the "
+        "image edge), look for it there at a lower threshold relative to its surroundings: "
+        "the faint ghost of a ruptured cell, or a cell missed in one frame. Such objects "
+        "are marked `carried` in tracks.csv.",
+    )
+    carry_reach_um: float = Field(
+        2.0,
+        ge=0,
+        description="How far beyond its previous outline (µm) a carried cell is looked for.",
+    )
+    carry_smooth_um: float = Field(
+        1.0, gt=0, description="Smoothing (µm) of the search for a carried cell."
+    )
+    carry_k: float = Field(
+        4.0,
+        gt=0,
+        description="A carried cell's pixels stand this many noise SDs (of the smoothed "
+        "image) above the median of its own surroundings.",
+    )
+
     @model_validator(mode="after")
     def _check(self) -> PopulationSegmentConfig:
         if self.method == "labels" and not self.labels_path:
@@ -229,6 +273,8 @@ class PopulationSegmentConfig(Section):
 def _immune_segment_defaults() -> PopulationSegmentConfig:
     return PopulationSegmentConfig(
         dim_objects=False,
+        carry_objects=False,
+        split_merged=False,
         edge_fraction=0.4,
         min_area_um2=8.0,
         max_area_um2=400.0,

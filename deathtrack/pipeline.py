@@ -151,21 +151,64 @@ def _segment_measure_frame(
     A pure function of its arguments, so it runs the same in a thread or in
     another process. ``given``: label images brought from another tool.
     """
-    from .measure import measure_frame
     from .segment import segment_frame
 
-    names, px = job["names"], job["px"]
-    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
     labels, tables = {}, {}
     for pop in job["populations"]:
         if pop in given:
             lab = given[pop]
         else:
             image = frame[job["roles"][pop]].astype(np.float32)
-            lab = segment_frame(image, job["configs"][pop], pixel_size_um=px)
+            lab = segment_frame(image, job["configs"][pop], pixel_size_um=job["px"])
         labels[pop] = lab
-        tables[pop] = measure_frame(lab, intensities, frame=t, pixel_size_um=px, population=pop)
+        tables[pop] = _measure(lab, frame, t, job, pop)
     return labels, tables
+
+
+def _measure(labels: np.ndarray, frame: np.ndarray, t: int, job: dict, pop: str) -> pd.DataFrame:
+    """One population's objects in frame ``t`` (C, Y, X), every channel measured."""
+    from .measure import measure_frame
+
+    names = job["names"]
+    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+    return measure_frame(labels, intensities, frame=t, pixel_size_um=job["px"], population=pop)
+
+
+class _Refiner:
+    """Mends each frame's labels with the frames before as frames arrive in order
+    (:class:`deathtrack.refine.Mender`): merged neighbours split, faded cells carried. A
+    changed frame is measured again; every row gains ``carried``."""
+
+    def __init__(self, movie, job: dict, given):
+        from .refine import Mender
+
+        self.movie, self.job = movie, job
+        self.menders = {
+            pop: Mender(job["configs"][pop], pixel_size_um=job["px"])
+            for pop in job["populations"]
+            if pop not in given
+            and (job["configs"][pop].split_merged or job["configs"][pop].carry_objects)
+        }
+        self.changed = {pop: 0 for pop in self.menders}
+
+    def __call__(self, t: int, labels: dict, tables: dict) -> None:
+        frame = None
+        for pop in self.job["populations"]:
+            tables[pop]["carried"] = False
+        for pop, mend in self.menders.items():
+            role = self.job["roles"][pop]
+            lab, carried = mend(labels[pop], lambda role=role: self.movie.read(role, t))
+            if lab is not labels[pop]:
+                self.changed[pop] += 1
+                if frame is None:
+                    frame = np.asarray(self.movie.frame(t))
+                labels[pop] = lab
+                tables[pop] = _measure(lab, frame, t, self.job, pop)
+                tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
+
+    def log(self) -> None:
+        for pop, n in self.changed.items():
+            logger.info("%s: %d of %d frames mended over time", pop, n, self.movie.n_frames)
 
 
 #: frames at least this large (pixels) are segmented in worker processes with
@@ -324,7 +367,10 @@ def _segment_movie(
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
 
+    refine = _Refiner(movie, job, given)
+
     def collect(t: int, labels, tabs) -> None:
+        refine(t, labels, tabs)
         for pop in populations:
             stores[pop][t] = labels[pop]
             tables[pop].append(tabs[pop])
@@ -364,6 +410,7 @@ def _segment_movie(
         bar.close()
         for stack in given.values():
             stack.close()
+    refine.log()
     return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
 
 
