@@ -37,7 +37,7 @@ __all__ = [
     "train_classifier",
 ]
 
-#: event columns the model uses (``dye_lag_frames`` may be NaN: no dye, or dye not seen)
+#: event columns the model uses (``dye_lag_min`` may be NaN: no dye, or dye not seen)
 FEATURES = [
     "area_ratio_before",
     "area_ratio_min",
@@ -46,7 +46,7 @@ FEATURES = [
     "circularity_change",
     "solidity_min_after",
     "fragments_max_after",
-    "dye_lag_frames",
+    "dye_lag_min",
 ]
 FORMAT = "deathtrack-classifier"
 REVIEWED = "reviewed_mode"

@@ -45,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "frames_for",
     "load_config",
     "read_toml",
     "save_config",
@@ -54,6 +55,15 @@ M = TypeVar("M", bound=BaseModel)
 
 
 AXES_RULE = "must use each of the letters T, C, Z, Y, X at most once and end with YX, e.g. TCYX"
+
+
+def frames_for(minutes: float, interval_s: float, *, at_least: int = 1) -> int:
+    """Whole frames spanning ``minutes`` at a frame interval of ``interval_s`` seconds, and
+    no fewer than ``at_least``: every duration in the config is in minutes, so the same
+    config means the same biology at any frame rate."""
+    if not interval_s > 0:
+        raise ValueError(f"`interval_s` must be > 0, got {interval_s}")
+    return max(int(at_least), int(round(minutes * 60.0 / interval_s)))
 
 
 def valid_axes(axes: str) -> bool:
@@ -317,10 +327,15 @@ class PopulationTrackConfig(Section):
     min_search_um: float = Field(
         4.0, gt=0, description="Smallest search range in µm (segmentation jitter)."
     )
-    memory: int = Field(
-        2, ge=0, description="Frames an object may be missed and still keep its track."
+    max_gap_min: float = Field(
+        4.0,
+        ge=0,
+        description="An object may be missed for up to this long (minutes; whole frames) and "
+        "still keep its track.",
     )
-    min_length: int = Field(1, ge=1, description="Drop tracks shorter than this (frames).")
+    min_duration_min: float = Field(
+        0.0, ge=0, description="Drop tracks that last less than this (minutes); 0 keeps all."
+    )
 
 
 class DivisionConfig(Section):
@@ -361,7 +376,7 @@ class TrackConfig(Section):
     cells: PopulationTrackConfig = Field(default_factory=PopulationTrackConfig)
     immune: PopulationTrackConfig = Field(
         default_factory=lambda: PopulationTrackConfig(
-            max_speed_um_per_min=8.0, memory=1, min_search_um=5.0
+            max_speed_um_per_min=8.0, max_gap_min=2.0, min_search_um=5.0
         )
     )
     divisions: DivisionConfig = Field(default_factory=DivisionConfig)
@@ -370,9 +385,15 @@ class TrackConfig(Section):
 class DeathConfig(Section):
     """Death detection and the apoptotic / necroptotic call."""
 
-    min_track_frames: int = Field(6, ge=3, description="Shorter tracks are not examined.")
-    baseline_frames: int = Field(
-        5, ge=2, description="Frames at the start of a track that set its baseline."
+    min_track_min: float = Field(
+        12.0,
+        gt=0,
+        description="Tracks shorter than this (minutes; and than 4 frames) are not examined.",
+    )
+    baseline_min: float = Field(
+        10.0,
+        gt=0,
+        description="The start of a track that sets its baseline (minutes; at least 2 frames).",
     )
     shrink_fraction: float = Field(
         0.85,
@@ -381,13 +402,30 @@ class DeathConfig(Section):
         description="Apoptosis: area at or below this fraction of the baseline (DESIGN.md: "
         ">= 15 % below).",
     )
-    sustain_frames: int = Field(3, ge=1, description="Shrinkage must last this many frames.")
+    sustain_min: float = Field(
+        6.0,
+        gt=0,
+        description="Shrinkage must last this long (minutes; at least 2 frames, or to the end "
+        "of the track).",
+    )
     rupture_drop: float = Field(
         0.4,
         gt=0,
         lt=1,
         description="Necroptotic rupture: the reporter falls by at least this fraction within "
-        "a frame and stays down.",
+        "rupture_window_min and stays down.",
+    )
+    rupture_window_min: float = Field(
+        6.0,
+        gt=0,
+        description="Rupture: the reporter is compared with its highest level this long "
+        "(minutes; at least 1 frame) before, and must stay down as long after.",
+    )
+    dye_early_min: float = Field(
+        10.0,
+        ge=0,
+        description="Dye uptake within this long (minutes; or the next frame) of the death is "
+        "early (necroptotic rupture); later is late (secondary necrosis after apoptosis).",
     )
     onset_tolerance: float = Field(
         0.05, gt=0, description="Onset: first frame whose area differs from baseline by more."
@@ -402,8 +440,10 @@ class DeathConfig(Section):
         "also concentrated (mean above baseline by this factor): drifting across the edge "
         "changes the visible area, not the concentration.",
     )
-    division_guard_frames: int = Field(
-        4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
+    division_guard_min: float = Field(
+        8.0,
+        ge=0,
+        description="Changes in a dividing cell's last minutes (and frame) are not deaths.",
     )
     division_area_ratio: float = Field(
         0.75,
@@ -440,8 +480,12 @@ class RecruitConfig(Section):
         description="A contact: an immune mask touching the dying cell's mask dilated "
         "by this many µm.",
     )
-    pre_frames: int = Field(10, ge=0, description="Frames before the death frame in the curve.")
-    post_frames: int = Field(20, ge=0, description="Frames after the death frame in the curve.")
+    pre_min: float = Field(
+        20.0, ge=0, description="Minutes before the death frame in the curve (whole frames)."
+    )
+    post_min: float = Field(
+        40.0, ge=0, description="Minutes after the death frame in the curve (whole frames)."
+    )
     n_controls: int = Field(
         20,
         ge=1,
@@ -451,11 +495,11 @@ class RecruitConfig(Section):
     control_min_distance_um: float = Field(
         60.0, ge=0, description="Controls lie at least this far from every event."
     )
-    approach_frames: int = Field(
-        10,
-        ge=2,
-        description="Frames before an immune cell's arrival used for its approach "
-        "speed, chemotactic index and forward migration index.",
+    approach_min: float = Field(
+        20.0,
+        gt=0,
+        description="Minutes (at least 2 frames) before an immune cell's arrival used for its "
+        "approach speed, chemotactic index and forward migration index.",
     )
     arrest_speed_um_per_min: float = Field(
         2.0,
