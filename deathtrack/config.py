@@ -168,21 +168,37 @@ class PopulationSegmentConfig(Section):
         "plateau above background (0.5 = half maximum, the edge of a blurred uniform object; "
         "lower suits cells that thin out towards their edge); 0 uses the detection threshold.",
     )
-    min_area_um2: float = Field(6.0, ge=0, description="Smallest object kept, µm².")
+    min_area_um2: float = Field(
+        30.0,
+        ge=0,
+        description="Smallest object kept, µm² (a 6 µm disc; debris is smaller; apoptotic "
+        "bodies count together, as the cluster they form).",
+    )
     max_area_um2: float = Field(5000.0, gt=0, description="Largest object kept, µm².")
     split_touching: bool = Field(True, description="Split touching objects by watershed.")
-    seed_method: Literal["prominence", "spacing"] = Field(
+    seed_method: Literal["prominence", "spacing", "prominence+size"] = Field(
         "prominence",
         description="How touching objects are seeded: 'prominence' (a cell's middle stands "
-        "out above the neck it shares with its neighbour; suits cells) or 'spacing' (maxima "
-        "at least min_distance_um apart; suits small crowded cells).",
+        "out above the neck it shares with its neighbour; suits cells), 'spacing' (maxima "
+        "at least min_distance_um apart; suits small crowded cells) or 'prominence+size' "
+        "(prominence, then objects of more than 1.8 x the frame's typical area split by "
+        "spacing at their own size: cells of one size swarming without necks).",
     )
-    min_distance_um: float = Field(
+    min_distance_um: float | Literal["auto"] = Field(
         8.0,
-        gt=0,
-        description="With seed_method = 'spacing': smallest distance between the "
-        "centres of touching objects, µm.",
+        description="With seed_method = 'spacing': smallest distance between the centres of "
+        "touching objects, µm; 'auto': 1.2 x the radius of a typical object of the frame "
+        "(the lower quartile of the objects' sizes: most are single cells), so T cells and "
+        "macrophages are each split at their own size.",
     )
+
+    @field_validator("min_distance_um")
+    @classmethod
+    def _positive_distance(cls, value):
+        if value != "auto" and not value > 0:
+            raise ValueError(f"min_distance_um must be > 0 or 'auto', got {value}")
+        return value
+
     seed_prominence_um: float = Field(
         0.35,
         gt=0,
@@ -287,9 +303,9 @@ def _immune_segment_defaults() -> PopulationSegmentConfig:
         split_merged=False,
         edge_fraction=0.4,
         min_area_um2=8.0,
-        max_area_um2=400.0,
-        seed_method="spacing",
-        min_distance_um=3.0,
+        max_area_um2=5000.0,
+        seed_method="prominence+size",
+        min_distance_um="auto",
         merge_fragments=False,
         background_radius_um=15.0,
     )
@@ -300,6 +316,12 @@ class SegmentConfig(Section):
 
     cells: PopulationSegmentConfig = Field(default_factory=PopulationSegmentConfig)
     immune: PopulationSegmentConfig = Field(default_factory=_immune_segment_defaults)
+    unmix: bool = Field(
+        True,
+        description="Estimate in each frame how much of the target cells' channel shows in "
+        "the immune channel and the other way round (crosstalk, bleed-through), from where "
+        "the other population's cells are, and subtract it before segmenting.",
+    )
     workers: int = Field(
         2,
         ge=1,
@@ -434,7 +456,7 @@ class DeathConfig(Section):
         20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
     )
     border_min_concentration: float = Field(
-        1.03,
+        1.08,
         ge=1,
         description="A cell touching the image edge is called apoptotic only if its reporter "
         "also concentrated (mean above baseline by this factor): drifting across the edge "

@@ -228,6 +228,23 @@ def _track_death(
     return {"index": death, "onset_index": onset, "dye_frame": dye_frame, "kind": kind, **feats}
 
 
+def _near_edge(g: pd.DataFrame, i: int, win: dict[str, int], shape: tuple[int, int]) -> bool:
+    """Whether the cell's centre comes within its baseline radius (+1 px) of the image edge
+    around row ``i`` of its track ``g``."""
+    if not {col.Y, col.X, col.Y_UM} <= set(g.columns):
+        return False
+    rows = g.iloc[max(0, i - win["sustain"]) : i + win["sustain"] + 1]
+    y, x = rows[col.Y].to_numpy(float), rows[col.X].to_numpy(float)
+    ok = g[col.Y].to_numpy(float) > 0
+    if not ok.any():
+        return False
+    px = float(np.median(g[col.Y_UM].to_numpy(float)[ok] / g[col.Y].to_numpy(float)[ok]))
+    base = float(np.median(g[col.AREA_UM2].to_numpy(float)[: win["baseline"]]))
+    r = np.sqrt(base / np.pi) / px + 1
+    d = np.minimum.reduce([y, x, shape[0] - 1 - y, shape[1] - 1 - x])
+    return bool((d < r).any())
+
+
 def _p_necroptotic(f: dict, cfg: DeathConfig, interval_s: float) -> float:
     """Interpretable score: swelling, abrupt reporter loss and early dye push towards necroptosis;
     shrinkage, reporter concentration, fragments and late dye towards apoptosis."""
@@ -235,7 +252,7 @@ def _p_necroptotic(f: dict, cfg: DeathConfig, interval_s: float) -> float:
     z += 6.0 * (f["area_ratio_before"] - 1.0)  # swelling (+) or shrinkage (-)
     z += 4.0 * (f["reporter_drop"] - 0.3)  # abrupt loss at rupture
     z -= 3.0 * max(f["reporter_ratio_before"] - 1.1, 0)  # concentration before death
-    z -= 0.8 * max(f["fragments_max_after"] - 1, 0)  # apoptotic bodies
+    z -= 0.8 * min(max(f["fragments_max_after"] - 1, 0), 4)  # apoptotic bodies (3-6)
     lag = f["dye_lag_min"]
     if np.isfinite(lag):
         early = max(cfg.dye_early_min, interval_s / 60.0)  # or in the next frame
@@ -299,6 +316,13 @@ def detect_deaths(
         # dye above what live cells show in that frame (the lower quartile of all cells:
         # most cells are alive even when many die at once)
         d = df[f"{col.ROLE_DYE}_mean"] - df.get(f"{col.ROLE_DYE}_bg", 0.0)
+        # the reporter's crosstalk into the dye channel: in proportion to each cell's own
+        # reporter (so a rupture would lower the "dye"), taken out at the ratio most cells,
+        # the live ones, show
+        live = signal > 0
+        ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
+        if ratio > 0.02:
+            d = d - ratio * signal
         df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
     win = _windows(cfg, interval_s)
@@ -315,7 +339,11 @@ def detect_deaths(
             border = g["touches_border"].to_numpy(bool)
             if border[i] and not border[: win["baseline"]].any():
                 continue  # moving out of the field shrinks the visible area
-            near = border[max(0, i - 3) : i + 4].any()
+            near = border[max(0, i - win["sustain"]) : i + win["sustain"] + 1].any()
+            if image_shape is not None:
+                # or within its own (baseline) radius of the edge: the field's drift may
+                # carry a cell out, and its outline at the edge comes and goes
+                near = near or _near_edge(g, i, win, image_shape)
             if near and found["reporter_ratio_before"] < cfg.border_min_concentration:
                 # at the edge, visible area comes and goes as the cell drifts; only a
                 # shrinkage that also concentrates the reporter is apoptosis there

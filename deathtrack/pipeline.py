@@ -151,18 +151,38 @@ def _segment_measure_frame(
     A pure function of its arguments, so it runs the same in a thread or in
     another process. ``given``: label images brought from another tool.
     """
+    from .segment import crosstalk_ratio
+
+    images = {pop: frame[job["roles"][pop]].astype(np.float32) for pop in job["populations"]}
+    labels = {}
+    for pop in job["populations"]:
+        labels[pop] = given[pop] if pop in given else _segment(images[pop], job, pop)
+    own = [pop for pop in job["populations"] if pop not in given]
+    unmixed: dict[str, tuple[str, float, float]] = {}
+    if job.get("unmix") and len(job["populations"]) == 2 and own:
+        # each population's channel may show the other's cells (crosstalk, bleed-through):
+        # estimated in this frame from where the other's cells are, subtracted, and the
+        # frame segmented again when it is there
+        a, b = job["populations"]
+        mask = {pop: labels[pop] > 0 for pop in (a, b)}
+        for pop, other in ((a, b), (b, a)):
+            ratio = crosstalk_ratio(images[pop], images[other], mask[other], mask[pop])
+            if ratio > 0 and pop in own:
+                bg = float(np.nanmedian(images[other][~mask[a] & ~mask[b]]))
+                unmixed[pop] = (other, ratio, bg)
+        for pop, (other, ratio, bg) in unmixed.items():
+            images[pop] = images[pop] - ratio * (images[other] - bg)
+            labels[pop] = _segment(images[pop], job, pop)
+    tables = {pop: _measure(labels[pop], frame, t, job, pop) for pop in job["populations"]}
+    for pop, how in unmixed.items():
+        tables[pop].attrs["unmix"] = how  # (other population, ratio, its background)
+    return labels, tables
+
+
+def _segment(image: np.ndarray, job: dict, pop: str) -> np.ndarray:
     from .segment import segment_frame
 
-    labels, tables = {}, {}
-    for pop in job["populations"]:
-        if pop in given:
-            lab = given[pop]
-        else:
-            image = frame[job["roles"][pop]].astype(np.float32)
-            lab = segment_frame(image, job["configs"][pop], pixel_size_um=job["px"])
-        labels[pop] = lab
-        tables[pop] = _measure(lab, frame, t, job, pop)
-    return labels, tables
+    return segment_frame(image, job["configs"][pop], pixel_size_um=job["px"])
 
 
 def _measure(labels: np.ndarray, frame: np.ndarray, t: int, job: dict, pop: str) -> pd.DataFrame:
@@ -196,8 +216,8 @@ class _Refiner:
         for pop in self.job["populations"]:
             tables[pop]["carried"] = False
         for pop, mend in self.menders.items():
-            role = self.job["roles"][pop]
-            lab, carried = mend(labels[pop], lambda role=role: self.movie.read(role, t))
+            how = tables[pop].attrs.get("unmix")
+            lab, carried = mend(labels[pop], lambda pop=pop, how=how: self._image(pop, t, how))
             if lab is not labels[pop]:
                 self.changed[pop] += 1
                 if frame is None:
@@ -205,6 +225,16 @@ class _Refiner:
                 labels[pop] = lab
                 tables[pop] = _measure(lab, frame, t, self.job, pop)
                 tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
+
+    def _image(self, pop: str, t: int, how) -> np.ndarray:
+        """The population's channel at ``t``, with the other's crosstalk taken out as it
+        was for segmenting (``how``: from :func:`_segment_measure_frame`)."""
+        image = np.asarray(self.movie.read(self.job["roles"][pop], t), dtype=np.float32)
+        if how is not None:
+            other, ratio, bg = how
+            other_image = np.asarray(self.movie.read(self.job["roles"][other], t), np.float32)
+            image = image - ratio * (other_image - bg)
+        return image
 
     def log(self) -> None:
         for pop, n in self.changed.items():
@@ -353,6 +383,7 @@ def _segment_movie(
         "populations": list(populations),
         "roles": dict(movie.roles),
         "configs": {pop: getattr(cfg.segment, pop) for pop in populations},
+        "unmix": cfg.segment.unmix,
     }
     given = {}  # bring-your-own label stacks (Cellpose, StarDist, ...), read frame by frame
     for pop in populations:
@@ -603,6 +634,7 @@ def run_stack(
                 lineage,
                 cfg.death,
                 interval_s=movie.calibration.interval_s,
+                image_shape=tuple(movie.shape[-2:]),
             )
             result.counts["n_events"] = len(events)
             for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):

@@ -279,7 +279,7 @@ def _find_faded(
             # one faint cell seen only where its texture peaks has signal between its
             # pieces; apoptotic bodies have background between them: they stay pieces
             between = float(np.mean(signal[found & ~mine]))
-            if between < 0.5 * float(np.mean(signal[mine])):
+            if between < 0.3 * float(np.mean(signal[mine])):
                 continue
         whole = found.sum() >= 0.7 * ref_area
         if whole and clear:

@@ -51,7 +51,53 @@ from .errors import DeathtrackError, StackReadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["estimate_background", "read_label_stack", "segment_frame", "threshold_value"]
+__all__ = [
+    "crosstalk_ratio",
+    "estimate_background",
+    "read_label_stack",
+    "segment_frame",
+    "threshold_value",
+]
+
+
+def crosstalk_ratio(
+    target: np.ndarray,
+    source: np.ndarray,
+    source_objects: np.ndarray,
+    target_objects: np.ndarray,
+) -> float:
+    """How much of channel ``source`` shows in channel ``target`` (bleed-through).
+
+    The median, over the brighter half of the pixels of ``source_objects`` that are not in
+    ``target_objects``, of (target - its background) / (source - its background), the
+    backgrounds being the medians of the pixels in neither. 0 when below 0.02 (no
+    crosstalk worth correcting) or with fewer than 50 such pixels.
+
+    Parameters
+    ----------
+    target, source : ndarray, shape (Y, X)
+        Two channels of one frame.
+    source_objects, target_objects : ndarray of bool, shape (Y, X)
+        Where the objects of each channel's own population are.
+    """
+    free = ~source_objects & ~target_objects
+    if free.sum() < 50:
+        return 0.0
+    t = np.asarray(target, np.float64)
+    src = np.asarray(source, np.float64)
+    bg_t, bg_s = float(np.nanmedian(t[free])), float(np.nanmedian(src[free]))
+    sel = source_objects & ~target_objects
+    s_sig = src[sel] - bg_s
+    t_sig = t[sel] - bg_t
+    ok = np.isfinite(s_sig) & np.isfinite(t_sig)
+    s_sig, t_sig = s_sig[ok], t_sig[ok]
+    if s_sig.size < 100:
+        return 0.0
+    bright = s_sig >= np.median(s_sig)
+    if not (s_sig[bright] > 0).all() or bright.sum() < 50:
+        return 0.0
+    ratio = float(np.median(t_sig[bright] / s_sig[bright]))
+    return ratio if ratio >= 0.02 else 0.0
 
 
 def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
@@ -324,9 +370,21 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     return lut[labels]
 
 
+def _typical_spacing_um(fg: np.ndarray, min_px: float, px: float) -> float:
+    """Spacing of the seeds of touching objects (µm) for ``min_distance_um = 'auto'``: 1.2 x
+    the radius of the lower quartile of the foreground's pieces (most are single cells;
+    clumps are the large ones), within 2-20 µm; 4 µm (a T cell's radius) with fewer than 3."""
+    areas = np.bincount(ndi.label(fg)[0].ravel())[1:]
+    areas = areas[areas >= min_px]
+    if len(areas) < 3:
+        return 4.0
+    radius_um = float(np.sqrt(np.percentile(areas, 25) / np.pi)) * px
+    return float(np.clip(1.2 * radius_um, 2.0, 20.0))
+
+
 def _seed_smoothing_px(cfg, px: float) -> float:
     """Gaussian sigma (pixels) of the brightness that weighs the seeds' landscape."""
-    if cfg.seed_method == "prominence":
+    if cfg.seed_method != "spacing":
         return max(1.0, 1.0 / px)
     return max(1.0, 0.5 * max(1, int(round(cfg.min_distance_um / px))))
 
@@ -349,7 +407,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
     """
 
     w = cfg.seed_shape_weight
-    if cfg.seed_method == "prominence":
+    if cfg.seed_method != "spacing":
         s_px = _seed_smoothing_px(cfg, px)
         plate = _label_percentile(bright, labels, n, 95.0) - bg_level
         # noise in the landscape: the smoothed signal's noise relative to each object's
@@ -474,7 +532,42 @@ def _segment_level(
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
         labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
+        if cfg.seed_method == "prominence+size":
+            labels = _split_oversized(labels, bright, bg_level, cfg, px)
     return labels
+
+
+def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
+    """Split objects of more than 1.8 times the frame's typical object area (its lower
+    quartile) by seeds spaced 0.8 typical radii apart (touching cells' centres are two
+    radii apart): cells of one kind and size that touch without a neck (immune cells
+    swarming at a death), which the prominence of their seeds cannot tell apart."""
+    n = int(labels.max())
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas[0] = 0
+    sized = areas[areas >= cfg.min_area_um2 / px**2]
+    # the lower quartile: most objects are single cells even in a swarm's frame, and the
+    # clumps are the large ones; with fewer than 4 objects (all in one swarm), a T cell's
+    # size (4 µm radius)
+    if len(sized) >= 4:
+        typical = float(np.percentile(sized, 25))
+    else:
+        typical = np.pi * (4.0 / px) ** 2
+    big = np.flatnonzero(areas > 1.8 * typical)
+    if not len(big):
+        return labels
+    spacing = 0.8 * np.sqrt(typical / np.pi) * px
+    sub_cfg = cfg.model_copy(update={"seed_method": "spacing", "min_distance_um": spacing})
+    sub = np.where(np.isin(labels, big), labels, 0)
+    sub, m = ndi.label(sub > 0)
+    parts = _split_touching(sub, m, bright, bg_level, sub_cfg, px)
+    out = np.where(parts > 0, parts + n, labels)
+    # labels 1..N again
+    present = np.bincount(out.ravel()) > 0
+    present[0] = False
+    lut = np.zeros(len(present), np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[out]
 
 
 def _regrow_faint(
@@ -604,6 +697,8 @@ def segment_frame(
         else (ndi.gaussian_filter(img, edge_sigma) if edge_sigma > 0.2 else img)
     )
 
+    if cfg.split_touching and cfg.seed_method == "spacing" and cfg.min_distance_um == "auto":
+        cfg = cfg.model_copy(update={"min_distance_um": _typical_spacing_um(fg, min_px, px)})
     # the brightness that weighs the seeds of touching cells (both passes below)
     bright = ndi.gaussian_filter(img, _seed_smoothing_px(cfg, px)) if cfg.split_touching else None
     # bright objects: clearly above the noise
