@@ -53,19 +53,36 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-AXES_RULE = "must use each of the letters T, C, Z, Y, X at most once and end with YX, e.g. TCYX"
+AXES_RULE = (
+    "must use each of the letters T, C, Z, Y, X at most once and include Y and then X, e.g. "
+    "TCYX (an RGB movie, colour last: TYXC)"
+)
 
 
 def valid_axes(axes: str) -> bool:
     """Whether ``axes`` names stack axes deathtrack understands (see :data:`AXES_RULE`)."""
     a = axes.upper()
-    return not (set(a) - set("TCZYX")) and len(set(a)) == len(a) and a.endswith("YX")
+    return (
+        not (set(a) - set("TCZYX"))
+        and len(set(a)) == len(a)
+        and {"Y", "X"} <= set(a)
+        and a.index("Y") < a.index("X")
+    )
+
+
+#: hard bounds of a calibration value (even with ``input.force_calibration``): beyond
+#: them lengths and areas in µm overflow or vanish in floating point
+PIXEL_SIZE_HARD_UM = (1e-4, 1e4)
+INTERVAL_HARD_S = (1e-3, 1e7)
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are refused, assignments validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # inf and nan are refused everywhere: no parameter means anything at infinity
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class InputConfig(Section):
@@ -80,13 +97,28 @@ class InputConfig(Section):
         ),
     )
     pixel_size_um: float | None = Field(
-        None, gt=0, description="Pixel size in µm; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Pixel size in µm; overrides the file's metadata (X and Y).",
     )
     interval_s: float | None = Field(
-        None, gt=0, description="Frame interval in seconds; overrides the file's metadata."
+        None,
+        gt=0,
+        le=INTERVAL_HARD_S[1],
+        description="Frame interval in seconds; overrides the file's metadata.",
     )
     z_step_um: float | None = Field(
-        None, gt=0, description="Z step in µm for 3D stacks; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Z step in µm for 3D stacks; overrides the file's metadata.",
+    )
+    force_calibration: bool = Field(
+        False,
+        description="Analyse a stack whose pixel size lies outside 0.01-50 µm or whose frame "
+        "interval lies outside 0.1 s - 1 day (refused otherwise: such values are nearly "
+        "always a metadata or unit mistake). The CLI flag is --force-calibration.",
     )
     axes: str | None = Field(
         None,
@@ -132,16 +164,21 @@ class PopulationSegmentConfig(Section):
         description="With method = 'labels': a label TIFF (T, Y, X) or a folder of per-frame "
         "label TIFFs (Cell Tracking Challenge layout).",
     )
-    smooth_sigma_um: float = Field(0.8, ge=0, description="Gaussian denoising sigma in µm.")
+    smooth_sigma_um: float = Field(0.8, ge=0, le=100, description="Gaussian denoising sigma in µm.")
     background_radius_um: float = Field(
-        25.0, ge=0, description="Scale of the background removed (µm); 0 keeps the background."
+        25.0,
+        ge=0,
+        le=1000,
+        description="Scale of the background removed (µm); 0 keeps the background.",
     )
     threshold: Literal["noise", "otsu", "li", "triangle"] = Field(
         "noise",
         description="'noise': background + noise_k × noise SD, measured in each frame (keeps "
         "faint ghosts, robust to photobleaching); or a histogram method per frame.",
     )
-    noise_k: float = Field(5.0, gt=0, description="Threshold in noise SDs above background.")
+    noise_k: float = Field(
+        5.0, gt=0, le=1000, description="Threshold in noise SDs above background."
+    )
     edge_fraction: float = Field(
         0.35,
         ge=0,
@@ -150,8 +187,8 @@ class PopulationSegmentConfig(Section):
         "plateau above background (0.5 = half maximum, the edge of a blurred uniform object; "
         "lower suits cells that thin out towards their edge); 0 uses the detection threshold.",
     )
-    min_area_um2: float = Field(6.0, ge=0, description="Smallest object kept, µm².")
-    max_area_um2: float = Field(5000.0, gt=0, description="Largest object kept, µm².")
+    min_area_um2: float = Field(6.0, ge=0, le=1e6, description="Smallest object kept, µm².")
+    max_area_um2: float = Field(5000.0, gt=0, le=1e8, description="Largest object kept, µm².")
     split_touching: bool = Field(True, description="Split touching objects by watershed.")
     seed_method: Literal["prominence", "spacing"] = Field(
         "prominence",
@@ -162,12 +199,14 @@ class PopulationSegmentConfig(Section):
     min_distance_um: float = Field(
         8.0,
         gt=0,
+        le=1000,
         description="With seed_method = 'spacing': smallest distance between the "
         "centres of touching objects, µm.",
     )
     seed_prominence_um: float = Field(
         0.35,
         gt=0,
+        le=1000,
         description="How much a cell's middle must stand out (distance to its edge, µm, "
         "weighted by brightness) above the neck it shares with a touching cell to be split "
         "from it; larger merges more.",
@@ -175,6 +214,7 @@ class PopulationSegmentConfig(Section):
     seed_noise_k: float = Field(
         2.0,
         ge=0,
+        le=1000,
         description="A seed must also stand this many noise SDs of the landscape above its "
         "neck (the frame's pixel noise carried through the brightness weighting, per object), "
         "so noisy frames are not split at random; 0 turns this off.",
@@ -185,7 +225,7 @@ class PopulationSegmentConfig(Section):
         "cell) beside the bright ones, at a coarser scale.",
     )
     dim_smooth_sigma_um: float = Field(
-        3.0, ge=0, description="Smoothing (µm) of the search for dim objects."
+        3.0, ge=0, le=100, description="Smoothing (µm) of the search for dim objects."
     )
     seed_shape_weight: float = Field(
         0.5,
@@ -200,14 +240,18 @@ class PopulationSegmentConfig(Section):
         "so fragments stay with the cell they came from.",
     )
     fragment_area_um2: float = Field(
-        60.0, ge=0, description="Pieces smaller than this (µm²) may be merged as fragments."
+        60.0, ge=0, le=1e6, description="Pieces smaller than this (µm²) may be merged as fragments."
     )
     fragment_gap_um: float = Field(
-        10.0, ge=0, description="Fragments closer than this (µm) to each other belong together."
+        10.0,
+        ge=0,
+        le=1000,
+        description="Fragments closer than this (µm) to each other belong together.",
     )
     bleb_max_fraction: float = Field(
         0.1,
         ge=0,
+        le=10,
         description="A cluster of pieces joins the one large object it touches (blebs of that "
         "cell) only when its area is below this fraction of that object's; a larger cluster "
         "(the apoptotic bodies of a dead cell beside a live neighbour) stays an object of its "
@@ -247,6 +291,7 @@ class SegmentConfig(Section):
     workers: int = Field(
         2,
         ge=1,
+        le=256,
         description="Frames segmented in parallel (results do not depend on it; memory grows "
         "with it by a few frames). Set it to the number of cores; 1 for no parallelism.",
     )
@@ -265,16 +310,19 @@ class PopulationTrackConfig(Section):
     max_speed_um_per_min: float = Field(
         3.0,
         gt=0,
+        le=1e4,
         description="Fastest plausible movement, µm/min; with the frame interval "
         "it sets trackpy's search range.",
     )
     min_search_um: float = Field(
-        4.0, gt=0, description="Smallest search range in µm (segmentation jitter)."
+        4.0, gt=0, le=1e4, description="Smallest search range in µm (segmentation jitter)."
     )
     memory: int = Field(
-        2, ge=0, description="Frames an object may be missed and still keep its track."
+        2, ge=0, le=1000, description="Frames an object may be missed and still keep its track."
     )
-    min_length: int = Field(1, ge=1, description="Drop tracks shorter than this (frames).")
+    min_length: int = Field(
+        1, ge=1, le=100_000, description="Drop tracks shorter than this (frames)."
+    )
 
 
 class DivisionConfig(Section):
@@ -282,7 +330,7 @@ class DivisionConfig(Section):
 
     enabled: bool = Field(True, description="Look for divisions among target cells.")
     max_distance_um: float = Field(
-        20.0, gt=0, description="Largest distance from the parent to a daughter, µm."
+        20.0, gt=0, le=1e4, description="Largest distance from the parent to a daughter, µm."
     )
     area_ratio: tuple[float, float] = Field(
         (0.2, 0.8), description="Daughter area as a fraction of the parent's last area."
@@ -290,6 +338,7 @@ class DivisionConfig(Section):
     min_daughter_area_um2: float = Field(
         50.0,
         ge=0,
+        le=1e6,
         description="Smallest daughter, µm²: apoptotic bodies splitting into groups are smaller "
         "than a daughter cell and must not pass for a division.",
     )
@@ -303,6 +352,7 @@ class DivisionConfig(Section):
     min_daughter_reporter: float = Field(
         0.5,
         ge=0,
+        le=100,
         description="A daughter keeps at least this fraction of the parent's reporter signal "
         "(above background); the pieces of a ruptured cell's ghost have lost most of it and "
         "must not pass for a division.",
@@ -324,9 +374,11 @@ class TrackConfig(Section):
 class DeathConfig(Section):
     """Death detection and the apoptotic / necroptotic call."""
 
-    min_track_frames: int = Field(6, ge=3, description="Shorter tracks are not examined.")
+    min_track_frames: int = Field(
+        6, ge=3, le=100_000, description="Shorter tracks are not examined."
+    )
     baseline_frames: int = Field(
-        5, ge=2, description="Frames at the start of a track that set its baseline."
+        5, ge=2, le=10_000, description="Frames at the start of a track that set its baseline."
     )
     shrink_fraction: float = Field(
         0.85,
@@ -335,7 +387,9 @@ class DeathConfig(Section):
         description="Apoptosis: area at or below this fraction of the baseline (DESIGN.md: "
         ">= 15 % below).",
     )
-    sustain_frames: int = Field(3, ge=1, description="Shrinkage must last this many frames.")
+    sustain_frames: int = Field(
+        3, ge=1, le=10_000, description="Shrinkage must last this many frames."
+    )
     rupture_drop: float = Field(
         0.4,
         gt=0,
@@ -344,20 +398,24 @@ class DeathConfig(Section):
         "a frame and stays down.",
     )
     onset_tolerance: float = Field(
-        0.05, gt=0, description="Onset: first frame whose area differs from baseline by more."
+        0.05,
+        gt=0,
+        le=10,
+        description="Onset: first frame whose area differs from baseline by more.",
     )
     dye_min_rise: float = Field(
-        20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
+        20.0, ge=0, le=1e9, description="Smallest dye rise (intensity units) counted as uptake."
     )
     border_min_concentration: float = Field(
         1.03,
         ge=1,
+        le=100,
         description="A cell touching the image edge is called apoptotic only if its reporter "
         "also concentrated (mean above baseline by this factor): drifting across the edge "
         "changes the visible area, not the concentration.",
     )
     division_guard_frames: int = Field(
-        4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
+        4, ge=0, le=10_000, description="Changes in a dividing cell's last frames are not deaths."
     )
     division_area_ratio: float = Field(
         0.75,
@@ -369,6 +427,7 @@ class DeathConfig(Section):
     division_jump_fraction: float = Field(
         0.3,
         ge=0,
+        le=100,
         description="...and the centroid jumps by more than this fraction of the cell's "
         "radius (the track went on with one daughter). Such a shrinkage is not apoptosis.",
     )
@@ -382,44 +441,66 @@ class DeathConfig(Section):
     )
 
 
+#: largest number of bootstrap resamples or label permutations: 1e5 gives CIs and p-values
+#: to 1e-5 in seconds; more costs minutes to hours and memory, with nothing to gain
+MAX_RESAMPLES = 100_000
+
+
 class RecruitConfig(Section):
     """Immune-cell recruitment around each death, and its comparison with chance."""
 
     radius_um: float = Field(
-        30.0, gt=0, description="Immune cells whose centroid is within R µm of the event count."
+        30.0,
+        gt=0,
+        le=10_000,
+        description="Immune cells whose centroid is within R µm of the event count.",
     )
     contact_tolerance_um: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="A contact: an immune mask touching the dying cell's mask dilated "
         "by this many µm.",
     )
-    pre_frames: int = Field(10, ge=0, description="Frames before the death frame in the curve.")
-    post_frames: int = Field(20, ge=0, description="Frames after the death frame in the curve.")
+    pre_frames: int = Field(
+        10, ge=0, le=10_000, description="Frames before the death frame in the curve."
+    )
+    post_frames: int = Field(
+        20, ge=0, le=10_000, description="Frames after the death frame in the curve."
+    )
     n_controls: int = Field(
         20,
         ge=1,
+        le=1000,
         description="Live target cells (or random places) per event whose counts at "
         "the same frames give the chance level.",
     )
     control_min_distance_um: float = Field(
-        60.0, ge=0, description="Controls lie at least this far from every event."
+        60.0, ge=0, le=10_000, description="Controls lie at least this far from every event."
     )
     approach_frames: int = Field(
         10,
         ge=2,
+        le=10_000,
         description="Frames before an immune cell's arrival used for its approach "
         "speed, chemotactic index and forward migration index.",
     )
     arrest_speed_um_per_min: float = Field(
         2.0,
         gt=0,
+        le=1e4,
         description="Slower than this counts as arrested (celltrackR's arrest "
         "coefficient threshold).",
     )
-    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for 95 % CIs.")
-    n_permutations: int = Field(5000, ge=100, description="Label permutations for p-values.")
-    seed: int = Field(0, description="Seed of controls, bootstraps and permutations.")
+    n_bootstrap: int = Field(
+        2000, ge=100, le=MAX_RESAMPLES, description="Bootstrap resamples for 95 % CIs."
+    )
+    n_permutations: int = Field(
+        5000, ge=100, le=MAX_RESAMPLES, description="Label permutations for p-values."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seed of controls, bootstraps and permutations."
+    )
 
 
 class OutputConfig(Section):
