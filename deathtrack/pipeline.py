@@ -539,6 +539,17 @@ def outputs_intact(folder: str | Path, run_info: dict, *, verify: str = "sha256"
     return True
 
 
+def _remove_tree(path: Path) -> None:
+    """Remove a work folder, even when Ctrl-C or SIGTERM lands while it is being removed."""
+    import shutil
+
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
 def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
     """Refuse a pixel size and parameters that would make a stage allocate a padded frame
     larger than :data:`MAX_FRAME_PIXELS`."""
@@ -750,7 +761,6 @@ def run_stack(
         cells), the config or the results folder: the message says what to do.
     """
     import contextlib
-    import shutil
 
     from .death import detect_deaths
     from .errors import StackChangedError
@@ -788,11 +798,12 @@ def run_stack(
             ensure_folder(result.out_dir, "results folder")
             for p in remove_stale_work(result.out_dir):
                 logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
-            work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
-            staged = work / "out"  # the outputs, moved into the folder when all are done
-            staged.mkdir()
             pending: list = []  # output files being written in worker processes
+            work = None
             try:
+                work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
+                staged = work / "out"  # the outputs, moved into the folder when all are done
+                staged.mkdir()
                 t0 = time.perf_counter()
                 # frames in worker processes (large movies) or threads; later work that may
                 # run beside the main process goes to the same workers
@@ -948,7 +959,8 @@ def run_stack(
                         except Exception:
                             pass
                 finally:
-                    shutil.rmtree(work, ignore_errors=True)
+                    if work is not None:
+                        _remove_tree(work)
 
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)

@@ -1781,7 +1781,8 @@ def _summary_rows(out_dir: Path, stack_dirs: Sequence[str | Path] | None) -> pd.
     if "reason" not in summary:
         summary["reason"] = ""
     # a stack that failed before it had a folder (a glob matching nothing) has no stem
-    summary["stem"] = summary["stem"].fillna("").astype(str)
+    stems = summary["stem"].astype(object)
+    summary["stem"] = stems.where(stems.notna(), "").astype(str)
     summary["status"] = summary["status"].fillna("unknown").astype(str)
     by_name = {}
     if stack_dirs is not None:
