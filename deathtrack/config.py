@@ -251,7 +251,7 @@ class PopulationSegmentConfig(Section):
     bleb_max_fraction: float = Field(
         0.1,
         ge=0,
-        le=10,
+        le=1e6,
         description="A cluster of pieces joins the one large object it touches (blebs of that "
         "cell) only when its area is below this fraction of that object's; a larger cluster "
         "(the apoptotic bodies of a dead cell beside a live neighbour) stays an object of its "
