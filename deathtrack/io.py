@@ -328,6 +328,21 @@ class _TiffSource:
         self.tif.close()
 
 
+def _codec_names(node: Any) -> set[str]:
+    """Every codec ``id`` (Zarr 2) or ``name`` (Zarr 3) in array metadata, nested ones too."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        for key in ("id", "name"):
+            if isinstance(node.get(key), str):
+                out.add(node[key].lower())
+        for value in node.values():
+            out |= _codec_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            out |= _codec_names(value)
+    return out
+
+
 def _zarr_array_problem(folder: Path) -> str | None:
     """Why deathtrack refuses the Zarr array stored in ``folder``, from its JSON metadata
     alone (before zarr reads anything): values that are Python objects, or a codec that
@@ -343,12 +358,14 @@ def _zarr_array_problem(folder: Path) -> str | None:
             meta = json.loads(text)
         except (OSError, UnicodeDecodeError, ValueError) as err:
             return f"its array metadata {meta_file.name} is not readable JSON ({err})"
-        if "pickle" in text.lower():
+        if not isinstance(meta, dict):
+            return f"its array metadata {meta_file.name} is not a JSON object"
+        if "pickle" in _codec_names({k: v for k, v in meta.items() if k != "attributes"}):
             return (
                 "its array uses the 'pickle' codec, which deathtrack never reads (unpickling "
                 "can run code)"
             )
-        dtype = meta.get("dtype", meta.get("data_type")) if isinstance(meta, dict) else None
+        dtype = meta.get("dtype", meta.get("data_type"))
         if isinstance(dtype, str) and ("O" in dtype or dtype in ("object", "string")):
             return f"its array holds Python objects or strings (dtype {dtype!r}), not pixels"
     return None

@@ -557,7 +557,8 @@ def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
 
     px = movie.calibration.pixel_size_um
     ny, nx = movie.shape[-2:]
-    sizes = []  # (key, µm, pixels a stage pads or filters the frame by)
+    # (what, µm, how many times that a stage pads or filters the frame by)
+    sizes: list[tuple[str, float, float]] = []
     for pop in populations:
         seg = getattr(cfg.segment, pop)
         if seg.method != "threshold":
@@ -569,18 +570,19 @@ def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
             (f"{key}.dim_smooth_sigma_um", seg.dim_smooth_sigma_um, 4.0),
             (f"{key}.fragment_gap_um", seg.fragment_gap_um, 1.0),
             (f"{key}.min_distance_um", seg.min_distance_um, 2.0),
-            ("the seeds' smoothing of 1 µm", 1.0, 4.0),
+            ("the smoothing that weighs the seeds", 1.0, 4.0),
         ]
     sizes.append(("recruit.contact_tolerance_um", cfg.recruit.contact_tolerance_um, 1.0))
-    key, um, factor = max(sizes, key=lambda s: s[1] * s[2])
+    what, um, factor = max(sizes, key=lambda s: s[1] * s[2])
     pad = um * factor / px
     n = (ny + 2 * pad) * (nx + 2 * pad)
     if n > MAX_FRAME_PIXELS:
+        lower = f" or lower {what}" if what.endswith("_um") else ""
         raise CalibrationError(
-            f"{movie.path}: at a pixel size of {px:g} µm, {key} ({um:g} µm) spans "
+            f"{movie.path}: at a pixel size of {px:g} µm, {what} ({um:g} µm) spans "
             f"{um / px:.3g} pixels: a {ny} x {nx} frame padded for it would hold {n:.3g} "
             f"pixels, above deathtrack's bound of {MAX_FRAME_PIXELS:,} pixels; check the pixel "
-            f"size (--pixel-size UM) or lower {key.split(' ')[0] if '.' in key else 'the sizes'}"
+            f"size (--pixel-size UM){lower}"
         )
 
 
@@ -640,7 +642,7 @@ def _check_signal(movie, cfg, objects, frame_notes, populations, result) -> None
             continue
         blank = [t for t, f in enumerate(frame_notes) if pop in f["blank"]]
         where = _channel_text(movie, pop)
-        if len(blank) == n and pop == col.CELLS:
+        if n and len(blank) == n and pop == col.CELLS:
             c = movie.roles[pop]
             if all(c in f["no_finite"] for f in frame_notes):
                 what = "has no finite value (all NaN or ±inf)"
