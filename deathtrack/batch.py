@@ -349,7 +349,8 @@ def process_stack(
         row["reason"] = str(err)
     except Exception as err:
         # a bug or an unforeseen input: this stack fails, the batch goes on, the log has it all
-        logger.error("%s: unexpected error\n%s", stack, traceback.format_exc())
+        logger.error("%s: unexpected error\n%s", stack, traceback.format_exc(),
+                     extra={"deathtrack_console": False})  # fmt: skip
         row["reason"] = f"{stack}: unexpected {type(err).__name__}: {err} (see the log)"
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row

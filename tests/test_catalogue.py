@@ -279,6 +279,10 @@ CASES = [
          "--force-calibration"], 2, "no cells: segmentation found no target cell"),
     Case("interval 0.01 s: implausible", [*RUN, "{movie}", "--out", "{out}", "--interval",
          "0.01"], 2, "frame interval 0.01 s (given) is outside the plausible range 0.1-86400 s"),
+    Case("interval 0.05 s forced: analysed, with a warning", [*RUN, "{movie}", "--out", "{out}",
+         "--interval", "0.05", "--force-calibration"], 0, "",
+         check=_warned("frame interval 0.05 s is outside the plausible range 0.1-86400 s; used "
+                       "because of --force-calibration")),
     Case("interval 2 days: implausible", [*RUN, "{movie}", "--out", "{out}", "--interval",
          "172800"], 2, "pass --interval S, or --force-calibration"),
     Case("interval forced to 1 day: tracking gives up", [*RUN, "{input}", "--out", "{out}",
