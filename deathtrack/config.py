@@ -54,7 +54,10 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-AXES_RULE = "must use each of the letters T, C, Z, Y, X at most once and end with YX, e.g. TCYX"
+AXES_RULE = (
+    "must use each of the letters T, C, Z, Y, X at most once and include Y and then X, e.g. "
+    "TCYX (an RGB movie, colour last: TYXC)"
+)
 
 
 def frames_for(minutes: float, interval_s: float, *, at_least: int = 1) -> int:
@@ -69,13 +72,27 @@ def frames_for(minutes: float, interval_s: float, *, at_least: int = 1) -> int:
 def valid_axes(axes: str) -> bool:
     """Whether ``axes`` names stack axes deathtrack understands (see :data:`AXES_RULE`)."""
     a = axes.upper()
-    return not (set(a) - set("TCZYX")) and len(set(a)) == len(a) and a.endswith("YX")
+    return (
+        not (set(a) - set("TCZYX"))
+        and len(set(a)) == len(a)
+        and {"Y", "X"} <= set(a)
+        and a.index("Y") < a.index("X")
+    )
+
+
+#: hard bounds of a calibration value (even with ``input.force_calibration``): beyond
+#: them lengths and areas in µm overflow or vanish in floating point
+PIXEL_SIZE_HARD_UM = (1e-4, 1e4)
+INTERVAL_HARD_S = (1e-3, 1e7)
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are refused, assignments validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # inf and nan are refused everywhere: no parameter means anything at infinity
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class InputConfig(Section):
@@ -90,13 +107,28 @@ class InputConfig(Section):
         ),
     )
     pixel_size_um: float | None = Field(
-        None, gt=0, description="Pixel size in µm; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Pixel size in µm; overrides the file's metadata (X and Y).",
     )
     interval_s: float | None = Field(
-        None, gt=0, description="Frame interval in seconds; overrides the file's metadata."
+        None,
+        gt=0,
+        le=INTERVAL_HARD_S[1],
+        description="Frame interval in seconds; overrides the file's metadata.",
     )
     z_step_um: float | None = Field(
-        None, gt=0, description="Z step in µm for 3D stacks; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Z step in µm for 3D stacks; overrides the file's metadata.",
+    )
+    force_calibration: bool = Field(
+        False,
+        description="Analyse a stack whose pixel size lies outside 0.01-50 µm or whose frame "
+        "interval lies outside 0.1 s - 1 day (refused otherwise: such values are nearly "
+        "always a metadata or unit mistake). The CLI flag is --force-calibration.",
     )
     axes: str | None = Field(
         None,
@@ -143,23 +175,32 @@ class PopulationSegmentConfig(Section):
         "label TIFFs (Cell Tracking Challenge layout).",
     )
     smooth_sigma_um: float = Field(
-        0.8, ge=0, description="Gaussian denoising sigma (µm) of the image objects are found on."
+        0.8,
+        ge=0,
+        le=100,
+        description="Gaussian denoising sigma (µm) of the image objects are found on.",
     )
     edge_sigma_um: float = Field(
         0.4,
         ge=0,
+        le=100,
         description="Gaussian sigma (µm) of the image object edges are placed on: less than "
         "smooth_sigma_um, so small objects (apoptotic bodies) keep their true size.",
     )
     background_radius_um: float = Field(
-        25.0, ge=0, description="Scale of the background removed (µm); 0 keeps the background."
+        25.0,
+        ge=0,
+        le=1000,
+        description="Scale of the background removed (µm); 0 keeps the background.",
     )
     threshold: Literal["noise", "otsu", "li", "triangle"] = Field(
         "noise",
         description="'noise': background + noise_k × noise SD, measured in each frame (keeps "
         "faint ghosts, robust to photobleaching); or a histogram method per frame.",
     )
-    noise_k: float = Field(5.0, gt=0, description="Threshold in noise SDs above background.")
+    noise_k: float = Field(
+        5.0, gt=0, le=1000, description="Threshold in noise SDs above background."
+    )
     edge_fraction: float = Field(
         0.35,
         ge=0,
@@ -171,10 +212,11 @@ class PopulationSegmentConfig(Section):
     min_area_um2: float = Field(
         30.0,
         ge=0,
+        le=1e6,
         description="Smallest object kept, µm² (a 6 µm disc; debris is smaller; apoptotic "
         "bodies count together, as the cluster they form).",
     )
-    max_area_um2: float = Field(5000.0, gt=0, description="Largest object kept, µm².")
+    max_area_um2: float = Field(5000.0, gt=0, le=1e8, description="Largest object kept, µm².")
     split_touching: bool = Field(True, description="Split touching objects by watershed.")
     seed_method: Literal["prominence", "spacing", "prominence+size"] = Field(
         "prominence",
@@ -195,13 +237,14 @@ class PopulationSegmentConfig(Section):
     @field_validator("min_distance_um")
     @classmethod
     def _positive_distance(cls, value):
-        if value != "auto" and not value > 0:
-            raise ValueError(f"min_distance_um must be > 0 or 'auto', got {value}")
+        if value != "auto" and not 0 < value <= 1000:
+            raise ValueError(f"min_distance_um must be 'auto' or in (0, 1000] µm, got {value}")
         return value
 
     seed_prominence_um: float = Field(
         0.35,
         gt=0,
+        le=1000,
         description="How much a cell's middle must stand out (distance to its edge, µm, "
         "weighted by brightness) above the neck it shares with a touching cell to be split "
         "from it; larger merges more.",
@@ -209,6 +252,7 @@ class PopulationSegmentConfig(Section):
     seed_noise_k: float = Field(
         2.0,
         ge=0,
+        le=1000,
         description="A seed must also stand this many noise SDs of the landscape above its "
         "neck (the frame's pixel noise carried through the brightness weighting, per object), "
         "so noisy frames are not split at random; 0 turns this off.",
@@ -221,7 +265,7 @@ class PopulationSegmentConfig(Section):
         "cells whose reporter diluted) are found where a cell just was (carry_objects).",
     )
     dim_smooth_sigma_um: float = Field(
-        3.0, ge=0, description="Smoothing (µm) of the search for dim objects."
+        3.0, ge=0, le=100, description="Smoothing (µm) of the search for dim objects."
     )
     seed_shape_weight: float = Field(
         0.5,
@@ -236,14 +280,18 @@ class PopulationSegmentConfig(Section):
         "so fragments stay with the cell they came from.",
     )
     fragment_area_um2: float = Field(
-        60.0, ge=0, description="Pieces smaller than this (µm²) may be merged as fragments."
+        60.0, ge=0, le=1e6, description="Pieces smaller than this (µm²) may be merged as fragments."
     )
     fragment_gap_um: float = Field(
-        10.0, ge=0, description="Fragments closer than this (µm) to each other belong together."
+        10.0,
+        ge=0,
+        le=1000,
+        description="Fragments closer than this (µm) to each other belong together.",
     )
     bleb_max_fraction: float = Field(
         0.1,
         ge=0,
+        le=1e6,
         description="A cluster of pieces joins the one large object it touches (blebs of that "
         "cell) only when its area is below this fraction of that object's; a larger cluster "
         "(the apoptotic bodies of a dead cell beside a live neighbour) stays an object of its "
@@ -272,14 +320,16 @@ class PopulationSegmentConfig(Section):
     carry_reach_um: float = Field(
         2.0,
         ge=0,
+        le=100,
         description="How far beyond its previous outline (µm) a carried cell is looked for.",
     )
     carry_smooth_um: float = Field(
-        1.0, gt=0, description="Smoothing (µm) of the search for a carried cell."
+        1.0, gt=0, le=100, description="Smoothing (µm) of the search for a carried cell."
     )
     carry_k: float = Field(
         4.0,
         gt=0,
+        le=1000,
         description="A carried cell's pixels stand this many noise SDs (of the smoothed "
         "image) above the median of its own surroundings.",
     )
@@ -325,6 +375,7 @@ class SegmentConfig(Section):
     workers: int = Field(
         2,
         ge=1,
+        le=256,
         description="Frames segmented in parallel (results do not depend on it; memory grows "
         "with it by a few frames). Set it to the number of cores; 1 for no parallelism.",
     )
@@ -343,20 +394,25 @@ class PopulationTrackConfig(Section):
     max_speed_um_per_min: float = Field(
         3.0,
         gt=0,
+        le=1e4,
         description="Fastest plausible movement, µm/min; with the frame interval "
         "it sets trackpy's search range.",
     )
     min_search_um: float = Field(
-        4.0, gt=0, description="Smallest search range in µm (segmentation jitter)."
+        4.0, gt=0, le=1e4, description="Smallest search range in µm (segmentation jitter)."
     )
     max_gap_min: float = Field(
         4.0,
         ge=0,
+        le=1e5,
         description="An object may be missed for up to this long (minutes; whole frames) and "
         "still keep its track.",
     )
     min_duration_min: float = Field(
-        0.0, ge=0, description="Drop tracks that last less than this (minutes); 0 keeps all."
+        0.0,
+        ge=0,
+        le=1e6,
+        description="Drop tracks that last less than this (minutes); 0 keeps all.",
     )
 
 
@@ -365,7 +421,7 @@ class DivisionConfig(Section):
 
     enabled: bool = Field(True, description="Look for divisions among target cells.")
     max_distance_um: float = Field(
-        20.0, gt=0, description="Largest distance from the parent to a daughter, µm."
+        20.0, gt=0, le=1e4, description="Largest distance from the parent to a daughter, µm."
     )
     area_ratio: tuple[float, float] = Field(
         (0.2, 0.8), description="Daughter area as a fraction of the parent's last area."
@@ -373,6 +429,7 @@ class DivisionConfig(Section):
     min_daughter_area_um2: float = Field(
         50.0,
         ge=0,
+        le=1e6,
         description="Smallest daughter, µm²: apoptotic bodies splitting into groups are smaller "
         "than a daughter cell and must not pass for a division.",
     )
@@ -386,6 +443,7 @@ class DivisionConfig(Section):
     min_daughter_reporter: float = Field(
         0.5,
         ge=0,
+        le=100,
         description="A daughter keeps at least this fraction of the parent's reporter signal "
         "(above background); the pieces of a ruptured cell's ghost have lost most of it and "
         "must not pass for a division.",
@@ -410,11 +468,13 @@ class DeathConfig(Section):
     min_track_min: float = Field(
         12.0,
         gt=0,
+        le=1e6,
         description="Tracks shorter than this (minutes; and than 4 frames) are not examined.",
     )
     baseline_min: float = Field(
         10.0,
         gt=0,
+        le=1e5,
         description="The start of a track that sets its baseline (minutes; at least 2 frames).",
     )
     shrink_fraction: float = Field(
@@ -427,6 +487,7 @@ class DeathConfig(Section):
     sustain_min: float = Field(
         6.0,
         gt=0,
+        le=1e5,
         description="Shrinkage must last this long (minutes; at least 2 frames, or to the end "
         "of the track).",
     )
@@ -440,24 +501,30 @@ class DeathConfig(Section):
     rupture_window_min: float = Field(
         6.0,
         gt=0,
+        le=1e5,
         description="Rupture: the reporter is compared with its highest level this long "
         "(minutes; at least 1 frame) before, and must stay down as long after.",
     )
     dye_early_min: float = Field(
         10.0,
         ge=0,
+        le=1e5,
         description="Dye uptake within this long (minutes; or the next frame) of the death is "
         "early (necroptotic rupture); later is late (secondary necrosis after apoptosis).",
     )
     onset_tolerance: float = Field(
-        0.05, gt=0, description="Onset: first frame whose area differs from baseline by more."
+        0.05,
+        gt=0,
+        le=10,
+        description="Onset: first frame whose area differs from baseline by more.",
     )
     dye_min_rise: float = Field(
-        20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
+        20.0, ge=0, le=1e9, description="Smallest dye rise (intensity units) counted as uptake."
     )
     border_min_concentration: float = Field(
         1.08,
         ge=1,
+        le=100,
         description="A cell touching the image edge is called apoptotic only if its reporter "
         "also concentrated (mean above baseline by this factor): drifting across the edge "
         "changes the visible area, not the concentration.",
@@ -465,6 +532,7 @@ class DeathConfig(Section):
     division_guard_min: float = Field(
         8.0,
         ge=0,
+        le=1e5,
         description="Changes in a dividing cell's last minutes (and frame) are not deaths.",
     )
     division_area_ratio: float = Field(
@@ -477,6 +545,7 @@ class DeathConfig(Section):
     division_jump_fraction: float = Field(
         0.3,
         ge=0,
+        le=100,
         description="...and the centroid jumps by more than this fraction of the cell's "
         "radius (the track went on with one daughter). Such a shrinkage is not apoptosis.",
     )
@@ -490,48 +559,72 @@ class DeathConfig(Section):
     )
 
 
+#: largest number of bootstrap resamples or label permutations: 1e5 gives CIs and p-values
+#: to 1e-5 in seconds; more costs minutes to hours and memory, with nothing to gain
+MAX_RESAMPLES = 100_000
+
+
 class RecruitConfig(Section):
     """Immune-cell recruitment around each death, and its comparison with chance."""
 
     radius_um: float = Field(
-        30.0, gt=0, description="Immune cells whose centroid is within R µm of the event count."
+        30.0,
+        gt=0,
+        le=10_000,
+        description="Immune cells whose centroid is within R µm of the event count.",
     )
     contact_tolerance_um: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="A contact: an immune mask touching the dying cell's mask dilated "
         "by this many µm.",
     )
     pre_min: float = Field(
-        20.0, ge=0, description="Minutes before the death frame in the curve (whole frames)."
+        20.0,
+        ge=0,
+        le=1e5,
+        description="Minutes before the death frame in the curve (whole frames).",
     )
     post_min: float = Field(
-        40.0, ge=0, description="Minutes after the death frame in the curve (whole frames)."
+        40.0,
+        ge=0,
+        le=1e5,
+        description="Minutes after the death frame in the curve (whole frames).",
     )
     n_controls: int = Field(
         20,
         ge=1,
+        le=1000,
         description="Live target cells (or random places) per event whose counts at "
         "the same frames give the chance level.",
     )
     control_min_distance_um: float = Field(
-        60.0, ge=0, description="Controls lie at least this far from every event."
+        60.0, ge=0, le=10_000, description="Controls lie at least this far from every event."
     )
     approach_min: float = Field(
         20.0,
         gt=0,
+        le=1e5,
         description="Minutes (at least 2 frames) before an immune cell's arrival used for its "
         "approach speed, chemotactic index and forward migration index.",
     )
     arrest_speed_um_per_min: float = Field(
         2.0,
         gt=0,
+        le=1e4,
         description="Slower than this counts as arrested (celltrackR's arrest "
         "coefficient threshold).",
     )
-    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for 95 % CIs.")
-    n_permutations: int = Field(5000, ge=100, description="Label permutations for p-values.")
-    seed: int = Field(0, description="Seed of controls, bootstraps and permutations.")
+    n_bootstrap: int = Field(
+        2000, ge=100, le=MAX_RESAMPLES, description="Bootstrap resamples for 95 % CIs."
+    )
+    n_permutations: int = Field(
+        5000, ge=100, le=MAX_RESAMPLES, description="Label permutations for p-values."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seed of controls, bootstraps and permutations."
+    )
 
 
 class OutputConfig(Section):
