@@ -755,10 +755,11 @@ class Simulation:
     def render_frame(self, t: int) -> np.ndarray:
         """Simulated camera image at frame ``t``, shape (C, Y, X), uint16.
 
-        Order of the imaging model: crosstalk between channels, PSF blur,
-        photobleaching, uneven excitation (illumination gradient, vignetting),
-        background (with its gradient, texture and the same illumination),
-        shot noise, camera gain, read noise and offset.
+        Order of the imaging model: PSF blur, photobleaching of each
+        fluorophore, crosstalk between channels (the bleed-through fades with
+        its source), uneven excitation (illumination gradient, vignetting),
+        background (with its gradient, texture and the same illumination), shot
+        noise, camera gain, read noise and offset.
         """
         from scipy import ndimage as ndi
 
@@ -767,23 +768,20 @@ class Simulation:
             raise IndexError(f"frame {t} is outside the movie (0..{c.n_frames - 1})")
         ideal, _, _ = self.ideal_frame(t)
         names = c.channel_names
-        if c.crosstalk:
-            mixed = ideal.copy()
-            for key, frac in c.crosstalk.items():
-                src, dst = _crosstalk_key(key)
-                if src in names and dst in names and frac > 0:
-                    mixed[names.index(dst)] += np.float32(frac) * ideal[names.index(src)]
-            ideal = mixed
         rng = np.random.default_rng([c.seed, 2, t])
         sigma_px = c.psf_sigma_um / c.pixel_size_um
+        blurred = [ndi.gaussian_filter(sig, sigma_px) if sigma_px > 0 else sig for sig in ideal]
+        # bleaching belongs to the fluorophore, so light bleeding into another channel
+        # fades with its source; Python floats keep the products float32
+        bleach = [float((1 - c.bleach_rate(n)) ** (t * c.interval_min)) for n in names]
         out = np.empty(ideal.shape, np.uint16)
         for k in range(ideal.shape[0]):
-            sig = ideal[k]
-            if sigma_px > 0:
-                sig = ndi.gaussian_filter(sig, sigma_px)
-            # a Python float, so the product stays float32 (as the photon image)
-            bleach = float((1 - c.bleach_rate(names[k])) ** (t * c.interval_min))
-            photons = sig * bleach
+            photons = blurred[k] * bleach[k]
+            for key, frac in c.crosstalk.items():
+                src, dst = _crosstalk_key(key)
+                if dst == names[k] and src in names and frac > 0:
+                    j = names.index(src)
+                    photons = photons + blurred[j] * float(frac * bleach[j])
             if self.illumination is not None:
                 photons = photons * self.illumination
             photons = photons + c.background * self.background_map
