@@ -1814,6 +1814,10 @@ _MILD: dict[str, tuple] = {
     "recruit_necroptotic_per_min": ("u", 0.05, 0.2, "per min"),
     "recruit_apoptotic_per_min": ("u", 0.005, 0.03, "per min"),
     "sensing_radius_um": ("u", 50.0, 100.0, "µm"),
+    "dwell_nec_lo_min": ("u", 20.0, 40.0, "stay at a necroptotic death, shortest, min"),
+    "dwell_nec_span_min": ("u", 20.0, 60.0, "stay at a necroptotic death, span, min"),
+    "dwell_apo_lo_min": ("u", 4.0, 10.0, "stay at an apoptotic death, shortest, min"),
+    "dwell_apo_span_min": ("u", 4.0, 12.0, "stay at an apoptotic death, span, min"),
     "debris_per_mm2": ("u", 0.0, 30.0, "particles per mm²"),
     "debris_dye_fraction": ("u", 0.1, 0.4, "of the debris also in the dye channel"),
     # imaging
@@ -2103,6 +2107,14 @@ def random_config(
         recruit_necroptotic_per_min=q["recruit_necroptotic_per_min"],
         recruit_apoptotic_per_min=q["recruit_apoptotic_per_min"],
         sensing_radius_um=q["sensing_radius_um"],
+        dwell_necroptotic_min=(
+            q["dwell_nec_lo_min"],
+            q["dwell_nec_lo_min"] + q["dwell_nec_span_min"],
+        ),
+        dwell_apoptotic_min=(
+            q["dwell_apo_lo_min"],
+            q["dwell_apo_lo_min"] + q["dwell_apo_span_min"],
+        ),
         n_debris=int(round(q["debris_per_mm2"] * area / 1e6)),
         debris_dye_fraction=q["debris_dye_fraction"],
         with_dye=with_dye,
