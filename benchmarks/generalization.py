@@ -38,7 +38,8 @@ and its score on the held-out family is reported beside the defaults'.
 ``--record`` writes ``benchmarks/results/generalization.md`` (with the
 machine, commit and command), ``generalization.json`` and one overlay PNG per
 family (``generalization_<family>.png``: a frame of the cells channel with the
-truth outlines, deathtrack's and the reference's, and the deaths).
+truth outlines, deathtrack's and the reference's, and the deaths);
+``--results DIR`` writes them elsewhere (e.g. runs on development seeds).
 ``--simulate-only`` only writes the movies (e.g. development seeds to look at).
 """
 
@@ -329,7 +330,9 @@ def _machine() -> str:
     )
 
 
-def write_report(rows: pd.DataFrame, lofo: pd.DataFrame, args, wall_s: float, pngs) -> Path:
+def write_report(
+    rows: pd.DataFrame, lofo: pd.DataFrame, args, wall_s: float, pngs, folder: Path
+) -> Path:
     from deathtrack.simulate import FAMILIES, SCORING_SEED_START, family_table
 
     d = rows[rows["point"] == DEFAULTS]
@@ -448,7 +451,7 @@ def write_report(rows: pd.DataFrame, lofo: pd.DataFrame, args, wall_s: float, pn
     lines.append("|" + " --- |" * len(ft.columns))
     for _, r in ft.iterrows():
         lines.append("| " + " | ".join(str(v) for v in r) + " |")
-    path = REPO / "benchmarks" / "results" / "generalization.md"
+    path = folder / "generalization.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -463,7 +466,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="movies analysed at once (processes)")
     ap.add_argument("--grid", type=Path, default=None, help="TOML file of named override sets")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "generalization")
-    ap.add_argument("--record", action="store_true", help="write benchmarks/results/")
+    ap.add_argument("--record", action="store_true", help="write the report to --results")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=REPO / "benchmarks" / "results",
+        help="folder of the report (e.g. elsewhere for development seeds)",
+    )
     ap.add_argument("--simulate-only", action="store_true", help="only write the movies")
     ap.add_argument("--force", action="store_true", help="re-simulate and re-run everything")
     args = ap.parse_args()
@@ -516,14 +525,15 @@ def main() -> None:
     (args.out / "generalization.json").write_text(df.to_json(orient="records", indent=1))
     print(lofo.to_string(index=False))
     if args.record:
-        res = REPO / "benchmarks" / "results"
+        res = args.results
+        res.mkdir(parents=True, exist_ok=True)
         pngs = {}
         for fam in args.families:
             r = df[(df["family"] == fam) & (df["point"] == DEFAULTS)].iloc[0].to_dict()
             pngs[fam] = overlay(r, args.out, res / f"generalization_{fam}.png")
         keep = df.drop(columns=["results"])
         (res / "generalization.json").write_text(keep.to_json(orient="records", indent=1) + "\n")
-        print("wrote", write_report(df, lofo, args, wall, pngs))
+        print("wrote", write_report(df, lofo, args, wall, pngs, res))
 
 
 if __name__ == "__main__":
