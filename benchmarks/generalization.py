@@ -40,7 +40,8 @@ machine, commit and command), ``generalization.json`` and one overlay PNG per
 family (``generalization_<family>.png``: a frame of the cells channel with the
 truth outlines, deathtrack's and the reference's, and the deaths);
 ``--results DIR`` writes them elsewhere (e.g. runs on development seeds).
-``--simulate-only`` only writes the movies (e.g. development seeds to look at).
+``--simulate-only`` only writes the movies (e.g. development seeds to look at);
+``--report-only`` rebuilds the report from the last run's tables.
 """
 
 from __future__ import annotations
@@ -331,7 +332,11 @@ def _machine() -> str:
 
 
 def write_report(
-    rows: pd.DataFrame, lofo: pd.DataFrame, args, wall_s: float, pngs, folder: Path
+    rows: pd.DataFrame,
+    lofo: pd.DataFrame,
+    meta: dict,
+    pngs: dict[str, Path],
+    folder: Path,
 ) -> Path:
     from deathtrack.simulate import FAMILIES, SCORING_SEED_START, family_table
 
@@ -342,9 +347,9 @@ def write_report(
     lines = [
         "# Generalization: default parameters on families of movies never tuned on",
         "",
-        f"Command: `python benchmarks/generalization.py {' '.join(sys.argv[1:])}`  ",
-        f"Machine: {_machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M')}; wall time {wall_s / 60:.1f} min "
+        f"Command: `{meta['command']}`  ",
+        f"Machine: {meta['machine']}  ",
+        f"Date: {meta['date']}; wall time {meta['wall_s'] / 60:.1f} min "
         f"({len(set(zip(rows['family'], rows['seed'])))} movies, {rows['point'].nunique()} "
         "parameter set(s), reference script included).",
         "",
@@ -367,7 +372,7 @@ def write_report(
             "only the defaults were scored (no `--grid`), so the choice on the other families "
             "is the defaults for every held-out family."
             if rows["point"].nunique() == 1
-            else f"the grid `{args.grid}` ({rows['point'].nunique()} parameter sets, defaults "
+            else f"the grid `{meta['grid']}` ({rows['point'].nunique()} parameter sets, defaults "
             "included); each held-out family's parameters were chosen on the other families only."
         ),
         "",
@@ -443,7 +448,8 @@ def write_report(
         "the mild one (`baseline`). Image sides at most 512 px (the field of view is cut), at "
         "most 150 frames (the duration is cut); enough cells that ~14 are scheduled to die; "
         "kinetics shortened where the movie is too short for them "
-        "(`deathtrack.simulate.random_config`).",
+        "(`deathtrack.simulate.random_config`); above 50 % coverage the gap between "
+        "outlines goes down to −0.1 − (coverage − 0.5) radii (confluent cells flatten).",
         "",
     ]
     ft = family_table(fams)
@@ -475,7 +481,17 @@ def main() -> None:
     )
     ap.add_argument("--simulate-only", action="store_true", help="only write the movies")
     ap.add_argument("--force", action="store_true", help="re-simulate and re-run everything")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the report from the last run's tables in --out (no simulation, no runs)",
+    )
     args = ap.parse_args()
+    if args.report_only:
+        df = pd.read_json(args.out / "generalization.json", orient="records")
+        meta = json.loads((args.out / "generalization_meta.json").read_text())
+        report(df, meta, args)
+        return
     points = read_grid(args.grid)
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = [
@@ -518,22 +534,35 @@ def main() -> None:
     wall = time.perf_counter() - t0
     if args.simulate_only:
         return
+    df = pd.DataFrame(rows)
+    meta = {
+        "command": "python benchmarks/generalization.py " + " ".join(sys.argv[1:]),
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "wall_s": wall,
+        "grid": str(args.grid) if args.grid else None,
+    }
+    (args.out / "generalization.json").write_text(df.to_json(orient="records", indent=1))
+    (args.out / "generalization_meta.json").write_text(json.dumps(meta, indent=1))
+    report(df, meta, args)
+
+
+def report(df: pd.DataFrame, meta: dict, args) -> None:
+    """LOFO table, and with ``--record`` the overlays, the JSON and the markdown report."""
     from deathtrack.evaluate import leave_one_family_out
 
-    df = pd.DataFrame(rows)
     lofo = leave_one_family_out(df, score="composite", baseline=DEFAULTS)
-    (args.out / "generalization.json").write_text(df.to_json(orient="records", indent=1))
     print(lofo.to_string(index=False))
     if args.record:
         res = args.results
         res.mkdir(parents=True, exist_ok=True)
         pngs = {}
-        for fam in args.families:
+        for fam in dict.fromkeys(df["family"]):
             r = df[(df["family"] == fam) & (df["point"] == DEFAULTS)].iloc[0].to_dict()
             pngs[fam] = overlay(r, args.out, res / f"generalization_{fam}.png")
         keep = df.drop(columns=["results"])
         (res / "generalization.json").write_text(keep.to_json(orient="records", indent=1) + "\n")
-        print("wrote", write_report(df, lofo, args, wall, pngs, res))
+        print("wrote", write_report(df, lofo, meta, pngs, res))
 
 
 if __name__ == "__main__":

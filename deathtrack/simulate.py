@@ -2019,7 +2019,12 @@ def random_config(
     -------
     SimulationConfig
         Enough cells that at least ~14 are scheduled to die (when the family
-        has deaths), with kinetics that fit in the movie.
+        has deaths; the death fraction rises up to 0.8 when the field cannot
+        hold that many at 35 % coverage), with kinetics that fit in the movie
+        (post-death time and the longest kinetics shortened in short movies).
+        Above 50 % coverage the gap between outlines is lowered further (to
+        -0.1 - (coverage - 0.5) radii at most), as confluent cells flatten
+        against each other.
     """
     q = draw_conditions(family, seed)
     px = q["pixel_size_um"]
@@ -2157,7 +2162,8 @@ def family_table(families: list[str] | None = None) -> pd.DataFrame:
         kind, lo, hi = spec[:3]
         if kind == "const" or lo == hi:
             return f"{lo:g}"
-        return f"{lo:g}-{hi:g}" + (" (log)" if kind == "log" else "")
+        sep = " to " if lo < 0 or hi < 0 else "-"
+        return f"{lo:g}{sep}{hi:g}" + (" (log)" if kind == "log" else "")
 
     names = families or list(FAMILIES)
     rows = []
