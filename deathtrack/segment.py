@@ -107,8 +107,12 @@ def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
 
 
 def estimate_background(
-    image: np.ndarray, radius_px: float, *, noise_sd: float | None = None
-) -> np.ndarray:
+    image: np.ndarray,
+    radius_px: float,
+    *,
+    noise_sd: float | None = None,
+    return_free: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Smooth background under objects up to ``radius_px``.
 
     A first guess (the grey opening of block means: the lower envelope) finds
@@ -124,10 +128,14 @@ def estimate_background(
         Radius of the largest object to keep out of the background, in pixels.
     noise_sd : float, optional
         The image's pixel noise SD, when already known.
+    return_free : bool
+        Also return the mask of the pixels found free of objects (the background's
+        own pixels).
 
     Returns
     -------
     ndarray of float32, shape (Y, X)
+        The background; with ``return_free``, ``(background, free)``.
     """
     img = np.asarray(image, dtype=np.float32)
     ny, nx = img.shape
@@ -178,7 +186,8 @@ def estimate_background(
         local = np.where(norm > 1e-3 * w.max(), local, 0)
         bg_small = trend + local
     if coef is None:
-        return _upsample(bg_small, f, ny, nx)
+        bg = _upsample(bg_small, f, ny, nx)
+        return (bg, free) if return_free else bg
     # the fitted surface at full resolution, by broadcasting a column and a row (the full
     # design matrix would be six float64 copies of the frame)
     y = np.arange(ny, dtype=np.float64) / max(ny, 1) - 0.5
@@ -190,7 +199,7 @@ def estimate_background(
     surface += col_part
     surface += row_part
     surface += _upsample(local, f, ny, nx)
-    return surface
+    return (surface, free) if return_free else surface
 
 
 def _upsample(small: np.ndarray, f: int, ny: int, nx: int) -> np.ndarray:
@@ -234,11 +243,19 @@ def _noise_sd(image: np.ndarray) -> float:
     return 1.4826 * mad / np.sqrt(8 / 9)
 
 
-def _background_level(smoothed: np.ndarray) -> float:
-    """Most common intensity (the background peak) of a background-corrected image."""
+def _background_level(smoothed: np.ndarray, free: np.ndarray | None = None) -> float:
+    """Most common intensity (the background peak) of a background-corrected image.
+
+    ``free``: the pixels known to be background (:func:`estimate_background`); the
+    peak is taken among them when they are enough (>= 1 % of the image), so that
+    in a confluent field, where cells cover most pixels, the most common intensity
+    is not the cells'.
+    """
+    if free is not None and free.sum() >= max(64, 0.01 * free.size):
+        smoothed = smoothed[free]
     # the range from every other pixel of every other row (4x fewer to sort); the
     # histogram from all of them
-    sub = smoothed[::2, ::2] if smoothed.size > 1 << 18 else smoothed
+    sub = smoothed[::2, ::2] if smoothed.ndim == 2 and smoothed.size > 1 << 18 else smoothed
     lo, hi = np.percentile(sub, [0.5, 99.5])
     if hi <= lo:
         return float(lo)
@@ -680,15 +697,25 @@ def segment_frame(
     # pixel noise, measured once: the background subtracted below is smooth, so it does not
     # change the (high-pass) noise estimate
     noise_sd = _noise_sd(img)
+    free = None
     if cfg.background_radius_um > 0:
-        img = img - estimate_background(img, cfg.background_radius_um / px, noise_sd=noise_sd)
+        bg, free = estimate_background(
+            img, cfg.background_radius_um / px, noise_sd=noise_sd, return_free=True
+        )
+        img = img - bg
     sigma = cfg.smooth_sigma_um / px
     smoothed = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
-    bg_level = _background_level(smoothed)
+    bg_level = _background_level(smoothed, free & ~nan if free is not None else None)
     thr = threshold_value(smoothed, img, cfg, sigma, noise_sd=noise_sd, bg_level=bg_level)
     # the seeds' noise term goes with the noise threshold (see seed_noise_k)
     seed_sd = noise_sd if cfg.threshold == "noise" else None
     fg = (smoothed > thr) & ~nan
+    if fg.mean() > cfg.confluent_fraction:
+        # a confluent field: cells cover most of it and the seams between them stand above
+        # the noise, so the threshold finds one sheet; keep what is brighter than its
+        # surroundings (the cell bodies), which cuts the sheet at the seams
+        size = int(round(cfg.confluent_window_um / px)) | 1
+        fg &= _fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
     min_px = cfg.min_area_um2 / px**2
     edge_sigma = cfg.edge_sigma_um / px
     edge_image = (
