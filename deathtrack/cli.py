@@ -8,6 +8,7 @@ prints one clear message and exits with status 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 import logging
 import sys
@@ -19,7 +20,8 @@ from .errors import DeathtrackError
 
 logger = logging.getLogger("deathtrack")
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+#: the demo movie and its truth ship inside the package (package data), so a wheel has them
+SAMPLE_DIR = Path(str(importlib.resources.files("deathtrack") / "sample_data"))
 DEMO_STACK = SAMPLE_DIR / "demo.ome.tif"
 
 
