@@ -224,7 +224,9 @@ def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qt
     for name in ("events.csv", "run.json", "tracks.csv", "labels_cells.tif", "report.html"):
         assert (out / name).is_file(), name
     assert "deathtrack report: demo" in (out / "report.html").read_text()
-    qtbot.waitUntil(lambda: not widget.loader.busy and "deaths (demo)" in layer_names(viewer))
+    qtbot.waitUntil(
+        lambda: not widget.loader.busy and "deaths (demo)" in layer_names(viewer), timeout=30_000
+    )
     names = layer_names(viewer)
     # the stack layers are reused, the results added once
     assert names.count("cells (demo)") == 1
@@ -384,7 +386,9 @@ def test_selecting_an_event_jumps_to_its_frame_and_centres_it(make_napari_viewer
     events = pd.read_csv(results / "events.csv")
     target = events.iloc[len(events) // 2]
     widget.select_event(int(target[col.EVENT_ID]))
-    assert viewer.dims.current_step[0] == int(target[col.FRAME])
+    # the viewer follows the selection in the next turn of the event loop
+    assert widget.current_event == int(target[col.EVENT_ID])
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == int(target[col.FRAME]), timeout=10_000)
     camera = viewer.scene.camera
     assert camera.center[-2:] == pytest.approx((target[col.Y_UM], target[col.X_UM]), abs=1e-3)
     assert camera.zoom == pytest.approx(min(viewer.canvas.size) / widget.field_um)
@@ -402,8 +406,11 @@ def test_selecting_an_event_jumps_to_its_frame_and_centres_it(make_napari_viewer
     assert widget.table.currentRow() == row
     # the neighbours were prepared while this one was shown: stepping shows them at once
     qtbot.waitUntil(lambda: not widget._strip_jobs, timeout=10_000)
+    next_id = widget.table.item(row + 1, 0).data(Qt.ItemDataRole.UserRole)
+    assert next_id in widget._strips  # prepared ahead
     qtbot.keyClick(widget.table, Qt.Key.Key_J)
-    assert widget.strip.data.event_id == widget.current_event and widget.strip.data.rows
+    qtbot.waitUntil(lambda: widget.strip.data.event_id == next_id, timeout=1000)
+    assert widget.strip.data.rows
 
 
 def test_crops_are_a_fixed_size_in_um_and_outside_the_image_is_background(
@@ -542,7 +549,9 @@ def test_re_running_into_a_reviewed_folder_keeps_the_review(make_napari_viewer, 
     assert saved.loc[saved[col.EVENT_ID] == first, "reviewed_mode"].tolist() == ["not_death"]
     # the review panel follows the new layers and shows the kept label
     qtbot.waitUntil(lambda: not analyze.loader.busy, timeout=30_000)
-    qtbot.waitUntil(lambda: review.review is not None and review.table.rowCount() > 0)
+    qtbot.waitUntil(
+        lambda: review.review is not None and review.table.rowCount() > 0, timeout=30_000
+    )
     assert review.review.event(first)["reviewed_mode"] == "not_death"
     assert layer_names(viewer).count("deaths (demo)") == 1
 

@@ -48,6 +48,7 @@ from ._docking import raise_panel, tabify_with_siblings
 from ._loader import ResultsLoader
 from ._params import Param, config_value, main_parameters
 from ._session import session
+from ._workarounds import watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -167,6 +168,7 @@ class AnalyzeWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_sources)
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         self._refresh_sources()
+        watch_activity_indicator(napari_viewer)
 
     # -- layout ---------------------------------------------------------------
 

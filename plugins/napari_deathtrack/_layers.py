@@ -306,6 +306,12 @@ def call_confidence(mode: str, p_necroptotic) -> float | None:
     return max(p, 1.0 - p)
 
 
+#: every character the deaths layer's text can use (see _workarounds.warm_text_glyphs)
+TEXT_CHARS = "#0123456789 .·+-()_" + "".join(
+    sorted(set("apoptotic necroptotic uncertain not death reviewed no call p_nec dye"))
+)
+
+
 def call_text(mode: str, p_necroptotic, reviewed: str = "") -> str:
     """How a call reads in the table and on the canvas.
 
@@ -658,7 +664,11 @@ LABEL_CONTOUR = 1
 
 
 def labels_layers(
-    folder: str | Path, *, pixel_size_um: float | None, label: str | None = None
+    folder: str | Path,
+    *,
+    pixel_size_um: float | None,
+    label: str | None = None,
+    max_labels: Mapping[str, int] | None = None,
 ) -> list[LayerData]:
     """``labels_cells.tif`` and ``labels_immune.tif`` as lazy Labels layers (label = track_id).
 
@@ -671,7 +681,7 @@ def labels_layers(
         if not path.is_file():
             continue
         try:
-            data = _lazy.label_array(path)
+            data = _lazy.label_array(path, max_label=(max_labels or {}).get(pop))
         except Exception as err:  # a damaged label file must not hide the other results
             logger.warning("%s: cannot read the labels (%s)", path, err)
             continue
@@ -701,6 +711,16 @@ def labels_layers(
             )
         )
     return layers
+
+
+def max_track_ids(tracks: pd.DataFrame | None) -> dict[str, int]:
+    """The largest track_id of each population (the largest label of its label image)."""
+    if tracks is None or not len(tracks) or col.TRACK_ID not in tracks.columns:
+        return {}
+    if col.POPULATION not in tracks.columns:
+        return {col.CELLS: int(tracks[col.TRACK_ID].max())}
+    ids = tracks.groupby(col.POPULATION)[col.TRACK_ID].max()
+    return {str(pop): int(v) for pop, v in ids.items() if pd.notna(v)}
 
 
 def apply_display(layer) -> None:
@@ -756,8 +776,8 @@ def results_layer_data(
             logger.info(
                 "%s: stack %s not found; showing the results only", folder, run.get("stack")
             )
-    layers += labels_layers(folder, pixel_size_um=px, label=label)
     tracks = read_table(folder, "tracks")
+    layers += labels_layers(folder, pixel_size_um=px, label=label, max_labels=max_track_ids(tracks))
     if tracks is not None and len(tracks):
         layers += tracks_layers(
             tracks,

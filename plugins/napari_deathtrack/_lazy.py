@@ -314,9 +314,12 @@ class _LabelFile:
         self.tif.close()
 
 
-def label_array(path: str | Path):
+def label_array(path: str | Path, *, max_label: int | None = None):
     """Dask array (T, Y, X) of a label TIFF written by deathtrack; one page per block.
 
+    ``max_label``: the largest label in the file, when known (the largest track_id):
+    labels up to 65535 are served as uint16, which napari draws with a small colour
+    table instead of a hashed one (adding the layer is three times faster).
     Returns None when the file is not a (T, Y, X) label stack.
     """
     import dask.array as da
@@ -337,12 +340,16 @@ def label_array(path: str | Path):
     if len(info.tif.pages) != shape[0]:
         return None
     dtype = info.dtype
+    if max_label is not None and 0 <= max_label < 2**16 and dtype.itemsize > 2:
+        dtype = np.dtype(np.uint16)
 
     def block(block_id=None):
         t = int(block_id[0])
         frame = _cache.get((key, 0, t))
         if frame is None:
             frame = _read_with_retry(key, opener, lambda f: f.frame(t))
+            if frame.dtype != dtype:
+                frame = frame.astype(dtype)
             _cache.put((key, 0, t), frame)
         return frame[np.newaxis]
 

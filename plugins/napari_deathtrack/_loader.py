@@ -17,6 +17,7 @@ from pathlib import Path
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
+from ._workarounds import warm_text_glyphs
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class ResultsLoader(QObject):
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_worker_finished)
         self.worker.start()
+        warm_text_glyphs(self.viewer, _layers.TEXT_CHARS)
         return True
 
     def _on_worker_finished(self) -> None:

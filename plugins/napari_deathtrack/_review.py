@@ -67,6 +67,7 @@ from ._loader import ResultsLoader, make_read_only
 from ._review_model import EventReview, ReviewError, default_reviewer
 from ._session import session
 from ._strip import CropStrip, RecruitmentPlot, StripData, StripRow, compute_strip
+from ._workarounds import warm_text_glyphs, watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -224,10 +225,13 @@ class ReviewWidget(QWidget):
         self._save_generation = 0
         self.save_error: str | None = None
         self._adding = False
+        self._follow_pending = False
         self.loader = ResultsLoader(napari_viewer, self)
         self.loader.failed.connect(lambda text: self.show_message(text, error=True))
         self._build()
         _keys.register_actions()
+        watch_activity_indicator(napari_viewer)
+        warm_text_glyphs(napari_viewer, _layers.TEXT_CHARS)
         _keys.set_panel(napari_viewer, self)
         self.destroyed.connect(functools.partial(_release, weakref.ref(napari_viewer)))
         self.viewer.layers.events.inserted.connect(self._on_inserted)
@@ -290,7 +294,9 @@ class ReviewWidget(QWidget):
                 c,
                 QHeaderView.ResizeMode.Stretch
                 if stretch
-                else QHeaderView.ResizeMode.ResizeToContents,
+                # sized once after each fill: ResizeToContents would measure every row
+                # again on every change (half a second for a table of 100 deaths)
+                else QHeaderView.ResizeMode.Interactive,
             )
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setMinimumHeight(110)
@@ -451,7 +457,13 @@ class ReviewWidget(QWidget):
             )
             return False
         self.show_message(f"Opening {folder.name}…")
-        return self.loader.load(folder)
+        return self.loader.load(folder, on_done=self._review_folder)
+
+    def _review_folder(self, folder: str) -> None:
+        """Review ``folder`` (its deaths layer is in the viewer)."""
+        index = self.source_combo.findData(str(Path(folder).resolve()))
+        if index >= 0:
+            self.source_combo.setCurrentIndex(index)
 
     def _on_source_changed(self, *_: Any) -> None:
         from napari.qt.threading import create_worker
@@ -559,6 +571,9 @@ class ReviewWidget(QWidget):
                 self._items[int(ev[col.EVENT_ID])] = cells[0]
         table.setSortingEnabled(sorting)
         table.blockSignals(False)
+        for c, name in enumerate(COLUMNS):
+            if name not in ("call", "reviewed"):
+                table.resizeColumnToContents(c)
         if select is not None:
             self.select_event(select)
 
@@ -576,6 +591,20 @@ class ReviewWidget(QWidget):
         cells = self._row_cells(self.review.event(event_id).to_dict())
         for c in (CALL_COLUMN, REVIEWED_COLUMN):
             self.table.setItem(r, c, cells[c])
+        self.table.blockSignals(False)
+        self.table.setSortingEnabled(sorting)
+
+    def _update_calls(self) -> None:
+        """Refresh the call column of every row (after a retrain), rows staying in place."""
+        if self.review is None:
+            return
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)
+        self.table.blockSignals(True)
+        for ev in self.review.events.to_dict("records"):
+            r = self._row_of(int(ev[col.EVENT_ID]))
+            if r >= 0:
+                self.table.setItem(r, CALL_COLUMN, self._row_cells(ev)[CALL_COLUMN])
         self.table.blockSignals(False)
         self.table.setSortingEnabled(sorting)
 
@@ -607,12 +636,26 @@ class ReviewWidget(QWidget):
         self.table.scrollToItem(self.table.item(r, 0))
 
     def _on_selection(self) -> None:
+        # the selection (what the keys act on) changes at once; the viewer follows in the
+        # next turns of the event loop, so a key press is one short step of GUI work and
+        # fast presses coalesce into one jump
+        if not self._follow_pending:
+            self._follow_pending = True
+            QTimer.singleShot(0, self._follow_selection)
+
+    def _follow_selection(self) -> None:
+        self._follow_pending = False
         event_id = self.current_event
         if event_id is None or self.review is None:
             return
         ev = self.review.event(event_id).to_dict()
         self.jump_to(ev)
-        self._show_strip(ev)
+        QTimer.singleShot(0, functools.partial(self._show_and_prepare, event_id))
+
+    def _show_and_prepare(self, event_id: int) -> None:
+        if event_id != self.current_event or self.review is None:
+            return
+        self._show_strip(self.review.event(event_id).to_dict())
         self._prepare_neighbours()
 
     # -- navigation -----------------------------------------------------------
@@ -763,7 +806,7 @@ class ReviewWidget(QWidget):
             for layer in self.viewer.layers
             if _meta(layer).get("kind") == "image" and _meta(layer).get("stack") == stack
         ]
-        for nr in (r + 1, r - 1, r + 2):
+        for nr in (r + 1, r - 1):
             item = self.table.item(nr, 0) if 0 <= nr < self.table.rowCount() else None
             if item is None:
                 continue
@@ -966,10 +1009,12 @@ class ReviewWidget(QWidget):
             layer.data = _layers.markers_data(self._markers, layer.ndim)
         layer.features = style["features"]
         if len(self._markers):
+            # a label changes the colour and the text only; dye fill and widths follow
+            # the markers, which move only when a death is added or removed
             layer.border_color = style["border_color"]
-            layer.face_color = style["face_color"]
-            layer.border_width = style["border_width"]
-        layer.refresh()
+            if moved:
+                layer.face_color = style["face_color"]
+                layer.border_width = style["border_width"]
 
     # -- missed deaths --------------------------------------------------------
 
@@ -1058,8 +1103,7 @@ class ReviewWidget(QWidget):
             return
         plan, model_path = outcome
         result = review.apply_calls(plan, model_path)
-        self._strips.clear()
-        self._fill_table(select=self.current_event)
+        self._update_calls()
         self._update_layer()
         self._autosave()
         session(self.viewer).set_classifier(model_path, origin=f"retrained on {review.folder.name}")
