@@ -63,8 +63,9 @@ FADE_FRAMES = 5
 ONSET_ALPHA = 0.45
 #: opacity of the last faded marker after death
 FADED_ALPHA = 0.2
-#: fill of a marker once the cell has taken up the dead-cell dye (dye_frame on)
-DYE_FILL = (1.0, 0.2, 1.0, 0.22)
+#: fill of a marker once the cell has taken up the dead-cell dye (dye_frame on): a faint
+#: veil, so that the cell stays visible through it
+DYE_FILL = (1.0, 0.25, 1.0, 0.10)
 
 RESULT_TABLES = ("tracks", "events", "recruitment", "lineage")
 
@@ -478,7 +479,7 @@ def marker_style(events: pd.DataFrame, markers: pd.DataFrame) -> dict:
             "label": np.array(label, dtype=object),
         }
     )
-    width = np.where(offset == 0, 0.12, 0.07).astype(np.float32)
+    width = np.where(offset == 0, 0.09, 0.05).astype(np.float32)
     return {"features": features, "border_color": border, "face_color": face,
             "border_width": width}  # fmt: skip
 

@@ -238,6 +238,9 @@ class ReviewWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         for layer in list(self.viewer.layers):
             self._adopt(layer)
+        active = self.viewer.layers.selection.active
+        if _meta(active).get("kind") == "events":  # opened by napari's reader: not the rings
+            self.loader.select_image(_meta(active).get("results"))
         self._refresh_sources()
 
     # -- layout ---------------------------------------------------------------
@@ -309,9 +312,10 @@ class ReviewWidget(QWidget):
         self.splitter.setChildrenCollapsible(False)
         for w in (self.table, self.strip, self.plot):
             self.splitter.addWidget(w)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 4)
-        self.splitter.setStretchFactor(2, 2)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 6)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([180, 400, 120])
         layout.addWidget(self.splitter, stretch=1)
 
         buttons = QHBoxLayout()

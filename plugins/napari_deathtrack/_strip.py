@@ -29,7 +29,7 @@ from . import _lazy
 __all__ = ["CROP_FRAMES", "CROP_UM", "CropStrip", "RecruitmentPlot", "StripData", "compute_strip"]
 
 #: frames relative to the death frame shown in the crop strip
-CROP_FRAMES = (-8, -4, -2, -1, 0, 1, 2, 4, 8)
+CROP_FRAMES = (-8, -4, -1, 0, 1, 4, 8)
 #: side of every crop, µm (the same field whatever the pixel size)
 CROP_UM = 40.0
 #: layer colormaps as RGB tints of the crops
@@ -154,6 +154,26 @@ def compute_strip(
     return data
 
 
+def strip_layout(
+    n_frames: int, n_rows: int, width: float, height: float, header: float, gap: float
+) -> tuple[float, int]:
+    """Side of the crops and crops per line that make them largest in ``width × height``.
+
+    Each channel's crops wrap onto more lines when the strip is tall rather than wide
+    (drag the splitter: the crops grow).
+    """
+    best = (0.0, n_frames)
+    for per_line in range(n_frames, 0, -1):
+        lines = -(-n_frames // per_line) * n_rows
+        side = min(
+            (width - gap * (per_line - 1)) / per_line,
+            (height - lines * header - gap * (lines - 1)) / lines,
+        )
+        if side > best[0] + 0.5:
+            best = (side, per_line)
+    return max(best[0], 8.0), best[1]
+
+
 def _qimage(rgb: np.ndarray) -> QImage:
     h, w, _ = rgb.shape
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
@@ -172,7 +192,7 @@ class CropStrip(QWidget):
         super().__init__(parent)
         self.data: StripData | None = None
         self._images: list[tuple[str, list[QImage | None]]] = []
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setToolTip("Crops of the selected death over time; click one to show its frame")
@@ -214,30 +234,34 @@ class CropStrip(QWidget):
                 data.message or "no crops",
             )
             return
-        ncol, nrow = len(data.frames), len(self._images)
-        side = min(
-            (w - label_w - 6 - gap * (ncol - 1)) / ncol,
-            (h - title_h - header_h - 4 - gap * (nrow - 1)) / nrow,
+        side, per_line = strip_layout(
+            len(data.frames), len(self._images), w - label_w - 6, h - title_h - 4, header_h, gap
         )
-        side = max(side, 8.0)
-        painter.setFont(self._font(9.0))
-        for j, text in enumerate(data.headers):
-            x = label_w + j * (side + gap)
-            painter.setPen(QColor("#ffffff") if CROP_FRAMES[j] == 0 else LIGHT)
-            painter.drawText(QRectF(x, title_h, side, header_h), Qt.AlignmentFlag.AlignCenter, text)
+        lines = -(-len(data.frames) // per_line)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         for r, (role, images) in enumerate(self._images):
-            y = title_h + header_h + r * (side + gap)
+            y_role = title_h + r * lines * (side + header_h + gap)
             painter.setPen(LIGHT)
             painter.setFont(self._font(9.5))
             painter.drawText(
-                QRectF(0, y, label_w - 4, side),
+                QRectF(
+                    0, y_role + header_h, label_w - 4, lines * (side + header_h + gap) - header_h
+                ),
                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                 role,
             )
+            painter.setFont(self._font(9.0))
             for j, image in enumerate(images):
-                x = label_w + j * (side + gap)
-                rect = QRectF(x, y, side, side)
+                line, col_ = divmod(j, per_line)
+                x = label_w + col_ * (side + gap)
+                y = y_role + line * (side + header_h + gap)
+                painter.setPen(QColor("#ffffff") if CROP_FRAMES[j] == 0 else LIGHT)
+                painter.drawText(
+                    QRectF(x - gap, y, side + 2 * gap, header_h),
+                    Qt.AlignmentFlag.AlignCenter,
+                    data.headers[j],
+                )
+                rect = QRectF(x, y + header_h, side, side)
                 self._cells.append((rect, data.frames[j]))
                 if image is None:
                     painter.fillRect(rect, QColor("#1b1d22"))
@@ -318,14 +342,18 @@ class RecruitmentPlot(QWidget):
         for xv in (xmin, 0.0, xmax):
             if xmin <= xv <= xmax:
                 p = px(xv, 0)
+                # the end ticks stay inside the widget
+                tick_x = min(max(p.x() - 30, 2.0), self.width() - 62.0)
                 painter.drawText(
-                    QRectF(p.x() - 30, top + h + 2, 60, 16),
+                    QRectF(tick_x, top + h + 2, 60, 16),
                     Qt.AlignmentFlag.AlignCenter,
                     f"{xv:+.0f}" if xv else "0",
                 )
+        # the unit between the "0" and the last tick, clear of both
+        x0, x1 = px(max(0.0, xmin), 0).x() + 20, px(xmax, 0).x() - 30
         painter.drawText(
-            QRectF(left, top + h + 2, w, 18),
-            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            QRectF(x0, top + h + 2, max(x1 - x0, 10), 16),
+            Qt.AlignmentFlag.AlignCenter,
             f"{data.curve_unit} from death",
         )
         # death line
