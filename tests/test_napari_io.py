@@ -455,3 +455,43 @@ def test_reviews_are_carried_over_to_the_events_of_a_re_run(results):
     lost = pd.read_csv(results / "reviews_unmatched.csv")
     assert lost[col.EVENT_ID].tolist() == [ids[2]]
     assert missed not in lost[col.EVENT_ID].tolist()
+
+
+def test_labels_cleared_and_added_deaths_are_undone_and_redone(results):
+    review = EventReview(results)
+    first, second = review.event_ids()[:2]
+    review.set_review(first, "necroptotic", reviewer="ada")
+    review.set_review(first, "apoptotic", reviewer="ada")
+    review.clear_review(first)
+    added = review.add_missed(5, 20.0, 30.0, reviewer="ada")
+    review.set_review(second, "not_death", reviewer="ada")
+    n = len(review)
+    assert review.undo() == second and pd.isna(review.event(second)["reviewed_mode"])
+    assert review.undo() == added and len(review) == n - 1
+    assert review.undo() == first and review.event(first)["reviewed_mode"] == "apoptotic"
+    assert review.undo() == first and review.event(first)["reviewed_mode"] == "necroptotic"
+    assert review.redo() == first and review.event(first)["reviewed_mode"] == "apoptotic"
+    assert review.redo() == first and pd.isna(review.event(first)["reviewed_mode"])
+    assert review.redo() == added and review.event(added)["reviewed_mode"] == "uncertain"
+    assert review.can_redo
+    review.set_review(first, "uncertain", reviewer="ada")  # a new edit drops the redo stack
+    assert not review.can_redo
+    review.save()
+    saved = pd.read_csv(results / "events.csv")
+    assert len(saved) == n and saved.iloc[-1][col.EVENT_ID] == added
+
+
+def test_fit_retrain_leaves_the_table_alone(results):
+    from napari_deathtrack._review_model import fit_retrain
+
+    review = EventReview(results)
+    auto = review.events[col.MODE].tolist()
+    if min(auto.count(col.APOPTOTIC), auto.count(col.NECROPTOTIC)) < 3:
+        pytest.skip("the demo run has fewer than 3 calls of a mode")
+    for event_id, mode in zip(review.event_ids(), auto):
+        review.set_review(event_id, mode, reviewer="ada")
+    before = review.events.copy()
+    plan = fit_retrain(review.events, review.uncertain_margin())
+    pd.testing.assert_frame_equal(review.events, before)
+    assert len(plan.p_necroptotic) == len(plan.event_ids) == len(auto)
+    assert set(plan.modes) <= {col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN}

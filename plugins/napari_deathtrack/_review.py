@@ -107,8 +107,18 @@ def _blank(value) -> bool:
         return False
 
 
+def _set_style(widget: QWidget, style: str) -> None:
+    """Set a style sheet only when it changes (each call restyles the widget: ms)."""
+    if widget.styleSheet() != style:
+        widget.setStyleSheet(style)
+
+
 def _meta(layer) -> dict:
     return (getattr(layer, "metadata", None) or {}).get("deathtrack") or {}
+
+
+#: flags of a table cell: selectable, not editable (made once: enum arithmetic is slow)
+ITEM_FLAGS = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
 
 
 class _Item(QTableWidgetItem):
@@ -117,7 +127,7 @@ class _Item(QTableWidgetItem):
     def __init__(self, text: str, key: Any):
         super().__init__(text)
         self.sort_key = key
-        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
+        self.setFlags(ITEM_FLAGS)
 
     def __lt__(self, other) -> bool:
         a, b = self.sort_key, getattr(other, "sort_key", None)
@@ -226,6 +236,7 @@ class ReviewWidget(QWidget):
         self.save_error: str | None = None
         self._adding = False
         self._follow_pending = False
+        self._layer_update_pending = False
         self.loader = ResultsLoader(napari_viewer, self)
         self.loader.failed.connect(lambda text: self.show_message(text, error=True))
         self._build()
@@ -384,7 +395,7 @@ class ReviewWidget(QWidget):
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status.setText(text)
-        self.status.setStyleSheet(ERROR_STYLE if error else "")
+        _set_style(self.status, ERROR_STYLE if error else "")
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -654,13 +665,14 @@ class ReviewWidget(QWidget):
             return
         ev = self.review.event(event_id).to_dict()
         self.jump_to(ev)
-        QTimer.singleShot(0, functools.partial(self._show_and_prepare, event_id))
+        # in the same turn: the canvas and the strip are drawn in one window update (with
+        # software OpenGL each update of the window costs tens of ms, whatever changed)
+        self._show_strip(ev)
+        QTimer.singleShot(0, functools.partial(self._prepare_later, event_id))
 
-    def _show_and_prepare(self, event_id: int) -> None:
-        if event_id != self.current_event or self.review is None:
-            return
-        self._show_strip(self.review.event(event_id).to_dict())
-        self._prepare_neighbours()
+    def _prepare_later(self, event_id: int) -> None:
+        if event_id == self.current_event and self.review is not None:
+            self._prepare_neighbours()
 
     # -- navigation -----------------------------------------------------------
 
@@ -877,7 +889,7 @@ class ReviewWidget(QWidget):
 
     def _after_edit(self, event_id: int, text: str) -> None:
         self._update_row(event_id)
-        self._update_layer()
+        self._schedule_layer_update()
         self._autosave()
         self._update_undo_buttons()
         counts = self.review.review_counts()
@@ -964,7 +976,7 @@ class ReviewWidget(QWidget):
 
     def _set_save_state(self, text: str, *, error: bool = False) -> None:
         self.save_state.setText(text)
-        self.save_state.setStyleSheet(ERROR_STYLE if error else "color: #9a9a9a;")
+        _set_style(self.save_state, ERROR_STYLE if error else "color: #9a9a9a;")
 
     # -- the deaths layer -----------------------------------------------------
 
@@ -987,8 +999,21 @@ class ReviewWidget(QWidget):
             }
         )
 
+    def _schedule_layer_update(self) -> None:
+        """Recolour the markers in the next turn, with the jump to the next death: the
+        canvas is then drawn once for both."""
+        if not self._layer_update_pending:
+            self._layer_update_pending = True
+            QTimer.singleShot(0, self._flush_layer_update)
+
+    def _flush_layer_update(self) -> None:
+        if self._layer_update_pending:
+            self._layer_update_pending = False
+            self._update_layer()
+
     def _update_layer(self) -> None:
         """Recolour (and after an added or removed death, re-place) the markers."""
+        self._layer_update_pending = False
         layer, review = self.layer, self.review
         if review is None or layer is None or layer not in self.viewer.layers:
             return
