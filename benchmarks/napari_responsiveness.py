@@ -484,6 +484,22 @@ def write_results(path: Path, png: Path, rows: list[dict], info: dict, n_events:
             f"{r['p95_block']:.0f} | {r['median_block']:.0f} | {r['longest_cpu']:.0f} / "
             f"{r['p95_cpu']:.0f} | {plugin} | {_verdict(r)} |"
         )
+    alone = next((r for r in rows if r["phase"].startswith("napari alone")), None)
+    if alone is not None:
+        lines += [
+            "",
+            "How to read it: *napari alone* changes frames with no plugin code running "
+            f"(the same layers, frames already in memory): its longest block, "
+            f"{alone['longest_block']:.0f} ms (p95 {alone['p95_block']:.0f} ms, median "
+            f"{alone['median_block']:.0f} ms), is napari redrawing three 1024² channels "
+            "with software OpenGL (llvmpipe) under Xvfb on this machine, the floor under "
+            "every step and label. The *longest plugin call* column is the longest "
+            "single call of the plugin's own code on the GUI thread in each phase (for "
+            "adding and opening results it includes napari's `add_layer`, which the "
+            "plugin calls one layer per event-loop turn); the rest of a block is napari "
+            "drawing, Python's garbage collector and other processes on the machine "
+            "(the CPU column counts only the GUI thread's own CPU time).",
+        ]
     lines += [
         "",
         f"![the review after the benchmark]({png.name})",

@@ -688,6 +688,19 @@ def test_two_results_folders_of_the_same_name_stay_apart(make_napari_viewer, qtb
     assert labels == ["demo", "second run/demo"]
 
 
+def test_a_loaded_session_is_frozen_for_the_gc_and_thawed_when_a_layer_goes(
+    make_napari_viewer, qtbot, results
+):
+    import gc
+
+    viewer, _widget = _open_review(make_napari_viewer, qtbot, results)
+    # full collections skip the session's objects while a folder is reviewed
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10_000)
+    viewer.layers.remove("deaths (demo)")
+    # the removed layer's reference cycles can be collected again
+    assert gc.get_freeze_count() == 0
+
+
 def test_with_both_panels_docked_the_analyze_form_is_not_squeezed(
     make_napari_viewer, qtbot, results
 ):

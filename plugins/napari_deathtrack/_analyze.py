@@ -48,7 +48,7 @@ from ._docking import raise_panel, tabify_with_siblings
 from ._loader import ResultsLoader
 from ._params import Param, config_value, main_parameters
 from ._session import session
-from ._workarounds import watch_activity_indicator
+from ._workarounds import thaw, watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -169,6 +169,7 @@ class AnalyzeWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         self._refresh_sources()
         watch_activity_indicator(napari_viewer)
+        self.destroyed.connect(_thaw)  # nothing stays frozen when the panel is gone
 
     # -- layout ---------------------------------------------------------------
 
@@ -690,6 +691,10 @@ class AnalyzeWidget(QWidget):
 
 
 _CANCELLED = object()
+
+
+def _thaw(*_: Any) -> None:
+    thaw()
 
 
 def _stem(path: Path) -> str:

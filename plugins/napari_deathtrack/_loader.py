@@ -17,7 +17,7 @@ from pathlib import Path
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from . import _layers
-from ._workarounds import warm_text_glyphs
+from ._workarounds import freeze_long_lived, thaw, warm_text_glyphs
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +98,11 @@ class ResultsLoader(QObject):
         self._queue: list = []
         self._folder: str | None = None
         self._on_done: Callable | None = None
+        self._finishing = False  # all layers in, the image not made active yet
 
     @property
     def busy(self) -> bool:
-        return self.worker is not None or bool(self._queue)
+        return self.worker is not None or bool(self._queue) or self._finishing
 
     def load(self, folder: str | Path, on_done: Callable[[str], None] | None = None) -> bool:
         """Start adding (or replacing) the layers of ``folder``; False if it is not one."""
@@ -141,21 +142,26 @@ class ResultsLoader(QObject):
         if not self._queue:
             return
         action, layer = self._queue.pop(0)
+        self._finishing = not self._queue  # busy until _done has made an image active
         if action == "remove":
             if layer in self.viewer.layers:
+                thaw()  # the removed layer's reference cycles are collected again
                 self.viewer.layers.remove(layer)
         else:
             if _meta(layer).get("kind") == "events":
                 make_read_only(layer)
             self.viewer.add_layer(layer)
         if self._queue:
-            QTimer.singleShot(0, self._next)
+            # a short pause: napari draws the layer just added before the next one comes
+            QTimer.singleShot(10, self._next)
         else:
             QTimer.singleShot(0, self._done)
 
     def _done(self) -> None:
         folder = self._folder
         self.select_image(folder)
+        self._finishing = False
+        freeze_long_lived()  # the session's objects are in: full GCs skip them
         if self._on_done is not None:
             self._on_done(folder)
         self.finished.emit(folder)

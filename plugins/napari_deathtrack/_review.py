@@ -67,7 +67,7 @@ from ._loader import ResultsLoader, make_read_only
 from ._review_model import EventReview, ReviewError, default_reviewer
 from ._session import session
 from ._strip import CropStrip, RecruitmentPlot, StripData, StripRow, compute_strip
-from ._workarounds import warm_text_glyphs, watch_activity_indicator
+from ._workarounds import freeze_long_lived, thaw, warm_text_glyphs, watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -162,7 +162,8 @@ class _EventTable(QTableWidget):
 
 
 def _release(viewer_ref) -> None:
-    """The panel is gone: its keys stop acting on deathtrack's layers."""
+    """The panel is gone: its keys stop acting on deathtrack's layers; nothing stays frozen."""
+    thaw()
     viewer = viewer_ref()
     if viewer is None:
         return
@@ -246,7 +247,7 @@ class ReviewWidget(QWidget):
         _keys.set_panel(napari_viewer, self)
         self.destroyed.connect(functools.partial(_release, weakref.ref(napari_viewer)))
         self.viewer.layers.events.inserted.connect(self._on_inserted)
-        self.viewer.layers.events.removed.connect(self._refresh_sources)
+        self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in list(self.viewer.layers):
             self._adopt(layer)
         active = self.viewer.layers.selection.active
@@ -428,6 +429,11 @@ class ReviewWidget(QWidget):
             QTimer.singleShot(0, functools.partial(self.loader.select_image, folder))
         self._refresh_sources()
 
+    def _on_removed(self, event) -> None:
+        if _meta(event.value):
+            thaw()  # collect the removed layer's reference cycles (see _workarounds)
+        self._refresh_sources()
+
     def _events_layers(self) -> list:
         return [
             layer
@@ -519,6 +525,7 @@ class ReviewWidget(QWidget):
             return  # another folder was chosen meanwhile
         self.review, self.has_recruitment, self._recruitment = loaded
         self._markers = None
+        freeze_long_lived()
         self._fill_table()
         self._update_undo_buttons()
         n = len(self.review)
@@ -689,9 +696,10 @@ class ReviewWidget(QWidget):
         camera = _camera(self.viewer)
         canvas = getattr(self.viewer, "canvas", None)
         size = getattr(canvas, "size", None)
-        camera.center = (float(world[1]), float(world[2]))
+        view = {"center": (float(world[1]), float(world[2]))}
         if size is not None:
-            camera.zoom = float(min(size)) / self.field_um
+            view["zoom"] = float(min(size)) / self.field_um
+        camera.update(view)  # one camera update, not one per attribute
 
     def _show_frame(self, frame: int) -> None:
         if self.viewer.dims.ndim >= 3:

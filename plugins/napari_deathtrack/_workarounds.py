@@ -1,4 +1,4 @@
-"""Work around napari 0.9 behaviour that blocks the GUI thread for nothing.
+"""Work around napari 0.9 (and CPython) behaviour that blocks the GUI thread for nothing.
 
 After ``viewer.open`` (any file, any reader) napari 0.9.2 leaves its
 *in progress…* GIF in the status bar spinning: the bar's ``destroyed`` handler
@@ -20,7 +20,7 @@ from qtpy.QtCore import QTimer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["warm_text_glyphs", "watch_activity_indicator"]
+__all__ = ["freeze_long_lived", "thaw", "warm_text_glyphs", "watch_activity_indicator"]
 
 _watched: weakref.WeakSet = weakref.WeakSet()
 
@@ -90,3 +90,28 @@ def warm_text_glyphs(viewer, text: str) -> None:
                 return
 
     QTimer.singleShot(0, next_glyph)
+
+
+def freeze_long_lived() -> None:
+    """Exempt the objects alive now from Python's full garbage collections (``gc.freeze``).
+
+    A napari session with a results folder holds some 400 000 objects tracked by the
+    garbage collector; every full collection walks all of them, about 200 ms on the
+    GUI thread, and allocations (a key press, a crop) set one off every few seconds of
+    review. Once a results folder is in, its objects, napari's and Qt's live for the
+    session: frozen, they are no longer walked, and the collections of the review take
+    ~10 ms. Frozen objects are still freed by reference counting; only reference
+    cycles among them wait, until :func:`thaw` (called when a deathtrack layer is
+    removed, so removed layers are collected as before).
+    """
+    import gc
+
+    gc.freeze()
+
+
+def thaw() -> None:
+    """Give frozen objects back to the garbage collector (see :func:`freeze_long_lived`)."""
+    import gc
+
+    if gc.get_freeze_count():
+        gc.unfreeze()
