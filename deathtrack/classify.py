@@ -37,7 +37,7 @@ __all__ = [
     "train_classifier",
 ]
 
-#: event columns the model uses (``dye_lag_frames`` may be NaN: no dye, or dye not seen)
+#: event columns the model uses (``dye_lag_min`` may be NaN: no dye, or dye not seen)
 FEATURES = [
     "area_ratio_before",
     "area_ratio_min",
@@ -46,7 +46,7 @@ FEATURES = [
     "circularity_change",
     "solidity_min_after",
     "fragments_max_after",
-    "dye_lag_frames",
+    "dye_lag_min",
 ]
 FORMAT = "deathtrack-classifier"
 REVIEWED = "reviewed_mode"
@@ -150,8 +150,29 @@ def save_model(model: ClassifierModel, path: str | Path) -> Path:
     return path
 
 
+def _numbers(path: Path, key: str, value, n: int | None) -> list[float]:
+    """``value`` as a list of finite numbers (of length ``n``), or a ConfigError naming it."""
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        want = f"a list of {n} numbers (one per feature)" if n is not None else "a list"
+        raise ConfigError(f"{path}: malformed classifier: {key!r} must be {want}, got {value!r}")
+    out = []
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(
+                f"{path}: malformed classifier: {key}[{i}] = {v!r} is not a finite number; "
+                "re-train it with `deathtrack train`"
+            )
+        out.append(float(v))
+    return out
+
+
 def load_model(path: str | Path) -> ClassifierModel:
-    """Read a model written by :func:`save_model`; anything else is refused with a reason."""
+    """Read a model written by :func:`save_model`; anything else is refused with a reason.
+
+    Every field is checked: the features are known event columns, ``fill``,
+    ``mean``, ``scale`` and ``coef`` are finite numbers, one per feature, and
+    every ``scale`` is positive (a zero scale would make every p undefined).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: classifier model not found")
@@ -165,11 +186,34 @@ def load_model(path: str | Path) -> ClassifierModel:
         model = ClassifierModel(**data)
     except TypeError as err:
         raise ConfigError(f"{path}: malformed classifier ({err})") from None
-    n = len(model.features)
-    if any(len(v) != n for v in (model.fill, model.mean, model.scale, model.coef)) or not all(
-        math.isfinite(v) for v in (*model.coef, *model.mean, *model.scale, model.intercept)
+    features = model.features
+    if (
+        not isinstance(features, list)
+        or not features
+        or not all(isinstance(f, str) for f in features)
+        or len(set(features)) != len(features)
     ):
-        raise ConfigError(f"{path}: malformed classifier (lengths or values do not fit)")
+        raise ConfigError(
+            f"{path}: malformed classifier: 'features' must be a list of distinct event "
+            f"column names, got {features!r}"
+        )
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown:
+        raise ConfigError(
+            f"{path}: malformed classifier: unknown feature(s) {unknown}; known: {FEATURES}"
+        )
+    n = len(features)
+    model.fill = _numbers(path, "fill", model.fill, n)
+    model.mean = _numbers(path, "mean", model.mean, n)
+    model.scale = _numbers(path, "scale", model.scale, n)
+    model.coef = _numbers(path, "coef", model.coef, n)
+    (model.intercept,) = _numbers(path, "intercept", [model.intercept], 1)
+    bad = [f for f, sc in zip(features, model.scale) if sc <= 0]
+    if bad:
+        raise ConfigError(
+            f"{path}: malformed classifier: the scale of {bad} is not positive, which makes "
+            "every p_necroptotic undefined; re-train it with `deathtrack train`"
+        )
     return model
 
 

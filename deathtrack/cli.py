@@ -2,16 +2,24 @@
 
 Heavy modules are imported inside the commands, so ``deathtrack --help``
 returns at once. A user mistake (missing file, bad channel, bad config key)
-prints one clear message and exits with status 2, without a traceback.
+prints one clear message and exits with status 2, without a traceback (the
+log file keeps tracebacks). Exit statuses: 0 all done; 1 some stacks of a
+batch failed (or an unexpected error); 2 a usage or input error, or every
+stack failed; 130 Ctrl-C; 143 SIGTERM (finished outputs and ``summary.csv``
+are kept either way).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import json
 import logging
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 import click
@@ -25,21 +33,78 @@ SAMPLE_DIR = Path(str(importlib.resources.files("deathtrack") / "sample_data"))
 DEMO_STACK = SAMPLE_DIR / "demo.ome.tif"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``timeout``, ``kill`` and SLURM send), handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While a command runs, SIGTERM stops it the way Ctrl-C does: the summary is written,
+    finished outputs are kept, the exit status is 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _friendly_errors(func):
-    """Turn user errors into a message and exit status 2; Ctrl-C into status 130."""
+    """Turn user errors into one line and exit status 2; Ctrl-C into status 130, SIGTERM
+    into 143; anything else into one line and status 1 (its traceback goes to the log)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return func(*args, **kwargs)
         except DeathtrackError as err:
             click.echo(f"deathtrack: error: {err}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("deathtrack: interrupted; finished outputs are kept.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as err:
+            what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            click.echo(f"deathtrack: {what}; finished outputs are kept.", err=True)
+            sys.exit(143 if isinstance(err, Terminated) else 130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as err:
+            logger.error(
+                "unexpected error\n%s", traceback.format_exc(), extra={"deathtrack_console": False}
+            )
+            click.echo(
+                f"deathtrack: error: unexpected {type(err).__name__}: {err} (a bug, please "
+                "report it; the log file or -vv shows the details)",
+                err=True,
+            )
+            sys.exit(1)
 
     return wrapper
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """One line per record on the terminal: the first line of the message, no traceback
+    (the log file keeps both); everything with -vv."""
+
+    def __init__(self, full: bool):
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.full = full
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.full:
+            return super().format(record)
+        first = record.getMessage().split("\n", 1)[0]
+        return f"{record.levelname} {record.name}: {first}"
+
+
+def _console_record(record: logging.LogRecord) -> bool:
+    # a batch's per-stack failures are printed by the command itself, once
+    return getattr(record, "deathtrack_console", True)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -48,7 +113,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.DEBUG if verbose > 1 else logging.INFO if verbose and not quiet else logging.WARNING
     )
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_ConsoleFormatter(full=verbose > 1))
+    handler.addFilter(_console_record)
     handler.setLevel(level)
     root = logging.getLogger("deathtrack")
     for old in root.handlers:
@@ -75,11 +141,20 @@ def _parse_channels(values: tuple[str, ...]) -> dict[str, int | str]:
                 param_hint="--channel",
             )
         ch = ch.strip()
-        out[role] = int(ch) if ch.isdigit() else ch
+        value = int(ch) if ch.isdigit() else ch
+        if role in out and out[role] != value:
+            raise click.BadParameter(
+                f"role {role!r} is given twice ({role}={out[role]} and {item}); give each role "
+                "once",
+                param_hint="--channel",
+            )
+        out[role] = value
     return out
 
 
-def _build_config(config_file, channels, pixel_size, interval, z_step, axes, overrides):
+def _build_config(
+    config_file, channels, pixel_size, interval, z_step, axes, overrides, force_calibration=False
+):
     from .config import PipelineConfig, apply_overrides, load_config
 
     cfg = load_config(config_file) if config_file else PipelineConfig()
@@ -92,6 +167,7 @@ def _build_config(config_file, channels, pixel_size, interval, z_step, axes, ove
         ("input.interval_s", interval),
         ("input.z_step_um", z_step),
         ("input.axes", axes),
+        ("input.force_calibration", True if force_calibration else None),
     ):
         if value is not None:
             flat[key] = value
@@ -183,12 +259,35 @@ def _format_info(data: dict) -> str:
     cal = data.get("calibration", {})
     src = cal.get("source", {}) or {}
 
+    notes = cal.get("notes", {}) or {}
+
     def fmt(key, unit, flag):
         value = cal.get(key)
         if value is None:
-            return f"unknown (pass {flag})"
+            said = f"; {notes[key]}" if key in notes else ""
+            return f"unknown (pass {flag}{said})"
         origin = src.get(key)
         return f"{value:g} {unit}" + (f"  [{origin}]" if origin else "")
+
+    from .io import INTERVAL_RANGE_S, PIXEL_SIZE_RANGE_UM
+
+    checks = []
+    px, py = cal.get("pixel_size_um"), cal.get("pixel_size_y_um")
+    for key, what, unit, (lo, hi) in (
+        ("pixel_size_um", "pixel size", "µm", PIXEL_SIZE_RANGE_UM),
+        ("interval_s", "interval", "s", INTERVAL_RANGE_S),
+    ):
+        v = cal.get(key)
+        if v is not None and not lo <= v <= hi:
+            checks.append(
+                f"{what} {v:g} {unit} is outside the plausible {lo:g}-{hi:g} {unit}: `run` "
+                "refuses it unless --force-calibration"
+            )
+    if px is not None and py is not None and abs(px - py) > 0.01 * max(px, py):
+        checks.append(
+            f"pixels are not square ({py:g} µm along Y, {px:g} µm along X): `run` refuses them; "
+            "resample the stack, or pass --pixel-size if the metadata is wrong"
+        )
 
     lines = [
         f"file:        {data.get('path')}",
@@ -210,6 +309,8 @@ def _format_info(data: dict) -> str:
     for i, name in enumerate(data.get("channel_names", [])):
         role = ", ".join(by_index.get(i, [])) or "-"
         lines.append(f"  {i}: {name:<20} role: {role}")
+    for w in [*checks, *(data.get("warnings") or [])]:
+        lines.append(f"warning:     {w}")
     return "\n".join(lines)
 
 
@@ -319,6 +420,12 @@ def simulate(out, config_file, preset, seed, name, overrides, show_config):
     "see the README for a laptop or a SLURM cluster.",
 )
 @click.option("--force", is_flag=True, help="Redo stacks whose results are already complete.")
+@click.option(
+    "--force-calibration",
+    is_flag=True,
+    help="Analyse stacks whose pixel size is outside 0.01-50 µm or whose frame interval is "
+    "outside 0.1 s - 1 day (input.force_calibration); refused otherwise.",
+)
 @click.option("--no-report", is_flag=True, help="Do not write report.html files.")
 @click.option(
     "--log-file",
@@ -341,6 +448,7 @@ def run(
     workers,
     scheduler,
     force,
+    force_calibration,
     no_report,
     log_file,
 ):
@@ -349,13 +457,17 @@ def run(
     STACK may be a file, a quoted glob ('plate1/*.ome.tif') or a folder (its
     stacks, or one stack if it holds numbered frames). Stacks whose results are
     complete for the same input and config are skipped, so re-running after an
-    interruption resumes. DIR/summary.csv has one row per stack (ok / failed,
-    and why); the exit status is 1 when some stacks failed, 2 when all did.
+    interruption resumes. DIR/summary.csv has one row per stack folder in DIR
+    (ok / failed, and why); the exit status is 1 when some stacks of this run
+    failed, 2 when all did; 130 after Ctrl-C, 143 after SIGTERM.
     """
     from .batch import run_batch
+    from .io import ensure_folder
 
-    cfg = _build_config(config_file, channels, pixel_size, interval, z_step, axes, overrides)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = _build_config(
+        config_file, channels, pixel_size, interval, z_step, axes, overrides, force_calibration
+    )
+    ensure_folder(out_dir, "--out folder")
     _add_log_file(log_file or out_dir / "deathtrack.log")
     progress = click.get_current_context().obj["progress"]
     try:
@@ -370,20 +482,57 @@ def run(
             export_ctc=export_ctc,
             report=not no_report,
         )
+    except KeyboardInterrupt as err:
+        done = getattr(err, "batch_result", None)
+        if done is not None:
+            _echo_rows(done.summary)
+            click.echo(f"summary: {done.files['summary']}")
+        raise
     finally:
         _close_log_file()
-    summary = result.summary
-    for row in summary.itertuples(index=False):
-        if row.status == "ok":
-            note = " (complete already: skipped; --force redoes it)" if row.skipped else ""
-            click.echo(f"{row.stack}: wrote {row.out_dir}{note}")
-        else:
-            click.echo(f"deathtrack: error: {row.reason}", err=True)
+    summary = result.this_run
+    _echo_rows(result.summary)
     click.echo(f"summary: {result.files['summary']}")
     failed = result.n_failed
     if failed:
-        click.echo(f"deathtrack: {failed} of {len(summary)} stack(s) failed", err=True)
+        if len(summary) > 1:
+            click.echo(f"deathtrack: {failed} of {len(summary)} stack(s) failed", err=True)
         sys.exit(1 if failed < len(summary) else 2)
+
+
+def _echo_rows(summary) -> None:
+    """The lines a batch prints: one per stack of this run, a note on the other folders."""
+    ours = summary["in_this_run"].astype(bool)
+    for row in summary[ours].to_dict("records"):
+        if row["status"] == "ok":
+            note = " (complete already: skipped; --force redoes it)" if row["skipped"] else ""
+            click.echo(f"{row['stack']}: wrote {row['out_dir']}{note}")
+        elif row["status"] == "not run":
+            continue
+        else:
+            click.echo(f"deathtrack: error: {row['reason']}", err=True)
+    not_run = summary[ours & (summary["status"] == "not run")]
+    if len(not_run):
+        click.echo(
+            f"deathtrack: {len(not_run)} stack(s) not run (interrupted): run the same command "
+            "again to resume",
+            err=True,
+        )
+    others = summary[~ours]
+    if len(others):
+        n_ok = int((others["status"] == "ok").sum())
+        click.echo(
+            f"summary: also {len(others)} other stack folder(s) in the results folder "
+            f"({n_ok} complete, from earlier runs: column run_id)"
+        )
+    flagged = summary[(summary["status"] == "ok") & (summary["note"].astype(str) != "")]
+    if len(flagged):
+        click.echo(
+            f"deathtrack: note: {len(flagged)} stack(s) analysed with another config "
+            f"({', '.join(map(str, flagged['stem'][:5]))}) are left out of the pooled "
+            "statistics (summary.csv, column note)",
+            err=True,
+        )
 
 
 def _close_log_file() -> None:
@@ -394,7 +543,15 @@ def _close_log_file() -> None:
 
 
 def _add_log_file(path: Path) -> None:
-    handler = logging.FileHandler(path, encoding="utf-8")
+    from .errors import OutputError
+
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as err:
+        raise OutputError(
+            f"{path}: cannot write the log file ({err.strerror or err}); pass --log-file with "
+            "a path you can write to"
+        ) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     _close_log_file()
@@ -475,9 +632,23 @@ def train(events, out_path, label_column):
     for path in events:
         if not path.is_file():
             raise StackNotFoundError(f"{path}: no such events file")
-        tables.append(pd.read_csv(path))
+        try:
+            tables.append(pd.read_csv(path))
+        except (UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
+            raise DeathtrackError(
+                f"{path}: not an events table (CSV): {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}; give the events.csv files of "
+                "deathtrack results folders"
+            ) from None
     model = train_classifier(tables, label_column=label_column)
-    save_model(model, out_path)
+    try:
+        save_model(model, out_path)
+    except OSError as err:
+        from .errors import OutputError
+
+        raise OutputError(
+            f"{out_path}: cannot write the model ({err.strerror or err}); choose another --out"
+        ) from None
     click.echo(f"wrote {out_path} (trained on {model.n_train})")
 
 

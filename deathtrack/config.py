@@ -45,6 +45,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "frames_for",
     "load_config",
     "read_toml",
     "save_config",
@@ -53,19 +54,45 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-AXES_RULE = "must use each of the letters T, C, Z, Y, X at most once and end with YX, e.g. TCYX"
+AXES_RULE = (
+    "must use each of the letters T, C, Z, Y, X at most once and include Y and then X, e.g. "
+    "TCYX (an RGB movie, colour last: TYXC)"
+)
+
+
+def frames_for(minutes: float, interval_s: float, *, at_least: int = 1) -> int:
+    """Whole frames spanning ``minutes`` at a frame interval of ``interval_s`` seconds, and
+    no fewer than ``at_least``: every duration in the config is in minutes, so the same
+    config means the same biology at any frame rate."""
+    if not interval_s > 0:
+        raise ValueError(f"`interval_s` must be > 0, got {interval_s}")
+    return max(int(at_least), int(round(minutes * 60.0 / interval_s)))
 
 
 def valid_axes(axes: str) -> bool:
     """Whether ``axes`` names stack axes deathtrack understands (see :data:`AXES_RULE`)."""
     a = axes.upper()
-    return not (set(a) - set("TCZYX")) and len(set(a)) == len(a) and a.endswith("YX")
+    return (
+        not (set(a) - set("TCZYX"))
+        and len(set(a)) == len(a)
+        and {"Y", "X"} <= set(a)
+        and a.index("Y") < a.index("X")
+    )
+
+
+#: hard bounds of a calibration value (even with ``input.force_calibration``): beyond
+#: them lengths and areas in µm overflow or vanish in floating point
+PIXEL_SIZE_HARD_UM = (1e-4, 1e4)
+INTERVAL_HARD_S = (1e-3, 1e7)
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are refused, assignments validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # inf and nan are refused everywhere: no parameter means anything at infinity
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 class InputConfig(Section):
@@ -80,13 +107,28 @@ class InputConfig(Section):
         ),
     )
     pixel_size_um: float | None = Field(
-        None, gt=0, description="Pixel size in µm; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Pixel size in µm; overrides the file's metadata (X and Y).",
     )
     interval_s: float | None = Field(
-        None, gt=0, description="Frame interval in seconds; overrides the file's metadata."
+        None,
+        gt=0,
+        le=INTERVAL_HARD_S[1],
+        description="Frame interval in seconds; overrides the file's metadata.",
     )
     z_step_um: float | None = Field(
-        None, gt=0, description="Z step in µm for 3D stacks; overrides the file's metadata."
+        None,
+        gt=0,
+        le=PIXEL_SIZE_HARD_UM[1],
+        description="Z step in µm for 3D stacks; overrides the file's metadata.",
+    )
+    force_calibration: bool = Field(
+        False,
+        description="Analyse a stack whose pixel size lies outside 0.01-50 µm or whose frame "
+        "interval lies outside 0.1 s - 1 day (refused otherwise: such values are nearly "
+        "always a metadata or unit mistake). The CLI flag is --force-calibration.",
     )
     axes: str | None = Field(
         None,
@@ -132,16 +174,33 @@ class PopulationSegmentConfig(Section):
         description="With method = 'labels': a label TIFF (T, Y, X) or a folder of per-frame "
         "label TIFFs (Cell Tracking Challenge layout).",
     )
-    smooth_sigma_um: float = Field(0.8, ge=0, description="Gaussian denoising sigma in µm.")
+    smooth_sigma_um: float = Field(
+        0.8,
+        ge=0,
+        le=100,
+        description="Gaussian denoising sigma (µm) of the image objects are found on.",
+    )
+    edge_sigma_um: float = Field(
+        0.4,
+        ge=0,
+        le=100,
+        description="Gaussian sigma (µm) of the image object edges are placed on: less than "
+        "smooth_sigma_um, so small objects (apoptotic bodies) keep their true size.",
+    )
     background_radius_um: float = Field(
-        25.0, ge=0, description="Scale of the background removed (µm); 0 keeps the background."
+        25.0,
+        ge=0,
+        le=1000,
+        description="Scale of the background removed (µm); 0 keeps the background.",
     )
     threshold: Literal["noise", "otsu", "li", "triangle"] = Field(
         "noise",
         description="'noise': background + noise_k × noise SD, measured in each frame (keeps "
         "faint ghosts, robust to photobleaching); or a histogram method per frame.",
     )
-    noise_k: float = Field(5.0, gt=0, description="Threshold in noise SDs above background.")
+    noise_k: float = Field(
+        5.0, gt=0, le=1000, description="Threshold in noise SDs above background."
+    )
     edge_fraction: float = Field(
         0.35,
         ge=0,
@@ -150,24 +209,42 @@ class PopulationSegmentConfig(Section):
         "plateau above background (0.5 = half maximum, the edge of a blurred uniform object; "
         "lower suits cells that thin out towards their edge); 0 uses the detection threshold.",
     )
-    min_area_um2: float = Field(6.0, ge=0, description="Smallest object kept, µm².")
-    max_area_um2: float = Field(5000.0, gt=0, description="Largest object kept, µm².")
+    min_area_um2: float = Field(
+        30.0,
+        ge=0,
+        le=1e6,
+        description="Smallest object kept, µm² (a 6 µm disc; debris is smaller; apoptotic "
+        "bodies count together, as the cluster they form).",
+    )
+    max_area_um2: float = Field(5000.0, gt=0, le=1e8, description="Largest object kept, µm².")
     split_touching: bool = Field(True, description="Split touching objects by watershed.")
-    seed_method: Literal["prominence", "spacing"] = Field(
+    seed_method: Literal["prominence", "spacing", "prominence+size"] = Field(
         "prominence",
         description="How touching objects are seeded: 'prominence' (a cell's middle stands "
-        "out above the neck it shares with its neighbour; suits cells) or 'spacing' (maxima "
-        "at least min_distance_um apart; suits small crowded cells).",
+        "out above the neck it shares with its neighbour; suits cells), 'spacing' (maxima "
+        "at least min_distance_um apart; suits small crowded cells) or 'prominence+size' "
+        "(prominence, then objects of more than 1.8 x the frame's typical area split by "
+        "spacing at their own size: cells of one size swarming without necks).",
     )
-    min_distance_um: float = Field(
+    min_distance_um: float | Literal["auto"] = Field(
         8.0,
-        gt=0,
-        description="With seed_method = 'spacing': smallest distance between the "
-        "centres of touching objects, µm.",
+        description="With seed_method = 'spacing': smallest distance between the centres of "
+        "touching objects, µm; 'auto': 1.2 x the radius of a typical object of the frame "
+        "(the lower quartile of the objects' sizes: most are single cells), so T cells and "
+        "macrophages are each split at their own size.",
     )
+
+    @field_validator("min_distance_um")
+    @classmethod
+    def _positive_distance(cls, value):
+        if value != "auto" and not 0 < value <= 1000:
+            raise ValueError(f"min_distance_um must be 'auto' or in (0, 1000] µm, got {value}")
+        return value
+
     seed_prominence_um: float = Field(
         0.35,
         gt=0,
+        le=1000,
         description="How much a cell's middle must stand out (distance to its edge, µm, "
         "weighted by brightness) above the neck it shares with a touching cell to be split "
         "from it; larger merges more.",
@@ -175,17 +252,20 @@ class PopulationSegmentConfig(Section):
     seed_noise_k: float = Field(
         2.0,
         ge=0,
+        le=1000,
         description="A seed must also stand this many noise SDs of the landscape above its "
         "neck (the frame's pixel noise carried through the brightness weighting, per object), "
         "so noisy frames are not split at random; 0 turns this off.",
     )
     dim_objects: bool = Field(
-        True,
-        description="Also look for large dim objects (the ghost of a ruptured necroptotic "
-        "cell) beside the bright ones, at a coarser scale.",
+        False,
+        description="Also look for large dim objects anywhere in the frame, at a coarser "
+        "scale. Off by default: in uneven background and in the glow of bright cells it "
+        "draws objects where there are none. Faint cells (ghosts of ruptured cells, swollen "
+        "cells whose reporter diluted) are found where a cell just was (carry_objects).",
     )
     dim_smooth_sigma_um: float = Field(
-        3.0, ge=0, description="Smoothing (µm) of the search for dim objects."
+        3.0, ge=0, le=100, description="Smoothing (µm) of the search for dim objects."
     )
     seed_shape_weight: float = Field(
         0.5,
@@ -200,18 +280,58 @@ class PopulationSegmentConfig(Section):
         "so fragments stay with the cell they came from.",
     )
     fragment_area_um2: float = Field(
-        60.0, ge=0, description="Pieces smaller than this (µm²) may be merged as fragments."
+        60.0, ge=0, le=1e6, description="Pieces smaller than this (µm²) may be merged as fragments."
     )
     fragment_gap_um: float = Field(
-        10.0, ge=0, description="Fragments closer than this (µm) to each other belong together."
+        10.0,
+        ge=0,
+        le=1000,
+        description="Fragments closer than this (µm) to each other belong together.",
     )
     bleb_max_fraction: float = Field(
         0.1,
         ge=0,
+        le=1e6,
         description="A cluster of pieces joins the one large object it touches (blebs of that "
         "cell) only when its area is below this fraction of that object's; a larger cluster "
         "(the apoptotic bodies of a dead cell beside a live neighbour) stays an object of its "
         "own.",
+    )
+
+    regrow_faint: bool = Field(
+        True,
+        description="Outline faint objects (a swollen cell whose reporter has diluted, a "
+        "ruptured cell's ghost) again at a coarser scale, where they stand out of the noise "
+        "as a whole, not only where their texture peaks.",
+    )
+    split_merged: bool = Field(
+        True,
+        description="Split an object that covers two cells which were separate in the "
+        "previous frame (cells do not fuse), along the seam between where each was; only "
+        "when the object has a neck or a dimmer seam.",
+    )
+    carry_objects: bool = Field(
+        True,
+        description="Where a cell of the previous frame finds no object (and is not at the "
+        "image edge), look for it there at a lower threshold relative to its surroundings: "
+        "the faint ghost of a ruptured cell, or a cell missed in one frame. Such objects "
+        "are marked `carried` in tracks.csv.",
+    )
+    carry_reach_um: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="How far beyond its previous outline (µm) a carried cell is looked for.",
+    )
+    carry_smooth_um: float = Field(
+        1.0, gt=0, le=100, description="Smoothing (µm) of the search for a carried cell."
+    )
+    carry_k: float = Field(
+        4.0,
+        gt=0,
+        le=1000,
+        description="A carried cell's pixels stand this many noise SDs (of the smoothed "
+        "image) above the median of its own surroundings.",
     )
 
     @model_validator(mode="after")
@@ -229,11 +349,13 @@ class PopulationSegmentConfig(Section):
 def _immune_segment_defaults() -> PopulationSegmentConfig:
     return PopulationSegmentConfig(
         dim_objects=False,
+        carry_objects=False,
+        split_merged=False,
         edge_fraction=0.4,
         min_area_um2=8.0,
-        max_area_um2=400.0,
-        seed_method="spacing",
-        min_distance_um=3.0,
+        max_area_um2=5000.0,
+        seed_method="prominence+size",
+        min_distance_um="auto",
         merge_fragments=False,
         background_radius_um=15.0,
     )
@@ -244,9 +366,16 @@ class SegmentConfig(Section):
 
     cells: PopulationSegmentConfig = Field(default_factory=PopulationSegmentConfig)
     immune: PopulationSegmentConfig = Field(default_factory=_immune_segment_defaults)
+    unmix: bool = Field(
+        True,
+        description="Estimate in each frame how much of the target cells' channel shows in "
+        "the immune channel and the other way round (crosstalk, bleed-through), from where "
+        "the other population's cells are, and subtract it before segmenting.",
+    )
     workers: int = Field(
         2,
         ge=1,
+        le=256,
         description="Frames segmented in parallel (results do not depend on it; memory grows "
         "with it by a few frames). Set it to the number of cores; 1 for no parallelism.",
     )
@@ -265,16 +394,26 @@ class PopulationTrackConfig(Section):
     max_speed_um_per_min: float = Field(
         3.0,
         gt=0,
+        le=1e4,
         description="Fastest plausible movement, µm/min; with the frame interval "
         "it sets trackpy's search range.",
     )
     min_search_um: float = Field(
-        4.0, gt=0, description="Smallest search range in µm (segmentation jitter)."
+        4.0, gt=0, le=1e4, description="Smallest search range in µm (segmentation jitter)."
     )
-    memory: int = Field(
-        2, ge=0, description="Frames an object may be missed and still keep its track."
+    max_gap_min: float = Field(
+        4.0,
+        ge=0,
+        le=1e5,
+        description="An object may be missed for up to this long (minutes; whole frames) and "
+        "still keep its track.",
     )
-    min_length: int = Field(1, ge=1, description="Drop tracks shorter than this (frames).")
+    min_duration_min: float = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description="Drop tracks that last less than this (minutes); 0 keeps all.",
+    )
 
 
 class DivisionConfig(Section):
@@ -282,7 +421,7 @@ class DivisionConfig(Section):
 
     enabled: bool = Field(True, description="Look for divisions among target cells.")
     max_distance_um: float = Field(
-        20.0, gt=0, description="Largest distance from the parent to a daughter, µm."
+        20.0, gt=0, le=1e4, description="Largest distance from the parent to a daughter, µm."
     )
     area_ratio: tuple[float, float] = Field(
         (0.2, 0.8), description="Daughter area as a fraction of the parent's last area."
@@ -290,6 +429,7 @@ class DivisionConfig(Section):
     min_daughter_area_um2: float = Field(
         50.0,
         ge=0,
+        le=1e6,
         description="Smallest daughter, µm²: apoptotic bodies splitting into groups are smaller "
         "than a daughter cell and must not pass for a division.",
     )
@@ -303,6 +443,7 @@ class DivisionConfig(Section):
     min_daughter_reporter: float = Field(
         0.5,
         ge=0,
+        le=100,
         description="A daughter keeps at least this fraction of the parent's reporter signal "
         "(above background); the pieces of a ruptured cell's ghost have lost most of it and "
         "must not pass for a division.",
@@ -315,7 +456,7 @@ class TrackConfig(Section):
     cells: PopulationTrackConfig = Field(default_factory=PopulationTrackConfig)
     immune: PopulationTrackConfig = Field(
         default_factory=lambda: PopulationTrackConfig(
-            max_speed_um_per_min=8.0, memory=1, min_search_um=5.0
+            max_speed_um_per_min=8.0, max_gap_min=2.0, min_search_um=5.0
         )
     )
     divisions: DivisionConfig = Field(default_factory=DivisionConfig)
@@ -324,9 +465,17 @@ class TrackConfig(Section):
 class DeathConfig(Section):
     """Death detection and the apoptotic / necroptotic call."""
 
-    min_track_frames: int = Field(6, ge=3, description="Shorter tracks are not examined.")
-    baseline_frames: int = Field(
-        5, ge=2, description="Frames at the start of a track that set its baseline."
+    min_track_min: float = Field(
+        12.0,
+        gt=0,
+        le=1e6,
+        description="Tracks shorter than this (minutes; and than 4 frames) are not examined.",
+    )
+    baseline_min: float = Field(
+        10.0,
+        gt=0,
+        le=1e5,
+        description="The start of a track that sets its baseline (minutes; at least 2 frames).",
     )
     shrink_fraction: float = Field(
         0.85,
@@ -335,29 +484,56 @@ class DeathConfig(Section):
         description="Apoptosis: area at or below this fraction of the baseline (DESIGN.md: "
         ">= 15 % below).",
     )
-    sustain_frames: int = Field(3, ge=1, description="Shrinkage must last this many frames.")
+    sustain_min: float = Field(
+        6.0,
+        gt=0,
+        le=1e5,
+        description="Shrinkage must last this long (minutes; at least 2 frames, or to the end "
+        "of the track).",
+    )
     rupture_drop: float = Field(
         0.4,
         gt=0,
         lt=1,
         description="Necroptotic rupture: the reporter falls by at least this fraction within "
-        "a frame and stays down.",
+        "rupture_window_min and stays down.",
+    )
+    rupture_window_min: float = Field(
+        6.0,
+        gt=0,
+        le=1e5,
+        description="Rupture: the reporter is compared with its highest level this long "
+        "(minutes; at least 1 frame) before, and must stay down as long after.",
+    )
+    dye_early_min: float = Field(
+        10.0,
+        ge=0,
+        le=1e5,
+        description="Dye uptake within this long (minutes; or the next frame) of the death is "
+        "early (necroptotic rupture); later is late (secondary necrosis after apoptosis).",
     )
     onset_tolerance: float = Field(
-        0.05, gt=0, description="Onset: first frame whose area differs from baseline by more."
+        0.05,
+        gt=0,
+        le=10,
+        description="Onset: first frame whose area differs from baseline by more.",
     )
     dye_min_rise: float = Field(
-        20.0, ge=0, description="Smallest dye rise (intensity units) counted as uptake."
+        20.0, ge=0, le=1e9, description="Smallest dye rise (intensity units) counted as uptake."
     )
     border_min_concentration: float = Field(
-        1.03,
+        1.08,
         ge=1,
+        le=100,
         description="A cell touching the image edge is called apoptotic only if its reporter "
         "also concentrated (mean above baseline by this factor): drifting across the edge "
         "changes the visible area, not the concentration.",
     )
-    division_guard_frames: int = Field(
-        4, ge=0, description="Changes in a dividing cell's last frames are not deaths."
+    division_guard_min: float = Field(
+        8.0,
+        ge=0,
+        le=1e5,
+        description="Changes in a dividing cell's last minutes (and frame) are not deaths.",
     )
     division_area_ratio: float = Field(
         0.75,
@@ -369,6 +545,7 @@ class DeathConfig(Section):
     division_jump_fraction: float = Field(
         0.3,
         ge=0,
+        le=100,
         description="...and the centroid jumps by more than this fraction of the cell's "
         "radius (the track went on with one daughter). Such a shrinkage is not apoptosis.",
     )
@@ -382,44 +559,72 @@ class DeathConfig(Section):
     )
 
 
+#: largest number of bootstrap resamples or label permutations: 1e5 gives CIs and p-values
+#: to 1e-5 in seconds; more costs minutes to hours and memory, with nothing to gain
+MAX_RESAMPLES = 100_000
+
+
 class RecruitConfig(Section):
     """Immune-cell recruitment around each death, and its comparison with chance."""
 
     radius_um: float = Field(
-        30.0, gt=0, description="Immune cells whose centroid is within R µm of the event count."
+        30.0,
+        gt=0,
+        le=10_000,
+        description="Immune cells whose centroid is within R µm of the event count.",
     )
     contact_tolerance_um: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="A contact: an immune mask touching the dying cell's mask dilated "
         "by this many µm.",
     )
-    pre_frames: int = Field(10, ge=0, description="Frames before the death frame in the curve.")
-    post_frames: int = Field(20, ge=0, description="Frames after the death frame in the curve.")
+    pre_min: float = Field(
+        20.0,
+        ge=0,
+        le=1e5,
+        description="Minutes before the death frame in the curve (whole frames).",
+    )
+    post_min: float = Field(
+        40.0,
+        ge=0,
+        le=1e5,
+        description="Minutes after the death frame in the curve (whole frames).",
+    )
     n_controls: int = Field(
         20,
         ge=1,
+        le=1000,
         description="Live target cells (or random places) per event whose counts at "
         "the same frames give the chance level.",
     )
     control_min_distance_um: float = Field(
-        60.0, ge=0, description="Controls lie at least this far from every event."
+        60.0, ge=0, le=10_000, description="Controls lie at least this far from every event."
     )
-    approach_frames: int = Field(
-        10,
-        ge=2,
-        description="Frames before an immune cell's arrival used for its approach "
-        "speed, chemotactic index and forward migration index.",
+    approach_min: float = Field(
+        20.0,
+        gt=0,
+        le=1e5,
+        description="Minutes (at least 2 frames) before an immune cell's arrival used for its "
+        "approach speed, chemotactic index and forward migration index.",
     )
     arrest_speed_um_per_min: float = Field(
         2.0,
         gt=0,
+        le=1e4,
         description="Slower than this counts as arrested (celltrackR's arrest "
         "coefficient threshold).",
     )
-    n_bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for 95 % CIs.")
-    n_permutations: int = Field(5000, ge=100, description="Label permutations for p-values.")
-    seed: int = Field(0, description="Seed of controls, bootstraps and permutations.")
+    n_bootstrap: int = Field(
+        2000, ge=100, le=MAX_RESAMPLES, description="Bootstrap resamples for 95 % CIs."
+    )
+    n_permutations: int = Field(
+        5000, ge=100, le=MAX_RESAMPLES, description="Label permutations for p-values."
+    )
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seed of controls, bootstraps and permutations."
+    )
 
 
 class OutputConfig(Section):

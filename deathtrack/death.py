@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import columns as col
 from .classify import mode_from_p
-from .config import DeathConfig
+from .config import DeathConfig, frames_for
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ EVENT_COLUMNS = [
     "circularity_change",
     "solidity_min_after",
     "fragments_max_after",
-    "dye_lag_frames",
+    "dye_lag_min",
 ]
 
 
@@ -110,34 +110,59 @@ def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) 
     return False
 
 
-def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | None:
-    """Death of one track (rows sorted by frame), or None."""
+def _windows(cfg: DeathConfig, interval_s: float) -> dict[str, int]:
+    """The config's durations (minutes) in frames at this frame interval."""
+    return {
+        "min_track": frames_for(cfg.min_track_min, interval_s, at_least=4),
+        "baseline": frames_for(cfg.baseline_min, interval_s, at_least=2),
+        "sustain": frames_for(cfg.sustain_min, interval_s, at_least=2),
+        "rupture": frames_for(cfg.rupture_window_min, interval_s, at_least=1),
+        # the features before and after the death: 8 and 12 minutes (2 frames at least)
+        "before": frames_for(8.0, interval_s, at_least=2),
+        "after": frames_for(12.0, interval_s, at_least=2),
+        "guard": frames_for(cfg.division_guard_min, interval_s, at_least=1),
+    }
+
+
+def _track_death(
+    g: pd.DataFrame, cfg: DeathConfig, has_dye: bool, win: dict[str, int], interval_s: float
+) -> dict | None:
+    """Death of one track (rows sorted by frame), or None. ``win``: :func:`_windows`."""
     frames = g[col.FRAME].to_numpy()
     area = g[col.AREA_UM2].to_numpy(float)
     rep = g["reporter_rel"].to_numpy(float)
     n = len(g)
-    if n < cfg.min_track_frames:
+    if n < win["min_track"]:
         return None
-    k0 = max(2, min(cfg.baseline_frames, n // 3))
+    k0 = max(2, min(win["baseline"], n // 3))
     base_area = float(np.median(area[:k0]))
     base_rep = float(np.median(rep[:k0]))
     if not (base_area > 0 and base_rep > 0):
         return None
     a_rel = _rolling_median(area / base_area)
     r_rel = rep / base_rep
+    # the cell's whole reporter (mean x area): a swelling cell dilutes its reporter but keeps
+    # all of it; a ruptured one loses it. So a rupture is found on the whole, and dilution,
+    # however fast at the frame rate, is not taken for one.
+    tot = r_rel * area / base_area
 
     # necroptotic rupture: an abrupt, lasting loss of reporter
     rupture = -1
+    w = win["rupture"]
     for i in range(k0, n):
-        pre = float(np.max(r_rel[max(0, i - 3) : i]))
-        post = r_rel[i : min(i + 3, n)]
+        pre = float(np.max(tot[max(0, i - w) : i]))
+        post = tot[i : min(i + max(w, 2), n)]
         if pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre and len(post) >= min(2, n - i):
-            rupture = i
-            break
+            # ...and what is left is dim: a division the tracker missed, or a merged pair
+            # coming apart, also loses half the whole, but keeps its concentration
+            last = float(np.max(r_rel[max(0, i - 2) : i]))
+            if np.median(r_rel[i : i + len(post)]) <= (1 - 0.75 * cfg.rupture_drop) * last:
+                rupture = i
+                break
     # apoptotic shrinkage: area clearly and lastingly below baseline, and no recovery later
     # (a dying cell does not grow back; a cell squeezed by a neighbour or half out of the
     # field does)
-    shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, cfg.sustain_frames)
+    shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"])
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
         shrink = -1
     if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
@@ -147,11 +172,11 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
         return None
     if rupture >= 0 and (shrink < 0 or rupture <= shrink + 1):
         i = rupture
-        pre = float(np.max(r_rel[max(0, i - 3) : i]))
-        post = float(np.median(r_rel[i : min(i + 3, n)]))
+        pre = float(np.max(tot[max(0, i - w) : i]))
+        post = float(np.median(tot[i : min(i + max(w, 2), n)]))
         half = pre - 0.5 * (pre - post)
         j = i - 1
-        while j >= 0 and r_rel[j] <= half:  # half the drop may already be there a frame earlier
+        while j >= 0 and tot[j] <= half:  # half the drop may already be there a frame earlier
             j -= 1
         death = j + 1
         kind = "rupture"
@@ -163,18 +188,20 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
     while onset - 1 >= k0 and abs(a_rel[onset - 1] - 1) > cfg.onset_tolerance:
         onset -= 1
     pre_idx = max(0, death - 1)
-    after = slice(death, min(n, death + 6))
-    before = slice(max(0, death - 4), death)
+    after = slice(death, min(n, death + win["after"]))
     feats = {
         "area_ratio_before": float(np.max(a_rel[max(0, onset - 1) : death + 1]))
         if kind == "rupture"
         else float(a_rel[pre_idx]),
         "area_ratio_min": float(np.min(a_rel[: death + 1])),
-        "reporter_drop": float(1 - np.median(r_rel[after]) / max(np.max(r_rel[before]), 1e-9))
+        # from its last level before the death (a swelling cell's reporter dilutes first)
+        "reporter_drop": float(
+            1 - np.median(r_rel[after]) / max(np.max(r_rel[max(0, death - 2) : death]), 1e-9)
+        )
         if death > 0
         else 0.0,
         # up to and including the death frame: the reporter concentrates as the cell shrinks
-        "reporter_ratio_before": float(np.max(r_rel[max(0, death - 4) : death + 1])),
+        "reporter_ratio_before": float(np.max(r_rel[max(0, death - win["before"]) : death + 1])),
         "circularity_change": float(
             g["circularity"].iloc[pre_idx] - g["circularity"].iloc[:k0].median()
         )
@@ -195,21 +222,41 @@ def _track_death(g: pd.DataFrame, cfg: DeathConfig, has_dye: bool) -> dict | Non
             hit = hit[hit >= k0 - 1]
             if hit.size:
                 dye_frame = float(frames[hit[0]])
-    feats["dye_lag_frames"] = float(dye_frame - frames[death]) if np.isfinite(dye_frame) else np.nan
+    feats["dye_lag_min"] = (
+        float(dye_frame - frames[death]) * interval_s / 60.0 if np.isfinite(dye_frame) else np.nan
+    )
     return {"index": death, "onset_index": onset, "dye_frame": dye_frame, "kind": kind, **feats}
 
 
-def _p_necroptotic(f: dict, cfg: DeathConfig) -> float:
+def _near_edge(g: pd.DataFrame, i: int, win: dict[str, int], shape: tuple[int, int]) -> bool:
+    """Whether the cell's centre comes within its baseline radius (+1 px) of the image edge
+    around row ``i`` of its track ``g``."""
+    if not {col.Y, col.X, col.Y_UM} <= set(g.columns):
+        return False
+    rows = g.iloc[max(0, i - win["sustain"]) : i + win["sustain"] + 1]
+    y, x = rows[col.Y].to_numpy(float), rows[col.X].to_numpy(float)
+    ok = g[col.Y].to_numpy(float) > 0
+    if not ok.any():
+        return False
+    px = float(np.median(g[col.Y_UM].to_numpy(float)[ok] / g[col.Y].to_numpy(float)[ok]))
+    base = float(np.median(g[col.AREA_UM2].to_numpy(float)[: win["baseline"]]))
+    r = np.sqrt(base / np.pi) / px + 1
+    d = np.minimum.reduce([y, x, shape[0] - 1 - y, shape[1] - 1 - x])
+    return bool((d < r).any())
+
+
+def _p_necroptotic(f: dict, cfg: DeathConfig, interval_s: float) -> float:
     """Interpretable score: swelling, abrupt reporter loss and early dye push towards necroptosis;
     shrinkage, reporter concentration, fragments and late dye towards apoptosis."""
     z = 0.0
     z += 6.0 * (f["area_ratio_before"] - 1.0)  # swelling (+) or shrinkage (-)
     z += 4.0 * (f["reporter_drop"] - 0.3)  # abrupt loss at rupture
     z -= 3.0 * max(f["reporter_ratio_before"] - 1.1, 0)  # concentration before death
-    z -= 0.8 * max(f["fragments_max_after"] - 1, 0)  # apoptotic bodies
-    lag = f["dye_lag_frames"]
+    z -= 0.8 * min(max(f["fragments_max_after"] - 1, 0), 4)  # apoptotic bodies (3-6)
+    lag = f["dye_lag_min"]
     if np.isfinite(lag):
-        z += 1.5 if lag <= 2 else -1.5  # dye at once vs late
+        early = max(cfg.dye_early_min, interval_s / 60.0)  # or in the next frame
+        z += 1.5 if lag <= early else -1.5  # dye at once vs late
     return float(1 / (1 + np.exp(-z)))
 
 
@@ -269,28 +316,40 @@ def detect_deaths(
         # dye above what live cells show in that frame (the lower quartile of all cells:
         # most cells are alive even when many die at once)
         d = df[f"{col.ROLE_DYE}_mean"] - df.get(f"{col.ROLE_DYE}_bg", 0.0)
+        # the reporter's crosstalk into the dye channel: in proportion to each cell's own
+        # reporter (so a rupture would lower the "dye"), taken out at the ratio most cells,
+        # the live ones, show
+        live = signal > 0
+        ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
+        if ratio > 0.02:
+            d = d - ratio * signal
         df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
+    win = _windows(cfg, interval_s)
     rows = []
     for tid, g in df.groupby(col.TRACK_ID, sort=True):
         g = g.reset_index(drop=True)
-        found = _track_death(g, cfg, has_dye)
+        found = _track_death(g, cfg, has_dye, win, interval_s)
         if found is None:
             continue
         i = found["index"]
-        if tid in parents and i >= len(g) - cfg.division_guard_frames:
+        if tid in parents and i >= len(g) - win["guard"]:
             continue  # rounding up before a division
         if "touches_border" in g and found["kind"] == "shrink":
             border = g["touches_border"].to_numpy(bool)
-            if border[i] and not border[: max(2, cfg.baseline_frames)].any():
+            if border[i] and not border[: win["baseline"]].any():
                 continue  # moving out of the field shrinks the visible area
-            near = border[max(0, i - 3) : i + 4].any()
+            near = border[max(0, i - win["sustain"]) : i + win["sustain"] + 1].any()
+            if image_shape is not None:
+                # or within its own (baseline) radius of the edge: the field's drift may
+                # carry a cell out, and its outline at the edge comes and goes
+                near = near or _near_edge(g, i, win, image_shape)
             if near and found["reporter_ratio_before"] < cfg.border_min_concentration:
                 # at the edge, visible area comes and goes as the cell drifts; only a
                 # shrinkage that also concentrates the reporter is apoptosis there
                 continue
         r = g.iloc[i]
-        p = _p_necroptotic(found, cfg)
+        p = _p_necroptotic(found, cfg, interval_s)
         mode = mode_from_p(p, cfg.uncertain_margin)
         rows.append(
             {

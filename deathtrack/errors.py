@@ -5,7 +5,7 @@ value) is a :class:`DeathtrackError`. Its message names the file, frame, key
 or argument, the bad value, and what to do instead. The command line prints
 the message without a traceback and exits with status 2; library callers can
 catch the specific subclass, which also derives from the matching built-in
-exception (``FileNotFoundError``, ``ValueError``).
+exception (``FileNotFoundError``, ``ValueError``, ``OSError``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ __all__ = [
     "ChannelRoleError",
     "ConfigError",
     "DeathtrackError",
+    "NoCellsError",
+    "NoSignalError",
+    "OutputError",
+    "ResultsLockedError",
+    "StackChangedError",
+    "StackDataError",
     "StackNotFoundError",
     "StackReadError",
 ]
@@ -42,8 +48,32 @@ class ChannelRoleError(DeathtrackError, ValueError):
 
 
 class CalibrationError(DeathtrackError, ValueError):
-    """Pixel size, frame interval or z step is missing or invalid where it is needed."""
+    """Pixel size, frame interval or z step is missing, invalid or implausible where needed."""
 
 
 class ConfigError(DeathtrackError, ValueError):
     """A config file or override has an unknown key or an invalid value."""
+
+
+class StackDataError(DeathtrackError, ValueError):
+    """The stack reads fine but its pixels cannot be analysed (see the subclasses)."""
+
+
+class NoSignalError(StackDataError):
+    """The target-cell channel holds no signal: constant, all zero, or no finite value."""
+
+
+class NoCellsError(StackDataError):
+    """Segmentation found no target cell in any frame."""
+
+
+class StackChangedError(DeathtrackError, RuntimeError):
+    """The stack's file changed while it was being analysed."""
+
+
+class OutputError(DeathtrackError, OSError):
+    """The results folder (or another output path) cannot be written."""
+
+
+class ResultsLockedError(DeathtrackError, RuntimeError):
+    """Another deathtrack run is writing into the same results folder."""

@@ -13,7 +13,19 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["death_scores", "detection_scores", "link_scores", "match_events", "match_labels"]
+__all__ = [
+    "COMPOSITE_PARTS",
+    "composite_score",
+    "death_scores",
+    "detection_scores",
+    "leave_one_family_out",
+    "link_scores",
+    "match_events",
+    "match_labels",
+    "recruitment_errors",
+    "score_run",
+    "score_tracking",
+]
 
 MATCH_COLUMNS = ["frame", "true_label", "pred_label", "iou"]
 
@@ -195,11 +207,18 @@ def match_events(
     *,
     max_um: float = 10.0,
     max_frames: int = 4,
+    max_minutes: float | None = None,
+    interval_s: float | None = None,
+    min_frames: int = 2,
 ) -> pd.DataFrame:
-    """Match called deaths to true ones: within ``max_um`` and ``max_frames``.
+    """Match called deaths to true ones: within ``max_um`` and a time tolerance.
 
     Greedy in the order of the true events; each call matches at most one
-    true death.
+    true death. The time tolerance is ``max_frames`` by default; with
+    ``max_minutes`` (and the movie's ``interval_s``) it is physical:
+    ``max(min_frames, max_minutes / interval)`` frames, and each true death
+    takes the eligible call nearest in time (then in space) rather than the
+    first one listed.
 
     Returns
     -------
@@ -208,19 +227,31 @@ def match_events(
         ``true_mode``, ``called`` (the call, or ``missed``), ``frame_error``
         (called minus true frame) and ``p`` (``p_necroptotic`` of the call).
     """
+    nearest = max_minutes is not None
+    if nearest:
+        if interval_s is None or not interval_s > 0:
+            raise ValueError(
+                f"`interval_s` (got {interval_s!r}) must be a positive frame interval in "
+                "seconds when `max_minutes` is given"
+            )
+        tol = max(float(min_frames), max_minutes * 60.0 / interval_s)
+    else:
+        tol = max_frames
     used: set[int] = set()
     rows = []
     for e in truth.itertuples():
         hit = None
         if len(pred):
             d = np.hypot(pred["y_um"] - e.y_um, pred["x_um"] - e.x_um)
-            ok = pred[
-                (d <= max_um)
-                & ((pred["frame"] - e.frame).abs() <= max_frames)
-                & ~pred["event_id"].isin(used)
-            ]
-            if len(ok):
-                hit = ok.iloc[0]
+            df = (pred["frame"] - e.frame).abs()
+            ok = (d <= max_um) & (df <= tol) & ~pred["event_id"].isin(used)
+            if ok.any():
+                if nearest:
+                    cand = np.flatnonzero(ok.to_numpy())
+                    order = np.lexsort((d.to_numpy()[cand], df.to_numpy()[cand]))
+                    hit = pred.iloc[cand[order[0]]]
+                else:
+                    hit = pred[ok].iloc[0]
         if hit is None:
             rows.append((e.event_id, -1, e.mode, "missed", np.nan, np.nan))
             continue
@@ -271,3 +302,245 @@ def death_scores(pred: pd.DataFrame, truth: pd.DataFrame, **match_kw) -> dict[st
         "median_frame_error": float(hit["frame_error"].abs().median()) if len(hit) else math.nan,
         "balanced_accuracy": float(np.mean(per_mode)) if per_mode else math.nan,
     }
+
+
+def recruitment_errors(
+    pred: pd.DataFrame, truth: pd.DataFrame, matches: pd.DataFrame
+) -> dict[str, float]:
+    """Error of the immune counts within R, per event-frame, on matched deaths.
+
+    Parameters
+    ----------
+    pred, truth
+        Recruitment tables (``event_id, dt, n_within_r``): the pipeline's
+        ``recruitment.csv`` and the simulator's.
+    matches
+        From :func:`match_events`: ``true_id, pred_id`` (-1 when missed).
+
+    Returns
+    -------
+    dict
+        ``n`` event-frames compared (aligned on ``dt``, each relative to its own
+        death frame), ``mae`` and ``bias`` (mean of predicted minus true; NaN
+        when nothing was compared).
+    """
+    pairs = matches.loc[matches["pred_id"] >= 0, ["true_id", "pred_id"]]
+    if pred is None or truth is None or not len(pairs) or not len(pred) or not len(truth):
+        return {"n": 0, "mae": math.nan, "bias": math.nan}
+    t = truth[["event_id", "dt", "n_within_r"]].rename(
+        columns={"event_id": "true_id", "n_within_r": "n_true"}
+    )
+    p = pred[["event_id", "dt", "n_within_r"]].rename(
+        columns={"event_id": "pred_id", "n_within_r": "n_pred"}
+    )
+    both = pairs.merge(t, on="true_id").merge(p, on=["pred_id", "dt"])
+    if not len(both):
+        return {"n": 0, "mae": math.nan, "bias": math.nan}
+    err = both["n_pred"].to_numpy(float) - both["n_true"].to_numpy(float)
+    return {"n": len(both), "mae": float(np.abs(err).mean()), "bias": float(err.mean())}
+
+
+def _read_csv(path) -> pd.DataFrame | None:
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_file():
+        return pd.read_csv(path)
+    parquet = path.with_suffix(".parquet")
+    if parquet.is_file():
+        return pd.read_parquet(parquet)
+    return None
+
+
+def _stack_frames(path):
+    """Frames of a (T, Y, X) label TIFF, one at a time (memory holds one frame)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        for page in tif.pages:
+            yield page.asarray()
+
+
+def score_run(
+    results_folder,
+    truth_folder,
+    *,
+    interval_s: float | None = None,
+    match_um: float = 10.0,
+    match_minutes: float = 30.0,
+    min_frames: int = 2,
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
+    """Score one finished run (a ``deathtrack run`` results folder) against simulator truth.
+
+    Parameters
+    ----------
+    results_folder
+        ``DIR/<stem>/`` of a run: ``labels_cells.tif``, ``labels_immune.tif``,
+        ``tracks.csv``, ``events.csv``, ``recruitment.csv``.
+    truth_folder
+        A simulator truth folder (``<name>_truth/``: ``labels_*.tif``,
+        ``events.csv``, ``cells.csv``, ``recruitment.csv``, ``simulation.toml``).
+    interval_s
+        Frame interval; read from the truth's ``simulation.toml`` when not given.
+    match_um, match_minutes, min_frames
+        A call matches a true death within ``match_um`` and
+        ``max(min_frames, match_minutes)`` (see :func:`match_events`).
+    iou_threshold
+        Object matching for detection and links (:func:`score_tracking`).
+
+    Returns
+    -------
+    dict
+        ``cells_*`` and ``immune_*``: detection (``f1, precision, recall,
+        mean_iou, n_true, n_pred``) and links (``link_recall,
+        link_precision``); deaths: ``deaths_n_true, deaths_n_called,
+        deaths_tp, deaths_false, deaths_precision, deaths_recall, deaths_f1``,
+        ``false_per_100_tracks`` (false calls per 100 true target-cell
+        tracks), ``death_frame_error`` (median |called - true frame|),
+        ``mode_balanced_accuracy`` (matched deaths; ``uncertain`` counts as
+        wrong); immune counts within R on matched deaths: ``recruit_mae``,
+        ``recruit_bias``, ``recruit_n`` (event-frames). NaN where a measure
+        does not apply (no immune channel, no true deaths, nothing matched).
+    """
+    from pathlib import Path
+
+    from .config import read_toml
+
+    res, truth = Path(results_folder), Path(truth_folder)
+    if interval_s is None:
+        toml = truth / "simulation.toml"
+        if not toml.is_file():
+            raise FileNotFoundError(
+                f"{toml} not found: pass `interval_s` (the frame interval in seconds)"
+            )
+        interval_s = float(read_toml(toml).get("interval_s", 120.0))
+    out: dict[str, float] = {}
+    for pop in ("cells", "immune"):
+        t_path, p_path = truth / f"labels_{pop}.tif", res / f"labels_{pop}.tif"
+        keys = ("f1", "precision", "recall", "mean_iou", "n_true", "n_pred")
+        if t_path.is_file() and p_path.is_file():
+            s, _ = score_tracking(
+                _stack_frames(t_path), _stack_frames(p_path), iou_threshold=iou_threshold
+            )
+            for k in (*keys, "link_recall", "link_precision"):
+                out[f"{pop}_{k}"] = float(s[k])
+        else:
+            for k in (*keys, "link_recall", "link_precision"):
+                out[f"{pop}_{k}"] = math.nan
+
+    true_events = _read_csv(truth / "events.csv")
+    pred_events = _read_csv(res / "events.csv")
+    if pred_events is None:
+        pred_events = pd.DataFrame(
+            columns=["event_id", "frame", "y_um", "x_um", "mode", "p_necroptotic"]
+        )
+    cells = _read_csv(truth / "cells.csv")
+    n_tracks = int(cells["cell_id"].nunique()) if cells is not None and len(cells) else 0
+    match_kw = dict(
+        max_um=match_um, max_minutes=match_minutes, interval_s=interval_s, min_frames=min_frames
+    )
+    d = death_scores(pred_events, true_events, **match_kw)
+    m = match_events(pred_events, true_events, **match_kw)
+    out.update(
+        {
+            "deaths_n_true": d["n_true"],
+            "deaths_n_called": d["n_called"],
+            "deaths_tp": d["tp"],
+            "deaths_false": d["false"],
+            "deaths_precision": d["precision"],
+            "deaths_recall": d["recall"],
+            "deaths_f1": d["f1"],
+            "n_true_tracks": n_tracks,
+            "false_per_100_tracks": 100.0 * d["false"] / n_tracks if n_tracks else math.nan,
+            "death_frame_error": d["median_frame_error"],
+            "mode_balanced_accuracy": d["balanced_accuracy"],
+        }
+    )
+    rec = recruitment_errors(
+        _read_csv(res / "recruitment.csv"), _read_csv(truth / "recruitment.csv"), m
+    )
+    out.update({"recruit_mae": rec["mae"], "recruit_bias": rec["bias"], "recruit_n": rec["n"]})
+    return out
+
+
+#: what :func:`composite_score` averages (each in 0..1, higher is better)
+COMPOSITE_PARTS = (
+    "cells_f1",
+    "cells_link_recall",
+    "immune_f1",
+    "deaths",
+    "mode_balanced_accuracy",
+    "recruit",
+)
+
+
+def composite_score(scores: dict[str, float]) -> float:
+    """One number in 0..1 per scored movie, to choose parameters on (higher is better).
+
+    The mean of the parts that apply: target-cell detection F1, links kept,
+    immune detection F1, deaths (F1 when the movie has deaths; with none,
+    ``1 - false_per_100_tracks / 10`` floored at 0), mode balanced accuracy,
+    and immune counts (``1 - recruit_mae`` floored at 0).
+    """
+    parts = []
+    for key in ("cells_f1", "cells_link_recall", "immune_f1", "mode_balanced_accuracy"):
+        v = scores.get(key, math.nan)
+        if v == v:
+            parts.append(float(v))
+    if scores.get("deaths_n_true", 0):
+        f1 = scores.get("deaths_f1", math.nan)
+        parts.append(0.0 if f1 != f1 else float(f1))
+    else:
+        fp = scores.get("false_per_100_tracks", math.nan)
+        if fp == fp:
+            parts.append(max(0.0, 1.0 - fp / 10.0))
+    mae = scores.get("recruit_mae", math.nan)
+    if mae == mae:
+        parts.append(max(0.0, 1.0 - float(mae)))
+    return float(np.mean(parts)) if parts else math.nan
+
+
+def leave_one_family_out(
+    table: pd.DataFrame, *, score: str = "composite", baseline: str | None = None
+) -> pd.DataFrame:
+    """Leave-one-family-out choice of parameters: chosen on the others, scored on the one.
+
+    Parameters
+    ----------
+    table
+        One row per scored movie and parameter set: ``family``, ``point`` (the
+        parameter set's name) and the ``score`` column (higher is better).
+    score
+        The column to choose on.
+    baseline
+        A ``point`` to report beside the chosen one (e.g. the defaults).
+
+    Returns
+    -------
+    DataFrame
+        One row per held-out family: ``held_out``, ``chosen`` (the point with
+        the best mean score over the other families, each family weighted
+        equally; ties go to the point listed first), ``score_others`` (that
+        mean), ``score_held_out`` (the chosen point's mean score on the
+        held-out family) and, with ``baseline``, ``baseline_held_out``.
+    """
+    points = list(dict.fromkeys(table["point"]))
+    per_family = table.groupby(["point", "family"], sort=False)[score].mean().unstack("family")
+    rows = []
+    for fam in dict.fromkeys(table["family"]):
+        others = per_family.drop(columns=[fam])
+        means = others.mean(axis=1, skipna=True).reindex(points)
+        chosen = means.idxmax() if means.notna().any() else points[0]
+        row = {
+            "held_out": fam,
+            "chosen": chosen,
+            "score_others": float(means.get(chosen, math.nan)),
+            "score_held_out": float(per_family.loc[chosen, fam]),
+        }
+        if baseline is not None:
+            row["baseline_held_out"] = (
+                float(per_family.loc[baseline, fam]) if baseline in per_family.index else math.nan
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .columns import ROLE_CELLS, ROLES
-from .config import AXES_RULE, InputConfig, valid_axes
+from .config import AXES_RULE, INTERVAL_HARD_S, PIXEL_SIZE_HARD_UM, InputConfig, valid_axes
 from .errors import (
     AxesError,
     CalibrationError,
@@ -53,8 +53,11 @@ __all__ = [
     "Calibration",
     "Movie",
     "atomic_write",
+    "ensure_folder",
     "open_input",
     "open_stack",
+    "remove_stale_work",
+    "results_lock",
     "stack_stem",
     "write_labels",
     "write_ome_tiff",
@@ -95,6 +98,10 @@ _TIME_UNITS_S = {
     "µs": 1e-6,
     "us": 1e-6,
 }
+#: plausible calibration: outside these a value is refused unless forced
+PIXEL_SIZE_RANGE_UM = (0.01, 50.0)
+INTERVAL_RANGE_S = (0.1, 86400.0)
+
 _FLAGS = {
     "pixel_size_um": "--pixel-size UM",
     "interval_s": "--interval S",
@@ -114,6 +121,10 @@ class Calibration:
     interval_s: float | None = None
     z_step_um: float | None = None
     source: Mapping[str, str] = field(default_factory=dict)
+    #: the pixel size along Y when the file gives one (``pixel_size_um`` is along X)
+    pixel_size_y_um: float | None = None
+    #: why a value the file gives could not be used (e.g. ``PhysicalSizeX='abc'``)
+    notes: Mapping[str, str] = field(default_factory=dict)
 
 
 def stack_stem(path: str | Path) -> str:
@@ -125,24 +136,48 @@ def stack_stem(path: str | Path) -> str:
     return name
 
 
+class _BadMetadata(ValueError):
+    """A calibration value in a file's metadata that is not a positive number."""
+
+
+def _positive(value: Any, factor: float) -> float:
+    try:
+        v = float(value) * factor
+    except (TypeError, ValueError, OverflowError):
+        raise _BadMetadata(f"{value!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise _BadMetadata(f"{value!r} is not a positive finite number")
+    return v
+
+
 def _length_um(value: Any, unit: str | None) -> float | None:
+    """``value`` in ``unit`` as µm; None if absent or of unknown unit; :class:`_BadMetadata`
+    if it is not a positive number."""
     if value is None:
         return None
-    factor = _LENGTH_UNITS_UM.get((unit or "µm").strip().lower().replace("μ", "µ"))
+    factor = _LENGTH_UNITS_UM.get(str(unit or "µm").strip().lower().replace("μ", "µ"))
     if factor is None:
         return None
-    v = float(value) * factor
-    return v if v > 0 and math.isfinite(v) else None
+    return _positive(value, factor)
 
 
 def _time_s(value: Any, unit: str | None) -> float | None:
+    """``value`` in ``unit`` as seconds (see :func:`_length_um`)."""
     if value is None:
         return None
-    factor = _TIME_UNITS_S.get((unit or "s").strip().lower().replace("μ", "µ"))
+    factor = _TIME_UNITS_S.get(str(unit or "s").strip().lower().replace("μ", "µ"))
     if factor is None:
         return None
-    v = float(value) * factor
-    return v if v > 0 and math.isfinite(v) else None
+    return _positive(value, factor)
+
+
+def _read_cal(cal: dict, notes: dict, key: str, what: str, func, value, unit) -> None:
+    """``cal[key] = func(value, unit)``, or a note in ``notes[key]`` saying why not."""
+    try:
+        cal[key] = func(value, unit)
+    except _BadMetadata as err:
+        cal[key] = None
+        notes[key] = f"{what} = {err}"
 
 
 # ---------------------------------------------------------------------------
@@ -254,6 +289,9 @@ class _TiffSource:
         size = path.stat().st_size
         last = self.tif.pages[n_pages - 1] if n_pages else None
         ends = [o + b for o, b in zip(last.dataoffsets, last.databytecounts)] if last else []
+        # OME-XML that does not parse is the metadata's problem, not the pixels': open_stack
+        # refuses it unless the axes and calibration are given
+        problems.messages = [m for m in problems.messages if "OME series raised" not in m]
         if problems.messages or (ends and max(ends) > size):
             self.tif.close()
             detail = "; ".join(problems.messages) or f"image data ends past the file's {size} bytes"
@@ -290,20 +328,63 @@ class _TiffSource:
         self.tif.close()
 
 
+def _codec_names(node: Any) -> set[str]:
+    """Every codec ``id`` (Zarr 2) or ``name`` (Zarr 3) in array metadata, nested ones too."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        for key in ("id", "name"):
+            if isinstance(node.get(key), str):
+                out.add(node[key].lower())
+        for value in node.values():
+            out |= _codec_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            out |= _codec_names(value)
+    return out
+
+
+def _zarr_array_problem(folder: Path) -> str | None:
+    """Why deathtrack refuses the Zarr array stored in ``folder``, from its JSON metadata
+    alone (before zarr reads anything): values that are Python objects, or a codec that
+    unpickles (reading such an array could run code)."""
+    import json
+
+    for name in (".zarray", "zarr.json"):
+        meta_file = folder / name
+        if not meta_file.is_file():
+            continue
+        try:
+            text = meta_file.read_text(encoding="utf-8")
+            meta = json.loads(text)
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            return f"its array metadata {meta_file.name} is not readable JSON ({err})"
+        if not isinstance(meta, dict):
+            return f"its array metadata {meta_file.name} is not a JSON object"
+        if "pickle" in _codec_names({k: v for k, v in meta.items() if k != "attributes"}):
+            return (
+                "its array uses the 'pickle' codec, which deathtrack never reads (unpickling "
+                "can run code)"
+            )
+        dtype = meta.get("dtype", meta.get("data_type"))
+        if isinstance(dtype, str) and ("O" in dtype or dtype in ("object", "string")):
+            return f"its array holds Python objects or strings (dtype {dtype!r}), not pixels"
+    return None
+
+
 class _ZarrSource:
     def __init__(self, path: Path):
         import zarr
 
         try:
             group = zarr.open_group(str(path), mode="r")
+            attrs = dict(group.attrs)
         except Exception as err:
             raise StackReadError(
                 f"{path}: not a readable OME-Zarr group ({err}); supported: {SUPPORTED}"
             ) from None
-        attrs = dict(group.attrs)
         ome = attrs.get("ome", attrs)
-        ms = ome.get("multiscales")
-        if not ms:
+        ms = ome.get("multiscales") if isinstance(ome, dict) else None
+        if not ms or not isinstance(ms, list) or not isinstance(ms[0], dict):
             raise StackReadError(
                 f"{path}: Zarr group has no OME 'multiscales' metadata; write it as OME-Zarr "
                 "(NGFF) or export a TIFF"
@@ -314,8 +395,23 @@ class _ZarrSource:
             raise AxesError(
                 f"{path}: OME-Zarr multiscales has no 'axes'; cannot tell T, C, Z, Y, X apart"
             )
-        names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
-        self.units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
+        try:
+            names = [a["name"] if isinstance(a, dict) else str(a) for a in axes]
+            self.units = [a.get("unit") if isinstance(a, dict) else None for a in axes]
+            ds = ms["datasets"][0]
+            ds_path = str(ds["path"])
+            scale = [1.0] * len(names)
+            transforms = ms.get("coordinateTransformations", []) + ds.get(
+                "coordinateTransformations", []
+            )
+            for tr in transforms:
+                if tr.get("type") == "scale":
+                    scale = [a * float(b) for a, b in zip(scale, tr["scale"])]
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
+            raise StackReadError(
+                f"{path}: malformed OME-Zarr 'multiscales' metadata ({type(err).__name__}: "
+                f"{err}); re-write it as OME-Zarr (NGFF 0.4 or 0.5) or export a TIFF"
+            ) from None
         letters = ""
         for n in names:
             n = n.lower()
@@ -329,17 +425,26 @@ class _ZarrSource:
                 "channel": "C",
             }.get(n, "?")
         self.axes = letters
-        ds = ms["datasets"][0]
-        self.arr = group[ds["path"]]
+        problem = _zarr_array_problem(path / ds_path)
+        if problem is None:
+            try:
+                self.arr = group[ds_path]
+                self.dtype = np.dtype(self.arr.dtype)
+            except Exception as err:
+                problem = f"its array {ds_path!r} cannot be opened ({type(err).__name__}: {err})"
+            else:
+                if self.dtype.kind not in "biuf":
+                    problem = f"its array holds {self.dtype} values, not pixels"
+        if problem is not None:
+            raise StackReadError(
+                f"{path}: {problem}; write the image as integers or floats (OME-Zarr) or "
+                "export a TIFF"
+            )
         self.shape = tuple(self.arr.shape)
-        self.dtype = np.dtype(self.arr.dtype)
-        scale = [1.0] * len(names)
-        for tr in ms.get("coordinateTransformations", []) + ds.get("coordinateTransformations", []):
-            if tr.get("type") == "scale":
-                scale = [a * b for a, b in zip(scale, tr["scale"])]
         self.scale = scale
         omero = ome.get("omero") or attrs.get("omero") or {}
-        self.channel_names = [c.get("label") for c in omero.get("channels", [])]
+        channels = omero.get("channels", []) if isinstance(omero, dict) else []
+        self.channel_names = [c.get("label") if isinstance(c, dict) else None for c in channels]
         self.path = path
 
     def __getitem__(self, index):
@@ -392,12 +497,17 @@ class Movie:
         if len(names) != c or not all(isinstance(n, str) and n for n in names):
             names = [f"channel {i}" for i in range(c)]
         self.channel_names = names
+        #: what a run should know about how the stack was read (kept in run.json)
+        self.warnings: list[str] = []
         self.roles = self._resolve_roles(channels or {})
 
     # -- roles ------------------------------------------------------------
 
-    def _channel_list(self) -> str:
-        return ", ".join(f"{i}: {n!r}" for i, n in enumerate(self.channel_names))
+    def _channel_list(self, most: int = 8) -> str:
+        shown = [f"{i}: {n!r}" for i, n in enumerate(self.channel_names[:most])]
+        if self.n_channels > most:
+            shown.append(f"... {self.n_channels} in all")
+        return ", ".join(shown)
 
     def _resolve_one(self, role: str, value: int | str) -> int:
         if isinstance(value, str) and value.strip().isdigit():
@@ -431,6 +541,16 @@ class Movie:
                 f"allowed roles: {', '.join(ROLES)}"
             )
         roles = {role: self._resolve_one(role, v) for role, v in channels.items()}
+        by_channel: dict[int, list[str]] = {}
+        for role, idx in roles.items():
+            by_channel.setdefault(idx, []).append(role)
+        for idx, shared in by_channel.items():
+            if len(shared) > 1:
+                raise ChannelRoleError(
+                    f"{self.path}: roles {' and '.join(map(repr, shared))} both point at channel "
+                    f"{idx} ({self.channel_names[idx]!r}); a channel has one role: give each "
+                    f"role its own channel (channels are {self._channel_list()})"
+                )
         for role in ROLES:
             if role in roles:
                 continue
@@ -525,10 +645,66 @@ class Movie:
         if missing:
             what = ", ".join(missing)
             flags = " and ".join(_FLAGS[n] for n in missing)
+            notes = [self.calibration.notes[n] for n in missing if n in self.calibration.notes]
+            said = f"the file says {'; '.join(notes)}" if notes else "the file does not say"
             raise CalibrationError(
-                f"{self.path}: {what} unknown (the file does not say) and needed because "
-                f"{reason}; pass {flags}"
+                f"{self.path}: {what} unknown ({said}) and needed because {reason}; pass {flags}"
             )
+
+    def check_calibration(self, *, force: bool = False) -> list[str]:
+        """Refuse implausible calibration and non-square pixels; return warnings.
+
+        The pixel size must lie within :data:`PIXEL_SIZE_RANGE_UM` and the frame
+        interval within :data:`INTERVAL_RANGE_S` (such values are nearly always a
+        metadata or unit mistake) unless ``force``; even then within the hard
+        bounds of :mod:`deathtrack.config`. Pixels must be square (X and Y sizes
+        within 1 %); ``--pixel-size`` sets both.
+
+        Raises
+        ------
+        CalibrationError
+            Naming the value, where it came from, the range and what to do.
+        """
+        cal = self.calibration
+        out: list[str] = []
+        checks = (
+            ("pixel_size_um", "pixel size", "µm", PIXEL_SIZE_RANGE_UM, PIXEL_SIZE_HARD_UM),
+            ("interval_s", "frame interval", "s", INTERVAL_RANGE_S, INTERVAL_HARD_S),
+        )
+        for key, what, unit, (lo, hi), (hard_lo, hard_hi) in checks:
+            value = getattr(cal, key)
+            if value is None:
+                continue
+            origin = cal.source.get(key, "")
+            where = "given" if origin == "override" else f"from the {origin or 'file'} metadata"
+            flag = _FLAGS[key]
+            if not hard_lo <= value <= hard_hi:
+                raise CalibrationError(
+                    f"{self.path}: {what} {value:g} {unit} ({where}) is outside {hard_lo:g}-"
+                    f"{hard_hi:g} {unit}, which deathtrack cannot analyse even with "
+                    f"--force-calibration; check the metadata's unit, or pass {flag}"
+                )
+            if not lo <= value <= hi:
+                if not force:
+                    raise CalibrationError(
+                        f"{self.path}: {what} {value:g} {unit} ({where}) is outside the "
+                        f"plausible range {lo:g}-{hi:g} {unit} (a unit or metadata mistake?); "
+                        f"pass {flag}, or --force-calibration (input.force_calibration = true) "
+                        "if the value is right"
+                    )
+                out.append(
+                    f"{what} {value:g} {unit} is outside the plausible range {lo:g}-{hi:g} "
+                    f"{unit}; used because of --force-calibration"
+                )
+        py, px = cal.pixel_size_y_um, cal.pixel_size_um
+        if py is not None and px is not None and abs(py - px) > 0.01 * max(px, py):
+            raise CalibrationError(
+                f"{self.path}: pixels are not square ({py:g} µm along Y, {px:g} µm along X, "
+                f"from the {cal.source.get('pixel_size_um') or 'file'} metadata) and deathtrack "
+                "measures with one pixel size: resample the stack to square pixels (e.g. Fiji "
+                "Image > Scale), or pass --pixel-size UM if the metadata is wrong"
+            )
+        return out
 
     def info(self) -> dict:
         """What deathtrack reads from the file (for ``deathtrack info``)."""
@@ -542,12 +718,15 @@ class Movie:
             "n_frames": self.n_frames,
             "calibration": {
                 "pixel_size_um": cal.pixel_size_um,
+                "pixel_size_y_um": cal.pixel_size_y_um,
                 "interval_s": cal.interval_s,
                 "z_step_um": cal.z_step_um,
                 "source": dict(cal.source),
+                "notes": dict(cal.notes),
             },
             "channel_names": list(self.channel_names),
             "roles": dict(self.roles),
+            "warnings": list(self.warnings),
         }
 
     def close(self) -> None:
@@ -567,54 +746,84 @@ class Movie:
 # metadata
 
 
-def _ome_metadata(xml: str) -> tuple[dict, list[str]]:
+class _OmeXmlError(ValueError):
+    """OME-XML that does not parse."""
+
+
+def _ome_metadata(xml: str) -> tuple[dict, list[str], dict[str, str]]:
+    """Calibration, channel names and notes (values that could not be used) of OME-XML.
+
+    Raises :class:`_OmeXmlError` when the XML does not parse.
+    """
     cal: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
     names: list[str] = []
     try:
         root = ET.fromstring(xml)
-    except ET.ParseError:
-        return cal, names
+    except ET.ParseError as err:
+        raise _OmeXmlError(str(err)) from None
     ns = {"ome": root.tag.split("}")[0].strip("{")} if root.tag.startswith("{") else {}
     pixels = root.find(".//ome:Pixels", ns) if ns else root.find(".//Pixels")
     if pixels is None:
-        return cal, names
+        return cal, names, notes
     a = pixels.attrib
-    cal["pixel_size_um"] = _length_um(a.get("PhysicalSizeX"), a.get("PhysicalSizeXUnit"))
-    cal["z_step_um"] = _length_um(a.get("PhysicalSizeZ"), a.get("PhysicalSizeZUnit"))
-    cal["interval_s"] = _time_s(a.get("TimeIncrement"), a.get("TimeIncrementUnit"))
-    if cal["interval_s"] is None:
+    for key, attr in (
+        ("pixel_size_um", "PhysicalSizeX"),
+        ("pixel_size_y_um", "PhysicalSizeY"),
+        ("z_step_um", "PhysicalSizeZ"),
+    ):
+        _read_cal(cal, notes, key, attr, _length_um, a.get(attr), a.get(f"{attr}Unit"))
+    _read_cal(
+        cal, notes, "interval_s", "TimeIncrement", _time_s, a.get("TimeIncrement"),
+        a.get("TimeIncrementUnit"),
+    )  # fmt: skip
+    if cal["interval_s"] is None and "interval_s" not in notes:
         planes = pixels.findall("ome:Plane", ns) if ns else pixels.findall("Plane")
-        times = sorted(
-            {
-                float(p.attrib["DeltaT"])
-                for p in planes
-                if "DeltaT" in p.attrib
-                and p.attrib.get("TheC", "0") == "0"
-                and p.attrib.get("TheZ", "0") == "0"
-            }
-        )
+        try:
+            times = sorted(
+                {
+                    float(p.attrib["DeltaT"])
+                    for p in planes
+                    if "DeltaT" in p.attrib
+                    and p.attrib.get("TheC", "0") == "0"
+                    and p.attrib.get("TheZ", "0") == "0"
+                }
+            )
+        except ValueError:
+            times = []
+            notes["interval_s"] = "Plane DeltaT = a value that is not a number"
         if len(times) > 1:
             unit = planes[0].attrib.get("DeltaTUnit")
-            cal["interval_s"] = _time_s(float(np.median(np.diff(times))), unit)
+            _read_cal(
+                cal, notes, "interval_s", "Plane DeltaT", _time_s,
+                float(np.median(np.diff(times))), unit,
+            )  # fmt: skip
     channels = pixels.findall("ome:Channel", ns) if ns else pixels.findall("Channel")
     names = [ch.attrib.get("Name", "") for ch in channels]
-    return cal, names
+    return cal, names, notes
 
 
-def _imagej_metadata(tif, n_channels: int) -> tuple[dict, list[str]]:
+def _imagej_metadata(tif, n_channels: int) -> tuple[dict, list[str], dict[str, str]]:
     meta = tif.imagej_metadata or {}
     cal: dict[str, float | None] = {}
+    notes: dict[str, str] = {}
     unit = meta.get("unit")
     page = tif.pages[0]
-    xres = page.tags.get("XResolution")
-    if xres is not None and unit not in (None, "", "pixel", "pixels", "inch"):
-        num, den = xres.value
-        if num > 0:
-            cal["pixel_size_um"] = _length_um(den / num, unit)
+    if unit not in (None, "", "pixel", "pixels", "inch"):
+        for key, tag in (("pixel_size_um", "XResolution"), ("pixel_size_y_um", "YResolution")):
+            res = page.tags.get(tag)
+            if res is None:
+                continue
+            num, den = res.value
+            if num > 0:
+                _read_cal(cal, notes, key, tag, _length_um, den / num, unit)
     if "spacing" in meta and unit not in (None, "", "pixel", "pixels"):
-        cal["z_step_um"] = _length_um(meta["spacing"], unit)
+        _read_cal(cal, notes, "z_step_um", "spacing", _length_um, meta["spacing"], unit)
     if meta.get("finterval"):
-        cal["interval_s"] = _time_s(meta["finterval"], meta.get("tunit", "s"))
+        _read_cal(
+            cal, notes, "interval_s", "finterval", _time_s, meta["finterval"],
+            meta.get("tunit", "s"),
+        )  # fmt: skip
     names: list[str] = []
     labels = meta.get("Labels")
     if isinstance(labels, (list, tuple)) and labels:
@@ -622,11 +831,28 @@ def _imagej_metadata(tif, n_channels: int) -> tuple[dict, list[str]]:
             names = list(labels)
         elif len(labels) % max(n_channels, 1) == 0:
             names = list(labels[:n_channels])
-    return cal, names
+    return cal, names, notes
+
+
+#: frames narrower than this (pixels) are refused: a sign of axes read the wrong way round
+MIN_SIDE_PX = 8
+
+
+def _guess_axes(raw_axes: str) -> str | None:
+    """The file's axes as letters of TCZYX (colour samples ``S`` are channels; one unknown
+    first axis is time), or None when that does not give valid axes."""
+    axes = raw_axes.upper()
+    if "S" in axes and "C" not in axes:
+        axes = axes.replace("S", "C")
+    unknown = [a for a in axes if a not in "TCZYX"]
+    if len(unknown) == 1 and axes[0] == unknown[0] and "T" not in axes:
+        axes = "T" + axes[1:]
+    return axes if valid_axes(axes) else None
 
 
 def _normalise_axes(raw_axes: str, shape: tuple[int, ...], path: Path, override: str | None) -> str:
     """Map file axes to letters of TCZYX, or raise AxesError saying how to fix it."""
+    guess = _guess_axes(raw_axes)
     if override:
         axes = override.upper()
         if len(axes) != len(shape):
@@ -637,17 +863,29 @@ def _normalise_axes(raw_axes: str, shape: tuple[int, ...], path: Path, override:
             )
         if not valid_axes(axes):
             raise AxesError(f"{path}: axes {override!r} {AXES_RULE} (--axes)")
-        return axes
-    axes = raw_axes.upper().replace("S", "C") if "C" not in raw_axes.upper() else raw_axes.upper()
-    unknown = [a for a in axes if a not in "TCZYX"]
-    if len(unknown) == 1 and "T" not in axes and axes.endswith("YX") and len(axes) == 3:
-        logger.info("%s: axes %r: taking the first axis as time (T)", path, raw_axes)
-        return "T" + axes[1:]
-    if unknown or len(set(axes)) != len(axes) or not axes.endswith("YX"):
+    elif guess is None:
         raise AxesError(
             f"{path}: cannot tell which axis is which: the file says axes {raw_axes!r} for "
             f"shape {shape}; tell deathtrack with --axes (e.g. --axes TCYX or TZCYX, one letter "
-            "per dimension) or set input.axes in the config"
+            "per dimension; TYXC for an RGB movie) or set input.axes in the config"
+        )
+    else:
+        axes = guess
+        if axes != raw_axes.upper():
+            logger.info("%s: file axes %r read as %s", path, raw_axes, axes)
+    sizes = dict(zip(axes, shape))
+    if min(sizes["Y"], sizes["X"]) < MIN_SIDE_PX:
+        samples = "S" in raw_axes.upper()
+        hint = (
+            f"the file stores colour (RGB) samples in its axis {raw_axes.upper().index('S')} "
+            f"(file axes {raw_axes!r}): use --axes {guess}"
+            if samples and guess and guess != axes
+            else f"check the axes (the file says {raw_axes!r}) and pass --axes"
+        )
+        raise AxesError(
+            f"{path}: axes {axes} make frames of {sizes['Y']} x {sizes['X']} pixels "
+            f"(shape {shape}), too small to analyse (at least {MIN_SIDE_PX} pixels a side); "
+            f"{hint}"
         )
     return axes
 
@@ -710,6 +948,8 @@ def open_stack(
     if not path.exists():
         raise StackNotFoundError(f"{path}: no such file or folder")
     meta_cal: dict[str, float | None] = {}
+    meta_notes: dict[str, str] = {}
+    warnings_: list[str] = []
     names: list[str] = []
     origin = ""
     is_zarr = path.is_dir() and (
@@ -720,14 +960,14 @@ def open_stack(
     if is_zarr:
         src = _ZarrSource(path)
         fmt, origin = "ome-zarr", "ome-zarr"
-        names = [n or "" for n in src.channel_names]
+        names = [n if isinstance(n, str) else "" for n in src.channel_names]
         for letter, unit, sc in zip(src.axes, src.units, src.scale):
-            if letter == "X":
-                meta_cal["pixel_size_um"] = _length_um(sc, unit or "micrometer")
-            elif letter == "Z":
-                meta_cal["z_step_um"] = _length_um(sc, unit or "micrometer")
+            key = {"X": "pixel_size_um", "Y": "pixel_size_y_um", "Z": "z_step_um"}.get(letter)
+            if key:
+                _read_cal(meta_cal, meta_notes, key, f"{letter} scale", _length_um, sc,
+                          unit or "micrometer")  # fmt: skip
             elif letter == "T" and unit:
-                meta_cal["interval_s"] = _time_s(sc, unit)
+                _read_cal(meta_cal, meta_notes, "interval_s", "T scale", _time_s, sc, unit)
         raw = src.axes
     elif path.is_dir():
         src = _FolderSource(path)
@@ -743,20 +983,44 @@ def open_stack(
         src = _TiffSource(path)
         raw = src.axes
         tif = src.tif
-        if tif.is_ome and tif.ome_metadata:
-            fmt, origin = "ome-tiff", "ome"
-            meta_cal, names = _ome_metadata(tif.ome_metadata)
-        elif tif.is_imagej:
-            fmt, origin = "imagej-tiff", "imagej"
-        else:
+        description = tif.pages[0].description if len(tif.pages) else ""
+        try:
+            if tif.is_ome and tif.ome_metadata:
+                fmt, origin = "ome-tiff", "ome"
+                meta_cal, names, meta_notes = _ome_metadata(tif.ome_metadata)
+            elif "<OME" in description[:4096]:
+                _ome_metadata(description)  # OME-XML that tifffile did not take: cut short?
+                fmt = "tiff"
+            elif tif.is_imagej:
+                fmt, origin = "imagej-tiff", "imagej"
+            else:
+                fmt = "tiff"
+        except _OmeXmlError as err:
+            given = axes is not None and pixel_size_um is not None and interval_s is not None
+            if not given:
+                src.close()
+                example = _guess_axes(raw) or "TCYX"
+                raise StackReadError(
+                    f"{path}: its OME-XML metadata does not parse ({err}): the axes, channels "
+                    "and calibration it should give are unknown; re-export the file, or give "
+                    f"them all: --axes (one letter per dimension of the stored array, shape "
+                    f"{tuple(src.shape)}, e.g. {example}), --pixel-size UM and --interval S"
+                ) from None
             fmt = "tiff"
+            warnings_.append(
+                f"{path.name}: its OME-XML metadata does not parse ({err}); read with "
+                f"--axes {axes} and the calibration given"
+            )
     try:
+        if src.dtype.kind not in "biuf":
+            raise StackReadError(
+                f"{path}: holds {src.dtype} values; deathtrack reads integer or floating-point "
+                "images: re-export the stack as 8/16-bit integers or 32-bit floats"
+            )
         norm = _normalise_axes(raw, tuple(src.shape), path, axes)
-        if "Y" not in norm or "X" not in norm:
-            raise AxesError(f"{path}: no Y and X axes in {raw!r}")
         n_channels = dict(zip(norm, src.shape)).get("C", 1)
         if fmt == "imagej-tiff":
-            meta_cal, names = _imagej_metadata(src.tif, n_channels)
+            meta_cal, names, meta_notes = _imagej_metadata(src.tif, n_channels)
     except DeathtrackError:
         src.close()
         raise
@@ -769,16 +1033,26 @@ def open_stack(
     ):
         if override is not None:
             values[key], source[key] = float(override), "override"
+            meta_notes.pop(key, None)
         elif meta_cal.get(key) is not None:
             values[key], source[key] = float(meta_cal[key]), origin
         else:
             values[key] = None
-    cal = Calibration(source=source, **values)
+    # the pixel size along Y: the override sets both; else the file's, if it gives one
+    if pixel_size_um is not None:
+        values["pixel_size_y_um"] = float(pixel_size_um)
+        meta_notes.pop("pixel_size_y_um", None)
+    else:
+        values["pixel_size_y_um"] = meta_cal.get("pixel_size_y_um")
+    notes = {k: f"{v} (in the {fmt} metadata)" for k, v in meta_notes.items()}
+    cal = Calibration(source=source, notes=notes, **values)
     try:
-        return Movie(path, src, norm, fmt, cal, names, channels)
+        movie = Movie(path, src, norm, fmt, cal, names, channels)
     except DeathtrackError:
         src.close()
         raise
+    movie.warnings.extend(warnings_)
+    return movie
 
 
 # ---------------------------------------------------------------------------
@@ -817,6 +1091,168 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: the lock file of a results folder, and the file that names its holder
+LOCK_FILE = ".deathtrack.lock"
+LOCK_HOLDER_FILE = ".deathtrack.lock.json"
+#: the prefix of a run's temporary work folder inside a stack's results folder
+WORK_PREFIX = ".work-"
+
+
+def _read_holder(path: Path) -> dict:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe_holder(holder: dict) -> str:
+    if not holder:
+        return "a run that has not said who it is yet"
+    what = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    if holder.get("started"):
+        what += f", started {holder['started']}"
+    if holder.get("command"):
+        what += f": {holder['command']}"
+    return what
+
+
+@contextlib.contextmanager
+def results_lock(out_dir: str | Path, *, command: str | None = None) -> Iterator[dict]:
+    """Hold the lock of the results folder ``out_dir`` for one run.
+
+    One run at a time writes into a results folder (``deathtrack run``, the
+    napari plugin): the lock is an OS lock on ``out_dir/.deathtrack.lock``
+    (``filelock``), which the operating system releases the moment its holder
+    dies, so the lock of a killed run is taken over by the next one. Beside
+    it, ``.deathtrack.lock.json`` names the holder (pid, host, start, command)
+    for the message another run gets.
+
+    Yields
+    ------
+    dict
+        The holder record written for this run.
+
+    Raises
+    ------
+    ResultsLockedError
+        Another live run holds the lock; the message names it.
+    OutputError
+        ``out_dir`` cannot be created or written.
+    """
+    import getpass
+    import json
+    import socket
+    import sys
+    from datetime import datetime, timezone
+
+    from filelock import FileLock, Timeout
+
+    from .errors import OutputError, ResultsLockedError
+
+    out = Path(out_dir)
+    ensure_folder(out, "results folder")
+    lock = FileLock(str(out / LOCK_FILE), timeout=0)
+    holder_path = out / LOCK_HOLDER_FILE
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ResultsLockedError(
+            f"{out}: another deathtrack run is writing into this results folder "
+            f"({_describe_holder(_read_holder(holder_path))}); wait until it ends, or use "
+            "another --out folder"
+        ) from None
+    except OSError as err:
+        raise OutputError(
+            f"{out}: cannot lock the results folder ({err.strerror or err}); choose a folder "
+            "you can write to with --out"
+        ) from None
+    try:
+        stale = _read_holder(holder_path)
+        if stale:
+            logger.info(
+                "%s: took over the lock of a run that ended without releasing it (%s)",
+                out,
+                _describe_holder(stale),
+            )
+        try:
+            user = getpass.getuser()
+        except Exception:  # no user name (containers): not worth failing for
+            user = "?"
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": user,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        }
+        try:
+            with atomic_write(holder_path) as tmp:
+                tmp.write_text(json.dumps(holder, indent=2) + "\n", encoding="utf-8")
+        except OSError as err:
+            raise OutputError(
+                f"{out}: cannot write in the results folder ({err.strerror or err}); choose a "
+                "folder you can write to with --out"
+            ) from None
+        yield holder
+    finally:
+        try:
+            if _read_holder(holder_path).get("pid") == os.getpid():
+                holder_path.unlink(missing_ok=True)
+        finally:
+            lock.release()
+
+
+def ensure_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Create the folder ``path`` (and its parents) or raise :class:`OutputError` saying why
+    not (a file is in the way, a read-only file system, no permission)."""
+    from .errors import OutputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(
+            f"{path}: the {what} is a file, not a folder; give a folder (it is created if missing)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"{path}: cannot create the {what} ({err.strerror or err}); choose a folder you can "
+            "write to"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{path}: the {what} is not writable (no permission or a read-only file system); "
+            "choose a folder you can write to"
+        )
+    return path
+
+
+def remove_stale_work(folder: str | Path) -> list[Path]:
+    """Remove what runs killed in ``folder`` left behind: ``.work-*`` folders and the
+    temporary files of half-done writes (``.NAME.*.tmp``).
+
+    Only call it while holding :func:`results_lock` of the results folder: then no
+    other run is using them. Returns what was removed.
+    """
+    import shutil
+
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        if p.name.startswith(WORK_PREFIX) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+        elif p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def _pages(

@@ -30,8 +30,13 @@ from .config import PipelineConfig, config_to_dict
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "MAX_FRAME_PIXELS",
     "RunResult",
+    "events_key",
+    "file_record",
     "input_checksum",
+    "new_run_id",
+    "outputs_intact",
     "read_table",
     "run_stack",
     "table_path",
@@ -143,29 +148,142 @@ def read_table(folder: str | Path, name: str) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
+def _sanitize_frame(frame: np.ndarray) -> tuple[np.ndarray, int, list[int]]:
+    """Non-finite pixels (NaN, ±inf) of each channel replaced by the median of its finite
+    ones: (frame, how many were replaced, channels with no finite pixel at all)."""
+    if frame.dtype.kind != "f":
+        return frame, 0, []
+    bad = ~np.isfinite(frame)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return frame, 0, []
+    frame = frame.copy()
+    empty = []
+    for c in range(frame.shape[0]):
+        b = bad[c]
+        if b.any():
+            good = frame[c][~b]
+            if not good.size:
+                empty.append(c)
+            frame[c][b] = np.median(good) if good.size else 0
+    return frame, n_bad, empty
+
+
+def _finite(image) -> np.ndarray:
+    """One channel as float32, non-finite pixels replaced as :func:`_sanitize_frame` does."""
+    return _sanitize_frame(np.asarray(image, dtype=np.float32)[None])[0][0]
+
+
 def _segment_measure_frame(
     frame: np.ndarray, t: int, job: dict, given: dict[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame]]:
-    """Segment and measure one frame (C, Y, X): labels and object table per population.
+) -> tuple[dict[str, np.ndarray], dict[str, pd.DataFrame], dict[str, Any]]:
+    """Segment and measure one frame (C, Y, X): labels and object table per population, and
+    notes on the frame's pixels.
 
     A pure function of its arguments, so it runs the same in a thread or in
     another process. ``given``: label images brought from another tool.
+    Non-finite pixels are replaced (see :func:`_sanitize_frame`); a population
+    whose channel is constant in this frame (no signal) gets no objects here.
+    Notes: ``nonfinite`` (pixels replaced), ``no_finite`` (channels without a
+    finite pixel), ``blank`` (population -> the constant value of its channel).
     """
-    from .measure import measure_frame
+    from .segment import crosstalk_ratio
+
+    frame, n_bad, no_finite = _sanitize_frame(np.asarray(frame))
+    notes: dict[str, Any] = {"nonfinite": n_bad, "no_finite": no_finite, "blank": {}}
+    images = {pop: frame[job["roles"][pop]].astype(np.float32) for pop in job["populations"]}
+    labels = {}
+    for pop in job["populations"]:
+        image = images[pop]
+        lo, hi = float(image.min()), float(image.max())
+        if pop in given:
+            labels[pop] = given[pop]
+        elif lo == hi:  # no signal: nothing to segment (a threshold would cut noise-free flat)
+            notes["blank"][pop] = lo
+            labels[pop] = np.zeros(image.shape, np.int32)
+        else:
+            labels[pop] = _segment(image, job, pop)
+    own = [pop for pop in job["populations"] if pop not in given and pop not in notes["blank"]]
+    unmixed: dict[str, tuple[str, float, float]] = {}
+    if job.get("unmix") and len(job["populations"]) == 2 and own:
+        # each population's channel may show the other's cells (crosstalk, bleed-through):
+        # estimated in this frame from where the other's cells are, subtracted, and the
+        # frame segmented again when it is there
+        a, b = job["populations"]
+        mask = {pop: labels[pop] > 0 for pop in (a, b)}
+        for pop, other in ((a, b), (b, a)):
+            ratio = crosstalk_ratio(images[pop], images[other], mask[other], mask[pop])
+            if ratio > 0 and pop in own:
+                bg = float(np.nanmedian(images[other][~mask[a] & ~mask[b]]))
+                unmixed[pop] = (other, ratio, bg)
+        for pop, (other, ratio, bg) in unmixed.items():
+            images[pop] = images[pop] - ratio * (images[other] - bg)
+            labels[pop] = _segment(images[pop], job, pop)
+    tables = {pop: _measure(labels[pop], frame, t, job, pop) for pop in job["populations"]}
+    for pop, how in unmixed.items():
+        tables[pop].attrs["unmix"] = how  # (other population, ratio, its background)
+    return labels, tables, notes
+
+
+def _segment(image: np.ndarray, job: dict, pop: str) -> np.ndarray:
     from .segment import segment_frame
 
-    names, px = job["names"], job["px"]
+    return segment_frame(image, job["configs"][pop], pixel_size_um=job["px"])
+
+
+def _measure(labels: np.ndarray, frame: np.ndarray, t: int, job: dict, pop: str) -> pd.DataFrame:
+    """One population's objects in frame ``t`` (C, Y, X), every channel measured."""
+    from .measure import measure_frame
+
+    names = job["names"]
     intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
-    labels, tables = {}, {}
-    for pop in job["populations"]:
-        if pop in given:
-            lab = given[pop]
-        else:
-            image = frame[job["roles"][pop]].astype(np.float32)
-            lab = segment_frame(image, job["configs"][pop], pixel_size_um=px)
-        labels[pop] = lab
-        tables[pop] = measure_frame(lab, intensities, frame=t, pixel_size_um=px, population=pop)
-    return labels, tables
+    return measure_frame(labels, intensities, frame=t, pixel_size_um=job["px"], population=pop)
+
+
+class _Refiner:
+    """Mends each frame's labels with the frames before as frames arrive in order
+    (:class:`deathtrack.refine.Mender`): merged neighbours split, faded cells carried. A
+    changed frame is measured again; every row gains ``carried``."""
+
+    def __init__(self, movie, job: dict, given):
+        from .refine import Mender
+
+        self.movie, self.job = movie, job
+        self.menders = {
+            pop: Mender(job["configs"][pop], pixel_size_um=job["px"])
+            for pop in job["populations"]
+            if pop not in given
+            and (job["configs"][pop].split_merged or job["configs"][pop].carry_objects)
+        }
+        self.changed = {pop: 0 for pop in self.menders}
+
+    def __call__(self, t: int, labels: dict, tables: dict) -> None:
+        frame = None
+        for pop in self.job["populations"]:
+            tables[pop]["carried"] = False
+        for pop, mend in self.menders.items():
+            how = tables[pop].attrs.get("unmix")
+            lab, carried = mend(labels[pop], lambda pop=pop, how=how: self._image(pop, t, how))
+            if lab is not labels[pop]:
+                self.changed[pop] += 1
+                if frame is None:
+                    frame = _sanitize_frame(np.asarray(self.movie.frame(t)))[0]
+                labels[pop] = lab
+                tables[pop] = _measure(lab, frame, t, self.job, pop)
+                tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
+
+    def _image(self, pop: str, t: int, how) -> np.ndarray:
+        """The population's channel at ``t``, with the other's crosstalk taken out as it
+        was for segmenting (``how``: from :func:`_segment_measure_frame`)."""
+        image = _finite(self.movie.read(self.job["roles"][pop], t))
+        if how is not None:
+            other, ratio, bg = how
+            image = image - ratio * (_finite(self.movie.read(self.job["roles"][other], t)) - bg)
+        return image
+
+    def log(self) -> None:
+        for pop, n in self.changed.items():
+            logger.info("%s: %d of %d frames mended over time", pop, n, self.movie.n_frames)
 
 
 #: frames at least this large (pixels) are segmented in worker processes with
@@ -286,6 +404,8 @@ def _segment_movie(
     frames) or threads; a few frames are in flight at a time, so memory does not
     grow with the number of frames. Results are the same whatever the workers.
     ``backend, workers``: from :func:`_frame_backend`.
+
+    Returns (objects per population, label stores, notes per frame).
     """
     import zarr
     from tqdm.auto import tqdm
@@ -310,6 +430,7 @@ def _segment_movie(
         "populations": list(populations),
         "roles": dict(movie.roles),
         "configs": {pop: getattr(cfg.segment, pop) for pop in populations},
+        "unmix": cfg.segment.unmix,
     }
     given = {}  # bring-your-own label stacks (Cellpose, StarDist, ...), read frame by frame
     for pop in populations:
@@ -323,11 +444,16 @@ def _segment_movie(
         return np.asarray(movie.frame(t)), t, job, {pop: g[t] for pop, g in given.items()}
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
+    frame_notes: list[dict] = []
 
-    def collect(t: int, labels, tabs) -> None:
+    refine = _Refiner(movie, job, given)
+
+    def collect(t: int, labels, tabs, notes) -> None:
+        refine(t, labels, tabs)
         for pop in populations:
             stores[pop][t] = labels[pop]
             tables[pop].append(tabs[pop])
+        frame_notes.append(notes)
         bar.update()
         if on_progress is not None:
             on_progress("segment", t + 1, movie.n_frames)
@@ -350,8 +476,8 @@ def _segment_movie(
                 # only now: joblib's own imports are done in this thread, so the two
                 # threads do not import the same modules at once
                 _warm_imports()
-            for t, (labels, tabs) in enumerate(results):
-                collect(t, labels, tabs)
+            for t, (labels, tabs, notes) in enumerate(results):
+                collect(t, labels, tabs, notes)
     finally:
         # on Ctrl-C or a GUI's Cancel, closing the generator drops the frames not started
         if results is not None:
@@ -364,7 +490,9 @@ def _segment_movie(
         bar.close()
         for stack in given.values():
             stack.close()
-    return {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}, stores
+    refine.log()
+    objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
+    return objects, stores, frame_notes
 
 
 def _channel_keys(movie) -> list[str]:
@@ -377,6 +505,294 @@ def _channel_keys(movie) -> list[str]:
     return keys
 
 
+#: tables of a stack folder written by a run (``.csv``, or ``.parquet`` with
+#: ``output.table_format = "parquet"``), and its other files
+OUTPUT_TABLES = ("tracks", "events", "recruitment", "recruitment_stats", "lineage", "motility")
+OUTPUT_FILES = ("labels_cells.tif", "labels_immune.tif", "tracks.xml", "report.html")
+#: written by a run, but also by a person's review afterwards: never checksummed, never
+#: removed (it holds reviewed labels that found no event)
+REVIEWS_UNMATCHED = "reviews_unmatched.csv"
+
+#: the largest frame, in pixels, a stage may allocate once padded by the largest
+#: neighbourhood a parameter sets (a background radius, a smoothing, a dilation): 2**28
+#: pixels are 1 GiB as float32
+MAX_FRAME_PIXELS = 2**28
+
+
+def new_run_id() -> str:
+    """An id for one run: UTC time, host and process id (``20260105T101530Z-host-1234``)."""
+    import os
+    import socket
+
+    when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{when}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _input_stat(path: Path) -> tuple:
+    """Sizes and modification times of a stack's files: to see it change during a run."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append((str(f), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a file (``run.json["outputs"]``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def events_key(path: Path) -> str | None:
+    """SHA-256 of the automatic part of an events table: every column but the review
+    columns, every row but the deaths a person added (no ``track_id``), as text.
+
+    A review in napari rewrites ``events.csv`` (new columns, added rows) but leaves this
+    part unchanged, so a reviewed folder still counts as complete.
+    """
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path).astype(str)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.EmptyDataError):
+        return None
+    df = df[[c for c in df.columns if c not in col.REVIEW_COLUMNS]]
+    if col.TRACK_ID in df.columns:
+        df = df[~df[col.TRACK_ID].isin(["", "nan", "NaN", "<NA>", "None"])]
+    return hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
+
+
+def _known_outputs() -> list[str]:
+    return [f"{t}{sfx}" for t in OUTPUT_TABLES for sfx in (".csv", ".parquet")] + list(OUTPUT_FILES)
+
+
+def _commit(staged: Path, folder: Path, run_info: dict) -> None:
+    """Move a finished run's files from ``staged`` into ``folder``, then write run.json.
+
+    ``run.json`` is removed first and written last, with the size and SHA-256 of
+    every file: whatever moment a run is killed at, the folder either is complete
+    for one input and one config, or has no run.json (and is redone).
+    """
+    import os
+
+    names = sorted(p.name for p in staged.iterdir() if p.is_file())
+    outputs = {}
+    for name in names:
+        if name == REVIEWS_UNMATCHED:
+            continue
+        outputs[name] = file_record(staged / name)
+        if name.startswith("events."):
+            outputs[name]["events_key"] = events_key(staged / name)
+    run_info["outputs"] = outputs
+    # from here until run.json is back, the folder is incomplete
+    (folder / "run.json").unlink(missing_ok=True)
+    for name in _known_outputs():  # an earlier run's files this run does not write
+        if name not in outputs:
+            (folder / name).unlink(missing_ok=True)
+    for name in names:
+        os.replace(staged / name, folder / name)
+    write_json_atomic(run_info, folder / "run.json")
+
+
+def outputs_intact(folder: str | Path, run_info: dict, *, verify: str = "sha256") -> bool:
+    """Whether the files ``run_info["outputs"]`` lists are in ``folder`` as written.
+
+    ``verify``: ``"sha256"`` (size and checksum of every file) or ``"size"`` (sizes
+    only: quick). ``events`` may differ by a review (see :func:`events_key`).
+    """
+    folder = Path(folder)
+    outputs = run_info.get("outputs")
+    if not isinstance(outputs, dict) or not outputs:
+        return False  # written by an older deathtrack, or not by a run at all
+    for name, rec in outputs.items():
+        path = folder / name
+        if not isinstance(rec, dict) or not path.is_file():
+            return False
+        same = path.stat().st_size == rec.get("bytes")
+        if same and verify == "sha256":
+            same = file_record(path)["sha256"] == rec.get("sha256")
+        if not same:
+            if not (name.startswith("events.") and rec.get("events_key")):
+                return False
+            if events_key(path) != rec["events_key"]:
+                return False
+    return True
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a work folder, even when Ctrl-C or SIGTERM lands while it is being removed."""
+    import shutil
+
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except KeyboardInterrupt:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
+    """Refuse a pixel size and parameters that would make a stage allocate a padded frame
+    larger than :data:`MAX_FRAME_PIXELS`."""
+    from .errors import CalibrationError
+
+    px = movie.calibration.pixel_size_um
+    ny, nx = movie.shape[-2:]
+    # (what, µm, how many times that a stage pads or filters the frame by)
+    sizes: list[tuple[str, float, float]] = []
+    for pop in populations:
+        seg = getattr(cfg.segment, pop)
+        if seg.method != "threshold":
+            continue
+        key = f"segment.{pop}"
+        sizes += [
+            (f"{key}.background_radius_um", seg.background_radius_um, 1.0),
+            (f"{key}.smooth_sigma_um", seg.smooth_sigma_um, 4.0),
+            (f"{key}.dim_smooth_sigma_um", seg.dim_smooth_sigma_um, 4.0),
+            (f"{key}.fragment_gap_um", seg.fragment_gap_um, 1.0),
+            # ('auto' follows the objects, at most 20 µm: below the background's reach)
+            (
+                f"{key}.min_distance_um",
+                0.0 if seg.min_distance_um == "auto" else seg.min_distance_um,
+                2.0,
+            ),
+            (f"{key}.carry_reach_um", seg.carry_reach_um + 15.0, 1.0),
+            ("the smoothing that weighs the seeds", 1.0, 4.0),
+        ]
+    sizes.append(("recruit.contact_tolerance_um", cfg.recruit.contact_tolerance_um, 1.0))
+    what, um, factor = max(sizes, key=lambda s: s[1] * s[2])
+    pad = um * factor / px
+    n = (ny + 2 * pad) * (nx + 2 * pad)
+    if n > MAX_FRAME_PIXELS:
+        lower = f" or lower {what}" if what.endswith("_um") else ""
+        raise CalibrationError(
+            f"{movie.path}: at a pixel size of {px:g} µm, {what} ({um:g} µm) spans "
+            f"{um / px:.3g} pixels: a {ny} x {nx} frame padded for it would hold {n:.3g} "
+            f"pixels, above deathtrack's bound of {MAX_FRAME_PIXELS:,} pixels; check the pixel "
+            f"size (--pixel-size UM){lower}"
+        )
+
+
+def _preflight(movie, cfg: PipelineConfig, export_ctc) -> tuple[list[str], list[str]]:
+    """Everything that can be checked before any pixel is analysed: (populations, warnings)."""
+    from .errors import AxesError
+
+    movie.require_calibration(
+        "pixel_size_um",
+        "interval_s",
+        reason="sizes are in µm and speeds in µm/min (segmentation and tracking)",
+    )
+    warns = list(movie.warnings) + movie.check_calibration(force=cfg.input.force_calibration)
+    if movie.is_3d:
+        raise AxesError(
+            f"{movie.path}: 3D stacks (axes {movie.axes}) are not analysed yet; "
+            "pass a maximum projection (T, C, Y, X)"
+        )
+    populations = [p for p in (col.CELLS, col.IMMUNE) if p in movie.roles]
+    _check_allocation(movie, cfg, populations)
+    if cfg.death.classifier:
+        from .classify import load_model
+
+        load_model(cfg.death.classifier)  # a bad model file fails now, not after segmenting
+    if export_ctc is not None:
+        from .io import ensure_folder
+
+        ensure_folder(export_ctc, "--export-ctc folder")
+    return populations, warns
+
+
+def _channel_text(movie, pop: str) -> str:
+    c = movie.roles[pop]
+    return f"channel {c} ({movie.channel_names[c]!r})"
+
+
+def _frames_text(frames: list[int]) -> str:
+    shown = ", ".join(map(str, frames[:10]))
+    return shown + (f", ... ({len(frames)} frames)" if len(frames) > 10 else "")
+
+
+def _check_signal(movie, cfg, objects, frame_notes, populations, result) -> None:
+    """Named failures for a stack without signal or without cells; warnings for frames
+    without signal, replaced non-finite pixels and an empty immune channel."""
+    from .errors import NoCellsError, NoSignalError
+
+    n = movie.n_frames
+    n_bad = sum(f["nonfinite"] for f in frame_notes)
+    if n_bad:
+        frames = [t for t, f in enumerate(frame_notes) if f["nonfinite"]]
+        result.warnings.append(
+            f"{n_bad} non-finite pixel value(s) (NaN, ±inf) in frame(s) {_frames_text(frames)} "
+            "were replaced by the median of their channel's frame"
+        )
+    for pop in populations:
+        if getattr(cfg.segment, pop).method == "labels":
+            continue
+        blank = [t for t, f in enumerate(frame_notes) if pop in f["blank"]]
+        where = _channel_text(movie, pop)
+        if n and len(blank) == n and pop == col.CELLS:
+            c = movie.roles[pop]
+            if all(c in f["no_finite"] for f in frame_notes):
+                what = "has no finite value (all NaN or ±inf)"
+            else:
+                values = {f["blank"][pop] for f in frame_notes}
+                what = (
+                    "is all zero"
+                    if values == {0.0}
+                    else f"is constant ({', '.join(f'{v:g}' for v in sorted(values)[:3])})"
+                )
+            raise NoSignalError(
+                f"{movie.path}: no signal: {where}, the target cells' channel, {what} in every "
+                f"frame; check the file, and that --channel cells=INDEX|NAME names the "
+                "target-cell marker"
+            )
+        if blank:
+            result.warnings.append(
+                f"no signal in {where} ({pop}) in frame(s) {_frames_text(blank)}: the channel "
+                "is constant there, nothing was segmented"
+            )
+    if col.CELLS in objects and objects[col.CELLS].empty:
+        seg = cfg.segment.cells
+        hint = (
+            f"or lower segment.cells.noise_k (now {seg.noise_k:g}) for a faint marker"
+            if seg.method == "threshold" and seg.threshold == "noise"
+            else "or check the segmentation settings (segment.cells)"
+        )
+        raise NoCellsError(
+            f"{movie.path}: no cells: segmentation found no target cell in any of the {n} "
+            f"frame(s) of {_channel_text(movie, col.CELLS)}; check that --channel "
+            f"cells=INDEX|NAME names the target-cell marker, {hint}"
+        )
+    if col.IMMUNE in objects and objects[col.IMMUNE].empty:
+        result.warnings.append(
+            f"no immune cells found in {_channel_text(movie, col.IMMUNE)}: recruitment is empty"
+        )
+
+
+def _link(objects, pop: str, cfg: PipelineConfig, movie) -> pd.DataFrame:
+    """:func:`deathtrack.track.link_objects`, with trackpy giving up made a clear error."""
+    from .errors import StackDataError
+    from .track import link_objects, search_range_um
+
+    track_cfg = getattr(cfg.track, pop)
+    interval = movie.calibration.interval_s
+    try:
+        return link_objects(objects[pop], track_cfg, interval_s=interval)
+    except Exception as err:
+        if type(err).__name__ != "SubnetOversizeException":
+            raise
+        search = search_range_um(track_cfg, interval)
+        raise StackDataError(
+            f"{movie.path}: tracking the {pop} failed: a search range of {search:.3g} µm "
+            f"(track.{pop}.max_speed_um_per_min = {track_cfg.max_speed_um_per_min:g} µm/min "
+            f"over the {interval:g} s between frames) is too large for these data (trackpy: "
+            f"{err}); check --interval, or lower track.{pop}.max_speed_um_per_min"
+        ) from None
+
+
 def run_stack(
     stack: str | Path,
     config: PipelineConfig | None = None,
@@ -385,13 +801,22 @@ def run_stack(
     progress: bool = True,
     export_ctc: str | Path | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
+    lock: bool = True,
+    run_id: str | None = None,
 ) -> RunResult:
     """Analyse one stack and write ``out_dir/<stem>/``.
 
     Stages: segment and measure each population (``cells``, and ``immune``
-    when that role exists), link tracks, find divisions, write
-    ``tracks.csv``, ``lineage.csv``, ``labels_cells.tif``,
-    ``labels_immune.tif`` and ``run.json``.
+    when that role exists), link tracks, find divisions, detect and classify
+    deaths, measure recruitment; write the tables, ``labels_cells.tif``,
+    ``labels_immune.tif``, ``tracks.xml`` and ``run.json``.
+
+    Everything that can be checked before analysis is checked first
+    (calibration, square pixels, sizes in pixels, the classifier file). Outputs
+    are written into a work folder and moved into ``out_dir/<stem>/`` at the
+    end, ``run.json`` (with the size and SHA-256 of every file) last: the folder
+    of a failed or interrupted run keeps its earlier complete results, or has no
+    ``run.json``.
 
     Parameters
     ----------
@@ -412,16 +837,35 @@ def run_stack(
         segmented and once as each later stage starts (``done`` = 0). An
         exception raised inside it (e.g. a GUI's Cancel) stops the run;
         finished output files are kept, nothing half-written is left.
+    lock
+        Hold the lock of ``out_dir`` (:func:`deathtrack.io.results_lock`) while
+        writing; ``False`` when the caller holds it (a batch run).
+    run_id
+        Recorded in ``run.json``; a new one by default (:func:`new_run_id`).
 
     Returns
     -------
     RunResult
+
+    Raises
+    ------
+    DeathtrackError
+        A problem with the input, its calibration, its pixels (no signal, no
+        cells), the config or the results folder: the message says what to do.
     """
-    import shutil
+    import contextlib
 
     from .death import detect_deaths
-    from .io import open_input, stack_stem
-    from .track import find_divisions, link_objects, relabel_frames
+    from .errors import StackChangedError
+    from .io import (
+        WORK_PREFIX,
+        ensure_folder,
+        open_input,
+        remove_stale_work,
+        results_lock,
+        stack_stem,
+    )
+    from .track import find_divisions, relabel_frames
 
     cfg = config or PipelineConfig()
     t_start = time.perf_counter()
@@ -433,179 +877,185 @@ def run_stack(
     with open_input(stack, cfg.input) as movie:
         info = movie.info()
         result.timings_s["open"] = time.perf_counter() - t0
-        movie.require_calibration(
-            "pixel_size_um",
-            "interval_s",
-            reason="sizes are in µm and speeds in µm/min (segmentation and tracking)",
-        )
-        if movie.is_3d:
-            from .errors import AxesError
-
-            raise AxesError(
-                f"{stack}: 3D stacks (axes {movie.axes}) are not analysed yet; "
-                "pass a maximum projection (T, C, Y, X)"
-            )
-        populations = [p for p in (col.CELLS, col.IMMUNE) if p in movie.roles]
+        populations, pre_warnings = _preflight(movie, cfg, export_ctc)
+        result.warnings.extend(pre_warnings)
         if col.IMMUNE not in populations:
             result.warnings.append(
                 "no immune channel: immune cells are not segmented; recruitment needs "
                 "--channel immune=INDEX|NAME"
             )
         result.counts.update(n_frames=movie.n_frames, n_channels=movie.n_channels)
-        result.out_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".work-", dir=result.out_dir))
-        pending: list = []  # output files being written in worker processes
-        try:
-            t0 = time.perf_counter()
-            # frames in worker processes (large movies) or threads; later work that may run
-            # beside the main process goes to the same workers
-            backend, workers = _frame_backend(
-                cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
-            )
-            objects, stores = _segment_movie(
-                movie,
-                cfg,
-                work,
-                populations,
-                progress,
-                on_progress,
-                backend=backend,
-                workers=workers,
-            )
-            result.timings_s["segment_measure"] = time.perf_counter() - t0
-            result.stages.append("segment")
-            result.stages.append("measure")
-
-            _notify(on_progress, "track")
-            t0 = time.perf_counter()
-            tracks, lineage = [], pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
-            for pop in populations:
-                linked = link_objects(
-                    objects[pop], getattr(cfg.track, pop), interval_s=movie.calibration.interval_s
+        stat_before = _input_stat(Path(stack))
+        held = results_lock(out_dir) if lock else contextlib.nullcontext()
+        with held:
+            ensure_folder(result.out_dir, "results folder")
+            for p in remove_stale_work(result.out_dir):
+                logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
+            pending: list = []  # output files being written in worker processes
+            work = None
+            try:
+                work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
+                staged = work / "out"  # the outputs, moved into the folder when all are done
+                staged.mkdir()
+                t0 = time.perf_counter()
+                # frames in worker processes (large movies) or threads; later work that may
+                # run beside the main process goes to the same workers
+                backend, workers = _frame_backend(
+                    cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
                 )
-                if pop == col.CELLS:
-                    linked, lineage = find_divisions(linked, cfg.track.divisions)
-                tracks.append(linked)
-                result.counts[f"n_tracks_{pop}"] = int(linked[col.TRACK_ID].nunique())
-                result.counts[f"n_objects_{pop}"] = len(linked)
-            result.counts["n_divisions"] = (
-                int(lineage[col.PARENT_ID].nunique()) if len(lineage) else 0
-            )
-            result.timings_s["track"] = time.perf_counter() - t0
-            result.stages.append("track")
+                objects, stores, frame_notes = _segment_movie(
+                    movie,
+                    cfg,
+                    work,
+                    populations,
+                    progress,
+                    on_progress,
+                    backend=backend,
+                    workers=workers,
+                )
+                _check_signal(movie, cfg, objects, frame_notes, populations, result)
+                result.timings_s["segment_measure"] = time.perf_counter() - t0
+                result.stages.append("segment")
+                result.stages.append("measure")
 
-            t0 = time.perf_counter()
-            shape = (movie.n_frames, *movie.shape[-2:])
-            # the output files that nothing later needs are written in worker processes
-            # when the frames had them (large movies), beside the deaths and recruitment
-            # stages here; all are waited for before run.json marks the results complete
-            aside = workers if backend == "loky" else 0
-            for pop, linked in zip(populations, tracks):
-                if cfg.output.write_labels:
+                _notify(on_progress, "track")
+                t0 = time.perf_counter()
+                tracks = []
+                lineage = pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
+                for pop in populations:
+                    linked = _link(objects, pop, cfg, movie)
+                    if pop == col.CELLS:
+                        linked, lineage = find_divisions(linked, cfg.track.divisions)
+                    tracks.append(linked)
+                    result.counts[f"n_tracks_{pop}"] = int(linked[col.TRACK_ID].nunique())
+                    result.counts[f"n_objects_{pop}"] = len(linked)
+                result.counts["n_divisions"] = (
+                    int(lineage[col.PARENT_ID].nunique()) if len(lineage) else 0
+                )
+                result.timings_s["track"] = time.perf_counter() - t0
+                result.stages.append("track")
+
+                t0 = time.perf_counter()
+                shape = (movie.n_frames, *movie.shape[-2:])
+                # the output files that nothing later needs are written in worker processes
+                # when the frames had them (large movies), beside the deaths and recruitment
+                # stages here; all are waited for before the outputs are moved in
+                aside = workers if backend == "loky" else 0
+                for pop, linked in zip(populations, tracks):
+                    if cfg.output.write_labels:
+                        pending.append(
+                            _submit(
+                                aside,
+                                _write_label_stack,
+                                str(work / f"labels_{pop}.zarr"),
+                                linked[[col.FRAME, col.LABEL, col.TRACK_ID]],
+                                staged / f"labels_{pop}.tif",
+                                shape,
+                            )
+                        )
+                if export_ctc is not None and col.CELLS in populations:
+                    from .track import export_ctc as write_ctc
+
+                    cells = tracks[populations.index(col.CELLS)]
+                    store = stores[col.CELLS]
+                    frames = relabel_frames((store[t] for t in range(movie.n_frames)), cells)
+                    ctc_dir = write_ctc(
+                        frames,
+                        cells,
+                        lineage,
+                        Path(export_ctc) / f"{result.out_dir.name}_RES",
+                        n_frames=movie.n_frames,
+                    )
+                    result.counts["ctc_export"] = str(ctc_dir)
+                all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
+                pending.append(_submit(aside, write_table, all_tracks, staged / "tracks.csv", fmt))
+                if cfg.output.write_trackmate:
+                    from .export import export_trackmate
+
                     pending.append(
                         _submit(
                             aside,
-                            _write_label_stack,
-                            str(work / f"labels_{pop}.zarr"),
-                            linked[[col.FRAME, col.LABEL, col.TRACK_ID]],
-                            result.out_dir / f"labels_{pop}.tif",
-                            shape,
+                            export_trackmate,
+                            all_tracks,
+                            lineage,
+                            staged / "tracks.xml",
+                            pixel_size_um=movie.calibration.pixel_size_um,
+                            interval_s=movie.calibration.interval_s,
+                            image_path=str(Path(stack).resolve()),
+                            shape_tyx=(movie.n_frames, *movie.shape[-2:]),
                         )
                     )
-            if export_ctc is not None and col.CELLS in populations:
-                from .track import export_ctc as write_ctc
+                result.timings_s["write"] = time.perf_counter() - t0
 
+                _notify(on_progress, "death")
+                t0 = time.perf_counter()
                 cells = tracks[populations.index(col.CELLS)]
-                store = stores[col.CELLS]
-                frames = relabel_frames((store[t] for t in range(movie.n_frames)), cells)
-                ctc_dir = write_ctc(
-                    frames,
-                    cells,
+                events = detect_deaths(
+                    _with_time(cells, movie.calibration.interval_s),
                     lineage,
-                    Path(export_ctc) / f"{result.out_dir.name}_RES",
-                    n_frames=movie.n_frames,
+                    cfg.death,
+                    interval_s=movie.calibration.interval_s,
+                    image_shape=tuple(movie.shape[-2:]),
                 )
-                result.counts["ctc_export"] = str(ctc_dir)
-            all_tracks = _tracks_table(tracks, movie.calibration.interval_s)
-            pending.append(
-                _submit(aside, write_table, all_tracks, result.out_dir / "tracks.csv", fmt)
-            )
-            if cfg.output.write_trackmate:
-                from .export import export_trackmate
+                result.counts["n_events"] = len(events)
+                for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):
+                    result.counts[f"n_{mode}"] = int((events[col.MODE] == mode).sum())
+                result.timings_s["death"] = time.perf_counter() - t0
+                result.stages.append("death")
 
-                pending.append(
-                    _submit(
-                        aside,
-                        export_trackmate,
-                        all_tracks,
-                        lineage,
-                        result.out_dir / "tracks.xml",
-                        pixel_size_um=movie.calibration.pixel_size_um,
-                        interval_s=movie.calibration.interval_s,
-                        image_path=str(Path(stack).resolve()),
-                        shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                _notify(on_progress, "recruit")
+                t0 = time.perf_counter()
+                immune = (
+                    tracks[populations.index(col.IMMUNE)] if col.IMMUNE in populations else None
+                )
+                events = _recruit(events, cells, immune, stores, movie, cfg, result, fmt, staged)
+                result.timings_s["recruit"] = time.perf_counter() - t0
+                events = _keep_reviews(events, result, fmt, staged)
+                write_table(events, staged / "events.csv", fmt)
+                t0 = time.perf_counter()
+                write_table(lineage, staged / "lineage.csv", fmt)
+                while pending:
+                    pending.pop(0).result()  # re-raises a writer's error, if any
+                result.timings_s["write"] += time.perf_counter() - t0
+
+                t0 = time.perf_counter()
+                checksum = input_checksum(stack)
+                if _input_stat(Path(stack)) != stat_before:
+                    raise StackChangedError(
+                        f"{stack}: the stack's file(s) changed while it was analysed; its "
+                        "results are not kept: run it again once the file is complete"
                     )
-                )
-            result.timings_s["write"] = time.perf_counter() - t0
-
-            _notify(on_progress, "death")
-            t0 = time.perf_counter()
-            cells = tracks[populations.index(col.CELLS)]
-            events = detect_deaths(
-                _with_time(cells, movie.calibration.interval_s),
-                lineage,
-                cfg.death,
-                interval_s=movie.calibration.interval_s,
-            )
-            result.counts["n_events"] = len(events)
-            for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):
-                result.counts[f"n_{mode}"] = int((events[col.MODE] == mode).sum())
-            result.timings_s["death"] = time.perf_counter() - t0
-            result.stages.append("death")
-
-            _notify(on_progress, "recruit")
-            t0 = time.perf_counter()
-            immune = tracks[populations.index(col.IMMUNE)] if col.IMMUNE in populations else None
-            events = _recruit(events, cells, immune, stores, movie, cfg, result, fmt)
-            result.timings_s["recruit"] = time.perf_counter() - t0
-            events = _keep_reviews(events, result, fmt)
-            write_table(events, result.out_dir / "events.csv", fmt)
-            t0 = time.perf_counter()
-            write_table(lineage, result.out_dir / "lineage.csv", fmt)
-            while pending:
-                pending.pop(0).result()  # re-raises a writer's error, if any
-            result.timings_s["write"] += time.perf_counter() - t0
-        finally:
-            try:
-                for task in pending:  # this run failed: let the writers finish first
-                    try:
-                        task.result()
-                    except Exception:
-                        pass
+                result.timings_s["checksum"] = time.perf_counter() - t0
+                result.timings_s["total"] = time.perf_counter() - t_start
+                run_info = {
+                    "deathtrack_run_version": 2,
+                    "run_id": run_id or new_run_id(),
+                    "stack": str(Path(stack).resolve()),
+                    "stem": result.out_dir.name,
+                    "input_checksum": checksum,
+                    "started": started,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "status": "ok",
+                    "stages": result.stages,
+                    "input": info,
+                    "config": config_to_dict(cfg),
+                    "versions": _versions(),
+                    "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+                    "counts": result.counts,
+                    "warnings": result.warnings,
+                }
+                _commit(staged, result.out_dir, run_info)
             finally:
-                shutil.rmtree(work, ignore_errors=True)
+                try:
+                    for task in pending:  # this run failed: let the writers finish first
+                        try:
+                            task.result()
+                        except Exception:
+                            pass
+                finally:
+                    if work is not None:
+                        _remove_tree(work)
 
-    t0 = time.perf_counter()
-    checksum = input_checksum(stack)
-    result.timings_s["checksum"] = time.perf_counter() - t0
-    result.timings_s["total"] = time.perf_counter() - t_start
-    run_info = {
-        "deathtrack_run_version": 1,
-        "stack": str(Path(stack).resolve()),
-        "stem": result.out_dir.name,
-        "input_checksum": checksum,
-        "started": started,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "ok",
-        "stages": result.stages,
-        "input": info,
-        "config": config_to_dict(cfg),
-        "versions": _versions(),
-        "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
-        "counts": result.counts,
-        "warnings": result.warnings,
-    }
-    write_json_atomic(run_info, result.out_dir / "run.json")
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)
     return result
@@ -631,11 +1081,11 @@ def _labels_at(store, tracks: pd.DataFrame):
     return lambda t: relabel_frame(store[t], groups.get(int(t)))
 
 
-def _recruit(events, cells, immune, stores, movie, cfg, result, fmt) -> pd.DataFrame:
-    """Recruitment curves, per-event measures and the mode comparison; returns the events."""
+def _recruit(events, cells, immune, stores, movie, cfg, result, fmt, out: Path) -> pd.DataFrame:
+    """Recruitment curves, per-event measures and the mode comparison (tables written to
+    ``out``); returns the events."""
     from .recruit import CURVE_COLUMNS, compare_modes, recruitment_curves, summarize_events
 
-    out = result.out_dir
     if immune is None:
         write_table(pd.DataFrame(columns=CURVE_COLUMNS), out / "recruitment.csv", fmt)
         return events
@@ -682,8 +1132,9 @@ def _recruit(events, cells, immune, stores, movie, cfg, result, fmt) -> pd.DataF
     return events
 
 
-def _keep_reviews(events: pd.DataFrame, result: RunResult, fmt: str) -> pd.DataFrame:
-    """Carry the reviewed labels of an earlier run in the same folder over to the new events."""
+def _keep_reviews(events: pd.DataFrame, result: RunResult, fmt: str, out: Path) -> pd.DataFrame:
+    """Carry the reviewed labels of an earlier run in the same folder over to the new events
+    (labels that find no event are written to ``out/reviews_unmatched.csv``)."""
     from .review import carry_over_reviews, reviewed_events
 
     path = table_path(result.out_dir, "events")
@@ -700,7 +1151,7 @@ def _keep_reviews(events: pd.DataFrame, result: RunResult, fmt: str) -> pd.DataF
     n = len(reviewed_events(old))
     msg = f"kept {n - len(unmatched)} of {n} reviewed labels from the earlier run"
     if len(unmatched):
-        write_table(unmatched, result.out_dir / "reviews_unmatched.csv", fmt)
+        write_table(unmatched, out / REVIEWS_UNMATCHED, fmt)
         msg += f"; {len(unmatched)} found no event: see reviews_unmatched.csv"
     result.warnings.append(msg)
     return events

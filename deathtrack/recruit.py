@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from . import columns as col
-from .config import RecruitConfig
+from .config import RecruitConfig, frames_for
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,10 @@ def recruitment_curves(
         )
         ctl, fctl = controls[eid], frac_ctl[eid]
         own = track_frames.get(tid, np.array([f0]))
-        for dt in range(-cfg.pre_frames, cfg.post_frames + 1):
+        for dt in range(
+            -frames_for(cfg.pre_min, interval_s, at_least=0),
+            frames_for(cfg.post_min, interval_s, at_least=0) + 1,
+        ):
             t = f0 + dt
             if not 0 <= t < n_frames:
                 continue
@@ -394,7 +397,7 @@ def summarize_events(
     - ``disc_fraction``: the part of the R-disc inside the image (below 1
       near the border; counts are not rescaled, the chance level is).
     - approach of the immune cells that made contact, over
-      ``approach_frames`` frames before their first contact (means over
+      ``approach_min`` minutes before their first contact (means over
       those cells): speed (µm/min), chemotactic index (distance gained
       toward the event / path length), forward migration index (displacement
       along the initial direction to the event / path length), and
@@ -404,6 +407,7 @@ def summarize_events(
     cfg = config or RecruitConfig()
     if events is None or events.empty:
         return pd.DataFrame(columns=[col.EVENT_ID, *SUMMARY_COLUMNS])
+    approach = frames_for(cfg.approach_min, interval_s, at_least=2)
     r_px = cfg.radius_um / pixel_size_um
     immune_tracks = (
         {int(k): g.sort_values(col.FRAME) for k, g in immune.groupby(col.TRACK_ID)}
@@ -448,9 +452,7 @@ def summarize_events(
                 if g is None:
                     continue
                 arrive = f0 + int(dt)
-                before = g[
-                    (g[col.FRAME] >= arrive - cfg.approach_frames) & (g[col.FRAME] <= arrive)
-                ]
+                before = g[(g[col.FRAME] >= arrive - approach) & (g[col.FRAME] <= arrive)]
                 after = g[(g[col.FRAME] >= arrive) & (g[col.FRAME] <= arrive + 3)]
                 m = _approach(
                     before,

@@ -1780,7 +1780,9 @@ def _summary_rows(out_dir: Path, stack_dirs: Sequence[str | Path] | None) -> pd.
         summary["status"] = "ok"
     if "reason" not in summary:
         summary["reason"] = ""
-    summary["stem"] = summary["stem"].astype(str)
+    # a stack that failed before it had a folder (a glob matching nothing) has no stem
+    stems = summary["stem"].astype(object)
+    summary["stem"] = stems.where(stems.notna(), "").astype(str)
     summary["status"] = summary["status"].fillna("unknown").astype(str)
     by_name = {}
     if stack_dirs is not None:
@@ -1791,7 +1793,8 @@ def _summary_rows(out_dir: Path, stack_dirs: Sequence[str | Path] | None) -> pd.
         candidates = [by_name.get(stem)]
         if isinstance(recorded, str) and recorded:
             candidates += [Path(recorded), out_dir / Path(recorded).name]
-        candidates.append(out_dir / stem)
+        if stem:
+            candidates.append(out_dir / stem)
         dirs.append(next((d for d in candidates if d is not None and d.is_dir()), None))
     summary["_dir"] = dirs
     for name, d in by_name.items():  # folders given but not in summary.csv
@@ -1852,10 +1855,20 @@ def write_batch_report(out_dir: str | Path, stack_dirs: Sequence[str | Path] | N
     summary = _summary_rows(out_dir, stack_dirs)
     notes: list[str] = []
     loaded: dict[str, _Results] = {}
-    for stem, status, folder in zip(summary["stem"], summary["status"], summary["_dir"]):
+    # summary.csv of deathtrack run: False for a stack analysed with another config
+    pooled = summary["pooled"] if "pooled" in summary else pd.Series(True, index=summary.index)
+    for stem, status, folder, in_pool in zip(
+        summary["stem"], summary["status"], summary["_dir"], pooled
+    ):
         if status != "ok" or folder is None:
             if status == "ok":
                 notes.append(f"{stem}: status ok in summary.csv but no results folder found")
+            continue
+        if in_pool is False or str(in_pool) == "False":
+            notes.append(
+                f"{stem}: analysed with another config than the others: left out of the pooled "
+                "deaths, recruitment and statistics (summary.csv, column note)"
+            )
             continue
         try:
             loaded[stem] = _load(folder)

@@ -51,7 +51,53 @@ from .errors import DeathtrackError, StackReadError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["estimate_background", "read_label_stack", "segment_frame", "threshold_value"]
+__all__ = [
+    "crosstalk_ratio",
+    "estimate_background",
+    "read_label_stack",
+    "segment_frame",
+    "threshold_value",
+]
+
+
+def crosstalk_ratio(
+    target: np.ndarray,
+    source: np.ndarray,
+    source_objects: np.ndarray,
+    target_objects: np.ndarray,
+) -> float:
+    """How much of channel ``source`` shows in channel ``target`` (bleed-through).
+
+    The median, over the brighter half of the pixels of ``source_objects`` that are not in
+    ``target_objects``, of (target - its background) / (source - its background), the
+    backgrounds being the medians of the pixels in neither. 0 when below 0.02 (no
+    crosstalk worth correcting) or with fewer than 50 such pixels.
+
+    Parameters
+    ----------
+    target, source : ndarray, shape (Y, X)
+        Two channels of one frame.
+    source_objects, target_objects : ndarray of bool, shape (Y, X)
+        Where the objects of each channel's own population are.
+    """
+    free = ~source_objects & ~target_objects
+    if free.sum() < 50:
+        return 0.0
+    t = np.asarray(target, np.float64)
+    src = np.asarray(source, np.float64)
+    bg_t, bg_s = float(np.nanmedian(t[free])), float(np.nanmedian(src[free]))
+    sel = source_objects & ~target_objects
+    s_sig = src[sel] - bg_s
+    t_sig = t[sel] - bg_t
+    ok = np.isfinite(s_sig) & np.isfinite(t_sig)
+    s_sig, t_sig = s_sig[ok], t_sig[ok]
+    if s_sig.size < 100:
+        return 0.0
+    bright = s_sig >= np.median(s_sig)
+    if not (s_sig[bright] > 0).all() or bright.sum() < 50:
+        return 0.0
+    ratio = float(np.median(t_sig[bright] / s_sig[bright]))
+    return ratio if ratio >= 0.02 else 0.0
 
 
 def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
@@ -324,9 +370,21 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     return lut[labels]
 
 
+def _typical_spacing_um(fg: np.ndarray, min_px: float, px: float) -> float:
+    """Spacing of the seeds of touching objects (µm) for ``min_distance_um = 'auto'``: 1.2 x
+    the radius of the lower quartile of the foreground's pieces (most are single cells;
+    clumps are the large ones), within 2-20 µm; 4 µm (a T cell's radius) with fewer than 3."""
+    areas = np.bincount(ndi.label(fg)[0].ravel())[1:]
+    areas = areas[areas >= min_px]
+    if len(areas) < 3:
+        return 4.0
+    radius_um = float(np.sqrt(np.percentile(areas, 25) / np.pi)) * px
+    return float(np.clip(1.2 * radius_um, 2.0, 20.0))
+
+
 def _seed_smoothing_px(cfg, px: float) -> float:
     """Gaussian sigma (pixels) of the brightness that weighs the seeds' landscape."""
-    if cfg.seed_method == "prominence":
+    if cfg.seed_method != "spacing":
         return max(1.0, 1.0 / px)
     return max(1.0, 0.5 * max(1, int(round(cfg.min_distance_um / px))))
 
@@ -349,7 +407,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
     """
 
     w = cfg.seed_shape_weight
-    if cfg.seed_method == "prominence":
+    if cfg.seed_method != "spacing":
         s_px = _seed_smoothing_px(cfg, px)
         plate = _label_percentile(bright, labels, n, 95.0) - bg_level
         # noise in the landscape: the smoothed signal's noise relative to each object's
@@ -430,13 +488,23 @@ def _split_objects(labels: np.ndarray, grow: int, seeds) -> np.ndarray:
 
 
 def _segment_level(
-    candidates, smoothed, bright, thr, bg_level, cfg, px, min_plateau=-np.inf, noise_sd=None
+    candidates,
+    smoothed,
+    bright,
+    thr,
+    bg_level,
+    cfg,
+    px,
+    min_plateau=-np.inf,
+    noise_sd=None,
+    edge_image=None,
 ):
     """Objects in a candidate mask: own-plateau edges, holes filled, touching ones split.
 
     Components whose plateau (90th percentile of the smoothed signal) stays below
     ``min_plateau`` are dropped: they are noise peaks just above the threshold.
-    ``bright``: see :func:`_split_touching`.
+    ``bright``: see :func:`_split_touching`. ``edge_image``: the image, smoothed less than
+    ``smoothed``, on which edges are placed (default: ``smoothed``).
     """
     labels, n = ndi.label(candidates)
     if n == 0:
@@ -450,14 +518,120 @@ def _segment_level(
         # Objects are found at the noise threshold, but their edges lie where the blurred
         # signal crosses a fraction of the object's own plateau (half of it for a blurred
         # step edge), so a dim ghost and a bright cell both get their true outline.
+        # Edges are placed on an image smoothed less than the one objects are found on:
+        # the detection's smoothing would blur a small object (an apoptotic body) and
+        # widen its outline by a pixel or two all round.
+        if edge_image is None:
+            edge_image = smoothed
+        else:
+            plateau = _label_percentile(edge_image, labels, n, 90.0)
         edge = np.maximum(bg_level + cfg.edge_fraction * (plateau - bg_level), thr)
         edge[0] = np.inf
-        candidates = candidates & (smoothed > edge[labels])
+        candidates = candidates & (edge_image > edge[labels])
     mask = _fill_holes(candidates)
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
         labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
+        if cfg.seed_method == "prominence+size":
+            labels = _split_oversized(labels, bright, bg_level, cfg, px)
     return labels
+
+
+def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
+    """Split objects of more than 1.8 times the frame's typical object area (its lower
+    quartile) by seeds spaced 0.8 typical radii apart (touching cells' centres are two
+    radii apart): cells of one kind and size that touch without a neck (immune cells
+    swarming at a death), which the prominence of their seeds cannot tell apart."""
+    n = int(labels.max())
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas[0] = 0
+    sized = areas[areas >= cfg.min_area_um2 / px**2]
+    # the lower quartile: most objects are single cells even in a swarm's frame, and the
+    # clumps are the large ones; with fewer than 4 objects (all in one swarm), a T cell's
+    # size (4 µm radius)
+    if len(sized) >= 4:
+        typical = float(np.percentile(sized, 25))
+    else:
+        typical = np.pi * (4.0 / px) ** 2
+    big = np.flatnonzero(areas > 1.8 * typical)
+    if not len(big):
+        return labels
+    spacing = 0.8 * np.sqrt(typical / np.pi) * px
+    sub_cfg = cfg.model_copy(update={"seed_method": "spacing", "min_distance_um": spacing})
+    sub = np.where(np.isin(labels, big), labels, 0)
+    sub, m = ndi.label(sub > 0)
+    parts = _split_touching(sub, m, bright, bg_level, sub_cfg, px)
+    out = np.where(parts > 0, parts + n, labels)
+    # labels 1..N again
+    present = np.bincount(out.ravel()) > 0
+    present[0] = False
+    lut = np.zeros(len(present), np.int32)
+    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
+    return lut[out]
+
+
+def _regrow_faint(
+    labels: np.ndarray,
+    img: np.ndarray,
+    smoothed: np.ndarray,
+    bg_level: float,
+    noise_sd: float,
+    sigma: float,
+    cfg: PopulationSegmentConfig,
+    px: float,
+) -> np.ndarray:
+    """Outline faint objects again at a scale where they stand out of the noise.
+
+    At the detection's scale a faint object (a swollen cell whose reporter has diluted,
+    the ghost of a ruptured one) is found only where its texture peaks: a fraction of it,
+    with a ragged edge. Each object whose plateau stands less than 4 pixel-noise SDs
+    above the background is looked at again, in its own neighbourhood, on the image
+    smoothed just enough for its edge (``edge_fraction`` of its plateau) to stand 3 SDs
+    out of the smoothed noise (at most a quarter of its size), ignoring the other objects
+    and their glow. Only objects already found are redrawn: empty background is not
+    searched.
+    """
+    n = int(labels.max())
+    plateau = _label_percentile(smoothed, labels, n, 90.0) - bg_level
+    faint = np.flatnonzero((plateau > 0) & (plateau < 4 * noise_sd))
+    faint = faint[faint > 0]
+    if not len(faint):
+        return labels
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    boxes = ndi.find_objects(labels)
+    out = labels.copy()
+    glow = max(1, int(round(1.0 / px)))
+    for k in faint:
+        if boxes[k - 1] is None:
+            continue
+        radius = np.sqrt(area[k] / np.pi)
+        s = 2.42 * noise_sd / (cfg.edge_fraction / 0.35 * plateau[k])
+        s = float(np.clip(s, sigma, max(sigma, 0.5 * radius)))
+        sl = _grown(boxes[k - 1], int(np.ceil(radius + 3 * s)), labels.shape)
+        own = out[sl] == k
+        others = (out[sl] > 0) & ~own
+        near = dilate(others, glow)
+        w = ndi.gaussian_filter((~near).astype(np.float32), s)
+        sm = ndi.gaussian_filter(np.where(near, 0, img[sl] - bg_level), s) / np.maximum(w, 1e-3)
+        level = float(np.percentile(sm[own], 90))
+        noise_s = noise_sd / (2 * s * np.sqrt(np.pi))
+        if level < 3 * noise_s:
+            continue
+        cand = (sm > max(cfg.edge_fraction * level, 3 * noise_s)) & ~near
+        lab, m = ndi.label(cand)
+        if m == 0:
+            continue
+        overlap = np.bincount(lab[own], minlength=m + 1)
+        overlap[0] = 0
+        best = int(np.argmax(overlap))
+        piece = _fill_holes(lab == best) & ~others
+        # a faint object regrown, not a stretch of uneven background taken along
+        if overlap[best] < 0.5 * own.sum() or piece.sum() > 3 * own.sum():
+            continue
+        region = out[sl]
+        region[own & ~piece] = 0
+        region[piece] = k
+    return out
 
 
 def segment_frame(
@@ -468,10 +642,13 @@ def segment_frame(
 ) -> np.ndarray:
     """Label the objects of one population in one frame.
 
-    Bright objects are found first; then dim objects (the ghost of a ruptured
-    cell, a faint cell) are looked for in what is left of the foreground, away
-    from the blurred rims of the bright ones, so a ghost touching a bright
-    neighbour keeps its own outline.
+    Objects clearly above the noise get their outlines where the signal falls to a
+    fraction of their own plateau; faint ones are outlined again at a coarser scale
+    (:func:`_regrow_faint`). Cells that only a coarser scale would show (the ghost of a
+    ruptured cell, a swollen cell whose reporter has diluted) are found where a cell
+    was in the frame before (:func:`deathtrack.refine.segment_sequence`, as the
+    pipeline does): a search of the whole frame at that scale draws objects into
+    uneven background and the glow of bright cells (``dim_objects``, off by default).
 
     Parameters
     ----------
@@ -513,7 +690,15 @@ def segment_frame(
     seed_sd = noise_sd if cfg.threshold == "noise" else None
     fg = (smoothed > thr) & ~nan
     min_px = cfg.min_area_um2 / px**2
+    edge_sigma = cfg.edge_sigma_um / px
+    edge_image = (
+        None
+        if edge_sigma >= sigma
+        else (ndi.gaussian_filter(img, edge_sigma) if edge_sigma > 0.2 else img)
+    )
 
+    if cfg.split_touching and cfg.seed_method == "spacing" and cfg.min_distance_um == "auto":
+        cfg = cfg.model_copy(update={"min_distance_um": _typical_spacing_um(fg, min_px, px)})
     # the brightness that weighs the seeds of touching cells (both passes below)
     bright = ndi.gaussian_filter(img, _seed_smoothing_px(cfg, px)) if cfg.split_touching else None
     # bright objects: clearly above the noise
@@ -527,7 +712,10 @@ def segment_frame(
         px,
         min_plateau=bg_level + 2 * (thr - bg_level),
         noise_sd=seed_sd,
+        edge_image=edge_image,
     )
+    if cfg.regrow_faint and seed_sd is not None and labels.max():
+        labels = _regrow_faint(labels, img, smoothed, bg_level, noise_sd, sigma, cfg, px)
     if cfg.dim_objects:
         # dim, large objects (ghosts) in what is left, away from the rims of bright objects,
         # seen at a coarser scale where their faint signal rises above the noise

@@ -77,7 +77,7 @@ def link_objects(
     DataFrame
         A copy of ``objects`` sorted by ``frame, label`` with ``track_id``
         numbered in order of first appearance (deterministic). Tracks shorter
-        than ``config.min_length`` frames are dropped.
+        than ``config.min_duration_min`` minutes are dropped.
     """
     import trackpy
 
@@ -102,7 +102,7 @@ def link_objects(
             search,
             pos_columns=[col.Y_UM, col.X_UM],
             t_column=col.FRAME,
-            memory=cfg.memory,
+            memory=int(cfg.max_gap_min * 60.0 // interval_s),
             adaptive_stop=0.2 * search,
             adaptive_step=0.9,
         )
@@ -112,9 +112,10 @@ def link_objects(
     order = np.argsort(first, kind="stable")
     mapping = {particle[first[k]]: i + 1 for i, k in enumerate(order)}
     out[col.TRACK_ID] = np.array([mapping[p] for p in particle], dtype=np.int64)
-    if cfg.min_length > 1:
-        length = out.groupby(col.TRACK_ID)[col.FRAME].transform("size")
-        out = out[length >= cfg.min_length].reset_index(drop=True)
+    if cfg.min_duration_min > 0:
+        frames = out.groupby(col.TRACK_ID)[col.FRAME]
+        duration_min = (frames.transform("max") - frames.transform("min") + 1) * interval_s / 60
+        out = out[duration_min >= cfg.min_duration_min].reset_index(drop=True)
         out[col.TRACK_ID] = _renumber(out[col.TRACK_ID].to_numpy())
     return out
 

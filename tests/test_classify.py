@@ -33,7 +33,7 @@ def _events(n, seed):
             "circularity_change": rng.normal(0, 0.05, n),
             "solidity_min_after": np.where(nec, 0.95, 0.85) + rng.normal(0, 0.03, n),
             "fragments_max_after": np.where(nec, 1, rng.integers(1, 5, n)),
-            "dye_lag_frames": np.where(nec, 0.0, np.where(rng.uniform(size=n) < 0.5, 20.0, np.nan)),
+            "dye_lag_min": np.where(nec, 0.0, np.where(rng.uniform(size=n) < 0.5, 40.0, np.nan)),
         }
     )
     df["reviewed_mode"] = np.where(nec, "necroptotic", "apoptotic")

@@ -335,3 +335,46 @@ def test_console_script_keeps_exit_statuses_and_messages(tmp_path):
     )
     assert bad.returncode == 2
     assert "no such file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_an_unexpected_error_in_a_stack_is_one_line_and_its_traceback_goes_to_the_log(
+    tmp_path, small_movie, monkeypatch
+):
+    import deathtrack.death
+
+    def broken(*args, **kwargs):
+        raise TypeError("boom (simulated bug)")
+
+    monkeypatch.setattr(deathtrack.death, "detect_deaths", broken)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["-q", "run", str(small_movie["movie"]), "--out", str(out)])
+    assert result.exit_code == 2  # every stack (one) failed
+    assert "unexpected TypeError: boom (simulated bug) (see the log)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" in (out / "deathtrack.log").read_text()
+
+
+def test_an_unexpected_error_outside_a_batch_is_one_line(small_movie, monkeypatch):
+    import deathtrack.io
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom (simulated bug)")
+
+    monkeypatch.setattr(deathtrack.io, "open_input", broken)
+    result = CliRunner().invoke(main, ["info", str(small_movie["movie"])])
+    assert result.exit_code == 1
+    assert "deathtrack: error: unexpected RuntimeError: boom (simulated bug)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_info_warns_of_calibration_that_run_refuses(tmp_path):
+    import tifffile
+
+    path = tmp_path / "aniso.ome.tif"
+    meta = {"axes": "TYX", "PhysicalSizeX": 0.005, "PhysicalSizeY": 0.01}
+    tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16), ome=True, metadata=meta)
+    result = _run("info", str(path))
+    assert result.exit_code == 0, result.output
+    assert "pixel size 0.005 µm is outside the plausible 0.01-50 µm" in result.output
+    assert "pixels are not square (0.01 µm along Y, 0.005 µm along X)" in result.output

@@ -35,7 +35,8 @@ def _immune(rows):
 
 
 def _cfg(**kw):
-    return RecruitConfig(**{"pre_frames": 2, "post_frames": 3, "n_controls": 4, **kw})
+    # GEOM has a 60 s interval: minutes are frames here
+    return RecruitConfig(**{"pre_min": 2, "post_min": 3, "n_controls": 4, **kw})
 
 
 def test_disc_fraction_inside_center_edge_corner():
@@ -117,7 +118,7 @@ def test_summary_measures_by_hand():
     contacts = pd.DataFrame(
         {"event_id": 1, "dt": [1, 2, 3, 4, 5], "immune_track_id": 31}
     )  # touching from frame 3 on
-    cfg = _cfg(post_frames=5, approach_frames=4)
+    cfg = _cfg(post_min=5, approach_min=4)
     curves, _ = recruitment_curves(ev, imm, None, cfg, n_frames=8, **GEOM)
     curves["n_contact"] = [0, 0, 0, 1, 1, 1, 1, 1]
     s = summarize_events(ev, curves, contacts, imm, cfg, **GEOM).iloc[0]

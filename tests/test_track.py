@@ -29,8 +29,8 @@ def test_two_cells_moving_in_parallel_keep_their_ids():
 
 def test_gap_bridged_by_memory_and_cut_without():
     rows = [(t, 1, 5.0 + 0.5 * t, 5.0, 100.0) for t in (0, 1, 2, 4, 5)]
-    with_memory = link_objects(_objs(rows), PopulationTrackConfig(memory=2), interval_s=60)
-    no_memory = link_objects(_objs(rows), PopulationTrackConfig(memory=0), interval_s=60)
+    with_memory = link_objects(_objs(rows), PopulationTrackConfig(max_gap_min=2), interval_s=60)
+    no_memory = link_objects(_objs(rows), PopulationTrackConfig(max_gap_min=0), interval_s=60)
     assert with_memory["track_id"].nunique() == 1
     assert no_memory["track_id"].nunique() == 2
 
@@ -48,7 +48,7 @@ def test_speed_limit_from_interval():
 
 def test_min_length_and_empty_input():
     rows = [(0, 1, 0.0, 0.0, 1.0), (0, 2, 50.0, 50.0, 1.0), (1, 1, 0.5, 0.0, 1.0)]
-    tracks = link_objects(_objs(rows), PopulationTrackConfig(min_length=2), interval_s=60)
+    tracks = link_objects(_objs(rows), PopulationTrackConfig(min_duration_min=2), interval_s=60)
     assert tracks["track_id"].tolist() == [1, 1]
     empty = link_objects(_objs([]), interval_s=60)
     assert empty.empty and "track_id" in empty.columns

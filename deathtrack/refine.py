@@ -1,0 +1,557 @@
+"""Keep a population's segmentation consistent from frame to frame.
+
+Each frame is first segmented on its own (:func:`deathtrack.segment.segment_frame`,
+in parallel). Then one pass over the frames, in order, compares each frame's
+objects with the previous frame's (after the field's drift) and mends two
+faults that no single frame can see:
+
+- **Merged neighbours.** Two cells that were separate in the previous frame
+  and now form one object (their seam got too faint to split) are split
+  again, by a watershed on the image seeded with where each of them was.
+  Cells do not fuse, so the previous frame's separation is evidence; it is
+  followed only when the merged object shows a neck or a seam (a round,
+  convex object with no dimmer line through it stays one).
+- **Cells that fade or are missed.** A cell that was there and now has no
+  object where it was (not at the image edge) is looked for where it was, at
+  a lower threshold relative to its own surroundings: the faint ghost of a
+  ruptured necroptotic cell, or a cell missed in one frame. Such objects are
+  marked ``carried``. Only places where a cell just was are searched, so
+  uneven background elsewhere never becomes an object.
+
+This replaces a frame-wide search for dim objects, which drew objects into
+uneven background and the glow around bright cells.
+
+Every size is physical (µm); the pass needs the images only in the frames it
+changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ._kernels import dilate, erode
+from .config import PopulationSegmentConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CARRY_MIN_FRAMES",
+    "Mender",
+    "estimate_shift",
+    "object_age",
+    "refine_frame",
+    "segment_sequence",
+]
+
+
+#: a cell is carried through a fade only after it has been seen in this many frames in a
+#: row (a segmentation-consistency rule, about frames by nature: a blob of noise or
+#: background texture shows in one frame or two)
+CARRY_MIN_FRAMES = 3
+
+
+def object_age(prev: np.ndarray | None, prev_age: np.ndarray | None, cur: np.ndarray) -> np.ndarray:
+    """In how many frames in a row each object of ``cur`` has been seen (indexed by label):
+    one more than the oldest object of ``prev`` under at least 30 % of it, else 1."""
+    n = int(cur.max(initial=0))
+    age = np.zeros(n + 1, np.int64)
+    age[np.unique(cur[cur > 0])] = 1
+    if prev is None or prev_age is None or not n:
+        return age
+    a, b, cnt = _pair_counts(_shifted(prev, *estimate_shift(prev, cur)), cur)
+    area = np.bincount(cur.ravel(), minlength=n + 1)
+    ok = (cnt >= 0.3 * area[b]) & (a < len(prev_age))
+    np.maximum.at(age, b[ok], prev_age[a[ok]] + 1)
+    return age
+
+
+def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels shared by each pair of labels (both > 0): arrays (label_a, label_b, count)."""
+    sel = (a > 0) & (b > 0)
+    if not sel.any():
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    av = a[sel].astype(np.int64)
+    bv = b[sel].astype(np.int64)
+    nb = int(bv.max()) + 1
+    keys, counts = np.unique(av * nb + bv, return_counts=True)
+    return keys // nb, keys % nb, counts
+
+
+def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lab = labels.ravel()
+    idx = np.flatnonzero(lab)
+    ly = lab[idx]
+    yy, xx = np.divmod(idx, labels.shape[1])
+    cnt = np.bincount(ly, minlength=n + 1).astype(np.float64)
+    my = np.bincount(ly, weights=yy, minlength=n + 1) / np.maximum(cnt, 1)
+    mx = np.bincount(ly, weights=xx, minlength=n + 1) / np.maximum(cnt, 1)
+    return cnt, my, mx
+
+
+def estimate_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[int, int]:
+    """Shift (dy, dx) in whole pixels of the field from ``prev`` to ``cur`` (two label images).
+
+    The median displacement of objects that overlap one another one to one (stage
+    drift moves every object alike; the cells' own movements average out). (0, 0) when
+    fewer than three objects pair up.
+    """
+    a, b, n = _pair_counts(prev, cur)
+    if len(a) < 3:
+        return 0, 0
+    na, nb = int(prev.max()), int(cur.max())
+    ca, ya, xa = _centroids(prev, na)
+    cb, yb, xb = _centroids(cur, nb)
+    iou = n / (ca[a] + cb[b] - n)
+    # one-to-one: each object's best partner is the other's best partner
+    best_a = np.zeros(na + 1, np.int64)
+    best_b = np.zeros(nb + 1, np.int64)
+    order = np.argsort(iou, kind="stable")
+    best_a[a[order]] = b[order]
+    best_b[b[order]] = a[order]
+    mutual = (best_a[a] == b) & (best_b[b] == a) & (iou > 0.2)
+    if mutual.sum() < 3:
+        return 0, 0
+    dy = np.median(yb[b[mutual]] - ya[a[mutual]])
+    dx = np.median(xb[b[mutual]] - xa[a[mutual]])
+    return int(round(dy)), int(round(dx))
+
+
+def _shifted(labels: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``labels`` moved by (dy, dx) pixels; what moves in from outside is background."""
+    if dy == 0 and dx == 0:
+        return labels
+    out = np.zeros_like(labels)
+    ny, nx = labels.shape
+    if abs(dy) >= ny or abs(dx) >= nx:
+        return out
+    ys = slice(max(dy, 0), ny + min(dy, 0))
+    yd = slice(max(-dy, 0), ny + min(-dy, 0))
+    xs = slice(max(dx, 0), nx + min(dx, 0))
+    xd = slice(max(-dx, 0), nx + min(-dx, 0))
+    out[ys, xs] = labels[yd, xd]
+    return out
+
+
+def _placed(anchor: tuple[int, int, np.ndarray], dy: int, dx: int, sl) -> np.ndarray:
+    """An anchor ``(y0, x0, mask)`` moved by (dy, dx), drawn into the box ``sl``."""
+    y0, x0, mask = anchor
+    y0, x0 = y0 + dy, x0 + dx
+    out = np.zeros((sl[0].stop - sl[0].start, sl[1].stop - sl[1].start), bool)
+    oy, ox = y0 - sl[0].start, x0 - sl[1].start
+    ys = slice(max(oy, 0), min(oy + mask.shape[0], out.shape[0]))
+    xs = slice(max(ox, 0), min(ox + mask.shape[1], out.shape[1]))
+    if ys.start < ys.stop and xs.start < xs.stop:
+        out[ys, xs] = mask[ys.start - oy : ys.stop - oy, xs.start - ox : xs.stop - ox]
+    return out
+
+
+def _solidity(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Solidity (pixels / convex hull pixels, as scikit-image's) of the objects ``ids``."""
+    from ._kernels import object_shapes
+
+    hull = object_shapes(labels, np.asarray(ids, dtype=np.int64), hull=True)[2]
+    area = np.bincount(labels.ravel(), minlength=int(max(ids)) + 1)[ids]
+    return area / np.maximum(hull, 1)
+
+
+def _box(mask_sl: tuple[slice, slice], grow: int, shape) -> tuple[slice, slice]:
+    return tuple(
+        slice(max(s.start - grow, 0), min(s.stop + grow, n)) for s, n in zip(mask_sl, shape)
+    )  # type: ignore[return-value]
+
+
+def _noise_sd(values: np.ndarray, where: np.ndarray) -> float:
+    """Pixel noise SD of a small image over the pixels ``where``: MAD of the residual of a
+    3x3 mean (the pixels' own noise, not the slow changes of the background)."""
+    if min(values.shape) < 5:
+        return float(np.std(values[where]))
+    resid = (values - ndi.uniform_filter(values, 3, mode="reflect"))[where]
+    mad = float(np.median(np.abs(resid - np.median(resid))))
+    return 1.4826 * mad / np.sqrt(8 / 9)
+
+
+def _split_merged(
+    cur: np.ndarray,
+    k: int,
+    parents: list[int],
+    prev_s: np.ndarray,
+    image: np.ndarray,
+    px: float,
+    next_label: int,
+) -> int:
+    """Split object ``k`` of ``cur`` (in place) along the seams between where each of
+    ``parents`` was; returns the next free label. Leaves ``k`` whole when the object
+    shows no sign of being two (no neck, no dimmer seam)."""
+    sl = _box(ndi.find_objects((cur == k).astype(np.int32))[0], 2, cur.shape)
+    comp = cur[sl] == k
+    markers = np.zeros(comp.shape, np.int32)
+    e = max(1, int(round(1.0 / px)))
+    for i, p in enumerate(parents, start=1):
+        m = (prev_s[sl] == p) & comp
+        core = erode(m, e)
+        markers[core if core.any() else m] = i
+    if len(np.unique(markers[markers > 0])) < 2:
+        return next_label
+    img = np.nan_to_num(image[sl].astype(np.float32), nan=float(np.nanmedian(image[sl])))
+    smooth = ndi.gaussian_filter(img, max(0.5, 0.5 / px))
+    from skimage.segmentation import find_boundaries, watershed
+
+    split = watershed(-smooth, markers, mask=comp)
+    # evidence that these are two: a seam dimmer than the cells, or a neck in the shape
+    seam = find_boundaries(split, mode="inner") & comp & ~find_boundaries(comp, mode="inner")
+    inner = comp & ~dilate(seam, max(1, int(round(1.0 / px))))
+    if not seam.any() or not inner.any():
+        return next_label
+    seam_level = float(np.median(smooth[seam]))
+    inner_level = float(np.median(smooth[inner]))
+    from ._kernels import object_shapes
+
+    hull = object_shapes(comp.astype(np.int32), np.array([1]), hull=True)[2]
+    solidity = float(comp.sum() / max(hull[0], 1))
+    if seam_level > 0.92 * inner_level and solidity > 0.9:
+        return next_label
+    out = cur[sl]
+    for i in range(2, int(split.max()) + 1):
+        piece = split == i
+        if piece.any():
+            out[piece] = next_label
+            next_label += 1
+    return next_label
+
+
+def _find_faded(
+    cur: np.ndarray,
+    a_mask: np.ndarray,
+    sl: tuple[slice, slice],
+    image: np.ndarray,
+    cfg: PopulationSegmentConfig,
+    px: float,
+    pieces: list[int] | None = None,
+    anchor: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """The object where ``a_mask`` (a cell of the previous frame, within box ``sl``) was,
+    found at a lower threshold relative to its own surroundings; a mask in ``sl`` or None.
+    ``pieces``: labels of ``cur`` that may be part of it (not other cells). It is looked
+    for within ``carry_reach_um`` of ``a_mask``, or, given the cell's ``anchor`` (its
+    outline before it faded), within 0.4 of the anchor's radius of it."""
+    reach = max(1, int(round(cfg.carry_reach_um / px)))
+    region = dilate(a_mask, reach)
+    if anchor is not None:
+        # a faded cell may still swell (up to about twice its area) but not grow beyond
+        region = dilate(anchor, max(reach, int(round(0.4 * np.sqrt(anchor.sum() / np.pi)))))
+    others = cur[sl] > 0
+    if pieces:
+        others &= ~np.isin(cur[sl], pieces)
+    near_others = dilate(others, max(1, int(round(1.0 / px))))
+    img = image[sl].astype(np.float32)
+    finite = np.isfinite(img)
+    around = ~dilate(a_mask, reach + max(2, int(round(2.0 / px)))) & ~near_others & finite
+    if around.sum() < 30:
+        return None
+    bg = float(np.median(img[around]))
+    fill = np.where(finite, img, bg)
+    noise = _noise_sd(fill, around)
+    if not noise > 0:
+        return None
+    # from fine to coarse: a faint ghost rises above the noise only when smoothed over a
+    # good part of its own size. The finest scale at which it is found whole, with an
+    # outline clear of the noise, is taken.
+    ref = a_mask if anchor is None else anchor
+    ref_area = int(ref.sum())
+    diameter_um = 2 * np.sqrt(ref_area / np.pi) * px
+    fine = cfg.carry_smooth_um
+    best, best_key = None, None
+    signal = fill - bg
+    mine = np.isin(cur[sl], pieces) if pieces else None
+    for scale_um in (fine, max(2 * fine, 0.12 * diameter_um), max(4 * fine, 0.25 * diameter_um)):
+        found, clear = _faded_at(
+            signal, noise, a_mask, region, near_others, finite, scale_um / px, cfg
+        )
+        if found is None:
+            continue
+        found = ndi.binary_fill_holes(found) & ~others
+        if mine is not None and mine.any() and (found & ~mine).any():
+            # one faint cell seen only where its texture peaks has signal between its
+            # pieces; apoptotic bodies have background between them: they stay pieces
+            between = float(np.mean(signal[found & ~mine]))
+            if between < 0.3 * float(np.mean(signal[mine])):
+                continue
+        whole = found.sum() >= 0.7 * ref_area
+        if whole and clear:
+            return found
+        key = (whole, clear, int(found.sum()))
+        if best_key is None or key > best_key:
+            best, best_key = found, key
+    return best
+
+
+def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
+    """:func:`_find_faded` at one smoothing scale (``sigma`` pixels): the object or None,
+    and whether its outline is clear of the noise (its plateau 8 noise SDs up, so the edge
+    at ``edge_fraction`` of it stands well out of the noise)."""
+    sigma = max(1.0, sigma)
+    # smoothed over the pixels that are not other objects (their glow is not this cell's)
+    w = ndi.gaussian_filter((~near_others).astype(np.float32), sigma)
+    sm = ndi.gaussian_filter(np.where(near_others, 0, signal), sigma) / np.maximum(w, 1e-3)
+    noise_s = noise / (2 * sigma * np.sqrt(np.pi))
+    cand = (sm > cfg.carry_k * noise_s) & region & ~near_others & finite
+    if not cand.any():
+        return None, False
+    lab, n = ndi.label(cand)
+    overlap = np.bincount(lab[a_mask], minlength=n + 1)
+    overlap[0] = 0
+    best = int(np.argmax(overlap))
+    if best == 0:
+        return None, False
+    piece = lab == best
+    # the outline where the signal falls to a fraction of the object's own plateau, as for
+    # any object (segment.py): at the noise threshold alone the outline of a faint object
+    # frays into the noise, and would grow frame after frame
+    plateau = float(np.percentile(sm[piece], 90))
+    piece &= sm > max(cfg.carry_k * noise_s, cfg.edge_fraction * plateau)
+    lab, n = ndi.label(piece)
+    if n == 0:
+        return None, False
+    overlap = np.bincount(lab[a_mask], minlength=n + 1)
+    overlap[0] = 0
+    best = int(np.argmax(overlap))
+    piece = lab == best
+    a_area = a_mask.sum()
+    if best == 0 or piece.sum() < 0.3 * a_area or overlap[best] < 0.3 * a_area:
+        return None, False
+    return piece, plateau >= 8 * noise_s
+
+
+def refine_frame(
+    prev: np.ndarray | None,
+    cur: np.ndarray,
+    image: Callable[[], np.ndarray],
+    config: PopulationSegmentConfig,
+    *,
+    pixel_size_um: float,
+    prev_carried: dict[int, tuple[int, int, np.ndarray]] | None = None,
+    prev_age: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[int, tuple[int, int, np.ndarray]]]:
+    """Mend frame ``cur``'s labels with the previous frame's (see the module docstring).
+
+    Parameters
+    ----------
+    prev : ndarray of int, shape (Y, X), or None
+        The previous frame's labels, already refined (None for the first frame).
+    cur : ndarray of int, shape (Y, X)
+        This frame's labels as segmented on their own.
+    image : callable
+        Returns this frame's image of the population's channel (Y, X); called only
+        when something is to be mended.
+    config
+        The population's segmentation parameters (``split_merged``, ``carry_*``).
+    pixel_size_um
+        Pixel size in µm.
+    prev_carried : dict, optional
+        The previous frame's ``carried`` (what this function returned for it).
+    prev_age : ndarray of int, optional
+        For each object of ``prev`` (indexed by label), in how many frames in a row it
+        has been seen (:func:`object_age`). Only a cell seen in at least
+        ``CARRY_MIN_FRAMES`` frames is carried when it fades: a blob of noise or
+        texture that shows in one frame is not looked for in the next. Without it,
+        every object counts as seen long enough.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (Y, X)
+        A new label image (``cur`` itself when nothing changed).
+    carried : dict
+        For each object found where a cell of the previous frame was (its label):
+        ``(y0, x0, anchor)``, the outline the cell had before it faded (a boolean
+        mask whose top left pixel is at ``y0, x0``).
+    """
+    if prev is None or not (config.split_merged or config.carry_objects):
+        return cur, {}
+    if prev.shape != cur.shape:
+        raise ValueError(
+            f"`prev` (shape {prev.shape}) must have the same shape as `cur` (shape {cur.shape})"
+        )
+    px = pixel_size_um
+    n_prev = int(prev.max(initial=0))
+    if n_prev == 0:
+        return cur, {}
+    dy, dx = estimate_shift(prev, cur)
+    prev_s = _shifted(prev, dy, dx)
+    a, b, n = _pair_counts(prev_s, cur)
+    area_prev = np.bincount(prev_s.ravel(), minlength=n_prev + 1)
+    area_cur = np.bincount(cur.ravel(), minlength=int(cur.max(initial=0)) + 1)
+    out = None
+    img = None
+    next_label = int(cur.max(initial=0)) + 1
+    carried: dict[int, tuple[int, int, np.ndarray]] = {}
+    prev_carried = prev_carried or {}
+
+    def working(need_image: bool = True):
+        nonlocal out, img
+        if out is None:
+            out = cur.astype(np.int32, copy=True)
+        if img is None and need_image:
+            img = np.asarray(image(), dtype=np.float32)
+        return out, img
+
+    # the share of each current object that lies on the previous object of the pair
+    inside = n / area_cur[b] if len(b) else n.astype(np.float64)
+    done: set[int] = set()
+    if config.split_merged and len(a):
+        covers = n >= 0.5 * area_prev[a]
+        for k in np.unique(b[covers]):
+            parents = a[covers & (b == k)]
+            if len(parents) < 2:
+                continue
+            total = area_prev[parents].sum()
+            if not 0.6 * total <= area_cur[k] <= 1.3 * total:
+                continue
+            lab, im = working()
+            next_label = _split_merged(lab, int(k), list(parents), prev_s, im, px, next_label)
+
+    if config.carry_objects:
+        covered = np.bincount(a, weights=n, minlength=n_prev + 1)
+        min_px = config.min_area_um2 / px**2
+        todo: list[tuple[int, list[int]]] = []
+        for k in range(1, n_prev + 1):
+            if area_prev[k] < min_px or k in done:
+                continue
+            if prev_age is not None and k < len(prev_age) and prev_age[k] < CARRY_MIN_FRAMES:
+                continue
+            if covered[k] >= 0.7 * area_prev[k]:
+                continue
+            mine = a == k
+            pieces = b[mine]
+            within = (inside[mine] >= 0.7) & ~np.isin(pieces, b[~mine & (inside > 0.3)])
+            if covered[k] < 0.2 * area_prev[k]:
+                # vanished (small pieces within it may be what is left of it); at the image
+                # edge too: a cell leaving the field goes gradually (after the drift is
+                # taken out), a whole cell does not vanish from one frame to the next
+                todo.append((k, [int(p) for p in pieces[within]]))
+            elif within.all():
+                # broken into pieces that all lie within it: a faint cell (a ghost) found
+                # only where its texture peaks; looked for as a whole, kept only if whole
+                todo.append((k, [int(p) for p in pieces]))
+        if todo:
+            boxes = ndi.find_objects(prev_s)
+            grow = int(round((config.carry_reach_um + 15.0) / px))
+            for k, pieces in todo:
+                if boxes[k - 1] is None:
+                    continue
+                lab, im = working()
+                sl = _box(boxes[k - 1], grow, lab.shape)
+                a_mask = prev_s[sl] == k
+                # a faded cell is looked for around its outline from before it faded (its
+                # anchor), not around its last faded outline: else it could grow, frame
+                # after frame, into a touching faded neighbour
+                anchor = _placed(prev_carried[k], dy, dx, sl) if k in prev_carried else None
+                found = _find_faded(lab, a_mask, sl, im, config, px, pieces, anchor)
+                if found is None:
+                    continue
+                whole = found.sum() >= 0.7 * area_prev[k]
+                if covered[k] >= 0.2 * area_prev[k] and not whole:
+                    continue
+                if pieces:
+                    lab[np.isin(lab, pieces)] = 0
+                lab[sl][found] = next_label
+                done.add(k)
+                carried[next_label] = (
+                    sl[0].start,
+                    sl[1].start,
+                    a_mask if anchor is None else anchor,
+                )
+                next_label += 1
+    if config.merge_fragments and len(a):
+        # one cell now in several pieces that lie on it and on no other cell: apoptotic
+        # bodies, which stay the one cell they were (the division of a cell into two
+        # daughters is left for tracking to see)
+        for k in np.unique(a):
+            if k in done:
+                continue
+            mine = (a == k) & (inside >= 0.5)
+            pieces = b[mine]
+            if len(pieces) < 2 or np.isin(pieces, b[(a != k) & (inside > 0.3)]).any():
+                continue
+            ar = area_cur[pieces]
+            if ar.sum() > 1.6 * area_prev[k]:  # fragments drift apart
+                continue
+            if (
+                len(pieces) == 2
+                and ar.min() >= max(0.35 * area_prev[k], 0.6 * ar.max())
+                and _solidity(cur, pieces).min() >= 0.85
+            ):
+                continue  # two similar round halves, each a large share of it: daughters?
+            lab, _ = working(need_image=False)
+            lab[np.isin(lab, pieces)] = pieces[np.argmax(ar)]
+            done.add(int(k))
+
+    return (cur if out is None else out), carried
+
+
+def segment_sequence(
+    images: Iterable[np.ndarray],
+    config: PopulationSegmentConfig | None = None,
+    *,
+    pixel_size_um: float,
+) -> Iterator[np.ndarray]:
+    """Segment frames in order, each mended with the frame before: what the pipeline does
+    for one population, without measuring (for scripts and tests).
+
+    Parameters
+    ----------
+    images : iterable of ndarray, shape (Y, X)
+        The population's channel, frame after frame.
+    config
+        Segmentation parameters (defaults: target cells).
+    pixel_size_um
+        Pixel size in µm.
+
+    Yields
+    ------
+    ndarray of int32, shape (Y, X)
+        Each frame's labels.
+    """
+    from .segment import segment_frame
+
+    cfg = config or PopulationSegmentConfig()
+    mender = Mender(cfg, pixel_size_um=pixel_size_um)
+    for image in images:
+        image = np.asarray(image)
+        labels = segment_frame(image, cfg, pixel_size_um=pixel_size_um)
+        yield mender(labels, lambda image=image: image)[0]
+
+
+class Mender:
+    """Mends frames given in order (:func:`refine_frame`), keeping what it needs of the
+    frames before: the last labels, the anchors of faded cells and each object's age.
+
+    Call it with each frame's labels (as segmented on their own) and a function that
+    returns the frame's image; it returns the mended labels and the carried labels.
+    """
+
+    def __init__(self, config: PopulationSegmentConfig, *, pixel_size_um: float):
+        self.config, self.px = config, pixel_size_um
+        self.prev: np.ndarray | None = None
+        self.carried: dict[int, tuple[int, int, np.ndarray]] = {}
+        self.age: np.ndarray | None = None
+
+    def __call__(
+        self, labels: np.ndarray, image: Callable[[], np.ndarray]
+    ) -> tuple[np.ndarray, set[int]]:
+        out, carried = refine_frame(
+            self.prev,
+            labels,
+            image,
+            self.config,
+            pixel_size_um=self.px,
+            prev_carried=self.carried,
+            prev_age=self.age,
+        )
+        self.age = object_age(self.prev, self.age, out)
+        self.prev, self.carried = out, carried
+        return out, set(carried)

@@ -1,0 +1,212 @@
+"""The scoring harness against ground truth with known answers (issue 13).
+
+Truth scored against itself must be perfect; a prediction corrupted in a known
+way must lose exactly what was taken from it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from deathtrack.evaluate import (
+    composite_score,
+    leave_one_family_out,
+    match_events,
+    recruitment_errors,
+    score_run,
+)
+from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+
+
+@pytest.fixture(scope="module")
+def truth_folder(tmp_path_factory):
+    """A tiny simulated movie with deaths of both modes and immune cells."""
+    sim = simulate(
+        SimulationConfig(
+            seed=12,
+            shape_yx=(128, 128),
+            n_frames=24,
+            n_cells=8,
+            n_immune=5,
+            p_apoptotic=0.4,
+            p_necroptotic=0.4,
+            p_divide=0.0,
+            post_death_min=12.0,
+        )
+    )
+    paths = write_simulation(sim, tmp_path_factory.mktemp("truth"), name="movie")
+    events = pd.read_csv(paths["events"])
+    assert len(events) >= 3 and events["mode"].nunique() == 2
+    return paths["events"].parent
+
+
+def _perfect_run(truth, out):
+    """A results folder that says exactly what the truth says."""
+    out.mkdir()
+    for pop in ("cells", "immune"):
+        shutil.copy(truth / f"labels_{pop}.tif", out / f"labels_{pop}.tif")
+    ev = pd.read_csv(truth / "events.csv")
+    ev["p_necroptotic"] = (ev["mode"] == "necroptotic").astype(float)
+    ev.to_csv(out / "events.csv", index=False)
+    shutil.copy(truth / "recruitment.csv", out / "recruitment.csv")
+    return out
+
+
+def test_truth_scored_against_itself_is_perfect(truth_folder, tmp_path):
+    s = score_run(_perfect_run(truth_folder, tmp_path / "run"), truth_folder)
+    for key in ("cells_f1", "cells_link_recall", "cells_link_precision", "immune_f1"):
+        assert s[key] == 1.0, key
+    assert s["deaths_f1"] == 1.0 and s["deaths_false"] == 0
+    assert s["false_per_100_tracks"] == 0.0 and s["death_frame_error"] == 0.0
+    assert s["mode_balanced_accuracy"] == 1.0
+    assert s["recruit_mae"] == 0.0 and s["recruit_bias"] == 0.0 and s["recruit_n"] > 0
+    assert composite_score(s) == 1.0
+
+
+def test_a_missing_object_costs_one_detection_and_two_links(truth_folder, tmp_path):
+    run = _perfect_run(truth_folder, tmp_path / "run")
+    labels = tifffile.imread(run / "labels_cells.tif")
+    t = 10
+    gone = int(np.unique(labels[t][labels[t] > 0])[0])
+    assert gone in labels[t - 1] and gone in labels[t + 1]
+    labels[t][labels[t] == gone] = 0
+    tifffile.imwrite(run / "labels_cells.tif", labels)
+    truth = tifffile.imread(truth_folder / "labels_cells.tif")
+    n_true = sum(len(np.unique(f)) - 1 for f in truth)
+    n_links = sum(
+        len(set(np.unique(a)) & set(np.unique(b)) - {0}) for a, b in itertools.pairwise(truth)
+    )
+    s = score_run(run, truth_folder)
+    tp = n_true - 1
+    assert s["cells_n_true"] == n_true and s["cells_n_pred"] == tp
+    assert s["cells_f1"] == pytest.approx(2 * tp / (2 * tp + 1))
+    assert s["cells_link_recall"] == pytest.approx((n_links - 2) / n_links)
+    assert s["immune_f1"] == 1.0
+
+
+def test_late_wrong_and_false_calls_and_count_errors(truth_folder, tmp_path):
+    run = _perfect_run(truth_folder, tmp_path / "run")
+    truth = pd.read_csv(truth_folder / "events.csv")
+    n_tracks = pd.read_csv(truth_folder / "cells.csv")["cell_id"].nunique()
+    ev = pd.read_csv(run / "events.csv")
+    ev.loc[0, "frame"] += 3  # found late (within 30 min at 2 min per frame)
+    nec = ev.index[ev["mode"] == "necroptotic"][0]
+    ev.loc[nec, "mode"] = "uncertain"  # one necroptotic death called uncertain
+    false = ev.iloc[[0]].assign(event_id=99, y_um=500.0, x_um=500.0)  # nowhere near a death
+    pd.concat([ev, false]).to_csv(run / "events.csv", index=False)
+    rec = pd.read_csv(run / "recruitment.csv")
+    first = rec["event_id"] == ev.loc[0, "event_id"]
+    rec.loc[first, "n_within_r"] += 1  # one immune cell too many around the first death
+    rec.to_csv(run / "recruitment.csv", index=False)
+
+    s = score_run(run, truth_folder)
+    n = len(truth)
+    assert (s["deaths_tp"], s["deaths_false"], s["deaths_n_called"]) == (n, 1, n + 1)
+    assert s["deaths_f1"] == pytest.approx(2 * n / (2 * n + 1))
+    assert s["false_per_100_tracks"] == pytest.approx(100 / n_tracks)
+    errors = [3] + [0] * (n - 1)
+    assert s["death_frame_error"] == float(np.median(errors))
+    n_nec = int((truth["mode"] == "necroptotic").sum())
+    assert s["mode_balanced_accuracy"] == pytest.approx((1 + (n_nec - 1) / n_nec) / 2)
+    assert s["recruit_n"] == len(rec)
+    assert s["recruit_bias"] == pytest.approx(first.sum() / len(rec))
+    assert s["recruit_mae"] == pytest.approx(first.sum() / len(rec))
+
+
+def test_the_physical_time_tolerance_and_nearest_call():
+    truth = pd.DataFrame(
+        {"event_id": [1], "frame": [10], "y_um": [0.0], "x_um": [0.0], "mode": ["apoptotic"]}
+    )
+    pred = pd.DataFrame(
+        {
+            "event_id": [1, 2],
+            "frame": [13, 10],
+            "y_um": [1.0, 5.0],
+            "x_um": [0.0, 0.0],
+            "mode": ["apoptotic", "apoptotic"],
+            "p_necroptotic": [0.1, 0.2],
+        }
+    )
+    # by default: 4 frames, the first call listed
+    assert match_events(pred, truth)["pred_id"].tolist() == [1]
+    # physical: 30 min at 1 min per frame is 30 frames; the call nearest in time wins
+    m = match_events(pred, truth, max_minutes=30, interval_s=60)
+    assert m["pred_id"].tolist() == [2] and m["frame_error"].tolist() == [0]
+    # at 10 min per frame, 30 min is 3 frames
+    late = pred.iloc[[0]].assign(frame=14)
+    assert match_events(late, truth, max_minutes=30, interval_s=600)["pred_id"].tolist() == [-1]
+    assert match_events(late, truth, max_minutes=40, interval_s=600)["pred_id"].tolist() == [1]
+    # never less than min_frames
+    assert match_events(late, truth, max_minutes=1, interval_s=600, min_frames=4)[
+        "pred_id"
+    ].tolist() == [1]
+    with pytest.raises(ValueError, match="`interval_s`"):
+        match_events(pred, truth, max_minutes=30)
+
+
+def test_recruitment_errors_align_on_dt():
+    truth = pd.DataFrame({"event_id": [1, 1, 1], "dt": [-1, 0, 1], "n_within_r": [0, 2, 3]})
+    pred = pd.DataFrame({"event_id": [7, 7], "dt": [0, 1], "n_within_r": [1, 3]})
+    matches = pd.DataFrame({"true_id": [1], "pred_id": [7]})
+    assert recruitment_errors(pred, truth, matches) == {"n": 2, "mae": 0.5, "bias": -0.5}
+    missed = pd.DataFrame({"true_id": [1], "pred_id": [-1]})
+    r = recruitment_errors(pred, truth, missed)
+    assert r["n"] == 0 and math.isnan(r["mae"])
+
+
+def test_composite_score_without_deaths_counts_false_calls():
+    s = {"cells_f1": 0.9, "cells_link_recall": 0.8, "immune_f1": math.nan}
+    assert composite_score({**s, "deaths_n_true": 0, "false_per_100_tracks": 5.0}) == (
+        pytest.approx((0.9 + 0.8 + 0.5) / 3)
+    )
+    with_deaths = {**s, "deaths_n_true": 4, "deaths_f1": 0.6, "recruit_mae": 0.25}
+    assert composite_score(with_deaths) == pytest.approx((0.9 + 0.8 + 0.6 + 0.75) / 4)
+
+
+def test_leave_one_family_out_chooses_on_the_others_only():
+    rows = []
+    # point "b" is the best on families x and y but the worst on z
+    scores = {"defaults": (0.7, 0.7, 0.8), "b": (0.9, 0.9, 0.2), "c": (0.8, 0.6, 0.9)}
+    for point, per_family in scores.items():
+        for fam, v in zip("xyz", per_family):
+            rows += [{"family": fam, "seed": s, "point": point, "composite": v} for s in (0, 1)]
+    lofo = leave_one_family_out(pd.DataFrame(rows), baseline="defaults").set_index("held_out")
+    # held out z: chosen on x and y -> b, which then scores 0.2 on z
+    assert lofo.loc["z", "chosen"] == "b" and lofo.loc["z", "score_held_out"] == 0.2
+    assert lofo.loc["z", "baseline_held_out"] == 0.8
+    # held out x: on y and z, b = 0.55, c = 0.75, defaults = 0.75 -> tie, the first listed
+    assert lofo.loc["x", "chosen"] == "defaults"
+    assert lofo.loc["x", "score_others"] == pytest.approx(0.75)
+    assert lofo.loc["y", "chosen"] == "c"  # on x and z: c 0.85 beats defaults 0.75, b 0.55
+
+
+@pytest.mark.slow
+def test_a_family_movie_through_the_pipeline_is_scored(tmp_path):
+    """The benchmark's path on a tiny movie: simulate a family, run with defaults, score."""
+    from deathtrack.config import InputConfig, PipelineConfig
+    from deathtrack.pipeline import run_stack
+    from deathtrack.simulate import random_config
+
+    cfg = random_config("baseline", 3, max_frames=12, max_side_px=128)
+    paths = write_simulation(simulate(cfg), tmp_path, name="movie")
+    roles = {r: i for i, r in enumerate(cfg.channel_names)}
+    pc = PipelineConfig(
+        input=InputConfig(
+            pixel_size_um=cfg.pixel_size_um, interval_s=cfg.interval_s, channels=roles
+        )
+    )
+    res = run_stack(paths["movie"], pc, tmp_path / "out", progress=False)
+    s = score_run(res.out_dir, paths["events"].parent)
+    truth = tifffile.imread(paths["labels_cells"])
+    assert s["cells_n_true"] == sum(len(np.unique(f)) - 1 for f in truth)
+    pred = tifffile.imread(res.out_dir / "labels_cells.tif")
+    assert s["cells_n_pred"] == sum(len(np.unique(f)) - 1 for f in pred)
+    assert 0 <= s["cells_f1"] <= 1 and 0 <= s["immune_f1"] <= 1
+    assert s["deaths_n_called"] == len(pd.read_csv(res.out_dir / "events.csv"))

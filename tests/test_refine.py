@@ -1,0 +1,206 @@
+"""Temporal mending of segmentation (deathtrack.refine) on synthetic frames with known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from deathtrack.config import PopulationSegmentConfig
+from deathtrack.evaluate import match_labels
+from deathtrack.refine import (
+    CARRY_MIN_FRAMES,
+    Mender,
+    estimate_shift,
+    object_age,
+    refine_frame,
+    segment_sequence,
+)
+
+PX = 0.65
+SHAPE = (96, 128)
+
+
+def _disc(cy, cx, r, shape=SHAPE):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+
+
+def _image(objects, rng, shape=SHAPE, bg=100.0):
+    """Camera-like frame: objects (mask, level) on a background, blurred, Poisson noise."""
+    img = np.full(shape, bg)
+    for mask, level in objects:
+        img = img + mask * level
+    return rng.poisson(ndi.gaussian_filter(img, 1.2)).astype(np.float32)
+
+
+def test_a_ruptured_cell_is_followed_as_its_faint_ghost():
+    rng = np.random.default_rng(0)
+    cell, other = _disc(48, 40, 15), _disc(48, 95, 12)
+    frames = [_image([(cell, 450), (other, 500)], rng) for _ in range(CARRY_MIN_FRAMES)]
+    frames += [_image([(cell, 45), (other, 500)], rng) for _ in range(4)]  # 10 % ghost
+    truth = cell.astype(int) + 2 * other.astype(int)
+    for t, labels in enumerate(
+        segment_sequence(frames, PopulationSegmentConfig(), pixel_size_um=PX)
+    ):
+        m = match_labels(truth, labels)
+        assert set(m.true_label) == {1, 2}, (t, m)
+        assert m["iou"].min() > 0.75, (t, m)
+
+
+def test_a_blob_seen_once_is_not_carried():
+    """Only a cell seen in a few frames in a row is looked for when it fades: noise or
+    texture that shows in one frame does not start a track of its own."""
+    rng = np.random.default_rng(1)
+    blob = _disc(40, 60, 8)
+    frames = [_image([(blob, 300)], rng)] + [_image([], rng) for _ in range(3)]
+    labels = list(segment_sequence(frames, PopulationSegmentConfig(), pixel_size_um=PX))
+    assert labels[0].max() == 1
+    assert all(lab.max() == 0 for lab in labels[1:])
+
+
+def test_empty_background_after_a_cell_leaves_nothing_behind():
+    """A cell that is gone (no signal left where it was) is not carried."""
+    rng = np.random.default_rng(2)
+    cell = _disc(48, 60, 14)
+    frames = [_image([(cell, 450)], rng) for _ in range(4)] + [_image([], rng) for _ in range(3)]
+    labels = list(segment_sequence(frames, PopulationSegmentConfig(), pixel_size_um=PX))
+    assert all(lab.max() == 1 for lab in labels[:4])
+    assert all(lab.max() == 0 for lab in labels[4:])
+
+
+def test_neighbours_merged_in_one_frame_are_split_again():
+    """Two touching cells seen apart, then as one object: split along the seam again."""
+    a, b = _disc(48, 45, 16), _disc(48, 76, 16)
+    prev = a.astype(np.int32) + 2 * (b & ~a)
+    cur = (a | b).astype(np.int32)
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    img = 100 + 500 * (a | b) * (
+        0.5
+        + 0.5
+        * np.clip(1 - np.minimum(np.hypot(yy - 48, xx - 45), np.hypot(yy - 48, xx - 76)) / 16, 0, 1)
+    )
+    out, carried = refine_frame(
+        prev, cur, lambda: img.astype(np.float32), PopulationSegmentConfig(), pixel_size_um=PX
+    )
+    assert not carried
+    m = match_labels(prev, out)
+    assert set(m.true_label) == {1, 2} and m["iou"].min() > 0.8, m
+
+
+def test_a_round_object_is_not_split_without_a_seam():
+    """A convex object with no dimmer line through it stays one, even if two objects were
+    there before (e.g. a wrong split in the previous frame)."""
+    whole = _disc(48, 60, 20)
+    prev = np.zeros(SHAPE, np.int32)
+    prev[whole & (np.mgrid[: SHAPE[0], : SHAPE[1]][1] < 60)] = 1
+    prev[whole & (np.mgrid[: SHAPE[0], : SHAPE[1]][1] >= 60)] = 2
+    img = (100 + 500 * whole).astype(np.float32)
+    out, _ = refine_frame(
+        prev, whole.astype(np.int32), lambda: img, PopulationSegmentConfig(), pixel_size_um=PX
+    )
+    assert np.array_equal(out, whole.astype(np.int32))
+
+
+def test_apoptotic_bodies_stay_one_cell():
+    """A shrunken cell that falls into bodies (each much smaller than it): one object."""
+    cell = _disc(48, 60, 10)
+    bodies = np.zeros(SHAPE, np.int32)
+    for i, (cy, cx) in enumerate(((42, 55), (44, 67), (55, 58)), start=1):
+        bodies[_disc(cy, cx, 3.5)] = i
+    img = (100 + 600 * (bodies > 0)).astype(np.float32)
+    out, _ = refine_frame(
+        cell.astype(np.int32), bodies, lambda: img, PopulationSegmentConfig(), pixel_size_um=PX
+    )
+    assert len(np.unique(out[bodies > 0])) == 1
+    assert np.array_equal(out > 0, bodies > 0)
+
+
+def test_two_round_daughters_are_left_for_tracking():
+    """A cell in two similar round halves may have divided: not merged."""
+    parent = _disc(48, 60, 14)
+    daughters = _disc(48, 50, 9.3).astype(np.int32) + 2 * _disc(48, 70, 9.3)
+    img = (100 + 600 * (daughters > 0)).astype(np.float32)
+    out, _ = refine_frame(
+        parent.astype(np.int32), daughters, lambda: img, PopulationSegmentConfig(), pixel_size_um=PX
+    )
+    assert np.array_equal(out, daughters)
+
+
+def test_drift_is_estimated_from_the_objects():
+    rng = np.random.default_rng(3)
+    prev = np.zeros((200, 200), np.int32)
+    centres = rng.uniform(20, 180, (12, 2))
+    for i, (cy, cx) in enumerate(centres, start=1):
+        prev[_disc(cy, cx, 12, (200, 200))] = i
+    cur = np.roll(prev, (7, -4), axis=(0, 1))
+    assert estimate_shift(prev, cur) == (7, -4)
+    assert estimate_shift(prev, np.zeros_like(prev)) == (0, 0)
+
+
+def test_object_age_counts_frames_in_a_row():
+    a = _disc(40, 40, 10).astype(np.int32)
+    age = object_age(None, None, a)
+    assert age[1] == 1
+    age = object_age(a, age, a)
+    assert age[1] == 2
+    b = _disc(40, 100, 10).astype(np.int32)  # elsewhere: a new object
+    assert object_age(a, age, b)[1] == 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (8, 8), (64, 64)])
+def test_empty_frames_and_no_previous(shape):
+    cfg = PopulationSegmentConfig()
+    empty = np.zeros(shape, np.int32)
+    out, carried = refine_frame(
+        None, empty, lambda: np.zeros(shape, np.float32), cfg, pixel_size_um=PX
+    )
+    assert out is empty and carried == {}
+    out, carried = refine_frame(
+        empty, empty, lambda: np.zeros(shape, np.float32), cfg, pixel_size_um=PX
+    )
+    assert out is empty and carried == {}
+
+
+def test_image_read_only_when_something_changes():
+    a = _disc(40, 40, 10).astype(np.int32)
+
+    def never():
+        raise AssertionError("the image was read though nothing changed")
+
+    out, _ = refine_frame(a, a.copy(), never, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert np.array_equal(out, a)
+
+
+def test_nan_pixels_do_not_break_the_search():
+    rng = np.random.default_rng(4)
+    cell = _disc(48, 60, 15)
+    frames = [_image([(cell, 450)], rng) for _ in range(3)] + [_image([(cell, 60)], rng)]
+    frames[-1][40:44, :] = np.nan
+    labels = list(segment_sequence(frames, PopulationSegmentConfig(), pixel_size_um=PX))
+    found = labels[-1] > 0
+    assert (found & cell).sum() > 0.7 * (cell & ~np.isnan(frames[-1])).sum()
+    assert (found & ~cell).sum() < 0.2 * cell.sum()
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="same shape"):
+        refine_frame(
+            np.ones((4, 4), np.int32),
+            np.ones((5, 5), np.int32),
+            lambda: None,
+            PopulationSegmentConfig(),
+            pixel_size_um=PX,
+        )
+
+
+def test_mender_reports_carried_labels():
+    rng = np.random.default_rng(5)
+    cell = _disc(48, 60, 15)
+    mend = Mender(PopulationSegmentConfig(), pixel_size_um=PX)
+    from deathtrack.segment import segment_frame
+
+    for t in range(CARRY_MIN_FRAMES + 1):
+        img = _image([(cell, 450 if t < CARRY_MIN_FRAMES else 10)], rng)
+        labels, carried = mend(segment_frame(img, pixel_size_um=PX), lambda img=img: img)
+    assert carried == set(np.unique(labels[labels > 0]).tolist())
