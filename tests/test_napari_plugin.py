@@ -194,7 +194,25 @@ def test_reader_returns_none_for_junk_in_the_viewer_too(tmp_path):
 # -- Analyze panel ----------------------------------------------------------------------
 
 
-def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qtbot, tmp_path):
+def test_analyze_runs_the_demo_and_adds_the_result_layers(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    import deathtrack.report
+    from deathtrack.errors import ResultsLockedError
+    from deathtrack.io import results_lock
+
+    write_report = deathtrack.report.write_report
+    locked_while_reporting = []
+
+    def report_and_check_the_lock(*args, **kwargs):
+        try:  # as `deathtrack run` does, the run holds the folder's lock over its report
+            with results_lock(tmp_path):
+                locked_while_reporting.append(False)
+        except ResultsLockedError:
+            locked_while_reporting.append(True)
+        return write_report(*args, **kwargs)
+
+    monkeypatch.setattr(deathtrack.report, "write_report", report_and_check_the_lock)
     viewer = make_napari_viewer()
     viewer.open_sample("deathtrack", "demo")
     widget = _analyze(viewer, qtbot)
@@ -224,6 +242,8 @@ def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qt
     for name in ("events.csv", "run.json", "tracks.csv", "labels_cells.tif", "report.html"):
         assert (out / name).is_file(), name
     assert "deathtrack report: demo" in (out / "report.html").read_text()
+    assert locked_while_reporting == [True]
+    assert not (tmp_path / ".deathtrack.lock.json").exists()  # released: the holder is gone
     qtbot.waitUntil(
         lambda: not widget.loader.busy and "deaths (demo)" in layer_names(viewer), timeout=30_000
     )
@@ -743,14 +763,20 @@ def test_calibration_missing_from_the_file_is_asked_for(make_napari_viewer, qtbo
     assert cfg.input.channels == {"cells": 0}
 
 
+@pytest.mark.parametrize(
+    "error",
+    ["StackReadError", "CalibrationError", "NoSignalError", "NoCellsError", "ResultsLockedError"],
+)
 def test_a_failing_run_shows_the_reason_not_a_traceback(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, error
 ):
+    import deathtrack.errors
     import deathtrack.pipeline
-    from deathtrack.errors import StackReadError
 
     def broken(stack, *args, **kwargs):
-        raise StackReadError(f"{stack}: cannot read frame 3; the file looks truncated")
+        raise getattr(deathtrack.errors, error)(
+            f"{stack}: cannot read frame 3; the file looks truncated"
+        )
 
     monkeypatch.setattr(deathtrack.pipeline, "run_stack", broken)
     viewer = make_napari_viewer()
@@ -762,3 +788,20 @@ def test_a_failing_run_shows_the_reason_not_a_traceback(
     assert "cannot read frame 3; the file looks truncated" in widget.status.text()
     assert "Traceback" not in widget.status.text()
     assert widget.last_result is None and widget.run_button.isEnabled()
+
+
+def test_analyze_holds_the_lock_of_the_results_folder(make_napari_viewer, qtbot, tmp_path):
+    from deathtrack.io import results_lock
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("deathtrack", "demo")
+    widget = _analyze(viewer, qtbot)
+    widget.out_dir.setText(str(tmp_path))
+    # another run (here: this test, as `deathtrack run` would) holds the folder
+    with results_lock(tmp_path, command="deathtrack run demo.ome.tif --out elsewhere"):
+        widget.run()
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=30_000)
+    text = widget.status.text()
+    assert "another deathtrack run is writing into this results folder" in text
+    assert "deathtrack run demo.ome.tif --out elsewhere" in text and "Traceback" not in text
+    assert widget.last_result is None and not (tmp_path / "demo").exists()

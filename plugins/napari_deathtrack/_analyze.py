@@ -5,7 +5,8 @@ defaults or a TOML file, with the values in the form applied through
 :func:`deathtrack.config.apply_overrides`) and calls, in a napari
 ``thread_worker``, the functions ``deathtrack run`` calls for each stack:
 :func:`deathtrack.pipeline.run_stack`, then
-:func:`deathtrack.report.write_report`; it holds no analysis code. The results
+:func:`deathtrack.report.write_report`, holding the results folder's lock
+(:func:`deathtrack.io.results_lock`) over both; it holds no analysis code. The results
 folder it writes is the same as ``deathtrack run STACK --out FOLDER``,
 ``report.html`` included, and its layers are added in the background
 (:mod:`._loader`). The classifier saved by the review panel's *Retrain* is
@@ -703,18 +704,37 @@ def _stem(path: Path) -> str:
     return stack_stem(path)
 
 
+#: who holds the results folder's lock, for the message another run gets
+LOCK_COMMAND = "napari deathtrack Analyze"
+
+
 def _run_job(stack: Path, cfg, out_dir: Path, on_progress):
-    """The worker's job: what ``deathtrack run`` does for one stack (run_stack, then the
-    report), with a cancel or a user error returned, not raised."""
+    """The worker's job: what ``deathtrack run`` does for one stack, with a cancel or a
+    user error returned, not raised.
+
+    As :func:`deathtrack.batch.process_stack`: the lock of ``out_dir`` is held over
+    :func:`~deathtrack.pipeline.run_stack` and the report, so no other run (the command
+    line, another viewer) writes into the folder meanwhile; a run that holds it already
+    is refused with :class:`~deathtrack.errors.ResultsLockedError` naming it.
+    """
     from deathtrack.errors import DeathtrackError
+    from deathtrack.io import results_lock
     from deathtrack.pipeline import run_stack
     from deathtrack.report import write_report
 
     kept = _keep_classifier(cfg, Path(out_dir) / _stem(stack))
     try:
-        result = run_stack(stack, cfg, out_dir, progress=False, on_progress=on_progress)
-        on_progress("report", 0, 0)
-        write_report(result.out_dir, stack_path=stack)
+        with results_lock(out_dir, command=f"{LOCK_COMMAND} (pid {os.getpid()})"):
+            result = run_stack(
+                stack,
+                cfg,
+                out_dir,
+                progress=False,
+                on_progress=on_progress,
+                lock=False,  # held here, over the report too
+            )
+            on_progress("report", 0, 0)
+            write_report(result.out_dir, stack_path=stack)
         return result
     except RunCancelled:
         return _CANCELLED
