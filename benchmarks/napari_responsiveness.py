@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> Path:
     per = [timed(lambda f=f: viewer.dims.set_point(0, f), settle=PACE_S) for f in frames[:30]]
     record("napari alone: 30 frame changes", per, 30)
 
-    # screenshot of the review: the first results alone, a necroptotic call selected
+    # screenshot of the review: the first results alone, an unreviewed necroptotic call
     for layer in list(viewer.layers):
         meta = (layer.metadata or {}).get("deathtrack") or {}
         if meta.get("results") == str(second.resolve()):
@@ -423,7 +423,9 @@ def main(argv: list[str] | None = None) -> Path:
     review.source_combo.setCurrentIndex(0)
     wait_until(lambda: review.review is not None and review.review.folder == first.resolve())
     events = review.review.events
-    necro = events[events[col.MODE] == col.NECROPTOTIC][col.EVENT_ID]
+    necro = events[events[col.MODE] == col.NECROPTOTIC]
+    unreviewed = necro[necro[col.REVIEWED_MODE].isna()]  # the call as the reviewer meets it
+    necro = (unreviewed if len(unreviewed) else necro)[col.EVENT_ID]
     review.select_event(int(necro.iloc[len(necro) // 2]))
     wait_until(lambda: review.strip.data is not None and bool(review.strip.data.rows))
     pump(1.0)
