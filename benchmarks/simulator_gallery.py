@@ -2,9 +2,9 @@
 
 Usage: python benchmarks/simulator_gallery.py [--out benchmarks/results/simulator_gallery.png]
 
-Rows are the truth events of sample_data/demo.ome.tif (apoptotic: shrink,
-bleb, fragment, late dye; necroptotic: swell, round, rupture, ghost, abrupt
-dye); columns are the cells and dye channels at frames relative to death.
+Rows are the truth events of the demo movie, deathtrack/sample_data/demo.ome.tif
+(apoptotic: shrink, bleb, fragment, late dye; necroptotic: swell, round,
+rupture, ghost, abrupt dye); columns are the cells and dye channels at frames relative to death.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ def main() -> None:
         "--out", type=Path, default=REPO / "benchmarks/results/simulator_gallery.png"
     )
     args = parser.parse_args()
-    events = pd.read_csv(REPO / "sample_data/demo_truth/events.csv")
-    with open_stack(REPO / "sample_data/demo.ome.tif") as movie:
+    from deathtrack.cli import SAMPLE_DIR  # the demo ships inside the package
+
+    events = pd.read_csv(SAMPLE_DIR / "demo_truth/events.csv")
+    with open_stack(SAMPLE_DIR / "demo.ome.tif") as movie:
         path = event_gallery(
             movie,
             events.sort_values("mode"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.resources
 import json
 import logging
 import signal
@@ -27,7 +28,8 @@ from .errors import DeathtrackError
 
 logger = logging.getLogger("deathtrack")
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+#: the demo movie and its truth ship inside the package (package data), so a wheel has them
+SAMPLE_DIR = Path(str(importlib.resources.files("deathtrack") / "sample_data"))
 DEMO_STACK = SAMPLE_DIR / "demo.ome.tif"
 
 

@@ -22,7 +22,7 @@ pytest.importorskip("dask")
 from deathtrack import columns as col
 from deathtrack.cli import DEMO_STACK
 from napari_deathtrack import _lazy
-from napari_deathtrack._layers import results_layer_data, stack_layer_data
+from napari_deathtrack._layers import FADE_FRAMES, results_layer_data, stack_layer_data
 from napari_deathtrack._reader import napari_get_reader
 from napari_deathtrack._review_model import EventReview, ReviewError
 
@@ -109,9 +109,33 @@ def test_reader_returns_none_for_what_it_cannot_read(tmp_path, make):
     assert napari_get_reader(make(tmp_path)) is None
 
 
-def test_reader_refuses_a_results_folder_without_run_json(results):
+def test_reader_refuses_a_results_folder_without_run_json(results, caplog):
     (results / "run.json").unlink()
     assert napari_get_reader(str(results)) is None
+    # it was picked for a folder that looks like its own: it says why it refuses
+    assert "without a readable run.json" in caplog.text
+
+
+def test_reader_refuses_a_4d_tiff_without_axes_and_says_why(tmp_path, caplog):
+    import tifffile
+
+    from napari_deathtrack._reader import refusal_reason
+
+    path = tmp_path / "ambiguous.tif"
+    # tifffile records the shape but not which axis is time or channel
+    tifffile.imwrite(path, np.zeros((3, 5, 16, 16), np.uint16), photometric="minisblack")
+    assert napari_get_reader(str(path)) is None
+    reason = refusal_reason(path)
+    assert "cannot tell which axis is which" in reason
+    assert "Plugins > deathtrack > Analyze" in reason  # what to do about it in napari
+    assert f"deathtrack cannot open ambiguous.tif: {reason}" in caplog.text
+
+
+def test_reader_opens_a_results_folder_from_its_run_json(demo_results):
+    reader = napari_get_reader(str(demo_results / "run.json"))
+    assert reader is not None
+    names = [kw["name"] for _, kw, _ in reader(str(demo_results / "run.json"))]
+    assert "deaths (demo)" in names
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -145,7 +169,9 @@ def test_stack_opens_as_lazy_channel_layers_named_by_role_and_scaled_in_um(monke
     reader = napari_get_reader(str(DEMO_STACK))
     assert reader is not None
     layers = by_name(reader(str(DEMO_STACK)))
-    assert list(layers) == ["cells", "immune", "dye"]
+    # named by role, then by the stack they come from
+    assert list(layers) == ["cells (demo)", "immune (demo)", "dye (demo)"]
+    layers = {name.split(" (")[0]: v for name, v in layers.items()}
     # contrast limits come from 5 sampled frames per channel, never the whole movie
     assert len(reads) <= 5 * 3
     with open_stack(DEMO_STACK) as movie:
@@ -178,12 +204,12 @@ def test_stack_without_a_cells_channel_name_opens_with_channel_names(tmp_path):
         interval_s=60,
     )
     layers = by_name(napari_get_reader(str(path))(str(path)))
-    assert list(layers) == ["GFP", "DRAQ7"]
-    assert layers["GFP"][1]["scale"] == pytest.approx((1.0, 0.5, 0.5))
-    assert layers["GFP"][1]["metadata"]["deathtrack"]["roles_known"] is False
+    assert list(layers) == ["GFP (gfp)", "DRAQ7 (gfp)"]
+    assert layers["GFP (gfp)"][1]["scale"] == pytest.approx((1.0, 0.5, 0.5))
+    assert layers["GFP (gfp)"][1]["metadata"]["deathtrack"]["roles_known"] is False
     # the run's roles name the layers when they are given
-    named = by_name(stack_layer_data(path, channels={"cells": "GFP", "dye": 1}))
-    assert list(named) == ["cells", "dye"]
+    named = by_name(stack_layer_data(path, channels={"cells": "GFP", "dye": 1}, label="run 2"))
+    assert list(named) == ["cells (run 2)", "dye (run 2)"]
 
 
 def test_ome_zarr_opens_lazily_with_its_calibration(tmp_path):
@@ -220,9 +246,9 @@ def test_ome_zarr_opens_lazily_with_its_calibration(tmp_path):
     reader = napari_get_reader(str(path))
     assert reader is not None
     layers = by_name(reader(str(path)))
-    assert list(layers) == ["cells", "immune"]
-    assert layers["immune"][1]["scale"] == pytest.approx((1.0, 0.4, 0.4))
-    np.testing.assert_array_equal(np.asarray(layers["immune"][0][2]), data[2, 1])
+    assert list(layers) == ["cells (movie)", "immune (movie)"]
+    assert layers["immune (movie)"][1]["scale"] == pytest.approx((1.0, 0.4, 0.4))
+    np.testing.assert_array_equal(np.asarray(layers["immune (movie)"][0][2]), data[2, 1])
 
 
 # -- reader: results folders -----------------------------------------------------
@@ -235,14 +261,18 @@ def test_results_folder_opens_as_image_labels_tracks_and_events(demo_results):
     reader = napari_get_reader(str(demo_results))
     assert reader is not None
     layers = by_name(reader(str(demo_results)))
-    assert {"cells", "immune", "dye", "cells labels", "immune labels", "cells tracks",
-            "immune tracks", "deaths"} <= set(layers)  # fmt: skip
+    assert {"cells (demo)", "immune (demo)", "dye (demo)", "cells labels (demo)",
+            "immune labels (demo)", "cells tracks (demo)", "immune tracks (demo)",
+            "deaths (demo)"} <= set(layers)  # fmt: skip
+    layers = {name.removesuffix(" (demo)"): v for name, v in layers.items()}
     scales = {name: kw["scale"] for name, (_, kw, _) in layers.items()}
     assert all(s == pytest.approx((1.0, 0.65, 0.65)) for s in scales.values()), scales
 
     labels, kwargs, kind = layers["cells labels"]
     assert kind == "labels"
     assert isinstance(labels, da.Array) and labels.chunksize[0] == 1
+    # outlines, hidden at first: the cells stay visible under them
+    assert kwargs["metadata"]["deathtrack"]["contour"] >= 1 and kwargs["visible"] is False
     np.testing.assert_array_equal(
         np.asarray(labels[7]), tifffile.imread(demo_results / "labels_cells.tif", key=7)
     )
@@ -260,18 +290,42 @@ def test_results_folder_opens_as_image_labels_tracks_and_events(demo_results):
     events = pd.read_csv(demo_results / "events.csv")
     points, kwargs, kind = layers["deaths"]
     assert kind == "points"
-    np.testing.assert_allclose(points, events[[col.FRAME, col.Y, col.X]].to_numpy(float))
     features = kwargs["features"]
-    for c in (col.EVENT_ID, col.MODE, col.P_NECROPTOTIC, "reviewed_mode"):
+    for c in (col.EVENT_ID, col.MODE, col.P_NECROPTOTIC, "reviewed_mode", "offset", "label"):
         assert c in features.columns
-    assert list(features[col.MODE]) == list(events[col.MODE])
+    # a marker on every frame from onset to FADE_FRAMES after death, on the dying cell
+    at_death = (features["offset"] == 0).to_numpy()
+    assert at_death.sum() == len(events)
+    np.testing.assert_allclose(
+        points[at_death], events[[col.FRAME, col.Y, col.X]].to_numpy(float), atol=1.0
+    )
+    for ev in events.itertuples():
+        mine = features[col.EVENT_ID] == ev.event_id
+        frames = points[mine.to_numpy(), 0]
+        onset = ev.onset_frame if ev.onset_frame == ev.onset_frame else ev.frame
+        assert frames.min() == min(onset, ev.frame)
+        assert frames.max() == min(ev.frame + FADE_FRAMES, 39)
+    assert list(features.loc[at_death, col.MODE]) == list(events[col.MODE])
     assert set(features["reviewed_mode"]) == {""}
     # colours follow the call: every necroptotic ring has the same colour, not an apoptotic's
-    colors = kwargs["border_color"]
-    necro = (features[col.MODE] == col.NECROPTOTIC).to_numpy()
+    colors = kwargs["border_color"][at_death]
+    necro = (features.loc[at_death, col.MODE] == col.NECROPTOTIC).to_numpy()
     assert necro.any() and (~necro).any()
     assert np.allclose(colors[necro], colors[necro][0])
     assert not np.allclose(colors[~necro][0], colors[necro][0])
+    # opacity rises to 1 at death and fades after it
+    alpha = kwargs["border_color"][:, 3]
+    assert np.all(alpha[at_death] == 1.0)
+    assert np.all(alpha[(features["offset"] > 0).to_numpy()] < 1.0)
+    # the text says the call with its own confidence (1 - p for an apoptotic call)
+    first = events.iloc[0]
+    conf = (
+        first[col.P_NECROPTOTIC]
+        if first[col.MODE] == col.NECROPTOTIC
+        else 1 - first[col.P_NECROPTOTIC]
+    )
+    text = features.loc[at_death, "label"].iloc[0]
+    assert text.startswith(f"#{first.event_id} {first[col.MODE]} {conf:.2f}")
 
 
 def test_results_folder_whose_stack_is_gone_still_opens_its_results(results):
@@ -279,8 +333,8 @@ def test_results_folder_whose_stack_is_gone_still_opens_its_results(results):
     run["stack"] = str(results.parent / "elsewhere" / "gone.ome.tif")
     (results / "run.json").write_text(json.dumps(run))
     names = [kw["name"] for _, kw, _ in results_layer_data(results)]
-    assert "cells" not in names
-    assert {"cells labels", "cells tracks", "deaths"} <= set(names)
+    assert "cells (demo)" not in names
+    assert {"cells labels (demo)", "cells tracks (demo)", "deaths (demo)"} <= set(names)
 
 
 # -- review table ----------------------------------------------------------------
@@ -307,9 +361,11 @@ def test_review_labels_are_saved_beside_the_untouched_automatic_calls(results):
         assert datetime.fromisoformat(stamp).tzinfo is not None
     # and the reader shows them
     layers = by_name(results_layer_data(results, include_image=False))
-    features = layers["deaths"][1]["features"]
+    features = layers["deaths (demo)"][1]["features"]
+    features = features[features["offset"] == 0]
     assert list(features["reviewed_mode"][:3]) == ["necroptotic", "apoptotic", "not_death"]
     assert list(features[col.MODE]) == list(before[col.MODE])
+    assert features["label"].iloc[0].startswith(f"#{ids[0]} necroptotic (reviewed)")
 
 
 def test_a_missed_death_is_a_new_row_with_an_empty_mode(results):
@@ -399,3 +455,43 @@ def test_reviews_are_carried_over_to_the_events_of_a_re_run(results):
     lost = pd.read_csv(results / "reviews_unmatched.csv")
     assert lost[col.EVENT_ID].tolist() == [ids[2]]
     assert missed not in lost[col.EVENT_ID].tolist()
+
+
+def test_labels_cleared_and_added_deaths_are_undone_and_redone(results):
+    review = EventReview(results)
+    first, second = review.event_ids()[:2]
+    review.set_review(first, "necroptotic", reviewer="ada")
+    review.set_review(first, "apoptotic", reviewer="ada")
+    review.clear_review(first)
+    added = review.add_missed(5, 20.0, 30.0, reviewer="ada")
+    review.set_review(second, "not_death", reviewer="ada")
+    n = len(review)
+    assert review.undo() == second and pd.isna(review.event(second)["reviewed_mode"])
+    assert review.undo() == added and len(review) == n - 1
+    assert review.undo() == first and review.event(first)["reviewed_mode"] == "apoptotic"
+    assert review.undo() == first and review.event(first)["reviewed_mode"] == "necroptotic"
+    assert review.redo() == first and review.event(first)["reviewed_mode"] == "apoptotic"
+    assert review.redo() == first and pd.isna(review.event(first)["reviewed_mode"])
+    assert review.redo() == added and review.event(added)["reviewed_mode"] == "uncertain"
+    assert review.can_redo
+    review.set_review(first, "uncertain", reviewer="ada")  # a new edit drops the redo stack
+    assert not review.can_redo
+    review.save()
+    saved = pd.read_csv(results / "events.csv")
+    assert len(saved) == n and saved.iloc[-1][col.EVENT_ID] == added
+
+
+def test_fit_retrain_leaves_the_table_alone(results):
+    from napari_deathtrack._review_model import fit_retrain
+
+    review = EventReview(results)
+    auto = review.events[col.MODE].tolist()
+    if min(auto.count(col.APOPTOTIC), auto.count(col.NECROPTOTIC)) < 3:
+        pytest.skip("the demo run has fewer than 3 calls of a mode")
+    for event_id, mode in zip(review.event_ids(), auto):
+        review.set_review(event_id, mode, reviewer="ada")
+    before = review.events.copy()
+    plan = fit_retrain(review.events, review.uncertain_margin())
+    pd.testing.assert_frame_equal(review.events, before)
+    assert len(plan.p_necroptotic) == len(plan.event_ids) == len(auto)
+    assert set(plan.modes) <= {col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN}

@@ -52,7 +52,7 @@ from qtpy.QtCore import Qt  # noqa: E402
 from deathtrack import columns as col  # noqa: E402
 from deathtrack.cli import DEMO_STACK  # noqa: E402
 from napari_deathtrack import _lazy  # noqa: E402
-from napari_deathtrack._analyze import AnalyzeWidget  # noqa: E402
+from napari_deathtrack._analyze import AnalyzeWidget, default_output_dir  # noqa: E402
 from napari_deathtrack._reader import napari_get_reader  # noqa: E402
 from napari_deathtrack._review import ReviewWidget  # noqa: E402
 
@@ -85,6 +85,9 @@ def layer_names(viewer) -> list[str]:
     return [layer.name for layer in viewer.layers]
 
 
+DEMO_LAYERS = ["cells (demo)", "immune (demo)", "dye (demo)"]
+
+
 def _analyze(viewer, qtbot) -> AnalyzeWidget:
     widget = AnalyzeWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Analyze")
@@ -97,13 +100,36 @@ def _review(viewer, qtbot) -> ReviewWidget:
     return widget
 
 
+def _wait_saved(qtbot, widget) -> None:
+    qtbot.waitUntil(lambda: widget.is_saved, timeout=10_000)
+    assert widget.save_error is None, widget.save_error
+
+
+def _wait_strip(qtbot, widget) -> None:
+    event_id = widget.current_event
+    qtbot.waitUntil(
+        lambda: (
+            widget.strip.data is not None
+            and widget.strip.data.event_id == event_id
+            and bool(widget.strip.data.rows)
+        ),
+        timeout=10_000,
+    )
+
+
+def _saved_label(results: Path, event_id: int):
+    saved = pd.read_csv(results / "events.csv")
+    value = saved.loc[saved[col.EVENT_ID] == event_id, "reviewed_mode"].iloc[0]
+    return None if pd.isna(value) else value
+
+
 # -- sample data and reader ------------------------------------------------------------
 
 
 def test_sample_data_opens_the_demo_movie_through_the_reader(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("deathtrack", "demo")
-    assert layer_names(viewer) == ["cells", "immune", "dye"]
+    assert layer_names(viewer) == DEMO_LAYERS
     for layer in viewer.layers:
         assert tuple(layer.scale) == pytest.approx((1.0, 0.65, 0.65))
         assert [str(u) for u in layer.units] == ["pixel", "micrometer", "micrometer"]
@@ -141,16 +167,21 @@ def test_viewer_opens_a_results_folder_with_the_plugin(make_napari_viewer, demo_
     viewer = make_napari_viewer()
     viewer.open(str(demo_results), plugin="deathtrack")
     kinds = {layer.name: type(layer).__name__ for layer in viewer.layers}
-    assert kinds["cells"] == "Image"
-    assert kinds["cells labels"] == "Labels"
-    assert kinds["cells tracks"] == "Tracks"
-    assert kinds["deaths"] == "Points"
-    points = viewer.layers["deaths"]
-    assert len(points.data) == len(pd.read_csv(demo_results / "events.csv"))
+    assert kinds["cells (demo)"] == "Image"
+    assert kinds["cells labels (demo)"] == "Labels"
+    assert kinds["cells tracks (demo)"] == "Tracks"
+    assert kinds["deaths (demo)"] == "Points"
+    points = viewer.layers["deaths (demo)"]
+    n_events = len(pd.read_csv(demo_results / "events.csv"))
+    assert (points.features["offset"] == 0).sum() == n_events
+    # hidden at first (outlines once a deathtrack panel is open: napari's Labels has no
+    # contour argument for readers)
+    labels = viewer.layers["cells labels (demo)"]
+    assert not labels.visible
+    _review(viewer, None)
+    assert labels.contour >= 1
     # labels and image share the same grid: the world extents agree
-    np.testing.assert_allclose(
-        viewer.layers["cells labels"].extent.world, viewer.layers["cells"].extent.world
-    )
+    np.testing.assert_allclose(labels.extent.world, viewer.layers["cells (demo)"].extent.world)
 
 
 def test_reader_returns_none_for_junk_in_the_viewer_too(tmp_path):
@@ -163,7 +194,25 @@ def test_reader_returns_none_for_junk_in_the_viewer_too(tmp_path):
 # -- Analyze panel ----------------------------------------------------------------------
 
 
-def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qtbot, tmp_path):
+def test_analyze_runs_the_demo_and_adds_the_result_layers(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    import deathtrack.report
+    from deathtrack.errors import ResultsLockedError
+    from deathtrack.io import results_lock
+
+    write_report = deathtrack.report.write_report
+    locked_while_reporting = []
+
+    def report_and_check_the_lock(*args, **kwargs):
+        try:  # as `deathtrack run` does, the run holds the folder's lock over its report
+            with results_lock(tmp_path):
+                locked_while_reporting.append(False)
+        except ResultsLockedError:
+            locked_while_reporting.append(True)
+        return write_report(*args, **kwargs)
+
+    monkeypatch.setattr(deathtrack.report, "write_report", report_and_check_the_lock)
     viewer = make_napari_viewer()
     viewer.open_sample("deathtrack", "demo")
     widget = _analyze(viewer, qtbot)
@@ -173,7 +222,9 @@ def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qt
     assert widget.role_combos["dye"].currentData() == 2
     assert widget.pixel_size.value() == pytest.approx(0.65)
     assert widget.interval.value() == pytest.approx(120.0)
-    assert Path(widget.out_dir.text()) == DEMO_STACK.parent / "deathtrack_results"
+    # the demo ships inside the package: its results never go there
+    out_default = Path(widget.out_dir.text())
+    assert out_default == default_output_dir(DEMO_STACK) == Path.home() / "deathtrack_results"
     widget.out_dir.setText(str(tmp_path))
 
     seen = []
@@ -185,14 +236,27 @@ def test_analyze_runs_the_demo_and_adds_the_result_layers(make_napari_viewer, qt
 
     assert widget.last_result is not None, widget.status.text()
     assert "Done" in widget.status.text()
-    assert ("segment", 40) in seen
+    assert ("segment", 40) in seen and ("report", 0) in seen
     out = tmp_path / "demo"
-    assert (out / "events.csv").is_file() and (out / "run.json").is_file()
+    # the same folder as `deathtrack run`, report included
+    for name in ("events.csv", "run.json", "tracks.csv", "labels_cells.tif", "report.html"):
+        assert (out / name).is_file(), name
+    assert "deathtrack report: demo" in (out / "report.html").read_text()
+    assert locked_while_reporting == [True]
+    assert not (tmp_path / ".deathtrack.lock.json").exists()  # released: the holder is gone
+    qtbot.waitUntil(
+        lambda: not widget.loader.busy and "deaths (demo)" in layer_names(viewer), timeout=30_000
+    )
     names = layer_names(viewer)
     # the stack layers are reused, the results added once
-    assert names.count("cells") == 1
-    assert {"cells labels", "immune labels", "cells tracks", "deaths"} <= set(names)
-    assert len(viewer.layers["deaths"].data) == widget.last_result.counts["n_events"]
+    assert names.count("cells (demo)") == 1
+    assert {"cells labels (demo)", "immune labels (demo)", "cells tracks (demo)",
+            "deaths (demo)"} <= set(names)  # fmt: skip
+    deaths = viewer.layers["deaths (demo)"]
+    assert (deaths.features["offset"] == 0).sum() == widget.last_result.counts["n_events"]
+    # the deaths layer is not the active one and cannot be edited
+    assert viewer.layers.selection.active is not deaths
+    assert not deaths.editable
     assert widget.run_button.isEnabled()
 
 
@@ -215,7 +279,7 @@ def test_cancel_stops_a_run_and_adds_nothing(make_napari_viewer, qtbot, tmp_path
     assert widget.last_result is None
     assert max(frames) < 40
     assert not (tmp_path / "demo" / "run.json").exists()
-    assert layer_names(viewer) == ["cells", "immune", "dye"]
+    assert layer_names(viewer) == DEMO_LAYERS
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
 
 
@@ -279,13 +343,18 @@ def test_config_round_trips_through_the_panel(make_napari_viewer, qtbot, tmp_pat
 # -- Review panel -----------------------------------------------------------------------
 
 
-def _open_review(make_napari_viewer, qtbot, folder):
-    viewer = make_napari_viewer()
+def _open_review(make_napari_viewer, qtbot, folder, **kwargs):
+    viewer = make_napari_viewer(**kwargs)
     viewer.open(str(folder), plugin="deathtrack")
     widget = _review(viewer, qtbot)
-    assert widget.review is not None
+    qtbot.waitUntil(lambda: widget.review is not None, timeout=10_000)
     assert widget.review.folder == folder.resolve()
     return viewer, widget
+
+
+def _events_in_table_order(results: Path) -> list[int]:
+    before = pd.read_csv(results / "events.csv")
+    return before.sort_values([col.FRAME, col.EVENT_ID], kind="stable")[col.EVENT_ID].tolist()
 
 
 def test_review_shortcuts_label_three_events_and_reload_shows_them(
@@ -303,10 +372,10 @@ def test_review_shortcuts_label_three_events_and_reload_shows_them(
         qtbot.keyClick(widget.table, key)
     assert widget.review.dirty
     widget.save_button.click()
-    assert "Saved" in widget.status.text()
+    _wait_saved(qtbot, widget)
 
     saved = pd.read_csv(results / "events.csv")
-    order = before.sort_values([col.FRAME, col.EVENT_ID], kind="stable")[col.EVENT_ID].tolist()
+    order = _events_in_table_order(results)
     assert order[0] == first
     labels = dict(zip(saved[col.EVENT_ID], saved["reviewed_mode"]))
     assert [labels[i] for i in order[:3]] == ["necroptotic", "apoptotic", "not_death"]
@@ -314,19 +383,22 @@ def test_review_shortcuts_label_three_events_and_reload_shows_them(
     assert (saved[saved[col.EVENT_ID].isin(order[:3])]["reviewer"] == "ada").all()
     pd.testing.assert_series_equal(saved[col.MODE], before[col.MODE])
     pd.testing.assert_series_equal(saved[col.P_NECROPTOTIC], before[col.P_NECROPTOTIC])
-    # the layer shows the reviewed call
-    features = viewer.layers["deaths"].features
-    assert features.set_index(col.EVENT_ID).loc[order[0], "reviewed_mode"] == "necroptotic"
+    # the layer shows the reviewed call on every marker of the event
+    features = viewer.layers["deaths (demo)"].features
+    mine = features[features[col.EVENT_ID] == order[0]]
+    assert set(mine["reviewed_mode"]) == {"necroptotic"} and len(mine) > 1
+    assert set(mine["call"]) == {"necroptotic"}
 
     # a colleague reloads the folder with the reader
     layers = {kw["name"]: kw for _, kw, _ in napari_get_reader(str(results))(str(results))}
-    reloaded = layers["deaths"]["features"].set_index(col.EVENT_ID)
+    reloaded = layers["deaths (demo)"]["features"]
+    reloaded = reloaded[reloaded["offset"] == 0].set_index(col.EVENT_ID)
     assert [reloaded.loc[i, "reviewed_mode"] for i in order[:3]] == [
         "necroptotic",
         "apoptotic",
         "not_death",
     ]
-    assert list(layers["deaths"]["features"][col.MODE]) == list(before[col.MODE])
+    assert list(reloaded[col.MODE]) == list(before[col.MODE])
 
 
 def test_selecting_an_event_jumps_to_its_frame_and_centres_it(make_napari_viewer, qtbot, results):
@@ -334,27 +406,69 @@ def test_selecting_an_event_jumps_to_its_frame_and_centres_it(make_napari_viewer
     events = pd.read_csv(results / "events.csv")
     target = events.iloc[len(events) // 2]
     widget.select_event(int(target[col.EVENT_ID]))
-    assert viewer.dims.current_step[0] == int(target[col.FRAME])
+    # the viewer follows the selection in the next turn of the event loop
+    assert widget.current_event == int(target[col.EVENT_ID])
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == int(target[col.FRAME]), timeout=10_000)
     camera = viewer.scene.camera
     assert camera.center[-2:] == pytest.approx((target[col.Y_UM], target[col.X_UM]), abs=1e-3)
-    assert camera.zoom == pytest.approx(min(viewer.canvas.size) / widget.field_um.value())
-    # the strip was drawn: one axes per crop (cells and dye rows) + recruitment, if any
-    assert len(widget.figure.axes) >= 7
+    assert camera.zoom == pytest.approx(min(viewer.canvas.size) / widget.field_um)
+    # the strip is read in the background: a row per channel (cells, dye), a crop per time
+    _wait_strip(qtbot, widget)
+    data = widget.strip.data
+    assert [role for role, _ in data.rows] == ["cells", "dye"]
+    assert all(len(crops) == len(data.frames) for _, crops in data.rows)
+    assert data.title.startswith(f"#{int(target[col.EVENT_ID])}")
     # next / previous keys
     row = widget.table.currentRow()
     qtbot.keyClick(widget.table, Qt.Key.Key_Period)
     assert widget.table.currentRow() == row + 1
     qtbot.keyClick(widget.table, Qt.Key.Key_Comma)
     assert widget.table.currentRow() == row
+    # the neighbours were prepared while this one was shown: stepping shows them at once
+    qtbot.waitUntil(lambda: not widget._strip_jobs, timeout=10_000)
+    next_id = widget.table.item(row + 1, 0).data(Qt.ItemDataRole.UserRole)
+    assert next_id in widget._strips  # prepared ahead
+    qtbot.keyClick(widget.table, Qt.Key.Key_J)
+    qtbot.waitUntil(lambda: widget.strip.data.event_id == next_id, timeout=1000)
+    assert widget.strip.data.rows
 
 
-def test_table_sorts_by_p_and_mode(make_napari_viewer, qtbot, results):
+def test_crops_are_a_fixed_size_in_um_and_outside_the_image_is_background(
+    make_napari_viewer, qtbot, results
+):
+    from napari_deathtrack._strip import CROP_UM
+
     _, widget = _open_review(make_napari_viewer, qtbot, results)
-    widget.table.sortByColumn(4, Qt.SortOrder.DescendingOrder)
-    p = [float(widget.table.item(r, 4).text()) for r in range(widget.table.rowCount())]
-    assert p == sorted(p, reverse=True)
+    widget.table.selectRow(0)
+    _wait_strip(qtbot, widget)
+    crops = [c for _, row in widget.strip.data.rows for c in row if c is not None]
+    side = crops[0].shape[0]
+    assert side == 2 * round(CROP_UM / 0.65 / 2) + 1
+    # the strip is drawn with Qt: no matplotlib figure is made for it
+    assert not hasattr(widget, "figure")
+    # an event at the image border: its crops have background (black), not white, outside
+    from napari_deathtrack._strip import crop, to_rgb
+
+    frame = np.full((30, 30), 500.0, np.float32)
+    out = to_rgb(crop(frame, 2.0, 2.0, 10, fill=100.0), (100.0, 900.0), "gray")
+    assert (out[:5, :5] == 0).all() and (out[-5:, -5:] > 0).all()
+
+
+def test_table_sorts_by_call_and_shows_the_confidence_of_the_call(
+    make_napari_viewer, qtbot, results
+):
+    _, widget = _open_review(make_napari_viewer, qtbot, results)
+    events = widget.review.events.set_index(col.EVENT_ID)
+    for r in range(widget.table.rowCount()):
+        event_id = widget.table.item(r, 0).data(Qt.ItemDataRole.UserRole)
+        mode, p = events.loc[event_id, col.MODE], events.loc[event_id, col.P_NECROPTOTIC]
+        text = widget.table.item(r, 3).text()
+        if mode == col.APOPTOTIC:
+            assert text == f"apoptotic {1 - p:.2f}"
+        elif mode == col.NECROPTOTIC:
+            assert text == f"necroptotic {p:.2f}"
     widget.table.sortByColumn(3, Qt.SortOrder.AscendingOrder)
-    modes = [widget.table.item(r, 3).text() for r in range(widget.table.rowCount())]
+    modes = [widget.table.item(r, 3).text().split()[0] for r in range(widget.table.rowCount())]
     assert modes == sorted(modes)
 
 
@@ -371,29 +485,41 @@ def test_add_missed_death_by_clicking_in_the_viewer(make_napari_viewer, qtbot, r
     assert not widget.add_button.isChecked()
     assert widget._on_viewer_click not in viewer.mouse_drag_callbacks
     assert len(widget.review) == n + 1
-    assert len(viewer.layers["deaths"].data) == n + 1
+    deaths = viewer.layers["deaths (demo)"]
+    assert (deaths.features["offset"] == 0).sum() == n + 1
     new = widget.review.events.iloc[-1]
     assert widget.current_event == int(new[col.EVENT_ID])
     assert (new[col.FRAME], new[col.Y], new[col.X]) == pytest.approx((12, 100.0, 50.0))
     assert pd.isna(new[col.MODE]) and new["reviewed_mode"] == "uncertain"
     qtbot.keyClick(widget.table, Qt.Key.Key_N)  # autosave is on
+    _wait_saved(qtbot, widget)
     saved = pd.read_csv(results / "events.csv")
     assert saved.iloc[-1]["reviewed_mode"] == "necroptotic"
     assert pd.isna(saved.iloc[-1][col.MODE])
+    # undo twice: the label, then the added death itself (on disk too)
+    widget.undo()
+    widget.undo()
+    _wait_saved(qtbot, widget)
+    assert len(pd.read_csv(results / "events.csv")) == n
+    assert (deaths.features["offset"] == 0).sum() == n
 
 
 def test_retrain_reports_too_few_reviewed_events(make_napari_viewer, qtbot, results):
     _, widget = _open_review(make_napari_viewer, qtbot, results)
     widget.table.selectRow(0)
     qtbot.keyClick(widget.table, Qt.Key.Key_A)
-    widget.retrain_button.click()
+    assert widget.retrain()
+    qtbot.waitUntil(lambda: widget.retrain_worker is None, timeout=30_000)
     text = widget.status.text()
     assert "Too few reviewed events to retrain" in text
     assert "1 apoptotic and 0 necroptotic" in text
 
 
-def test_retrain_reclassifies_from_the_reviewed_labels(make_napari_viewer, qtbot, results):
-    _, widget = _open_review(make_napari_viewer, qtbot, results)
+def test_retrain_reclassifies_and_the_next_run_uses_its_classifier(
+    make_napari_viewer, qtbot, results
+):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    analyze = _analyze(viewer, qtbot)
     modes = widget.review.events[col.MODE].tolist()
     if min(modes.count(col.APOPTOTIC), modes.count(col.NECROPTOTIC)) < 3:
         pytest.skip("the demo run has fewer than 3 calls of a mode")
@@ -403,18 +529,26 @@ def test_retrain_reclassifies_from_the_reviewed_labels(make_napari_viewer, qtbot
         widget.select_event(event_id)
         qtbot.keyClick(widget.table, keys.get(mode, Qt.Key.Key_U))
     assert widget.retrain()
+    qtbot.waitUntil(lambda: widget.retrain_worker is None, timeout=30_000)
     assert "re-classified" in widget.status.text()
-    assert (results / "classifier.json").is_file()
+    model = results / "classifier.json"
+    assert model.is_file()
+    _wait_saved(qtbot, widget)
     saved = pd.read_csv(results / "events.csv")
     assert saved[col.P_NECROPTOTIC].notna().all()
+    # the Analyze panel uses it from now on
+    assert analyze.classifier.text() == str(model)
+    cfg = analyze.build_config()
+    assert cfg.death.classifier == str(model)
 
 
 def test_review_says_when_there_is_no_recruitment_table(make_napari_viewer, qtbot, results):
     (results / "recruitment.csv").unlink(missing_ok=True)
     _, widget = _open_review(make_napari_viewer, qtbot, results)
-    assert "No recruitment.csv" in widget.recruitment_note.text()
+    assert "No recruitment.csv" in widget.status.text()
+    assert "No recruitment.csv" in widget.plot.note
     widget.table.selectRow(0)  # the strip still shows the crops
-    assert len(widget.figure.axes) >= 7
+    _wait_strip(qtbot, widget)
 
 
 def test_re_running_into_a_reviewed_folder_keeps_the_review(make_napari_viewer, qtbot, results):
@@ -423,6 +557,7 @@ def test_re_running_into_a_reviewed_folder_keeps_the_review(make_napari_viewer, 
     review.table.selectRow(0)
     first = review.current_event
     qtbot.keyClick(review.table, Qt.Key.Key_X)  # autosave writes events.csv
+    _wait_saved(qtbot, review)
     analyze = _analyze(viewer, qtbot)
     assert analyze.stack == DEMO_STACK.resolve()  # the results' stack layers are the source
     analyze.out_dir.setText(str(results.parent))
@@ -433,9 +568,177 @@ def test_re_running_into_a_reviewed_folder_keeps_the_review(make_napari_viewer, 
     saved = pd.read_csv(results / "events.csv")
     assert saved.loc[saved[col.EVENT_ID] == first, "reviewed_mode"].tolist() == ["not_death"]
     # the review panel follows the new layers and shows the kept label
-    qtbot.waitUntil(lambda: review.review is not None and review.table.rowCount() > 0)
+    qtbot.waitUntil(lambda: not analyze.loader.busy, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: review.review is not None and review.table.rowCount() > 0, timeout=30_000
+    )
     assert review.review.event(first)["reviewed_mode"] == "not_death"
-    assert layer_names(viewer).count("deaths") == 1
+    assert layer_names(viewer).count("deaths (demo)") == 1
+
+
+# -- keys, undo, layers ------------------------------------------------------------------
+
+
+def _press(qtbot, widget, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    qtbot.keyClick(widget, key, modifier)
+    qtbot.wait(10)
+
+
+def test_review_keys_work_after_clicking_the_canvas_the_layer_list_and_the_crop_strip(
+    make_napari_viewer, qtbot, results
+):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results, show=True)
+    widget.advance.setChecked(False)
+    order = _events_in_table_order(results)
+    widget.select_event(order[0])
+    _wait_strip(qtbot, widget)
+    qt_viewer = viewer.window._qt_viewer
+    canvas = qt_viewer.canvas.native
+    layer_list = qt_viewer.layers
+    deaths = viewer.layers["deaths (demo)"]
+
+    # the canvas, with an image layer active (Image binds X itself)
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton)
+    _press(qtbot, canvas, Qt.Key.Key_X)
+    assert widget.review.event(order[0])["reviewed_mode"] == "not_death"
+    _press(qtbot, canvas, Qt.Key.Key_J)
+    assert widget.current_event == order[1]
+
+    # the layer list, after clicking the deaths layer in it (it becomes the active layer)
+    viewer.layers.selection.active = deaths
+    qtbot.mouseClick(layer_list.viewport(), Qt.MouseButton.LeftButton)
+    viewer.layers.selection.active = deaths
+    _press(qtbot, layer_list, Qt.Key.Key_N)
+    assert widget.review.event(order[1])["reviewed_mode"] == "necroptotic"
+    _press(qtbot, layer_list, Qt.Key.Key_K)
+    assert widget.current_event == order[0]
+
+    # the crop strip
+    qtbot.mouseClick(widget.strip, Qt.MouseButton.LeftButton)
+    _press(qtbot, widget.strip, Qt.Key.Key_U)
+    assert widget.review.event(order[0])["reviewed_mode"] == "uncertain"
+    _press(qtbot, widget.strip, Qt.Key.Key_Period)
+    assert widget.current_event == order[1]
+    _press(qtbot, widget.strip, Qt.Key.Key_Backspace)  # clear
+    assert pd.isna(widget.review.event(order[1])["reviewed_mode"])
+
+
+def test_a_on_the_canvas_neither_selects_nor_deletes_a_ring(make_napari_viewer, qtbot, results):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results, show=True)
+    widget.advance.setChecked(False)
+    deaths = viewer.layers["deaths (demo)"]
+    n_points = len(deaths.data)
+    widget.select_event(_events_in_table_order(results)[0])
+    viewer.layers.selection.active = deaths  # the worst case: the rings' own layer
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton)
+    for key, mod in (
+        (Qt.Key.Key_A, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier),
+        (Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier),
+        (Qt.Key.Key_Delete, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_Backspace, Qt.KeyboardModifier.NoModifier),
+        (Qt.Key.Key_1, Qt.KeyboardModifier.NoModifier),
+    ):
+        _press(qtbot, canvas, key, mod)
+        assert deaths.selected_data == set(), key
+        assert len(deaths.data) == n_points, key
+    # A labelled the event instead; the layer cannot be edited by mode keys either
+    assert deaths.mode == "pan_zoom" and not deaths.editable
+    viewer.dims.set_current_step(0, 3)  # napari re-enables editing on a data change: not ours
+    deaths.data = deaths.data
+    assert not deaths.editable
+
+
+def test_undo_restores_the_previous_label_on_disk(make_napari_viewer, qtbot, results):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results, show=True)
+    widget.advance.setChecked(False)
+    event_id = _events_in_table_order(results)[0]
+    widget.select_event(event_id)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.mouseClick(canvas, Qt.MouseButton.LeftButton)
+    _press(qtbot, canvas, Qt.Key.Key_N)
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) == "necroptotic"
+    _press(qtbot, canvas, Qt.Key.Key_A)
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) == "apoptotic"
+    _press(qtbot, canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) == "necroptotic"
+    _press(qtbot, canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) is None
+    _press(
+        qtbot,
+        canvas,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) == "necroptotic"
+    assert "saved" in widget.save_state.text()
+
+
+def test_review_keys_are_napari_actions_listed_in_the_shortcut_preferences(
+    make_napari_viewer, qtbot, results
+):
+    from napari._qt.widgets.qt_keyboard_settings import ShortcutEditor
+    from napari.utils.action_manager import action_manager
+
+    _open_review(make_napari_viewer, qtbot, results)
+    for name in ("deathtrack:label_apoptotic", "deathtrack:next_event", "deathtrack:undo_label"):
+        assert name in action_manager._actions
+    editor = ShortcutEditor()
+    qtbot.addWidget(editor)
+    listed = editor.key_bindings_strs[editor.VIEWER_KEYBINDINGS]
+    assert "deathtrack:label_apoptotic" in listed
+    assert "deathtrack:clear_label" in listed
+
+
+def test_two_results_folders_of_the_same_name_stay_apart(make_napari_viewer, qtbot, results):
+    other = results.parent / "second run" / results.name
+    shutil.copytree(results, other)
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    assert widget.open_results(other)
+    qtbot.waitUntil(lambda: not widget.loader.busy, timeout=30_000)
+    names = layer_names(viewer)
+    assert "deaths (demo)" in names and "deaths (second run/demo)" in names
+    labels = [widget.source_combo.itemText(i) for i in range(widget.source_combo.count())]
+    assert labels == ["demo", "second run/demo"]
+
+
+def test_a_loaded_session_is_frozen_for_the_gc_and_thawed_when_a_layer_goes(
+    make_napari_viewer, qtbot, results
+):
+    import gc
+
+    viewer, _widget = _open_review(make_napari_viewer, qtbot, results)
+    # full collections skip the session's objects while a folder is reviewed
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=10_000)
+    viewer.layers.remove("deaths (demo)")
+    # the removed layer's reference cycles can be collected again
+    assert gc.get_freeze_count() == 0
+
+
+def test_with_both_panels_docked_the_analyze_form_is_not_squeezed(
+    make_napari_viewer, qtbot, results
+):
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1280, 800)
+    viewer.open_sample("deathtrack", "demo")
+    analyze = _analyze(viewer, qtbot)
+    review = _review(viewer, qtbot)
+    qtbot.wait(50)
+    # the second panel is a tab beside the first: each has the whole height
+    from napari_deathtrack._docking import dock_of, raise_panel
+
+    raise_panel(analyze)
+    qtbot.wait(50)
+    assert dock_of(review) in viewer.window._qt_window.tabifiedDockWidgets(dock_of(analyze))
+    assert analyze.scroll.viewport().height() >= analyze.scroll.minimumHeight() - 40
+    for field in (analyze.out_dir, analyze.classifier):
+        assert field.width() >= field.minimumWidth()
 
 
 def test_calibration_missing_from_the_file_is_asked_for(make_napari_viewer, qtbot, tmp_path):
@@ -445,7 +748,7 @@ def test_calibration_missing_from_the_file_is_asked_for(make_napari_viewer, qtbo
     tifffile.imwrite(path, np.zeros((6, 32, 32), np.uint16))
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="deathtrack")
-    assert layer_names(viewer) == ["cells"]  # one channel: the target cells
+    assert layer_names(viewer) == ["cells (plain)"]  # one channel: the target cells
     widget = _analyze(viewer, qtbot)
     assert widget.stack == path.resolve()
     assert widget.pixel_size.value() == 0.0 and widget.pixel_size.text() == "unknown"
@@ -460,14 +763,20 @@ def test_calibration_missing_from_the_file_is_asked_for(make_napari_viewer, qtbo
     assert cfg.input.channels == {"cells": 0}
 
 
+@pytest.mark.parametrize(
+    "error",
+    ["StackReadError", "CalibrationError", "NoSignalError", "NoCellsError", "ResultsLockedError"],
+)
 def test_a_failing_run_shows_the_reason_not_a_traceback(
-    make_napari_viewer, qtbot, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, error
 ):
+    import deathtrack.errors
     import deathtrack.pipeline
-    from deathtrack.errors import StackReadError
 
     def broken(stack, *args, **kwargs):
-        raise StackReadError(f"{stack}: cannot read frame 3; the file looks truncated")
+        raise getattr(deathtrack.errors, error)(
+            f"{stack}: cannot read frame 3; the file looks truncated"
+        )
 
     monkeypatch.setattr(deathtrack.pipeline, "run_stack", broken)
     viewer = make_napari_viewer()
@@ -479,3 +788,20 @@ def test_a_failing_run_shows_the_reason_not_a_traceback(
     assert "cannot read frame 3; the file looks truncated" in widget.status.text()
     assert "Traceback" not in widget.status.text()
     assert widget.last_result is None and widget.run_button.isEnabled()
+
+
+def test_analyze_holds_the_lock_of_the_results_folder(make_napari_viewer, qtbot, tmp_path):
+    from deathtrack.io import results_lock
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("deathtrack", "demo")
+    widget = _analyze(viewer, qtbot)
+    widget.out_dir.setText(str(tmp_path))
+    # another run (here: this test, as `deathtrack run` would) holds the folder
+    with results_lock(tmp_path, command="deathtrack run demo.ome.tif --out elsewhere"):
+        widget.run()
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=30_000)
+    text = widget.status.text()
+    assert "another deathtrack run is writing into this results folder" in text
+    assert "deathtrack run demo.ome.tif --out elsewhere" in text and "Traceback" not in text
+    assert widget.last_result is None and not (tmp_path / "demo").exists()

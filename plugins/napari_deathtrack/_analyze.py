@@ -2,16 +2,21 @@
 
 The panel builds a :class:`deathtrack.config.PipelineConfig` (from the
 defaults or a TOML file, with the values in the form applied through
-:func:`deathtrack.config.apply_overrides`) and calls
-:func:`deathtrack.pipeline.run_stack` in a napari ``thread_worker``; it holds
-no analysis code. The results folder it writes is the same as
-``deathtrack run STACK --out FOLDER``, and its layers are added through the
-plugin's reader code.
+:func:`deathtrack.config.apply_overrides`) and calls, in a napari
+``thread_worker``, the functions ``deathtrack run`` calls for each stack:
+:func:`deathtrack.pipeline.run_stack`, then
+:func:`deathtrack.report.write_report`, holding the results folder's lock
+(:func:`deathtrack.io.results_lock`) over both; it holds no analysis code. The results
+folder it writes is the same as ``deathtrack run STACK --out FOLDER``,
+``report.html`` included, and its layers are added in the background
+(:mod:`._loader`). The classifier saved by the review panel's *Retrain* is
+used for the following runs until the *classifier* field is changed.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +45,11 @@ from qtpy.QtWidgets import (
 from deathtrack import columns as col
 
 from . import _layers, _lazy
+from ._docking import raise_panel, tabify_with_siblings
+from ._loader import ResultsLoader
 from ._params import Param, config_value, main_parameters
+from ._session import session
+from ._workarounds import thaw, watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -52,6 +61,25 @@ __all__ = ["AnalyzeWidget", "RunCancelled"]
 NO_CHANNEL = "—"
 ERROR_STYLE = "color: #ff8080;"
 OK_STYLE = ""
+#: name of the default output folder, made beside the stack
+RESULTS_FOLDER = "deathtrack_results"
+
+
+def default_output_dir(stack: str | Path) -> Path:
+    """Where results go unless the user says: ``deathtrack_results`` beside the stack.
+
+    Never inside an installed package (the demo movie ships inside deathtrack) nor in a
+    folder the user cannot write: then ``~/deathtrack_results``.
+    """
+    import deathtrack
+
+    stack = Path(stack).resolve()
+    package = Path(deathtrack.__file__).resolve().parent
+    parent = stack.parent
+    inside_package = parent == package or package in parent.parents
+    if inside_package or "site-packages" in parent.parts or not os.access(parent, os.W_OK):
+        return Path.home() / RESULTS_FOLDER
+    return parent / RESULTS_FOLDER
 
 
 class RunCancelled(Exception):
@@ -111,10 +139,14 @@ class AnalyzeWidget(QWidget):
         The viewer the results are added to.
     """
 
+    #: marks the plugin's panels (see :mod:`._docking`)
+    deathtrack_panel = True
+
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         from deathtrack.config import PipelineConfig
 
+        self._tabified = False
         self.viewer = napari_viewer
         self.base_config = PipelineConfig()
         self.config_file: Path | None = None
@@ -127,10 +159,18 @@ class AnalyzeWidget(QWidget):
         self._relay.progressed.connect(self._on_progress)
         self._extra_sources: list[str] = []
         self._default_out = ""
+        self.loader = ResultsLoader(napari_viewer, self)
+        self.loader.failed.connect(lambda text: self.show_message(text, error=True))
+        self.session = session(napari_viewer)
         self._build()
+        self.session.classifier_changed.connect(self._on_classifier_changed)
+        if self.session.classifier:
+            self._on_classifier_changed(self.session.classifier, self.session.classifier_origin)
         self.viewer.layers.events.inserted.connect(self._refresh_sources)
         self.viewer.layers.events.removed.connect(self._refresh_sources)
         self._refresh_sources()
+        watch_activity_indicator(napari_viewer)
+        self.destroyed.connect(_thaw)  # nothing stays frozen when the panel is gone
 
     # -- layout ---------------------------------------------------------------
 
@@ -146,8 +186,8 @@ class AnalyzeWidget(QWidget):
         layout = QVBoxLayout(inner)
         layout.setContentsMargins(2, 2, 2, 2)
         scroll.setWidget(inner)
-        scroll.setMinimumHeight(160)
         outer.addWidget(scroll, stretch=1)
+        self.scroll = scroll
 
         src = QGroupBox("Stack")
         grid = QGridLayout(src)
@@ -212,6 +252,7 @@ class AnalyzeWidget(QWidget):
             par_form.addRow(label, w)
         self.classifier = QLineEdit()
         self.classifier.setPlaceholderText("built-in score")
+        self.classifier.setMinimumWidth(140)
         self.classifier.setToolTip(
             "death.classifier: a model trained on reviewed events (the review panel's "
             "Retrain writes classifier.json into the results folder)"
@@ -241,6 +282,7 @@ class AnalyzeWidget(QWidget):
         out_box = QGroupBox("Output")
         out_grid = QGridLayout(out_box)
         self.out_dir = QLineEdit()
+        self.out_dir.setMinimumWidth(140)
         self.out_dir.setToolTip(
             "Results folder; this stack's results go to FOLDER/<stack name>/ "
             "(the deathtrack outputs contract)"
@@ -250,15 +292,22 @@ class AnalyzeWidget(QWidget):
         out_browse.clicked.connect(self._browse_out)
         out_grid.addWidget(self.out_dir, 0, 0)
         out_grid.addWidget(out_browse, 0, 1)
-        out_note = QLabel(
-            "The run writes FOLDER/<stack name>/ (tables, label images, run.json) as "
-            "deathtrack run does; labels from an earlier review there are kept."
+        self.out_note = QLabel(
+            "The run writes FOLDER/<stack name>/ (tables, label images, run.json, "
+            "report.html) as deathtrack run does; labels from an earlier review there are kept."
         )
-        out_note.setWordWrap(True)
-        out_grid.addWidget(out_note, 1, 0, 1, 2)
+        self.out_note.setWordWrap(True)
+        self.out_dir.textChanged.connect(self._on_out_changed)
+        out_grid.addWidget(self.out_note, 1, 0, 1, 2)
         out_grid.setColumnStretch(0, 1)
         layout.addWidget(out_box)
         layout.addStretch(1)
+        # the form is never squeezed: its width always fits, and at least the stack,
+        # roles and calibration show before it scrolls (another dock takes the rest)
+        scroll.setMinimumWidth(
+            inner.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4
+        )
+        scroll.setMinimumHeight(min(inner.sizeHint().height(), 420))
 
         layout = outer
         run_row = QHBoxLayout()
@@ -279,6 +328,12 @@ class AnalyzeWidget(QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._tabified:
+            self._tabified = True
+            tabify_with_siblings(self)
 
     # -- messages ------------------------------------------------------------
 
@@ -392,7 +447,7 @@ class AnalyzeWidget(QWidget):
             self.cal_source.setText(
                 f"pixel size {origins['pixel_size_um']}; interval {origins['interval_s']}"
             )
-        default_out = str(path.parent / "deathtrack_results")
+        default_out = str(default_output_dir(path))
         if not self.out_dir.text().strip() or self.out_dir.text() == self._default_out:
             self.out_dir.setText(default_out)
         self._default_out = default_out
@@ -404,6 +459,24 @@ class AnalyzeWidget(QWidget):
             self.show_message("")
 
     # -- config --------------------------------------------------------------
+
+    def _on_classifier_changed(self, path: str, origin: str) -> None:
+        """The review panel retrained: use its classifier from now on (until changed)."""
+        self.classifier.setText(path)
+        self.classifier.setToolTip(
+            f"death.classifier: {path}"
+            + (f" ({origin})" if origin else "")
+            + "; used for every run until you change this field"
+        )
+
+    def _on_out_changed(self, text: str) -> None:
+        self.out_dir.setToolTip(text)
+        if text.strip() and self.stack is not None:
+            self.out_note.setText(
+                f"Results go to {Path(text.strip()) / _stem(self.stack)} (tables, label "
+                "images, run.json, report.html), as deathtrack run writes them; labels from "
+                "an earlier review there are kept."
+            )
 
     def _browse_classifier(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Classifier model", "", "JSON (*.json)")
@@ -555,7 +628,10 @@ class AnalyzeWidget(QWidget):
         self._relay.progressed.emit(stage, int(done), int(total))
 
     def _on_progress(self, stage: str, done: int, total: int) -> None:
-        if stage == "segment" and total > 0:
+        if stage == "report":
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("report.html")
+        elif stage == "segment" and total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(done)
             self.progress.setFormat("segment %v/%m frames")
@@ -584,8 +660,16 @@ class AnalyzeWidget(QWidget):
         )
         if outcome.warnings:
             text += "\nWarnings: " + "; ".join(outcome.warnings)
+        self.show_message(text + " Adding the layers…")
+        self.add_results(outcome.out_dir, on_done=lambda _: self._results_shown(text))
+
+    def _results_shown(self, text: str) -> None:
         self.show_message(text)
-        self.add_results(outcome.out_dir)
+        from ._keys import panel_of
+
+        review = panel_of(self.viewer)
+        if review is not None:  # the next step: review the deaths
+            raise_panel(review)
 
     def _on_errored(self, err: Exception) -> None:
         # a bug, not a user error: napari also shows it with its traceback
@@ -599,28 +683,19 @@ class AnalyzeWidget(QWidget):
         self.progress.setValue(1 if self.last_result is not None else 0)
         self.progress.setFormat("done" if self.last_result is not None else "idle")
 
-    def add_results(self, folder: str | Path) -> list:
-        """Add (or replace) the layers of a results folder; the stack layers are reused."""
-        folder = Path(folder).resolve()
-        for layer in list(self.viewer.layers):
-            meta = (layer.metadata or {}).get("deathtrack") or {}
-            if meta.get("results") == str(folder):
-                self.viewer.layers.remove(layer)
-        run = _layers.read_run_info(folder) or {}
-        stack = _layers.find_stack(folder, run)
-        shown = {p for _, p in self._layer_sources()}
-        include_image = stack is None or str(Path(stack).resolve()) not in shown
-        from napari.layers import Layer
+    def add_results(self, folder: str | Path, on_done=None) -> bool:
+        """Add (or replace) the layers of a results folder in the background.
 
-        added = []
-        for data, kwargs, layer_type in _layers.results_layer_data(
-            folder, include_image=include_image
-        ):
-            added.append(self.viewer.add_layer(Layer.create(data, kwargs, layer_type)))
-        return added
+        The stack's layers are reused when they are shown already.
+        """
+        return self.loader.load(folder, on_done=on_done)
 
 
 _CANCELLED = object()
+
+
+def _thaw(*_: Any) -> None:
+    thaw()
 
 
 def _stem(path: Path) -> str:
@@ -629,14 +704,63 @@ def _stem(path: Path) -> str:
     return stack_stem(path)
 
 
-def _run_job(stack: Path, cfg, out_dir: Path, on_progress):
-    """The worker's job: run_stack, with a cancel or a user error returned, not raised."""
-    from deathtrack.errors import DeathtrackError
-    from deathtrack.pipeline import run_stack
+#: who holds the results folder's lock, for the message another run gets
+LOCK_COMMAND = "napari deathtrack Analyze"
 
+
+def _run_job(stack: Path, cfg, out_dir: Path, on_progress):
+    """The worker's job: what ``deathtrack run`` does for one stack, with a cancel or a
+    user error returned, not raised.
+
+    As :func:`deathtrack.batch.process_stack`: the lock of ``out_dir`` is held over
+    :func:`~deathtrack.pipeline.run_stack` and the report, so no other run (the command
+    line, another viewer) writes into the folder meanwhile; a run that holds it already
+    is refused with :class:`~deathtrack.errors.ResultsLockedError` naming it.
+    """
+    from deathtrack.errors import DeathtrackError
+    from deathtrack.io import results_lock
+    from deathtrack.pipeline import run_stack
+    from deathtrack.report import write_report
+
+    kept = _keep_classifier(cfg, Path(out_dir) / _stem(stack))
     try:
-        return run_stack(stack, cfg, out_dir, progress=False, on_progress=on_progress)
+        with results_lock(out_dir, command=f"{LOCK_COMMAND} (pid {os.getpid()})"):
+            result = run_stack(
+                stack,
+                cfg,
+                out_dir,
+                progress=False,
+                on_progress=on_progress,
+                lock=False,  # held here, over the report too
+            )
+            on_progress("report", 0, 0)
+            write_report(result.out_dir, stack_path=stack)
+        return result
     except RunCancelled:
         return _CANCELLED
     except DeathtrackError as err:
         return err
+    finally:
+        kept()
+
+
+def _keep_classifier(cfg, folder: Path):
+    """A classifier saved inside the results folder being rewritten survives the run.
+
+    Retrain saves ``classifier.json`` in the results folder; a re-run into that
+    folder must not lose it. Returns a function that puts it back if it is gone.
+    """
+    path = cfg.death.classifier
+    if not path:
+        return lambda: None
+    path = Path(path).resolve()
+    if folder.resolve() not in path.parents or not path.is_file():
+        return lambda: None
+    data = path.read_bytes()
+
+    def restore() -> None:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    return restore

@@ -6,24 +6,43 @@ modification time), so a frame read costs one page read, not a re-parse of
 the file, and the arrays themselves hold only a path. Evicted or closed
 handles are re-opened on the next read; :func:`close_all` closes everything
 (it also runs at exit, so no file is left to the garbage collector).
+
+Frames read once stay in a small cache (:data:`CACHE_BYTES`), shared by the
+layers and the review panel's crops. :func:`prefetch` reads frames into it in
+a background thread, so that the frames of the next and previous deaths are
+in memory before the viewer jumps to them and the GUI thread does not wait
+for the disk.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OpenMovie", "channel_array", "close_all", "label_array", "open_movie"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "OpenMovie",
+    "channel_array",
+    "close_all",
+    "label_array",
+    "open_movie",
+    "prefetch",
+    "read_frame",
+]
 
 #: how many files stay open at once; older ones are closed and re-opened when needed
 MAX_OPEN = 8
+#: bytes of decoded frames kept in memory (least recently used first out)
+CACHE_BYTES = 384 * 2**20
 
 _lock = threading.RLock()
 _open: OrderedDict[tuple, _Entry] = OrderedDict()
@@ -33,10 +52,61 @@ _open: OrderedDict[tuple, _Entry] = OrderedDict()
 class _Entry:
     obj: Any
     closed: bool = False
+    # one read at a time per file: file handles are not shared between threads
+    read_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
-        self.closed = True
-        self.obj.close()
+        with self.read_lock:
+            self.closed = True
+            self.obj.close()
+
+
+class _FrameCache:
+    """Decoded frames by (file key, channel, frame), least recently used evicted first."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._frames: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            frame = self._frames.get(key)
+            if frame is None:
+                self.misses += 1
+                return None
+            self._frames.move_to_end(key)
+            self.hits += 1
+            return frame
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._frames
+
+    def put(self, key: tuple, frame: np.ndarray) -> None:
+        if frame.nbytes > self.max_bytes:
+            return
+        frame.flags.writeable = False  # shared by every reader: nobody may change it
+        with self._lock:
+            old = self._frames.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._frames[key] = frame
+            self._bytes += frame.nbytes
+            while self._bytes > self.max_bytes and self._frames:
+                _, dropped = self._frames.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+            self._bytes = 0
+
+
+_cache = _FrameCache(CACHE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -76,11 +146,15 @@ def _get(key: tuple, opener: Callable[[], Any]) -> _Entry:
 
 
 def close_all() -> None:
-    """Close every file the lazy layers opened (they re-open on the next read)."""
+    """Close every file the lazy layers opened (they re-open on the next read).
+
+    Cached frames are dropped too.
+    """
     with _lock:
         while _open:
             _, entry = _open.popitem()
             entry.close()
+    _cache.clear()
 
 
 atexit.register(close_all)
@@ -120,13 +194,79 @@ def open_movie(path: str | Path, *, axes: str | None = None) -> OpenMovie:
 
 def _read_with_retry(key: tuple, opener: Callable[[], Any], read: Callable[[Any], np.ndarray]):
     """Read from a registry handle; if another thread closed it meanwhile, re-open once."""
-    entry = _get(key, opener)
-    try:
-        return read(entry.obj)
-    except Exception:
-        if not entry.closed:
-            raise
-        return read(_get(key, opener).obj)
+    for _attempt in (0, 1):
+        entry = _get(key, opener)
+        with entry.read_lock:
+            if not entry.closed:
+                return read(entry.obj)
+    raise RuntimeError(f"{key[1]}: the file was closed while reading")  # pragma: no cover
+
+
+def read_frame(path: str | Path, channel: int, t: int, *, axes: str | None = None) -> np.ndarray:
+    """Frame ``t`` of one channel of a stack, (Y, X) or (Z, Y, X), from the frame cache.
+
+    The returned array is shared and read-only. Raises what
+    :func:`deathtrack.io.open_stack` raises for a file it cannot read.
+    """
+    key = _key("movie", path, (axes,))
+    frame_key = (key, int(channel), int(t))
+    frame = _cache.get(frame_key)
+    if frame is None:
+        path = str(path)
+        frame = np.asarray(
+            _read_with_retry(
+                key,
+                lambda: _open_movie_handle(path, axes),
+                lambda h: h.movie.read(int(channel), int(t)),
+            )
+        )
+        if not frame.flags.owndata:
+            frame = frame.copy()
+        _cache.put(frame_key, frame)
+    return frame
+
+
+def is_cached(path: str | Path, channel: int, t: int, *, axes: str | None = None) -> bool:
+    """Whether frame ``t`` of ``channel`` is in the frame cache."""
+    return (_key("movie", path, (axes,)), int(channel), int(t)) in _cache
+
+
+_prefetch_pool = None
+_prefetch_generation = 0
+
+
+def prefetch(
+    path: str | Path,
+    frames: Iterable[tuple[int, int]],
+    *,
+    axes: str | None = None,
+) -> None:
+    """Read ``(channel, frame)`` pairs into the frame cache in a background thread.
+
+    A newer call supersedes an older one: frames of the older request not read
+    yet are skipped (the reviewer has moved on). Errors are logged, not raised.
+    """
+    global _prefetch_pool, _prefetch_generation
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _lock:
+        if _prefetch_pool is None:
+            _prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="deathtrack-prefetch")
+        _prefetch_generation += 1
+        generation = _prefetch_generation
+    wanted = [(int(c), int(t)) for c, t in frames]
+
+    def job():
+        for c, t in wanted:
+            if generation != _prefetch_generation:
+                return
+            try:
+                read_frame(path, c, t, axes=axes)
+            except Exception as err:  # a help only: the viewer reads it again if needed
+                logger.debug("prefetch of %s channel %d frame %d failed: %s", path, c, t, err)
+                return
+
+    _prefetch_pool.submit(job)
 
 
 def channel_array(
@@ -144,13 +284,8 @@ def channel_array(
     key = _key("movie", path, (axes,))
     path = str(path)
 
-    def opener():
-        return _open_movie_handle(path, axes)
-
     def block(block_id=None):
-        t = block_id[0]
-        data = _read_with_retry(key, opener, lambda h: h.movie.read(channel, t))
-        return np.asarray(data)[np.newaxis]
+        return read_frame(path, channel, block_id[0], axes=axes)[np.newaxis]
 
     chunks = ((1,) * n_frames, *((s,) for s in frame_shape))
     dtype = np.dtype(dtype)
@@ -171,19 +306,20 @@ class _LabelFile:
         series = self.tif.series[0]
         self.shape = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
-        self._lock = threading.Lock()
 
     def frame(self, t: int) -> np.ndarray:
-        with self._lock:
-            return self.tif.pages[t].asarray()
+        return self.tif.pages[t].asarray()
 
     def close(self) -> None:
         self.tif.close()
 
 
-def label_array(path: str | Path):
+def label_array(path: str | Path, *, max_label: int | None = None):
     """Dask array (T, Y, X) of a label TIFF written by deathtrack; one page per block.
 
+    ``max_label``: the largest label in the file, when known (the largest track_id):
+    labels up to 65535 are served as uint16, which napari draws with a small colour
+    table instead of a hashed one (adding the layer is three times faster).
     Returns None when the file is not a (T, Y, X) label stack.
     """
     import dask.array as da
@@ -204,10 +340,18 @@ def label_array(path: str | Path):
     if len(info.tif.pages) != shape[0]:
         return None
     dtype = info.dtype
+    if max_label is not None and 0 <= max_label < 2**16 and dtype.itemsize > 2:
+        dtype = np.dtype(np.uint16)
 
     def block(block_id=None):
-        t = block_id[0]
-        return _read_with_retry(key, opener, lambda f: f.frame(t))[np.newaxis]
+        t = int(block_id[0])
+        frame = _cache.get((key, 0, t))
+        if frame is None:
+            frame = _read_with_retry(key, opener, lambda f: f.frame(t))
+            if frame.dtype != dtype:
+                frame = frame.astype(dtype)
+            _cache.put((key, 0, t), frame)
+        return frame[np.newaxis]
 
     return da.map_blocks(
         block,

@@ -1,40 +1,50 @@
 """The review panel: go through the deaths of a results folder, label them, retrain.
 
-Keyboard (click the event table first, so that napari's own layer shortcuts
-are not triggered):
+Keys (napari actions bound at the viewer level, see :mod:`._keys`; they work
+whatever has the focus and can be changed in *File > Preferences > Shortcuts*):
 
-======  =====================================================
-key     action
-======  =====================================================
-A       reviewed label ``apoptotic``
-N       reviewed label ``necroptotic``
-X       reviewed label ``not_death`` (not a death)
-U       reviewed label ``uncertain``
-. / J   next event (↓ too)
-, / K   previous event (↑ too)
-======  =====================================================
+==================  =====================================================
+key                 action
+==================  =====================================================
+A                   reviewed label ``apoptotic``
+N                   reviewed label ``necroptotic``
+X                   reviewed label ``not_death`` (not a death)
+U                   reviewed label ``uncertain``
+Backspace / Delete  clear the reviewed label (the automatic call counts)
+J or .              next death (↓ in the table too)
+K or ,              previous death (↑ in the table too)
+Ctrl+Z              undo the last label (also on disk, with autosave)
+Ctrl+Shift+Z        redo
+==================  =====================================================
 
 Labels go to ``reviewed_mode``, ``reviewer`` and ``reviewed_at`` of
 ``events.csv`` (see :mod:`._review_model`); the automatic ``mode`` and
 ``p_necroptotic`` are left as the pipeline called them.
+
+Nothing slow runs on napari's GUI thread: loading a results folder, reading
+and drawing crops (with the next and previous deaths prepared ahead),
+autosaving and retraining run in napari ``thread_worker`` threads; the GUI
+thread only updates the table, the markers and the pictures.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
+import weakref
+from collections import OrderedDict
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor, QKeyEvent
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor, QKeyEvent, QKeySequence
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -42,7 +52,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSizePolicy,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -51,8 +61,13 @@ from qtpy.QtWidgets import (
 
 from deathtrack import columns as col
 
-from . import _layers, _lazy
-from ._review_model import REVIEW_LABELS, EventReview, ReviewError, default_reviewer
+from . import _keys, _layers, _lazy
+from ._docking import tabify_with_siblings
+from ._loader import ResultsLoader, make_read_only
+from ._review_model import EventReview, ReviewError, default_reviewer
+from ._session import session
+from ._strip import CropStrip, RecruitmentPlot, StripData, StripRow, compute_strip
+from ._workarounds import freeze_long_lived, thaw, warm_text_glyphs, watch_activity_indicator
 
 if TYPE_CHECKING:
     import napari
@@ -62,26 +77,19 @@ logger = logging.getLogger(__name__)
 __all__ = ["ReviewWidget"]
 
 ERROR_STYLE = "color: #ff8080;"
-#: frames relative to the death frame shown in the crop strip
-CROP_FRAMES = (-6, -3, -1, 0, 1, 3, 8)
-#: half the crop side, µm
-CROP_HALF_UM = 20.0
-LABEL_KEYS = {
-    Qt.Key.Key_A: REVIEW_LABELS["A"],
-    Qt.Key.Key_N: REVIEW_LABELS["N"],
-    Qt.Key.Key_X: REVIEW_LABELS["X"],
-    Qt.Key.Key_U: REVIEW_LABELS["U"],
-}
-NEXT_KEYS = (Qt.Key.Key_Period, Qt.Key.Key_J)
-PREVIOUS_KEYS = (Qt.Key.Key_Comma, Qt.Key.Key_K)
 SHORTCUT_HELP = (
-    "Keys (click the table first): <b>A</b> apoptotic · <b>N</b> necroptotic · "
-    "<b>X</b> not a death · <b>U</b> uncertain · <b>.</b>/<b>J</b> next · "
-    "<b>,</b>/<b>K</b> previous"
+    "Keys (anywhere in the viewer): <b>A</b> apoptotic · <b>N</b> necroptotic · "
+    "<b>X</b> not a death · <b>U</b> uncertain · <b>⌫</b> clear · <b>J</b>/<b>.</b> next · "
+    "<b>K</b>/<b>,</b> previous · <b>Ctrl+Z</b> undo · <b>Ctrl+Shift+Z</b> redo"
 )
-COLUMNS = ("#", "frame", "min", "mode", "p", "reviewed")
-DARK = "#262930"
-LIGHT = "#d6d6d6"
+COLUMNS = ("#", "frame", "min", "call", "dye", "reviewed")
+CALL_COLUMN, REVIEWED_COLUMN = 3, 5
+#: fields of view the viewer zooms to around the selected death, µm
+FIELDS_UM = (60, 120, 250, 500)
+#: strips kept in memory (the next and previous deaths are prepared ahead)
+STRIP_CACHE = 24
+#: channels shown in the crop strip, in this order, and their tint when no layer says
+STRIP_ROLES = {col.ROLE_CELLS: "gray", col.ROLE_DYE: "magenta", col.ROLE_CASPASE: "yellow"}
 
 
 def _camera(viewer):
@@ -99,13 +107,27 @@ def _blank(value) -> bool:
         return False
 
 
+def _set_style(widget: QWidget, style: str) -> None:
+    """Set a style sheet only when it changes (each call restyles the widget: ms)."""
+    if widget.styleSheet() != style:
+        widget.setStyleSheet(style)
+
+
+def _meta(layer) -> dict:
+    return (getattr(layer, "metadata", None) or {}).get("deathtrack") or {}
+
+
+#: flags of a table cell: selectable, not editable (made once: enum arithmetic is slow)
+ITEM_FLAGS = Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled
+
+
 class _Item(QTableWidgetItem):
     """A table cell that sorts by a key (numbers numerically, blanks last)."""
 
     def __init__(self, text: str, key: Any):
         super().__init__(text)
         self.sort_key = key
-        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
+        self.setFlags(ITEM_FLAGS)
 
     def __lt__(self, other) -> bool:
         a, b = self.sort_key, getattr(other, "sort_key", None)
@@ -115,20 +137,69 @@ class _Item(QTableWidgetItem):
             return str(a) < str(b)
 
 
+def _review_key_names() -> set[str]:
+    """The review keys as Qt writes them ("A", ".", "Ctrl+Z", "Del"...)."""
+    from napari.utils.key_bindings import coerce_keybinding
+
+    names = set()
+    for key in _keys.REVIEW_KEYS:
+        for shortcut in _keys.shortcuts(key):
+            name = str(coerce_keybinding(shortcut))
+            names.add("Del" if name == "Delete" else name)
+    return names
+
+
 class _EventTable(QTableWidget):
-    """The events table; review shortcuts are passed on to the panel, not used for search."""
+    """The events table; the review keys are left to the viewer (not used for search)."""
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        mods = event.modifiers() & (
-            Qt.KeyboardModifier.ControlModifier
-            | Qt.KeyboardModifier.AltModifier
-            | Qt.KeyboardModifier.MetaModifier
-        )
-        key = event.key()
-        if not mods and (key in LABEL_KEYS or key in NEXT_KEYS or key in PREVIOUS_KEYS):
-            event.ignore()  # the panel's keyPressEvent handles it
+        combo = event.keyCombination() if hasattr(event, "keyCombination") else event.key()
+        name = QKeySequence(combo).toString(QKeySequence.SequenceFormat.PortableText)
+        if name in _review_key_names():
+            event.ignore()  # napari's main window passes it to the viewer's keymap
             return
         super().keyPressEvent(event)
+
+
+def _release(viewer_ref) -> None:
+    """The panel is gone: its keys stop acting on deathtrack's layers; nothing stays frozen."""
+    thaw()
+    viewer = viewer_ref()
+    if viewer is None:
+        return
+    _keys.set_panel(viewer, None)
+    for layer in list(viewer.layers):
+        if _meta(layer):
+            _keys.unbind_layer(layer)
+
+
+def _load_review(folder: str):
+    """Worker: the events table under review and its recruitment rows by event."""
+    review = EventReview(folder)
+    rec = review.recruitment()
+    by_event: dict[int, pd.DataFrame] = {}
+    if rec is not None and col.EVENT_ID in rec.columns:
+        by_event = {int(k): g for k, g in rec.groupby(col.EVENT_ID, sort=False)}
+    return review, rec is not None, by_event
+
+
+def _fit_and_save(events: pd.DataFrame, margin: float, folder: Path):
+    """Worker: fit the classifier on a copy of the table and save it; a ReviewError is returned."""
+    from deathtrack.classify import save_model
+
+    from ._review_model import MODEL_FILE, fit_retrain
+
+    try:
+        plan = fit_retrain(events, margin)
+    except ReviewError as err:
+        return err
+    return plan, save_model(plan.model, Path(folder) / MODEL_FILE)
+
+
+def _write(snapshot: pd.DataFrame, path: Path, table_format: str, generation: int):
+    from ._review_model import write_events
+
+    return write_events(snapshot, path, table_format), generation
 
 
 class ReviewWidget(QWidget):
@@ -138,21 +209,50 @@ class ReviewWidget(QWidget):
     ----------
     napari_viewer
         The viewer holding a results folder's layers (opened with the deathtrack
-        reader or the analysis panel).
+        reader, the analysis panel or *Open results…*).
     """
+
+    #: marks the plugin's panels (see :mod:`._docking`)
+    deathtrack_panel = True
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
+        self._tabified = False
         self.review: EventReview | None = None
-        self.layer = None  # the events Points layer of the current results folder
-        self._recruitment = None
-        self._movie_info: tuple | None = None
+        self.layer = None  # the deaths Points layer of the current results folder
+        self.folder: str | None = None
+        self.has_recruitment = False
+        self._recruitment: dict[int, pd.DataFrame] = {}
+        self._markers: pd.DataFrame | None = None
+        self._items: dict[int, QTableWidgetItem] = {}
+        self._strips: OrderedDict[int, StripData] = OrderedDict()
+        self._strip_jobs: set[int] = set()
         self._limits: dict[int, tuple[float, float]] = {}
+        self.load_worker = None
+        self.retrain_worker = None
+        self.save_worker = None
+        self._save_pending: tuple | None = None
+        self._save_generation = 0
+        self.save_error: str | None = None
         self._adding = False
+        self._follow_pending = False
+        self._layer_update_pending = False
+        self.loader = ResultsLoader(napari_viewer, self)
+        self.loader.failed.connect(lambda text: self.show_message(text, error=True))
         self._build()
-        self.viewer.layers.events.inserted.connect(self._refresh_sources)
-        self.viewer.layers.events.removed.connect(self._refresh_sources)
+        _keys.register_actions()
+        watch_activity_indicator(napari_viewer)
+        warm_text_glyphs(napari_viewer, _layers.TEXT_CHARS)
+        _keys.set_panel(napari_viewer, self)
+        self.destroyed.connect(functools.partial(_release, weakref.ref(napari_viewer)))
+        self.viewer.layers.events.inserted.connect(self._on_inserted)
+        self.viewer.layers.events.removed.connect(self._on_removed)
+        for layer in list(self.viewer.layers):
+            self._adopt(layer)
+        active = self.viewer.layers.selection.active
+        if _meta(active).get("kind") == "events":  # opened by napari's reader: not the rings
+            self.loader.select_image(_meta(active).get("results"))
         self._refresh_sources()
 
     # -- layout ---------------------------------------------------------------
@@ -163,9 +263,11 @@ class ReviewWidget(QWidget):
 
         top = QGridLayout()
         self.source_combo = QComboBox()
+        self.source_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.source_combo.setToolTip("Results folder (its 'deaths' layer)")
         self.source_combo.currentIndexChanged.connect(self._on_source_changed)
         open_button = QPushButton("Open results…")
+        open_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         open_button.clicked.connect(self._open_results_dialog)
         top.addWidget(QLabel("results"), 0, 0)
         top.addWidget(self.source_combo, 0, 1)
@@ -180,6 +282,7 @@ class ReviewWidget(QWidget):
         self.help = QLabel(SHORTCUT_HELP)
         self.help.setWordWrap(True)
         self.help.setTextFormat(Qt.TextFormat.RichText)
+        self.help.setToolTip("Change them in File > Preferences > Shortcuts (deathtrack review)")
         layout.addWidget(self.help)
 
         self.table = _EventTable(0, len(COLUMNS))
@@ -189,21 +292,43 @@ class ReviewWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # by time
-        self.table.horizontalHeaderItem(2).setToolTip("time of death, minutes from the start")
-        self.table.horizontalHeaderItem(4).setToolTip("p_necroptotic of the automatic call")
-        self.table.horizontalHeaderItem(5).setToolTip("your label (reviewed_mode)")
+        tips = {
+            2: "time of death, minutes from the start",
+            3: "the automatic call and its own confidence (p for necroptotic, 1 - p for "
+            "apoptotic); sorts by call, then confidence",
+            4: "dead-cell dye: minutes from death to dye uptake (necroptosis: at once; "
+            "apoptosis: late)",
+            5: "your label (reviewed_mode)",
+        }
+        for c, tip in tips.items():
+            self.table.horizontalHeaderItem(c).setToolTip(tip)
         header = self.table.horizontalHeader()
         for c, name in enumerate(COLUMNS):
-            mode = (
+            stretch = name in ("call", "reviewed")
+            header.setSectionResizeMode(
+                c,
                 QHeaderView.ResizeMode.Stretch
-                if name in ("mode", "reviewed")
-                else (QHeaderView.ResizeMode.ResizeToContents)
+                if stretch
+                # sized once after each fill: ResizeToContents would measure every row
+                # again on every change (half a second for a table of 100 deaths)
+                else QHeaderView.ResizeMode.Interactive,
             )
-            header.setSectionResizeMode(c, mode)
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.table.setMinimumHeight(170)
+        self.table.setMinimumHeight(110)
         self.table.itemSelectionChanged.connect(self._on_selection)
-        layout.addWidget(self.table, stretch=3)
+
+        self.strip = CropStrip()
+        self.strip.frame_clicked.connect(self._show_frame)
+        self.plot = RecruitmentPlot()
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setChildrenCollapsible(False)
+        for w in (self.table, self.strip, self.plot):
+            self.splitter.addWidget(w)
+        self.splitter.setStretchFactor(0, 2)
+        self.splitter.setStretchFactor(1, 6)
+        self.splitter.setStretchFactor(2, 1)
+        self.splitter.setSizes([180, 400, 120])
+        layout.addWidget(self.splitter, stretch=1)
 
         buttons = QHBoxLayout()
         self.add_button = QPushButton("Add missed death")
@@ -213,18 +338,31 @@ class ReviewWidget(QWidget):
             "current frame (mode empty, reviewed as uncertain until you press A/N)"
         )
         self.add_button.toggled.connect(self._on_add_toggled)
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.setToolTip("Undo the last label (Ctrl+Z)")
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.setToolTip("Redo (Ctrl+Shift+Z)")
+        self.redo_button.clicked.connect(self.redo)
         self.save_button = QPushButton("Save")
         self.save_button.setToolTip("Write the reviewed labels to events.csv")
         self.save_button.clicked.connect(self.save)
         self.retrain_button = QPushButton("Retrain and re-classify")
         self.retrain_button.setToolTip(
             "Train the classifier on your A/N labels (at least 3 of each), then re-classify "
-            "every detected event; the model is saved as classifier.json in the results folder"
+            "every detected event; the model is saved as classifier.json in the results "
+            "folder and the Analyze panel uses it for the next runs"
         )
         self.retrain_button.clicked.connect(self.retrain)
-        buttons.addWidget(self.add_button)
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(self.retrain_button)
+        for b in (
+            self.add_button,
+            self.undo_button,
+            self.redo_button,
+            self.save_button,
+            self.retrain_button,
+        ):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            buttons.addWidget(b)
         layout.addLayout(buttons)
 
         opts = QHBoxLayout()
@@ -232,59 +370,86 @@ class ReviewWidget(QWidget):
         self.advance.setToolTip("Select the next event after A/N/X/U")
         self.advance.setChecked(True)
         self.autosave = QCheckBox("autosave")
-        self.autosave.setToolTip("Write events.csv after every label")
+        self.autosave.setToolTip("Write events.csv after every label (in the background)")
         self.autosave.setChecked(True)
-        self.field_um = QDoubleSpinBox()
-        self.field_um.setRange(10.0, 5000.0)
-        self.field_um.setValue(120.0)
-        self.field_um.setDecimals(0)
-        self.field_um.setToolTip("Field of view the viewer zooms to around the selected event")
-        self.field_um.setMinimumWidth(90)
+        self.field_combo = QComboBox()
+        for um in FIELDS_UM:
+            self.field_combo.addItem(f"{um} µm", float(um))
+        self.field_combo.setCurrentIndex(FIELDS_UM.index(120))
+        self.field_combo.setToolTip("Field of view the viewer zooms to around the selected death")
+        for w in (self.advance, self.autosave, self.field_combo):
+            w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.save_state = QLabel("")
+        self.save_state.setToolTip("State of events.csv on disk")
         opts.addWidget(self.advance)
         opts.addWidget(self.autosave)
-        opts.addStretch(1)
-        opts.addWidget(QLabel("zoom to (µm)"))
-        opts.addWidget(self.field_um)
+        opts.addWidget(self.save_state, stretch=1)
+        opts.addWidget(QLabel("zoom"))
+        opts.addWidget(self.field_combo)
         layout.addLayout(opts)
 
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(4, 3), facecolor=DARK)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(240)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        layout.addWidget(self.canvas, stretch=2)
-        self.recruitment_note = QLabel("")
-        self.recruitment_note.setWordWrap(True)
-        layout.addWidget(self.recruitment_note)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status)
+        self._update_undo_buttons()
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status.setText(text)
-        self.status.setStyleSheet(ERROR_STYLE if error else "")
+        _set_style(self.status, ERROR_STYLE if error else "")
 
-    # -- results folders -----------------------------------------------------
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._tabified:
+            self._tabified = True
+            tabify_with_siblings(self)
+
+    @property
+    def field_um(self) -> float:
+        return float(self.field_combo.currentData())
+
+    # -- layers and results folders -------------------------------------------
+
+    def _adopt(self, layer) -> None:
+        """Review keys on a deathtrack layer; a deaths layer becomes read-only."""
+        meta = _meta(layer)
+        if not meta:
+            return
+        _keys.bind_layer(self.viewer, layer)
+        _layers.apply_display(layer)
+        if meta.get("kind") == "events":
+            make_read_only(layer)
+
+    def _on_inserted(self, event) -> None:
+        layer = event.value
+        self._adopt(layer)
+        if _meta(layer).get("kind") == "events" and not self.loader.busy:
+            # opened by napari's reader: it is the active layer; give that to an image
+            folder = _meta(layer).get("results")
+            QTimer.singleShot(0, functools.partial(self.loader.select_image, folder))
+        self._refresh_sources()
+
+    def _on_removed(self, event) -> None:
+        if _meta(event.value):
+            thaw()  # collect the removed layer's reference cycles (see _workarounds)
+        self._refresh_sources()
 
     def _events_layers(self) -> list:
-        out = []
-        for layer in self.viewer.layers:
-            meta = (layer.metadata or {}).get("deathtrack") or {}
-            if meta.get("kind") == "events" and meta.get("results"):
-                out.append(layer)
-        return out
+        return [
+            layer
+            for layer in self.viewer.layers
+            if _meta(layer).get("kind") == "events" and _meta(layer).get("results")
+        ]
 
     def _refresh_sources(self, *_: Any) -> None:
         current = self.source_combo.currentData()
         self.source_combo.blockSignals(True)
         self.source_combo.clear()
         for layer in self._events_layers():
-            folder = layer.metadata["deathtrack"]["results"]
+            meta = _meta(layer)
+            folder = meta["results"]
             if self.source_combo.findData(folder) < 0:
-                self.source_combo.addItem(Path(folder).name, folder)
+                self.source_combo.addItem(meta.get("label") or Path(folder).name, folder)
                 self.source_combo.setItemData(
                     self.source_combo.count() - 1, folder, Qt.ItemDataRole.ToolTipRole
                 )
@@ -304,78 +469,110 @@ class ReviewWidget(QWidget):
         if path:
             self.open_results(path)
 
-    def open_results(self, folder: str | Path) -> None:
-        """Add a results folder's layers (through the reader) and review it."""
+    def open_results(self, folder: str | Path) -> bool:
+        """Add a results folder's layers (in the background) and review it."""
         folder = Path(folder)
         if not _layers.is_results_folder(folder):
             self.show_message(
                 f"{folder}: not a deathtrack results folder (no run.json)", error=True
             )
-            return
-        self.viewer.open(str(folder), plugin="deathtrack")
+            return False
+        self.show_message(f"Opening {folder.name}…")
+        return self.loader.load(folder, on_done=self._review_folder)
+
+    def _review_folder(self, folder: str) -> None:
+        """Review ``folder`` (its deaths layer is in the viewer)."""
+        index = self.source_combo.findData(str(Path(folder).resolve()))
+        if index >= 0:
+            self.source_combo.setCurrentIndex(index)
 
     def _on_source_changed(self, *_: Any) -> None:
+        from napari.qt.threading import create_worker
+
         folder = self.source_combo.currentData()
         self.layer = None
         for layer in self._events_layers():
-            if layer.metadata["deathtrack"]["results"] == folder:
+            if _meta(layer)["results"] == folder:
                 self.layer = layer
-        if not folder:
-            self.review = None
-            self._fill_table()
-            return
+        if folder == self.folder and self.review is not None:
+            return  # the same results (e.g. a layer added beside them)
         if self.review is not None and self.review.dirty and str(self.review.folder) != folder:
             self.show_message(
                 f"Unsaved labels of {self.review.folder.name} were not written.", error=True
             )
-        try:
-            self.review = EventReview(folder)
-        except ReviewError as err:
-            self.review = None
-            self.show_message(str(err), error=True)
-            self._fill_table()
-            return
-        self._recruitment = self.review.recruitment()
-        if self._recruitment is None:
-            self.recruitment_note.setText(
-                "No recruitment.csv in this results folder: immune recruitment was not "
-                "measured (it needs an immune channel and a deathtrack version that writes "
-                "recruitment.csv), so no recruitment curve is shown."
-            )
-        else:
-            self.recruitment_note.setText("")
-        self._movie_info = None
+        self.review, self.folder, self._markers = None, folder, None
+        self._strips.clear()
+        self._limits.clear()
         self._fill_table()
-        self._update_layer()
+        self.strip.set_data(None)
+        self.plot.set_data(None)
+        if not folder:
+            return
+        self.show_message(f"Loading the deaths of {Path(folder).name}…")
+        worker = create_worker(_load_review, folder, _ignore_errors=True)
+        worker.returned.connect(functools.partial(self._on_review_loaded, folder))
+        worker.errored.connect(lambda err: self.show_message(str(err), error=True))
+        worker.finished.connect(functools.partial(self._loading_done, worker))
+        self.load_worker = worker
+        worker.start()
+
+    def _loading_done(self, worker) -> None:
+        if self.load_worker is worker:
+            self.load_worker = None
+
+    def _on_review_loaded(self, folder: str, loaded) -> None:
+        if folder != self.folder:
+            return  # another folder was chosen meanwhile
+        self.review, self.has_recruitment, self._recruitment = loaded
+        self._markers = None
+        freeze_long_lived()
+        self._fill_table()
+        self._update_undo_buttons()
         n = len(self.review)
         done = sum(self.review.review_counts().values())
-        self.show_message(f"{n} events, {done} reviewed. Select one to start.")
+        note = (
+            ""
+            if self.has_recruitment
+            else " No recruitment.csv in this results folder: immune recruitment was not "
+            "measured (it needs an immune channel), so no recruitment curve is shown."
+        )
+        self.plot.set_data(None, note=note.strip())
+        self.show_message(f"{n} events, {done} reviewed. Select one to start.{note}")
 
     # -- table ----------------------------------------------------------------
 
     def _row_cells(self, ev) -> list[_Item]:
         def num(v, fmt):
-            return ("", math.inf) if _blank(v) else (fmt.format(v), float(v))
+            return ("", np.inf) if _blank(v) else (fmt.format(v), float(v))
 
         interval = (self.review.interval_s if self.review else None) or 0
-        t_min = ev.get(col.T_S)
-        if _blank(t_min) and interval:
-            t_min = float(ev[col.FRAME]) * interval
-        t_text, t_key = num(None if _blank(t_min) else float(t_min) / 60.0, "{:.0f}")
+        t_s = ev.get(col.T_S)
+        if _blank(t_s) and interval:
+            t_s = float(ev[col.FRAME]) * interval
+        t_text, t_key = num(None if _blank(t_s) else float(t_s) / 60.0, "{:.0f}")
         mode = "" if _blank(ev.get(col.MODE)) else str(ev[col.MODE])
-        p_text, p_key = num(ev.get(col.P_NECROPTOTIC), "{:.2f}")
-        reviewed = "" if _blank(ev.get("reviewed_mode")) else str(ev["reviewed_mode"])
+        p = ev.get(col.P_NECROPTOTIC)
+        conf = _layers.call_confidence(mode, p)
+        call = _layers.call_text(mode, p) if mode else ""
+        dye = ev.get(col.DYE_FRAME)
+        if _blank(dye):
+            dye_text, dye_key = "—", np.inf
+        else:
+            lag = float(dye) - float(ev[col.FRAME])
+            dye_text = f"{lag * interval / 60:+.0f} min" if interval else f"{lag:+.0f} fr"
+            dye_key = lag
+        reviewed = "" if _blank(ev.get(col.REVIEWED_MODE)) else str(ev[col.REVIEWED_MODE])
         cells = [
             _Item(str(int(ev[col.EVENT_ID])), int(ev[col.EVENT_ID])),
             _Item(str(int(ev[col.FRAME])), int(ev[col.FRAME])),
             _Item(t_text, t_key),
-            _Item(mode, mode or "~"),
-            _Item(p_text, p_key),
-            _Item(reviewed, reviewed or "~"),
+            _Item(call, (mode or "~", -(conf if conf is not None else -1.0))),
+            _Item(dye_text, dye_key),
+            _Item(reviewed.replace("_", " "), reviewed or "~"),
         ]
-        for c, call in ((3, mode), (5, reviewed)):
-            if call:
-                cells[c].setForeground(QColor(_layers.MODE_COLORS.get(call, "#ffffff")))
+        for c, value in ((CALL_COLUMN, mode), (REVIEWED_COLUMN, reviewed)):
+            if value:
+                cells[c].setForeground(QColor(_layers.MODE_COLORS.get(value, "#ffffff")))
         cells[0].setData(Qt.ItemDataRole.UserRole, int(ev[col.EVENT_ID]))
         return cells
 
@@ -385,23 +582,26 @@ class ReviewWidget(QWidget):
         sorting = table.isSortingEnabled()
         table.setSortingEnabled(False)
         table.clearContents()
+        self._items = {}
         events = self.review.events if self.review is not None else []
         table.setRowCount(len(events))
         if self.review is not None:
-            for r, (_, ev) in enumerate(self.review.events.iterrows()):
-                for c, item in enumerate(self._row_cells(ev)):
+            for r, ev in enumerate(self.review.events.to_dict("records")):
+                cells = self._row_cells(ev)
+                for c, item in enumerate(cells):
                     table.setItem(r, c, item)
+                self._items[int(ev[col.EVENT_ID])] = cells[0]
         table.setSortingEnabled(sorting)
         table.blockSignals(False)
+        for c, name in enumerate(COLUMNS):
+            if name not in ("call", "reviewed"):
+                table.resizeColumnToContents(c)
         if select is not None:
             self.select_event(select)
 
     def _row_of(self, event_id: int) -> int:
-        for r in range(self.table.rowCount()):
-            item = self.table.item(r, 0)
-            if item is not None and item.data(Qt.ItemDataRole.UserRole) == event_id:
-                return r
-        return -1
+        item = self._items.get(int(event_id))
+        return -1 if item is None else item.row()
 
     def _update_row(self, event_id: int) -> None:
         r = self._row_of(event_id)
@@ -410,11 +610,25 @@ class ReviewWidget(QWidget):
         sorting = self.table.isSortingEnabled()
         self.table.setSortingEnabled(False)  # keep rows where they are while labelling
         self.table.blockSignals(True)
-        for c, item in enumerate(self._row_cells(self.review.event(event_id))):
-            self.table.setItem(r, c, item)
+        cells = self._row_cells(self.review.event(event_id).to_dict())
+        for c in (CALL_COLUMN, REVIEWED_COLUMN):
+            self.table.setItem(r, c, cells[c])
         self.table.blockSignals(False)
         self.table.setSortingEnabled(sorting)
-        self.table.selectRow(self._row_of(event_id))
+
+    def _update_calls(self) -> None:
+        """Refresh the call column of every row (after a retrain), rows staying in place."""
+        if self.review is None:
+            return
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)
+        self.table.blockSignals(True)
+        for ev in self.review.events.to_dict("records"):
+            r = self._row_of(int(ev[col.EVENT_ID]))
+            if r >= 0:
+                self.table.setItem(r, CALL_COLUMN, self._row_cells(ev)[CALL_COLUMN])
+        self.table.blockSignals(False)
+        self.table.setSortingEnabled(sorting)
 
     @property
     def current_event(self) -> int | None:
@@ -441,15 +655,31 @@ class ReviewWidget(QWidget):
         r = rows[0].row() + delta if rows else (0 if delta > 0 else n - 1)
         r = min(max(r, 0), n - 1)
         self.table.selectRow(r)
+        self.table.scrollToItem(self.table.item(r, 0))
 
     def _on_selection(self) -> None:
+        # the selection (what the keys act on) changes at once; the viewer follows in the
+        # next turns of the event loop, so a key press is one short step of GUI work and
+        # fast presses coalesce into one jump
+        if not self._follow_pending:
+            self._follow_pending = True
+            QTimer.singleShot(0, self._follow_selection)
+
+    def _follow_selection(self) -> None:
+        self._follow_pending = False
         event_id = self.current_event
         if event_id is None or self.review is None:
             return
-        ev = self.review.event(event_id)
-        self.show_message("")
+        ev = self.review.event(event_id).to_dict()
         self.jump_to(ev)
-        self.draw_strip(ev)
+        # in the same turn: the canvas and the strip are drawn in one window update (with
+        # software OpenGL each update of the window costs tens of ms, whatever changed)
+        self._show_strip(ev)
+        QTimer.singleShot(0, functools.partial(self._prepare_later, event_id))
+
+    def _prepare_later(self, event_id: int) -> None:
+        if event_id == self.current_event and self.review is not None:
+            self._prepare_neighbours()
 
     # -- navigation -----------------------------------------------------------
 
@@ -461,37 +691,157 @@ class ReviewWidget(QWidget):
             world = np.asarray(self.layer.data_to_world(coords), dtype=float)
         else:
             world = coords * np.array([1.0, px, px])
-        t_axis = max(self.viewer.dims.ndim - 3, 0)
         if self.viewer.dims.ndim >= 3:
-            self.viewer.dims.set_point(t_axis, world[0])
+            self.viewer.dims.set_point(max(self.viewer.dims.ndim - 3, 0), world[0])
         camera = _camera(self.viewer)
-        camera.center = (float(world[1]), float(world[2]))
         canvas = getattr(self.viewer, "canvas", None)
         size = getattr(canvas, "size", None)
+        view = {"center": (float(world[1]), float(world[2]))}
         if size is not None:
-            camera.zoom = float(min(size)) / float(self.field_um.value())
+            view["zoom"] = float(min(size)) / self.field_um
+        camera.update(view)  # one camera update, not one per attribute
+
+    def _show_frame(self, frame: int) -> None:
+        if self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_point(max(self.viewer.dims.ndim - 3, 0), float(frame))
+
+    # -- crop strip -----------------------------------------------------------
+
+    def _stack(self) -> tuple[str | None, str | None, list[StripRow]]:
+        """The stack of the results, its axes and the rows of the strip."""
+        review = self.review
+        if review is None:
+            return None, None, []
+        run = review.run
+        stack = _layers.find_stack(review.folder, run)
+        if stack is None:
+            return None, None, []
+        stack = str(Path(stack).resolve())
+        axes = ((run.get("config") or {}).get("input") or {}).get("axes")
+        roles = dict((run.get("input") or {}).get("roles") or {})
+        shown = {}
+        for layer in self.viewer.layers:
+            meta = _meta(layer)
+            if meta.get("kind") == "image" and meta.get("stack") == stack:
+                shown[meta.get("channel")] = layer
+                if meta.get("role") and meta["role"] not in roles:
+                    roles[meta["role"]] = meta.get("channel")
+        rows = []
+        for role, tint in STRIP_ROLES.items():
+            if role not in roles or roles[role] is None:
+                continue
+            c = int(roles[role])
+            layer = shown.get(c)
+            if layer is not None:
+                limits = tuple(float(v) for v in layer.contrast_limits)
+                name = getattr(layer.colormap, "name", tint)
+                tint = name if name in ("gray", "magenta", "yellow", "green", "blue") else tint
+            else:
+                limits = self._limits.get(c)
+            rows.append(StripRow(role, c, limits, tint))
+        return stack, axes, rows
+
+    def _strip_title(self, ev) -> tuple[str, str]:
+        call = _layers.effective_calls(pd.DataFrame([ev]))[0]
+        mode = "" if _blank(ev.get(col.MODE)) else str(ev[col.MODE])
+        reviewed = "" if _blank(ev.get(col.REVIEWED_MODE)) else str(ev[col.REVIEWED_MODE])
+        text = _layers.call_text(mode, ev.get(col.P_NECROPTOTIC)) if mode else "added by hand"
+        if reviewed:
+            text += f" → reviewed {reviewed.replace('_', ' ')}"
+        title = f"#{int(ev[col.EVENT_ID])}  frame {int(ev[col.FRAME])}  {text}"
+        return title, _layers.MODE_COLORS.get(call, "#d6d6d6")
+
+    def _strip_job(self, ev) -> dict:
+        stack, axes, rows = self._stack()
+        title, color = self._strip_title(ev)
+        return {
+            "event": {k: ev[k] for k in (col.EVENT_ID, col.FRAME, col.Y, col.X)},
+            "stack": stack,
+            "axes": axes,
+            "rows": rows,
+            "pixel_size_um": self.review.pixel_size_um,
+            "interval_s": self.review.interval_s,
+            "n_frames": (self.review.run.get("counts") or {}).get("n_frames"),
+            "title": title,
+            "color": color,
+            "recruitment": self._recruitment.get(int(ev[col.EVENT_ID])),
+        }
+
+    def _show_strip(self, ev) -> None:
+        event_id = int(ev[col.EVENT_ID])
+        data = self._strips.get(event_id)
+        if data is not None:
+            self._strips.move_to_end(event_id)
+            data.title, data.color = self._strip_title(ev)
+            self.strip.set_data(data)
+            self.plot.set_data(data, note="" if self.has_recruitment else self.plot.note)
+            return
+        title, color = self._strip_title(ev)
+        self.strip.set_data(
+            StripData(event_id, title + "  (reading…)", color, (), (), message="reading…")
+        )
+        self._start_strip(ev)
+
+    def _start_strip(self, ev) -> None:
+        from napari.qt.threading import create_worker
+
+        event_id = int(ev[col.EVENT_ID])
+        if event_id in self._strip_jobs or self.review is None:
+            return
+        self._strip_jobs.add(event_id)
+        job = self._strip_job(ev)
+        worker = create_worker(_strip_with_limits, job, _ignore_errors=True)
+        worker.returned.connect(functools.partial(self._on_strip, self.folder))
+        worker.errored.connect(functools.partial(self._on_strip_error, event_id))
+        worker.start()
+
+    def _on_strip_error(self, event_id: int, err: Exception) -> None:
+        self._strip_jobs.discard(event_id)
+        logger.warning("crops of event %s: %s", event_id, err)
+        if self.current_event == event_id:
+            self.strip.set_data(
+                StripData(event_id, f"#{event_id}", "#d6d6d6", (), (), message=str(err))
+            )
+
+    def _on_strip(self, folder: str, result) -> None:
+        data, limits = result
+        self._strip_jobs.discard(data.event_id)
+        if folder != self.folder:
+            return
+        self._limits.update(limits)
+        self._strips[data.event_id] = data
+        while len(self._strips) > STRIP_CACHE:
+            self._strips.popitem(last=False)
+        if self.current_event == data.event_id and self.review is not None:
+            self._show_strip(self.review.event(data.event_id).to_dict())
+
+    def _prepare_neighbours(self) -> None:
+        """Crops of the next and previous deaths, and their frames for the viewer."""
+        if self.review is None:
+            return
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return
+        r = rows[0].row()
+        stack, axes, _ = self._stack()
+        frames = []
+        channels = [
+            _meta(layer)["channel"]
+            for layer in self.viewer.layers
+            if _meta(layer).get("kind") == "image" and _meta(layer).get("stack") == stack
+        ]
+        for nr in (r + 1, r - 1):
+            item = self.table.item(nr, 0) if 0 <= nr < self.table.rowCount() else None
+            if item is None:
+                continue
+            ev = self.review.event(item.data(Qt.ItemDataRole.UserRole)).to_dict()
+            frames += [(c, int(ev[col.FRAME])) for c in channels]
+            if int(ev[col.EVENT_ID]) not in self._strips:
+                self._start_strip(ev)
+        if stack is not None and frames:
+            _lazy.prefetch(stack, frames, axes=axes)
 
     # -- labelling ------------------------------------------------------------
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        key = event.key()
-        mods = event.modifiers() & (
-            Qt.KeyboardModifier.ControlModifier
-            | Qt.KeyboardModifier.AltModifier
-            | Qt.KeyboardModifier.MetaModifier
-        )
-        if mods:
-            super().keyPressEvent(event)
-        elif key in LABEL_KEYS:
-            self.label_current(LABEL_KEYS[key])
-        elif key in NEXT_KEYS:
-            self.step(+1)
-        elif key in PREVIOUS_KEYS:
-            self.step(-1)
-        else:
-            super().keyPressEvent(event)
-            return
-        event.accept()
 
     def label_current(self, label: str) -> None:
         """Give the selected event the reviewed label ``label`` (what A/N/X/U do)."""
@@ -500,15 +850,79 @@ class ReviewWidget(QWidget):
             self.show_message("Select an event in the table first.", error=True)
             return
         self.review.set_review(event_id, label, reviewer=self.reviewer.text().strip())
-        self._update_row(event_id)
-        self._update_layer()
-        saved = self._autosave()
+        self._after_edit(event_id, f"#{event_id} reviewed as {label}.")
         if self.advance.isChecked():
             self.step(+1)
+
+    def clear_current(self) -> None:
+        """Remove the selected event's reviewed label (what Backspace / Delete do)."""
+        event_id = self.current_event
+        if self.review is None or event_id is None:
+            self.show_message("Select an event in the table first.", error=True)
+            return
+        self.review.clear_review(event_id)
+        self._after_edit(event_id, f"#{event_id}: label cleared (the automatic call counts).")
+
+    def undo(self) -> None:
+        """Take back the last label (Ctrl+Z); with autosave, events.csv follows."""
+        self._undo_redo(self.review.undo if self.review else None, "Undone")
+
+    def redo(self) -> None:
+        """Make the last undone label again (Ctrl+Shift+Z)."""
+        self._undo_redo(self.review.redo if self.review else None, "Redone")
+
+    def _undo_redo(self, action, verb: str) -> None:
+        if action is None:
+            return
+        n_before = len(self.review)
+        event_id = action()
+        if event_id is None:
+            self.show_message(f"Nothing to {verb.lower()[:-2]}.")
+            return
+        if len(self.review) != n_before:  # an added death came or went
+            self._fill_table()
+            self._markers = None
+            self._update_layer()
+            self._autosave()
+            self._update_undo_buttons()
+            self.show_message(f"{verb}: the added death #{event_id}.")
+            if len(self.review) > n_before:
+                self.select_event(event_id)
+            return
+        label = self.review.event(event_id).get(col.REVIEWED_MODE)
+        self._after_edit(
+            event_id, f"{verb}: #{event_id} is {'unreviewed' if _blank(label) else label}."
+        )
+        self.select_event(event_id)
+
+    def _after_edit(self, event_id: int, text: str) -> None:
+        self._update_row(event_id)
+        self._schedule_layer_update()
+        self._autosave()
+        self._update_undo_buttons()
         counts = self.review.review_counts()
-        self.show_message(
-            f"#{event_id} reviewed as {label}{' (saved)' if saved else ''}. Reviewed: "
-            + ", ".join(f"{n} {m}" for m, n in counts.items() if n)
+        done = ", ".join(f"{n} {m.replace('_', ' ')}" for m, n in counts.items() if n)
+        self.show_message(f"{text} Reviewed: {done or 'none'}")
+        if self.current_event == event_id:
+            ev = self.review.event(event_id).to_dict()
+            data = self._strips.get(event_id)
+            if data is not None:
+                data.title, data.color = self._strip_title(ev)
+                self.strip.update()
+
+    def _update_undo_buttons(self) -> None:
+        self.undo_button.setEnabled(bool(self.review and self.review.can_undo))
+        self.redo_button.setEnabled(bool(self.review and self.review.can_redo))
+
+    # -- saving ---------------------------------------------------------------
+
+    @property
+    def is_saved(self) -> bool:
+        """events.csv holds every label (no save running or waiting, nothing unsaved)."""
+        return (
+            self.save_worker is None
+            and self._save_pending is None
+            and (self.review is None or not self.review.dirty)
         )
 
     def _autosave(self) -> bool:
@@ -517,36 +931,127 @@ class ReviewWidget(QWidget):
         return False
 
     def save(self, *_: Any, quiet: bool = False) -> bool:
-        """Write the labels to events.csv (atomically). False on error."""
+        """Write the labels to events.csv in the background (atomically). False if nothing."""
         if self.review is None:
             self.show_message("No results to save.", error=True)
             return False
-        try:
-            path = self.review.save()
-        except OSError as err:
-            self.show_message(f"Could not save {self.review.path}: {err}", error=True)
-            return False
+        self._save_generation += 1
+        job = (
+            self.review.snapshot(),
+            self.review.path,
+            self.review.table_format,
+            self._save_generation,
+        )
+        self._set_save_state("saving…")
+        if self.save_worker is not None:
+            self._save_pending = job  # written when the running save ends: newest wins
+        else:
+            self._start_save(job)
         if not quiet:
             n = sum(self.review.review_counts().values())
-            self.show_message(f"Saved {path} ({n} reviewed events).")
+            self.show_message(f"Saving {self.review.path} ({n} reviewed events)…")
         return True
 
-    def _update_layer(self) -> None:
+    def _start_save(self, job) -> None:
+        from napari.qt.threading import create_worker
+
+        review = self.review
+        worker = create_worker(_write, *job, _ignore_errors=True)
+        worker.returned.connect(functools.partial(self._on_saved, review))
+        worker.errored.connect(self._on_save_error)
+        worker.finished.connect(self._on_save_finished)
+        self.save_worker = worker
+        worker.start()
+
+    def _on_saved(self, review, result) -> None:
+        _path, generation = result
+        self.save_error = None
+        if review is self.review and generation == self._save_generation:
+            review.dirty = False
+            n = sum(review.review_counts().values())
+            self._set_save_state(f"saved {datetime.now():%H:%M:%S} ({n} reviewed)")
+
+    def _on_save_error(self, err: Exception) -> None:
+        self.save_error = f"could not save: {err}"
+        self._set_save_state(self.save_error, error=True)
+        self.show_message(f"Could not save the labels: {err}", error=True)
+
+    def _on_save_finished(self) -> None:
+        self.save_worker = None
+        if self._save_pending is not None:
+            job, self._save_pending = self._save_pending, None
+            self._start_save(job)
+
+    def _set_save_state(self, text: str, *, error: bool = False) -> None:
+        self.save_state.setText(text)
+        _set_style(self.save_state, ERROR_STYLE if error else "color: #9a9a9a;")
+
+    # -- the deaths layer -----------------------------------------------------
+
+    def _layer_markers(self) -> pd.DataFrame | None:
+        """The markers of the deaths layer (one row per point), or None."""
         layer = self.layer
-        if self.review is None or layer is None or layer not in self.viewer.layers:
-            return
-        data, kwargs = _layers.events_points(
-            self.review.events, pixel_size_um=self.review.pixel_size_um, ndim=layer.ndim
+        if layer is None or layer not in self.viewer.layers:
+            return None
+        features = layer.features
+        if "offset" not in features.columns or len(features) != len(layer.data):
+            return None
+        data = np.asarray(layer.data)
+        return pd.DataFrame(
+            {
+                col.EVENT_ID: features[col.EVENT_ID].to_numpy(),
+                col.FRAME: np.rint(data[:, 0]).astype(int) if len(data) else [],
+                "offset": features["offset"].to_numpy(),
+                col.Y: data[:, -2] if len(data) else [],
+                col.X: data[:, -1] if len(data) else [],
+            }
         )
-        if len(data) != len(layer.data) or not np.allclose(data, layer.data):
-            layer.data = data
-        layer.features = kwargs["features"]
-        if len(data):
-            layer.face_color = kwargs["face_color"]
-            layer.border_color = kwargs["border_color"]
-            layer.border_width = kwargs["border_width"]
-            layer.size = kwargs["size"]
-        layer.refresh()
+
+    def _schedule_layer_update(self) -> None:
+        """Recolour the markers in the next turn, with the jump to the next death: the
+        canvas is then drawn once for both."""
+        if not self._layer_update_pending:
+            self._layer_update_pending = True
+            QTimer.singleShot(0, self._flush_layer_update)
+
+    def _flush_layer_update(self) -> None:
+        if self._layer_update_pending:
+            self._layer_update_pending = False
+            self._update_layer()
+
+    def _update_layer(self) -> None:
+        """Recolour (and after an added or removed death, re-place) the markers."""
+        self._layer_update_pending = False
+        layer, review = self.layer, self.review
+        if review is None or layer is None or layer not in self.viewer.layers:
+            return
+        markers = self._markers if self._markers is not None else self._layer_markers()
+        ids = set(review.event_ids())
+        moved = False
+        if markers is None:
+            markers = _layers.event_markers(review.events)
+            moved = True
+        else:
+            known = set(markers[col.EVENT_ID])
+            if known - ids:
+                markers = markers[markers[col.EVENT_ID].isin(ids)]
+                moved = True
+            new = review.events[review.events[col.EVENT_ID].isin(ids - known)]
+            if len(new):
+                markers = pd.concat([markers, _layers.event_markers(new)], ignore_index=True)
+                moved = True
+        self._markers = markers.reset_index(drop=True)
+        style = _layers.marker_style(review.events, self._markers)
+        if moved:
+            layer.data = _layers.markers_data(self._markers, layer.ndim)
+        layer.features = style["features"]
+        if len(self._markers):
+            # a label changes the colour and the text only; dye fill and widths follow
+            # the markers, which move only when a death is added or removed
+            layer.border_color = style["border_color"]
+            if moved:
+                layer.face_color = style["face_color"]
+                layer.border_width = style["border_width"]
 
     # -- missed deaths --------------------------------------------------------
 
@@ -585,8 +1090,8 @@ class ReviewWidget(QWidget):
         self._fill_table()
         self._update_layer()
         self._autosave()
+        self._update_undo_buttons()
         self.select_event(new_id)
-        self.table.setFocus()
         self.show_message(
             f"Added missed death #{new_id} at frame {int(round(frame))}; press A or N to say "
             "how it died (it is 'uncertain' until then)."
@@ -596,180 +1101,63 @@ class ReviewWidget(QWidget):
     # -- retraining -----------------------------------------------------------
 
     def retrain(self) -> bool:
-        """Retrain on the reviewed labels and re-classify every event. False on error."""
+        """Retrain on the reviewed labels, in the background. False if it cannot start."""
+        from napari.qt.threading import create_worker
+
         if self.review is None:
             self.show_message("Open a results folder first.", error=True)
             return False
-        try:
-            result = self.review.retrain()
-        except ReviewError as err:
-            self.show_message(str(err), error=True)
+        if self.retrain_worker is not None:
             return False
-        selected = self.current_event
-        self._fill_table(select=selected)
-        self._update_layer()
-        self._autosave()
-        self.show_message(result.summary())
+        review = self.review
+        self.retrain_button.setEnabled(False)
+        self.show_message("Retraining…")
+        worker = create_worker(
+            _fit_and_save,
+            review.snapshot(),
+            review.uncertain_margin(),
+            review.folder,
+            _ignore_errors=True,
+        )
+        worker.returned.connect(functools.partial(self._on_retrained, review))
+        worker.errored.connect(
+            lambda err: self.show_message(f"Retraining failed: {err}", error=True)
+        )
+        worker.finished.connect(self._on_retrain_finished)
+        self.retrain_worker = worker
+        worker.start()
         return True
 
-    # -- crop strip -----------------------------------------------------------
+    def _on_retrain_finished(self) -> None:
+        self.retrain_worker = None
+        self.retrain_button.setEnabled(True)
 
-    def _movie_and_channels(self):
-        """The stack (from the registry) and the (label, channel index) rows of the strip."""
-        if self._movie_info is not None:
-            return self._movie_info
-        info: tuple = (None, [])
-        run = self.review.run if self.review else {}
-        stack = _layers.find_stack(self.review.folder, run) if self.review else None
-        if stack is not None:
-            axes = ((run.get("config") or {}).get("input") or {}).get("axes")
-            try:
-                movie = _lazy.open_movie(stack, axes=axes).movie
-            except Exception as err:  # crops are a help; the table works without them
-                logger.info("crops unavailable: %s", err)
-            else:
-                roles = (run.get("input") or {}).get("roles") or dict(movie.roles)
-                rows = [
-                    (role, int(roles[role]))
-                    for role in (col.ROLE_CELLS, col.ROLE_DYE, col.ROLE_CASPASE)
-                    if role in roles and int(roles[role]) < movie.n_channels
-                ]
-                info = (movie, rows)
-        self._movie_info = info
-        self._limits = {}
-        return info
+    def _on_retrained(self, review, outcome) -> None:
+        if isinstance(outcome, ReviewError):
+            self.show_message(str(outcome), error=True)
+            return
+        if review is not self.review:
+            return
+        plan, model_path = outcome
+        result = review.apply_calls(plan, model_path)
+        self._update_calls()
+        self._update_layer()
+        self._autosave()
+        session(self.viewer).set_classifier(model_path, origin=f"retrained on {review.folder.name}")
+        self.show_message(result.summary() + " The Analyze panel uses it for the next runs.")
 
-    def _display_range(self, movie, channel: int) -> tuple[float, float]:
-        """Contrast of a channel: its image layer's, when shown, else from sampled frames.
 
-        One range for every crop, so that a dye-negative cell stays dark.
-        """
-        stack = str(Path(movie.path).resolve())
-        for layer in self.viewer.layers:
-            meta = (layer.metadata or {}).get("deathtrack") or {}
-            if (
-                meta.get("kind") == "image"
-                and meta.get("stack") == stack
-                and meta.get("channel") == channel
-            ):
-                return tuple(float(v) for v in layer.contrast_limits)
-        if channel not in self._limits:
-            self._limits[channel] = _lazy.contrast_limits(
-                lambda t: movie.read(channel, t), movie.n_frames
+def _strip_with_limits(job: dict):
+    """Worker: the strip of one event; display ranges not known yet are computed here."""
+    limits = {}
+    rows = []
+    for row in job["rows"]:
+        if row.limits is None:
+            lim = _lazy.contrast_limits(
+                lambda t, c=row.channel: _lazy.read_frame(job["stack"], c, t, axes=job["axes"]),
+                int(job["n_frames"] or 1),
             )
-        return self._limits[channel]
-
-    def draw_strip(self, ev) -> None:
-        """Crops of the event over time (a row per channel) and its recruitment curve."""
-        from matplotlib.ticker import MaxNLocator
-
-        fig = self.figure
-        fig.clear()
-        movie, rows = self._movie_and_channels()
-        rec = None
-        if self._recruitment is not None and col.EVENT_ID in self._recruitment.columns:
-            rec = self._recruitment[self._recruitment[col.EVENT_ID] == ev[col.EVENT_ID]]
-        n_rows = max(len(rows), 1) + (1 if rec is not None else 0)
-        heights = [1.0] * max(len(rows), 1) + ([1.3] if rec is not None else [])
-        grid = fig.add_gridspec(
-            n_rows,
-            len(CROP_FRAMES),
-            height_ratios=heights,
-            hspace=0.45,
-            wspace=0.05,
-            left=0.11,
-            right=0.99,
-            top=0.84,
-            bottom=0.16 if rec is not None else 0.02,
-        )
-        call = _layers.effective_calls(
-            self.review.events.iloc[[self.review.index_of(ev[col.EVENT_ID])]]
-        )[0]
-        fig.suptitle(
-            f"event #{int(ev[col.EVENT_ID])}  frame {int(ev[col.FRAME])}  {call or 'no call'}"
-            "   (crops: frames from death)",
-            color=_layers.MODE_COLORS.get(call, LIGHT),
-            fontsize=9,
-            y=0.995,
-        )
-        if movie is None:
-            ax = fig.add_subplot(grid[0, :])
-            ax.set_axis_off()
-            ax.text(0.5, 0.5, "stack not found: no crops", color=LIGHT, ha="center", va="center")
-        else:
-            px = (self.review.pixel_size_um or 1.0) if self.review else 1.0
-            half = max(8, int(round(CROP_HALF_UM / px)))
-            for r, (role, c) in enumerate(rows):
-                crops = [
-                    _crop(movie, c, int(ev[col.FRAME]) + dt, ev[col.Y], ev[col.X], half)
-                    for dt in CROP_FRAMES
-                ]
-                lo, hi = self._display_range(movie, c)
-                cmap = {"dye": "magma", "caspase": "viridis"}.get(role, "gray")
-                for j, (dt, crop) in enumerate(zip(CROP_FRAMES, crops)):
-                    ax = fig.add_subplot(grid[r, j])
-                    ax.imshow(crop, cmap=cmap, vmin=lo, vmax=max(hi, lo + 1e-6))
-                    ax.set_xticks([])
-                    ax.set_yticks([])
-                    for spine in ax.spines.values():
-                        spine.set_color("#ffffff" if dt == 0 else "#555555")
-                    if r == 0:
-                        ax.set_title(f"{dt:+d}" if dt else "0", color=LIGHT, fontsize=7, pad=2)
-                    if j == 0:
-                        ax.set_ylabel(role, color=LIGHT, fontsize=7)
-        if rec is not None:
-            ax = fig.add_subplot(grid[-1, :])
-            ax.set_facecolor(DARK)
-            if len(rec):
-                x = rec[col.T_REL_S] / 60.0 if col.T_REL_S in rec.columns else rec[col.DT]
-                ax.plot(x, rec[col.N_WITHIN_R], color="#7fc97f", lw=1.5, label="within R")
-                if col.N_CONTACT in rec.columns:
-                    ax.plot(x, rec[col.N_CONTACT], color="#fdc086", lw=1.5, label="contact")
-                ax.axvline(0, color="#ffffff", lw=0.8, ls="--")
-                ax.legend(
-                    fontsize=6,
-                    frameon=False,
-                    labelcolor=LIGHT,
-                    loc="lower left",
-                    bbox_to_anchor=(0.0, 0.98),
-                    ncol=2,
-                    borderaxespad=0.0,
-                )
-            else:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no recruitment rows for this event",
-                    color=LIGHT,
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                )
-            ax.set_xlabel(
-                "min from death" if col.T_REL_S in rec.columns else "frames",
-                color=LIGHT,
-                fontsize=7,
-            )
-            ax.set_ylabel("immune cells", color=LIGHT, fontsize=7)
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
-            ax.tick_params(colors=LIGHT, labelsize=6)
-            for spine in ax.spines.values():
-                spine.set_color("#888888")
-        self.canvas.draw_idle()
-
-
-def _crop(movie, channel: int, t: int, cy: float, cx: float, half: int) -> np.ndarray:
-    """A (2 half + 1)² crop of one channel at frame t centred on (cy, cx); NaN outside."""
-    size = 2 * half + 1
-    out = np.full((size, size), np.nan, np.float32)
-    if not 0 <= t < movie.n_frames:
-        return out
-    image = movie.read(channel, t)
-    if image.ndim == 3:  # 3D: the maximum projection
-        image = image.max(axis=0)
-    y0, x0 = int(round(cy)) - half, int(round(cx)) - half
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, image.shape[0]), min(x0 + size, image.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = image[ys:ye, xs:xe]
-    return out
+            limits[row.channel] = lim
+            row = StripRow(row.role, row.channel, lim, row.tint)
+        rows.append(row)
+    return compute_strip(**{**job, "rows": rows}), limits

@@ -8,6 +8,12 @@ zone) — and never to the automatic ``mode`` / ``p_necroptotic``. Only
 missed is added as a new row with an empty ``mode`` and a ``reviewed_mode``.
 The table is written atomically (temporary file, then rename) in the format
 it was read in (CSV or Parquet).
+
+Every label, cleared label and added death can be undone and redone
+(:meth:`EventReview.undo`, :meth:`EventReview.redo`). Retraining is split in
+two so that a GUI can fit the model in a worker thread on a copy of the table
+(:func:`fit_retrain`) and apply the result on its own thread
+(:meth:`EventReview.apply_retrain`).
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ __all__ = [
     "REVIEW_COLUMNS",
     "REVIEW_LABELS",
     "EventReview",
+    "RetrainPlan",
     "RetrainResult",
     "ReviewError",
     "carry_over_reviews",
     "default_reviewer",
+    "fit_retrain",
     "reviewed_rows",
 ]
 
@@ -79,6 +87,17 @@ def _text_column(values: pd.Series) -> pd.Series:
         index=values.index,
         dtype=object,
     )
+
+
+@dataclass
+class RetrainPlan:
+    """A classifier fitted on reviewed events and its calls (see :func:`fit_retrain`)."""
+
+    model: object
+    event_ids: np.ndarray
+    p_necroptotic: np.ndarray
+    modes: np.ndarray
+    n_train: dict[str, int]
 
 
 @dataclass
@@ -129,6 +148,9 @@ class EventReview:
         self.pixel_size_um: float | None = cal.get("pixel_size_um")
         self.interval_s: float | None = cal.get("interval_s")
         self.dirty = False
+        #: edits that :meth:`undo` takes back (and :meth:`redo` makes again), newest last
+        self._undo: list[tuple] = []
+        self._redo: list[tuple] = []
 
     # -- lookup -------------------------------------------------------------
 
@@ -153,6 +175,21 @@ class EventReview:
 
     # -- edits --------------------------------------------------------------
 
+    def _review_values(self, i: int) -> tuple:
+        return tuple(self.events.at[i, c] for c in REVIEW_COLUMNS)
+
+    def _put_review_values(self, event_id: int, values: tuple) -> None:
+        i = self.index_of(event_id)
+        for c, v in zip(REVIEW_COLUMNS, values):
+            self.events.at[i, c] = (
+                None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+            )
+        self.dirty = True
+
+    def _record(self, edit: tuple) -> None:
+        self._undo.append(edit)
+        self._redo.clear()
+
     def set_review(
         self, event_id: int, label: str, *, reviewer: str, when: str | None = None
     ) -> None:
@@ -161,10 +198,57 @@ class EventReview:
         if label not in allowed:
             raise ReviewError(f"reviewed label {label!r} is not one of {', '.join(allowed)}")
         i = self.index_of(event_id)
-        self.events.loc[i, REVIEWED_MODE] = label
-        self.events.loc[i, REVIEWER] = reviewer or None
-        self.events.loc[i, REVIEWED_AT] = when or _now()
-        self.dirty = True
+        before = self._review_values(i)
+        after = (label, reviewer or None, when or _now())
+        self._put_review_values(event_id, after)
+        self._record(("review", int(event_id), before, after))
+
+    def clear_review(self, event_id: int) -> None:
+        """Remove the reviewed label of ``event_id`` (the automatic call counts again)."""
+        i = self.index_of(event_id)
+        before = self._review_values(i)
+        after = (None, None, None)
+        if all(_blank(v) for v in before):
+            return
+        self._put_review_values(event_id, after)
+        self._record(("review", int(event_id), before, after))
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> int | None:
+        """Take back the newest label, cleared label or added death; its event_id, or None."""
+        if not self._undo:
+            return None
+        edit = self._undo.pop()
+        self._apply_edit(edit, backwards=True)
+        self._redo.append(edit)
+        return edit[1]
+
+    def redo(self) -> int | None:
+        """Make the newest undone edit again; its event_id, or None."""
+        if not self._redo:
+            return None
+        edit = self._redo.pop()
+        self._apply_edit(edit, backwards=False)
+        self._undo.append(edit)
+        return edit[1]
+
+    def _apply_edit(self, edit: tuple, *, backwards: bool) -> None:
+        kind, event_id = edit[0], edit[1]
+        if kind == "review":
+            self._put_review_values(event_id, edit[2] if backwards else edit[3])
+        elif backwards:  # "add": remove the added row
+            self.events = self.events.drop(index=self.index_of(event_id)).reset_index(drop=True)
+            self.dirty = True
+        else:
+            self.events = pd.concat([self.events, edit[2]], ignore_index=True)
+            self.dirty = True
 
     def add_missed(
         self,
@@ -180,6 +264,9 @@ class EventReview:
 
         Its automatic columns (``mode``, ``p_necroptotic``, features) stay empty.
         """
+        allowed = tuple(REVIEW_LABELS.values())
+        if label not in allowed:
+            raise ReviewError(f"reviewed label {label!r} is not one of {', '.join(allowed)}")
         ev = self.events
         new_id = int(ev[col.EVENT_ID].max()) + 1 if len(ev) else 1
         px = self.pixel_size_um or 1.0
@@ -206,27 +293,28 @@ class EventReview:
             elif ev[c].dtype == object:
                 new[c] = new[c].astype(object)
         self.events = pd.concat([ev, new], ignore_index=True)
-        self.set_review(new_id, label, reviewer=reviewer, when=when)
+        i = len(self.events) - 1
+        for c, v in zip(REVIEW_COLUMNS, (label, reviewer or None, when or _now())):
+            self.events.at[i, c] = v
+        if label not in REVIEW_LABELS.values():
+            raise ReviewError(
+                f"reviewed label {label!r} is not one of {', '.join(REVIEW_LABELS.values())}"
+            )
+        self.dirty = True
+        self._record(("add", new_id, self.events.iloc[[i]].copy()))
         return new_id
 
     def save(self) -> Path:
         """Write the table back to its file atomically; return the path."""
-        from deathtrack.pipeline import write_table
-
-        out = write_table(self.events, self.path, self.table_format)
+        out = write_events(self.events, self.path, self.table_format)
         self.dirty = False
         return out
 
+    def snapshot(self) -> pd.DataFrame:
+        """A copy of the table to write in another thread (see :func:`write_events`)."""
+        return self.events.copy()
+
     # -- retraining ---------------------------------------------------------
-
-    def _has_features(self) -> np.ndarray:
-        from deathtrack.classify import FEATURES
-
-        present = [f for f in FEATURES if f in self.events.columns]
-        if len(present) < len(FEATURES):
-            return np.zeros(len(self.events), bool)
-        values = self.events[present].apply(pd.to_numeric, errors="coerce")
-        return values.notna().any(axis=1).to_numpy()
 
     def review_counts(self) -> dict[str, int]:
         """Reviewed events of each label (all rows)."""
@@ -254,39 +342,91 @@ class EventReview:
         ReviewError
             When fewer than 3 events of either mode were reviewed.
         """
-        from deathtrack.classify import predict_p_necroptotic, save_model, train_classifier
+        return self.apply_retrain(fit_retrain(self.events, self.uncertain_margin()))
 
-        has = self._has_features()
-        labels = self.events[REVIEWED_MODE]
-        counts = {m: int(((labels == m) & has).sum()) for m in (col.APOPTOTIC, col.NECROPTOTIC)}
-        if min(counts.values()) < MIN_PER_MODE:
-            need = ", ".join(
-                f"{MIN_PER_MODE - n} more {m}" for m, n in counts.items() if n < MIN_PER_MODE
-            )
-            raise ReviewError(
-                f"Too few reviewed events to retrain: the classifier needs at least "
-                f"{MIN_PER_MODE} apoptotic (A) and {MIN_PER_MODE} necroptotic (N) detected "
-                f"events; you have reviewed {counts[col.APOPTOTIC]} apoptotic and "
-                f"{counts[col.NECROPTOTIC]} necroptotic. Review {need}. "
-                "(X, U and added missed deaths are not used for training.)"
-            )
-        detected = self.events.loc[has]
-        model = train_classifier([detected], label_column=REVIEWED_MODE)
-        p = predict_p_necroptotic(model, detected)
-        margin = self.uncertain_margin()
-        modes = mode_from_p(p, margin)
-        before = self.events.loc[has, col.MODE].astype(object).to_numpy()
-        self.events.loc[has, col.P_NECROPTOTIC] = np.round(p, 4)
+    def apply_retrain(self, plan: RetrainPlan) -> RetrainResult:
+        """Save the plan's model as ``classifier.json`` and put its calls in the table."""
+        from deathtrack.classify import save_model
+
+        model_path = save_model(plan.model, self.folder / MODEL_FILE)
+        return self.apply_calls(plan, model_path)
+
+    def apply_calls(self, plan: RetrainPlan, model_path: Path) -> RetrainResult:
+        """Put the calls of a fitted plan (model already saved) in the table."""
+        rows = self.events[col.EVENT_ID].isin(plan.event_ids).to_numpy()
+        order = pd.Index(plan.event_ids).get_indexer(self.events.loc[rows, col.EVENT_ID])
+        before = self.events.loc[rows, col.MODE].astype(object).to_numpy()
+        modes = plan.modes[order]
+        self.events.loc[rows, col.P_NECROPTOTIC] = np.round(plan.p_necroptotic[order], 4)
         self.events[col.MODE] = self.events[col.MODE].astype(object)
-        self.events.loc[has, col.MODE] = modes
-        model_path = save_model(model, self.folder / MODEL_FILE)
+        self.events.loc[rows, col.MODE] = modes
         self.dirty = True
         return RetrainResult(
-            n_train=dict(model.n_train),
+            n_train=dict(plan.n_train),
             n_changed=int((before != modes).sum()),
-            n_classified=int(has.sum()),
-            model_path=model_path,
+            n_classified=int(rows.sum()),
+            model_path=Path(model_path),
         )
+
+
+def write_events(events: pd.DataFrame, path: Path, table_format: str = "csv") -> Path:
+    """Write an events table atomically (temporary file, then rename); return the path."""
+    from deathtrack.pipeline import write_table
+
+    return write_table(events, path, table_format)
+
+
+def _detected(events: pd.DataFrame) -> np.ndarray:
+    """Rows the pipeline detected (they carry its features), as opposed to added deaths."""
+    from deathtrack.classify import FEATURES
+
+    present = [f for f in FEATURES if f in events.columns]
+    if len(present) < len(FEATURES):
+        return np.zeros(len(events), bool)
+    values = events[present].apply(pd.to_numeric, errors="coerce")
+    return values.notna().any(axis=1).to_numpy()
+
+
+def fit_retrain(events: pd.DataFrame, uncertain_margin: float) -> RetrainPlan:
+    """Fit the classifier on the reviewed A/N events of ``events`` and call every detected one.
+
+    Pure: ``events`` is not changed (a GUI runs this in a worker thread on a copy).
+
+    Raises
+    ------
+    ReviewError
+        When fewer than 3 events of either mode were reviewed.
+    """
+    from deathtrack.classify import predict_p_necroptotic, train_classifier
+
+    has = _detected(events)
+    labels = events[REVIEWED_MODE]
+    counts = {m: int(((labels == m) & has).sum()) for m in (col.APOPTOTIC, col.NECROPTOTIC)}
+    if min(counts.values()) < MIN_PER_MODE:
+        need = ", ".join(
+            f"{MIN_PER_MODE - n} more {m}" for m, n in counts.items() if n < MIN_PER_MODE
+        )
+        raise ReviewError(
+            f"Too few reviewed events to retrain: the classifier needs at least "
+            f"{MIN_PER_MODE} apoptotic (A) and {MIN_PER_MODE} necroptotic (N) detected "
+            f"events; you have reviewed {counts[col.APOPTOTIC]} apoptotic and "
+            f"{counts[col.NECROPTOTIC]} necroptotic. Review {need}. "
+            "(X, U and added missed deaths are not used for training.)"
+        )
+    detected = events.loc[has]
+    model = train_classifier([detected], label_column=REVIEWED_MODE)
+    p = np.asarray(predict_p_necroptotic(model, detected), dtype=float)
+    return RetrainPlan(
+        model=model,
+        event_ids=detected[col.EVENT_ID].to_numpy(),
+        p_necroptotic=p,
+        modes=np.asarray(mode_from_p(p, uncertain_margin), dtype=object),
+        n_train=dict(model.n_train),
+    )
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v) or (not isinstance(v, str) and pd.isna(v))
 
 
 # ---------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Sample data: the demo movie bundled with deathtrack (File > Open Sample > deathtrack)."""
+"""Sample data: the demo movie that ships inside deathtrack (File > Open Sample).
+
+The movie is package data of ``deathtrack`` (``deathtrack/sample_data/``), found
+through :mod:`importlib.resources`, so a wheel install offers it as well as a
+source checkout.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ def demo_movie() -> list[LayerData]:
 
     if not DEMO_STACK.exists():
         raise StackNotFoundError(
-            f"{DEMO_STACK}: the demo movie is missing (it ships with a source checkout of "
-            "deathtrack); regenerate it with "
-            "`deathtrack simulate sample_data --preset demo --seed 1 --name demo`"
+            f"{DEMO_STACK}: the demo movie is missing from the installed deathtrack package "
+            "(package data); reinstall deathtrack, or remake it with "
+            "`deathtrack simulate OUT --preset demo --seed 8 --name demo` (seed 8, as in "
+            "its simulation.toml) and open OUT/demo.ome.tif"
         )
     return read_path(DEMO_STACK)
