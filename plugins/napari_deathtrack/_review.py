@@ -537,7 +537,9 @@ class ReviewWidget(QWidget):
             "measured (it needs an immune channel), so no recruitment curve is shown."
         )
         self.plot.set_data(None, note=note.strip())
-        self.show_message(f"{n} events, {done} reviewed. Select one to start.{note}")
+        self.show_message(
+            f"{n} events, {done} reviewed; J / K or a click on a row steps through them.{note}"
+        )
 
     # -- table ----------------------------------------------------------------
 
