@@ -680,6 +680,25 @@ def test_undo_restores_the_previous_label_on_disk(make_napari_viewer, qtbot, res
     assert "saved" in widget.save_state.text()
 
 
+def test_a_label_is_not_written_while_a_run_holds_the_folder(make_napari_viewer, qtbot, results):
+    from deathtrack.io import results_lock
+
+    _viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    widget.advance.setChecked(False)
+    event_id = _events_in_table_order(results)[0]
+    widget.select_event(event_id)
+    before = (results / "events.csv").read_bytes()
+    with results_lock(results.parent, command="deathtrack run (another)"):
+        widget.label_current("necroptotic")
+        qtbot.waitUntil(lambda: widget.save_error is not None, timeout=10_000)
+        assert (results / "events.csv").read_bytes() == before
+    assert "deathtrack run (another)" in widget.save_error
+    assert not widget.is_saved  # the label is kept in the panel, not lost
+    widget.save()
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, event_id) == "necroptotic"
+
+
 def test_review_keys_are_napari_actions_listed_in_the_shortcut_preferences(
     make_napari_viewer, qtbot, results
 ):

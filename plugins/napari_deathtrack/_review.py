@@ -197,9 +197,15 @@ def _fit_and_save(events: pd.DataFrame, margin: float, folder: Path):
 
 
 def _write(snapshot: pd.DataFrame, path: Path, table_format: str, generation: int):
+    from deathtrack.io import results_lock
+
     from ._review_model import write_events
 
-    return write_events(snapshot, path, table_format), generation
+    # under the lock of the results folder's --out (``<out>/<stem>/events.csv``), as every
+    # run that writes there: a label is never written while a run rewrites the folder (the
+    # save then fails with the run's name, and the labels stay in the panel, unsaved)
+    with results_lock(Path(path).parent.parent, command="napari review: save labels"):
+        return write_events(snapshot, path, table_format), generation
 
 
 class ReviewWidget(QWidget):
