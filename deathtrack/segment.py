@@ -579,12 +579,7 @@ def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
     sub, m = ndi.label(sub > 0)
     parts = _split_touching(sub, m, bright, bg_level, sub_cfg, px)
     out = np.where(parts > 0, parts + n, labels)
-    # labels 1..N again
-    present = np.bincount(out.ravel()) > 0
-    present[0] = False
-    lut = np.zeros(len(present), np.int32)
-    lut[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-    return lut[out]
+    return _relabel_sequential(out)
 
 
 def _regrow_faint(
@@ -791,7 +786,11 @@ def segment_frame(
     bad = (areas < min_px) | (areas > cfg.max_area_um2 / px**2)
     bad[0] = True
     labels[bad[labels]] = 0
-    # labels 1..N in the order of their values (as skimage's relabel_sequential)
+    return _relabel_sequential(labels)
+
+
+def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Labels 1..N in the order of their values (as skimage's relabel_sequential), int32."""
     present = np.bincount(labels.ravel()) > 0
     present[0] = False
     lut = np.zeros(len(present), np.int32)
