@@ -397,15 +397,21 @@ def test_retraining_with_too_few_reviews_says_how_many_more_are_needed(results):
         review.retrain()
 
 
-def test_retraining_reclassifies_every_detected_event_and_saves_the_model(results):
-    from deathtrack.classify import load_model
-
+def _every_call_reviewed_as_called(results) -> tuple[EventReview, list[str]]:
+    """The demo results with every automatic call reviewed as it was called, and the calls."""
     review = EventReview(results)
     auto = review.events[col.MODE].tolist()
     if min(auto.count(col.APOPTOTIC), auto.count(col.NECROPTOTIC)) < 3:
         pytest.skip("the demo run has fewer than 3 calls of a mode")
     for event_id, mode in zip(review.event_ids(), auto):
         review.set_review(event_id, mode, reviewer="ada")
+    return review, auto
+
+
+def test_retraining_reclassifies_every_detected_event_and_saves_the_model(results):
+    from deathtrack.classify import load_model
+
+    review, auto = _every_call_reviewed_as_called(results)
     review.add_missed(5, 20.0, 20.0, reviewer="ada", label="necroptotic")  # no features
     result = review.retrain()
     assert result.n_train == {
@@ -484,12 +490,7 @@ def test_labels_cleared_and_added_deaths_are_undone_and_redone(results):
 def test_fit_retrain_leaves_the_table_alone(results):
     from napari_deathtrack._review_model import fit_retrain
 
-    review = EventReview(results)
-    auto = review.events[col.MODE].tolist()
-    if min(auto.count(col.APOPTOTIC), auto.count(col.NECROPTOTIC)) < 3:
-        pytest.skip("the demo run has fewer than 3 calls of a mode")
-    for event_id, mode in zip(review.event_ids(), auto):
-        review.set_review(event_id, mode, reviewer="ada")
+    review, auto = _every_call_reviewed_as_called(results)
     before = review.events.copy()
     plan = fit_retrain(review.events, review.uncertain_margin())
     pd.testing.assert_frame_equal(review.events, before)
