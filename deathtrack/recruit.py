@@ -30,6 +30,12 @@ of means with a bootstrap 95 % CI, Cliff's delta (an effect size) with its
 CI, a two-sided Mann–Whitney U p-value and a permutation p-value. With a
 ``stack`` column, resampling and permutations stay within each stack, so
 pooling stacks never mixes one movie's immune density into another's.
+
+In 3D (tables with ``z_um``, and ``z_step_um`` given), every distance is a
+3D distance in µm: R is a ball's radius, the chance level's disc is a ball
+(its part inside the imaged volume), contacts dilate the dying cell's mask
+by the tolerance in µm along each axis (an ellipsoid in voxels), and the
+approach of the immune cells is measured in 3D.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ __all__ = [
     "CURVE_COLUMNS",
     "STAT_COLUMNS",
     "SUMMARY_COLUMNS",
+    "ball_fraction_inside",
     "compare_modes",
     "disc_fraction_inside",
     "recruitment_curves",
@@ -138,16 +145,97 @@ def disc_fraction_inside(
     return float(inside.sum() / inside_disc.sum())
 
 
+def ball_fraction_inside(
+    center_um, radius_um: float, shape_zyx: tuple[int, int, int], spacing_um, *, n: int = 24
+) -> float:
+    """Fraction of the ball of ``radius_um`` around ``center_um`` (z, y, x µm) inside a
+    volume of ``shape_zyx`` voxels of ``spacing_um`` (z, y, x) µm (voxel centres at
+    ``index x spacing``); the 3D :func:`disc_fraction_inside`, on an ``n``³ grid."""
+    if radius_um <= 0:
+        return 1.0
+    g = (np.arange(n) + 0.5) / n * 2 - 1
+    gz, gy, gx = np.meshgrid(g, g, g, indexing="ij")
+    in_ball = gz**2 + gy**2 + gx**2 <= 1
+    inside = in_ball.copy()
+    for k, u in enumerate((gz, gy, gx)):
+        p = center_um[k] + u * radius_um
+        s = spacing_um[k]
+        inside &= (p >= -0.5 * s) & (p <= (shape_zyx[k] - 0.5) * s)
+    return float(inside.sum() / in_ball.sum())
+
+
+def _position_columns(df: pd.DataFrame | None) -> list[str]:
+    """``z_um, y_um, x_um`` for a 3D table (it has ``z_um``), else ``y_um, x_um``."""
+    return (
+        [col.Z_UM, col.Y_UM, col.X_UM]
+        if df is not None and col.Z_UM in df
+        else [
+            col.Y_UM,
+            col.X_UM,
+        ]
+    )
+
+
+def _distance(pos: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Distances from ``center`` of ``pos`` (..., 2 or 3) (µm), broadcast."""
+    if pos.shape[-1] == 2:  # as the 2D code always did (hypot), to the last bit
+        return np.hypot(pos[..., 0] - center[..., 0], pos[..., 1] - center[..., 1])
+    return np.sqrt(((pos - center) ** 2).sum(axis=-1))
+
+
+def _spacing(pixel_size_um: float, z_step_um: float | None, ndim: int) -> tuple[float, ...]:
+    """Voxel size (µm) along each axis of the positions: (y, x) or (z, y, x)."""
+    if ndim == 3:
+        if not z_step_um:
+            raise ValueError("3D positions (z_um) need `z_step_um`")
+        return (float(z_step_um), float(pixel_size_um), float(pixel_size_um))
+    return (float(pixel_size_um), float(pixel_size_um))
+
+
+class _Field:
+    """The imaged field: a plane of ``shape`` (Y, X) pixels, or with ``z_step_um`` a
+    volume of ``shape`` (Z, Y, X) voxels; where R's disc (or ball) lies inside it."""
+
+    def __init__(self, shape, pixel_size_um: float, z_step_um: float | None, radius_um: float):
+        self.three_d = z_step_um is not None
+        if self.three_d and len(shape) != 3:
+            raise ValueError(f"with `z_step_um`, `shape_yx` must be (Z, Y, X), got {shape}")
+        self.shape = tuple(int(v) for v in shape)
+        self.px = float(pixel_size_um)
+        self.spacing = _spacing(pixel_size_um, z_step_um, 3 if self.three_d else 2)
+        self.radius_um = float(radius_um)
+        self.cols = [col.Z_UM, col.Y_UM, col.X_UM] if self.three_d else [col.Y_UM, col.X_UM]
+
+    def center(self, ev) -> np.ndarray:
+        return np.array([getattr(ev, c) for c in self.cols], float)
+
+    def fraction(self, p) -> float:
+        """Part of R's disc (ball) around ``p`` (µm) inside the field."""
+        if self.three_d:
+            return ball_fraction_inside(p, self.radius_um, self.shape, self.spacing)
+        return disc_fraction_inside(
+            p[0] / self.px, p[1] / self.px, self.radius_um / self.px, self.shape
+        )
+
+    def share(self) -> float:
+        """R's disc (ball) over the whole field (areas or volumes)."""
+        if self.three_d:
+            r_um = self.radius_um
+            return (4 / 3 * math.pi * r_um**3) / float(
+                np.prod(np.multiply(self.shape, self.spacing))
+            )
+        r_px = self.radius_um / self.px
+        return math.pi * r_px**2 / float(self.shape[0] * self.shape[1])
+
+
 def _immune_by_frame(immune: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """frame -> (track ids, (n, 2) positions in µm) of the immune objects."""
+    """frame -> (track ids, (n, 2) or (n, 3) positions in µm) of the immune objects."""
     out = {}
     if immune is None or immune.empty:
         return out
+    cols = _position_columns(immune)
     for t, g in immune.groupby(col.FRAME, sort=True):
-        out[int(t)] = (
-            g[col.TRACK_ID].to_numpy(),
-            g[[col.Y_UM, col.X_UM]].to_numpy(float),
-        )
+        out[int(t)] = (g[col.TRACK_ID].to_numpy(), g[cols].to_numpy(float))
     return out
 
 
@@ -156,20 +244,17 @@ def _within(ids_pos, center_um: np.ndarray, radius_um: float) -> np.ndarray:
     if ids_pos is None:
         return np.empty(0, int)
     ids, pos = ids_pos
-    d = np.hypot(pos[:, 0] - center_um[0], pos[:, 1] - center_um[1])
+    d = _distance(pos, np.asarray(center_um, float))
     return np.unique(ids[d <= radius_um])
 
 
 def _count_within(ids_pos, centers_um: np.ndarray, radius_um: float) -> np.ndarray:
-    """:func:`_within`'s count for each of ``centers_um`` (k, 2), all at once."""
-    centers_um = np.asarray(centers_um, float).reshape(-1, 2)
+    """:func:`_within`'s count for each of ``centers_um`` (k, 2 or 3), all at once."""
     if ids_pos is None:
-        return np.zeros(len(centers_um))
+        return np.zeros(len(np.atleast_2d(centers_um)))
     ids, pos = ids_pos
-    near = (
-        np.hypot(pos[None, :, 0] - centers_um[:, None, 0], pos[None, :, 1] - centers_um[:, None, 1])
-        <= radius_um
-    )
+    centers_um = np.asarray(centers_um, float).reshape(-1, pos.shape[1])
+    near = _distance(pos[None, :, :], centers_um[:, None, :]) <= radius_um
     if len(np.unique(ids)) == len(ids):  # one object per track in the frame (as linked)
         return near.sum(axis=1).astype(float)
     return np.array([len(np.unique(ids[row])) for row in near], float)
@@ -181,30 +266,32 @@ def _choose_controls(
     cfg: RecruitConfig,
     shape_yx: tuple[int, int],
     pixel_size_um: float,
+    z_step_um: float | None = None,
 ) -> dict[int, np.ndarray]:
-    """event_id -> (k, 2) control positions in µm (live cells first, random places after).
+    """event_id -> (k, 2) control positions in µm (live cells first, random places after);
+    (k, 3) in 3D (``z_step_um`` given, ``shape_yx`` then (Z, Y, X)).
 
     A control is a live target cell (a track that is not an event's) present
     at the event's death frame, at least ``control_min_distance_um`` from
     every event; when fewer than ``n_controls`` qualify, random places in the
     field as far from every event fill the rest. Seeded per event.
     """
-    ev_pos = events[[col.Y_UM, col.X_UM]].to_numpy(float)
+    cols = _position_columns(events) if z_step_um else [col.Y_UM, col.X_UM]
+    ev_pos = events[cols].to_numpy(float)
     dead_tracks = set(events[col.TRACK_ID].tolist())
-    h_um, w_um = shape_yx[0] * pixel_size_um, shape_yx[1] * pixel_size_um
+    spacing = _spacing(pixel_size_um, z_step_um, len(cols))
+    extent = [n * s for n, s in zip(shape_yx, spacing)]
     by_frame = {int(t): g for t, g in cells.groupby(col.FRAME)} if len(cells) else {}
     out = {}
     for ev in events.itertuples(index=False):
         rng = np.random.default_rng([cfg.seed, int(ev.event_id)])
         g = by_frame.get(int(ev.frame))
-        cand = np.empty((0, 2))
+        cand = np.empty((0, len(cols)))
         if g is not None:
             g = g[~g[col.TRACK_ID].isin(dead_tracks)]
-            cand = g[[col.Y_UM, col.X_UM]].to_numpy(float)
+            cand = g[cols].to_numpy(float)
             if len(cand):
-                d = np.hypot(
-                    cand[:, None, 0] - ev_pos[None, :, 0], cand[:, None, 1] - ev_pos[None, :, 1]
-                )
+                d = _distance(cand[:, None, :], ev_pos[None, :, :])
                 cand = cand[d.min(axis=1) >= cfg.control_min_distance_um]
         if len(cand) > cfg.n_controls:
             cand = cand[np.sort(rng.choice(len(cand), cfg.n_controls, replace=False))]
@@ -213,8 +300,8 @@ def _choose_controls(
         tries = 0
         while need > 0 and tries < 200:
             tries += 1
-            p = rng.uniform([0, 0], [h_um, w_um], size=(4 * need, 2))
-            d = np.hypot(p[:, None, 0] - ev_pos[None, :, 0], p[:, None, 1] - ev_pos[None, :, 1])
+            p = rng.uniform([0] * len(cols), extent, size=(4 * need, len(cols)))
+            d = _distance(p[:, None, :], ev_pos[None, :, :])
             p = p[d.min(axis=1) >= cfg.control_min_distance_um][:need]
             extra.append(p)
             need -= len(p)
@@ -225,7 +312,7 @@ def _choose_controls(
                 cfg.control_min_distance_um,
                 need,
             )
-            extra.append(rng.uniform([0, 0], [h_um, w_um], size=(need, 2)))
+            extra.append(rng.uniform([0] * len(cols), extent, size=(need, len(cols))))
         out[int(ev.event_id)] = np.vstack([cand, *extra]) if extra else cand
     return out
 
@@ -242,6 +329,7 @@ def recruitment_curves(
     n_frames: int,
     cell_labels: LabelsAt | None = None,
     immune_labels: LabelsAt | None = None,
+    z_step_um: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Immune counts and contacts around each event, frame by frame.
 
@@ -263,6 +351,10 @@ def recruitment_curves(
     cell_labels, immune_labels
         ``f(t) -> (Y, X)`` label images whose values are ``track_id``; both
         are needed for ``n_contact`` (NaN without them).
+    z_step_um
+        For a 3D movie: the z step (µm). ``shape_yx`` is then (Z, Y, X), the
+        tables carry ``z_um``, the label images are (Z, Y, X), and R is a
+        ball's radius.
 
     Returns
     -------
@@ -284,21 +376,21 @@ def recruitment_curves(
         return empty
     cells = cells if cells is not None else pd.DataFrame(columns=[col.FRAME, col.TRACK_ID])
     immune_at = _immune_by_frame(immune)
-    controls = _choose_controls(events, cells, cfg, shape_yx, pixel_size_um)
-    r_px = cfg.radius_um / pixel_size_um
-    frac_ctl = {
-        eid: np.array(
-            [
-                disc_fraction_inside(p[0] / pixel_size_um, p[1] / pixel_size_um, r_px, shape_yx)
-                for p in pos
-            ]
-        )
-        for eid, pos in controls.items()
-    }
-    disc_area_px, field_px = math.pi * r_px**2, float(shape_yx[0] * shape_yx[1])
+    fld = _Field(shape_yx, pixel_size_um, z_step_um, cfg.radius_um)
+    controls = _choose_controls(events, cells, cfg, shape_yx, pixel_size_um, z_step_um)
+    frac_ctl = {eid: np.array([fld.fraction(p) for p in pos]) for eid, pos in controls.items()}
+    share = fld.share()
     with_contacts = cell_labels is not None and immune_labels is not None
     tol_px = int(math.ceil(cfg.contact_tolerance_um / pixel_size_um))
     struct = ndi.generate_binary_structure(2, 1)
+    if fld.three_d:
+        from .simulate3d import ellipsoid_footprint
+
+        # the tolerance in µm along each axis: an ellipsoid in voxels
+        struct = ellipsoid_footprint(cfg.contact_tolerance_um, fld.spacing)
+        grow = [h // 2 for h in struct.shape]
+    else:
+        grow = [tol_px, tol_px]
 
     track_frames = (
         {int(k): np.sort(g[col.FRAME].to_numpy()) for k, g in cells.groupby(col.TRACK_ID)}
@@ -308,10 +400,8 @@ def recruitment_curves(
     rows, jobs = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0, tid = int(ev.event_id), int(ev.frame), int(ev.track_id)
-        center = np.array([ev.y_um, ev.x_um], float)
-        frac_ev = disc_fraction_inside(
-            center[0] / pixel_size_um, center[1] / pixel_size_um, r_px, shape_yx
-        )
+        center = fld.center(ev)
+        frac_ev = fld.fraction(center)
         ctl, fctl = controls[eid], frac_ctl[eid]
         own = track_frames.get(tid, np.array([f0]))
         for dt in range(
@@ -327,7 +417,7 @@ def recruitment_curves(
             ok = fctl > 0
             expected = float(np.mean(counts[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
             n_all = len(here[0]) if here is not None else 0
-            uniform = n_all * frac_ev * disc_area_px / field_px
+            uniform = n_all * frac_ev * share
             if with_contacts:
                 # the cell's own mask at t, else at the nearest frame its track has
                 tm = int(own[np.argmin(np.abs(own - t))]) if len(own) else t
@@ -344,7 +434,6 @@ def recruitment_curves(
             lab = np.asarray(cell_labels(tm))
             return lab, ndi.find_objects(lab)
 
-        ny, nx = shape_yx
         current_t, immune_lab = None, None
         for t, tm, tid, eid, dt, row in sorted(jobs):
             if t != current_t:
@@ -353,12 +442,15 @@ def recruitment_curves(
             touching = np.empty(0, int)
             sl = objs[tid - 1] if 0 < tid <= len(objs) else None
             if sl is not None:
-                sl = (
-                    slice(max(sl[0].start - tol_px, 0), min(sl[0].stop + tol_px, ny)),
-                    slice(max(sl[1].start - tol_px, 0), min(sl[1].stop + tol_px, nx)),
+                sl = tuple(
+                    slice(max(s.start - g, 0), min(s.stop + g, n))
+                    for s, g, n in zip(sl, grow, lab.shape)
                 )
                 mask = lab[sl] == tid
-                if tol_px:
+                if fld.three_d:
+                    if struct.size > 1:
+                        mask = ndi.binary_dilation(mask, struct)
+                elif tol_px:
                     mask = ndi.binary_dilation(mask, struct, iterations=tol_px)
                 hit = immune_lab[sl][mask]
                 touching = np.unique(hit[hit > 0])
@@ -380,6 +472,7 @@ def summarize_events(
     interval_s: float,
     pixel_size_um: float,
     shape_yx: tuple[int, int],
+    z_step_um: float | None = None,
 ) -> pd.DataFrame:
     """Per-event recruitment measures (:data:`SUMMARY_COLUMNS`), one row per event.
 
@@ -403,12 +496,15 @@ def summarize_events(
       along the initial direction to the event / path length), and
       ``arrest_on_arrival``: the fraction whose speed over the next frames
       fell below ``arrest_speed_um_per_min``.
+
+    With ``z_step_um`` (a 3D movie; ``shape_yx`` is then (Z, Y, X)), distances,
+    the ball's part inside the volume (``disc_fraction``) and the approach are 3D.
     """
     cfg = config or RecruitConfig()
     if events is None or events.empty:
         return pd.DataFrame(columns=[col.EVENT_ID, *SUMMARY_COLUMNS])
     approach = frames_for(cfg.approach_min, interval_s, at_least=2)
-    r_px = cfg.radius_um / pixel_size_um
+    fld = _Field(shape_yx, pixel_size_um, z_step_um, cfg.radius_um)
     immune_tracks = (
         {int(k): g.sort_values(col.FRAME) for k, g in immune.groupby(col.TRACK_ID)}
         if immune is not None and len(immune)
@@ -420,7 +516,7 @@ def summarize_events(
     out = []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0 = int(ev.event_id), int(ev.frame)
-        center = np.array([ev.y_um, ev.x_um], float)
+        center = fld.center(ev)
         c = by_event.get(eid, pd.DataFrame(columns=CURVE_COLUMNS))
         pre, post = c[c[col.DT] < 0], c[c[col.DT] >= 0]
         obs = post[col.N_WITHIN_R].astype(float)
@@ -460,6 +556,7 @@ def summarize_events(
                     interval_s=interval_s,
                     after=after,
                     arrest_speed_um_per_min=cfg.arrest_speed_um_per_min,
+                    cols=fld.cols,
                 )
                 speeds.append(m["speed_um_per_min"])
                 cis.append(m["chemotactic_index"])
@@ -480,9 +577,7 @@ def summarize_events(
                 "n_immune_contact": n_touch,
                 "contact_total_s": total,
                 "contact_median_s": median,
-                "disc_fraction": disc_fraction_inside(
-                    center[0] / pixel_size_um, center[1] / pixel_size_um, r_px, shape_yx
-                ),
+                "disc_fraction": fld.fraction(center),
                 "approach_speed_um_per_min": _nanmean(speeds),
                 "approach_chemotactic_index": _nanmean(cis),
                 "approach_fmi": _nanmean(fmis),
@@ -499,6 +594,7 @@ def _approach(
     interval_s: float,
     after: pd.DataFrame,
     arrest_speed_um_per_min: float,
+    cols: list[str] | None = None,
 ) -> dict[str, float]:
     """Speed, chemotactic index and FMI of the path to ``target_um``, and arrest after it.
 
@@ -508,13 +604,16 @@ def _approach(
     """
     from .motility import approach_metrics, speed
 
+    cols = cols or [col.Y_UM, col.X_UM]
+
     def track(g: pd.DataFrame) -> np.ndarray:
-        return np.column_stack(
-            [g[col.FRAME].to_numpy(float) * interval_s, g[[col.Y_UM, col.X_UM]].to_numpy(float)]
-        )
+        return np.column_stack([g[col.FRAME].to_numpy(float) * interval_s, g[cols].to_numpy(float)])
 
     m = approach_metrics(
-        track(before), np.asarray(target_um, float), t_col="t", coord_cols=("y", "x")
+        track(before),
+        np.asarray(target_um, float),
+        t_col="t",
+        coord_cols=("z", "y", "x")[-len(cols) :],
     )
     v = speed(track(after)) * 60.0  # µm/s -> µm/min; NaN for fewer than two points
     return {
