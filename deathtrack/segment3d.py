@@ -11,8 +11,14 @@ every size in µm from the same config (:class:`PopulationSegmentConfig`):
    along z), and a threshold of background level + ``noise_k`` x the noise SD
    of the smoothed volume (the pixel noise, measured per slice, carried
    through the anisotropic Gaussian);
-3. each object's outline where the signal falls to ``edge_fraction`` of its
-   own plateau, on the volume smoothed by ``edge_sigma_um``; holes filled;
+3. each object's outline where the signal falls to ``edge_fraction_3d`` of
+   its own plateau, on the volume smoothed by ``edge_sigma_um``
+   (``edge_fraction_3d``, not ``edge_fraction``: the axial PSF is several
+   times wider than the lateral one, so the outline of a small object at the
+   2D fraction would lie well beyond its edge in z); holes filled; what is
+   left of the detection beside the outlined objects (a ghost beside a bright
+   cell) is outlined at its own plateau; faint objects are outlined again on
+   a volume smoothed by 1.5 µm (``regrow_faint``);
 4. touching cells split by a seeded watershed on the anisotropic distance to
    the object's edge (:func:`scipy.ndimage.distance_transform_edt` with
    ``sampling``), weighted by brightness; seeds are the maxima that stand
@@ -87,13 +93,10 @@ def _grown(sl, g, shape):
 
 
 def _fill_holes_3d(mask: np.ndarray) -> np.ndarray:
-    """Holes filled in 3D, and in each z slice (a cell open at the stack's top or bottom
-    face, or a hollow seen only in its slice, is filled too)."""
-    out = ndi.binary_fill_holes(mask)
-    for k in range(out.shape[0]):
-        if out[k].any():
-            out[k] = ndi.binary_fill_holes(out[k])
-    return out
+    """Holes filled in 3D (cavities enclosed on every side). Not slice by slice: immune
+    cells swarming around a dying cell ring it in a slice, and filling that ring would
+    join them all with the cell."""
+    return ndi.binary_fill_holes(mask)
 
 
 def _split_touching_3d(labels, bright, bg_level, cfg, spacing, noise_sd):
@@ -106,7 +109,9 @@ def _split_touching_3d(labels, bright, bg_level, cfg, spacing, noise_sd):
     out = np.zeros(labels.shape, np.int32)
     nxt = 1
     grow = (1, 2, 2)
-    land_sigma = [max(0.5, 1.0 / s) if s < 1.0 else 0.5 for s in spacing]
+    # the landscape smoothed by 1 µm (at least half a voxel) along each axis: the distance
+    # to the edge along z comes in z steps, whose stairs would each seed a cell
+    land_sigma = [max(0.5, 1.0 / s) for s in spacing]
     for k, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -116,8 +121,7 @@ def _split_touching_3d(labels, bright, bg_level, cfg, spacing, noise_sd):
         rel = np.clip((bright[sl] - bg_level) / max(plate[k], 1e-6), 0, 1)
         land = np.where(comp, dist * (w + (1 - w) * rel), 0).astype(np.float32)
         land = np.where(comp, ndi.gaussian_filter(land, land_sigma), 0)
-        # the distance to the edge is known to a voxel: along z, to a z step
-        prominence = max(cfg.seed_prominence_um, 0.5 * max(spacing))
+        prominence = cfg.seed_prominence_um
         if noise_sd and cfg.seed_noise_k:
             prominence = max(
                 prominence,
@@ -160,16 +164,17 @@ def _split_oversized_3d(labels, cfg, spacing) -> np.ndarray:
         sl = _grown(boxes[k - 1], (1, 1, 1), labels.shape)
         comp = labels[sl] == k
         dist = ndi.distance_transform_edt(comp, sampling=spacing)
-        # as many seeds as typical cells fit in it (at least two), the deepest first
+        land = dist
+        # as many seeds as typical cells fit in it (at least two), the highest first
         k_cells = max(2, int(round(vols[k] / typical)))
         peaks = peak_local_max(
-            dist, footprint=footprint, labels=comp.astype(np.int32), num_peaks=k_cells
+            land, footprint=footprint, labels=comp.astype(np.int32), num_peaks=k_cells
         )
         if len(peaks) <= 1:
             continue
         markers = np.zeros(comp.shape, np.int32)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        split = segmentation.watershed(-dist, markers, mask=comp)
+        split = segmentation.watershed(-land, markers, mask=comp)
         region = out[sl]
         region[comp] = split[comp] + nxt - 1
         nxt += len(peaks)
@@ -203,6 +208,56 @@ def _merge_fragments_3d(labels: np.ndarray, cfg, spacing) -> np.ndarray:
         else:
             lut[members] = members[np.argmax(vols[members])]
     return lut[labels]
+
+
+def _regrow_faint_3d(labels, img, smoothed, bg_level, noise_sd, cfg, spacing) -> np.ndarray:
+    """Outline faint objects again on a volume smoothed by 1.5 µm, where they stand out of
+    the noise as a whole (the 3D :func:`deathtrack.segment._regrow_faint`).
+
+    A faint object (plateau within 4 pixel-noise SDs of the background: a ruptured cell's
+    ghost, a swollen cell whose reporter diluted) is found at the detection's scale only
+    where its texture peaks. In its neighbourhood (3 µm around), away from the other
+    objects, its outline is where the smoother volume falls to ``edge_fraction_3d`` of its
+    plateau (and at least 3 SDs of that volume's noise); kept when it overlaps at least
+    half of the object and is at most 3 times its size. Only objects already found are
+    redrawn: empty background is not searched.
+    """
+    n = int(labels.max())
+    plateau = _label_percentile(smoothed, labels, n, 90.0) - bg_level
+    faint = np.flatnonzero((plateau > 0) & (plateau < 4 * noise_sd))
+    faint = faint[faint > 0]
+    if not len(faint):
+        return labels
+    sigma2 = np.array([max(0.5, 1.5 / s) for s in spacing])
+    sm2 = ndi.gaussian_filter(img, sigma2)
+    sd2 = noise_sd * smoothed_noise_factor(sigma2)
+    boxes = ndi.find_objects(labels)
+    reach = tuple(int(math.ceil(3.0 / s)) for s in spacing)
+    out = labels.copy()
+    for k in faint:
+        if boxes[k - 1] is None:
+            continue
+        sl = _grown(boxes[k - 1], reach, labels.shape)
+        own = out[sl] == k
+        others = (out[sl] > 0) & ~own
+        near = ndi.binary_dilation(others, iterations=1) if others.any() else others
+        level = float(np.percentile(sm2[sl][own], 90)) - bg_level
+        if level < 3 * sd2:
+            continue
+        cand = (sm2[sl] - bg_level > max(cfg.edge_fraction_3d * level, 3 * sd2)) & ~near
+        lab, m = ndi.label(cand)
+        if m == 0:
+            continue
+        overlap = np.bincount(lab[own], minlength=m + 1)
+        overlap[0] = 0
+        best = int(np.argmax(overlap))
+        piece = ndi.binary_fill_holes(lab == best) & ~others
+        if overlap[best] < 0.5 * own.sum() or piece.sum() > 3 * own.sum():
+            continue
+        region = out[sl]
+        region[own & ~piece] = 0
+        region[piece] = k
+    return out
 
 
 def segment_volume(
@@ -268,36 +323,61 @@ def segment_volume(
     labels, n = ndi.label(fg)
     if n == 0:
         return np.zeros(img.shape, np.int32)
-    # noise peaks just above the threshold: a plateau below twice the threshold's height
+    # noise peaks just above the threshold: a plateau below twice the threshold's height,
+    # and small (a faint large object is a ruptured cell's ghost: the 2D pipeline finds it
+    # where the cell was the frame before, carry_objects; in 3D, noise peaks of the
+    # smoothed volume are far smaller than a cell)
     plateau = _label_percentile(smoothed, labels, n, 90.0)
-    faint = plateau < bg_level + 2 * (thr - bg_level)
+    size = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing))
+    faint = (plateau < bg_level + 2 * (thr - bg_level)) & (
+        size < area_to_volume_um3(cfg.fragment_area_um2)
+    )
     faint[0] = False
     if faint.any():
         fg &= ~faint[labels]
     labels, n = ndi.label(_fill_holes_3d(fg))
+    f = cfg.edge_fraction_3d
+    if f > 0 and n:
+        # each object's outline where the signal falls to edge_fraction_3d of its own
+        # plateau, on the less smoothed volume; a faint object (its plateau within 4 pixel
+        # noise SDs of the background) keeps the detection's scale, where it stands out as
+        # a whole (what the 2D segmentation's regrow_faint does)
+        edge_sigma = np.array([cfg.edge_sigma_um / s for s in spacing])
+        edge_image = ndi.gaussian_filter(img, edge_sigma) if edge_sigma.max() > 0.2 else img
+
+        def outline(labels, n):
+            coarse = _label_percentile(smoothed, labels, n, 90.0)
+            fine = _label_percentile(edge_image, labels, n, 90.0)
+            faint = coarse - bg_level < 4 * noise_sd
+            plateau = np.where(faint, coarse, fine)
+            edge = np.maximum(bg_level + f * (plateau - bg_level), thr)
+            edge[0] = np.inf
+            on = np.where(faint[labels], smoothed, edge_image)
+            return _fill_holes_3d(on > edge[labels])
+
+        core = outline(labels, n)
+        # what the outlines left of the detection, away from the objects: a faint object
+        # beside a bright one (the ghost of a ruptured cell) fell below the bright one's
+        # edge; outlined at its own plateau, it is an object of its own
+        # (beyond the blur's reach of the objects: 3 µm, so their halo is not taken)
+        rest = fg & (ndi.distance_transform_edt(~core, sampling=spacing) > 3.0)
+        rest_labels, m = ndi.label(rest)
+        if m:
+            vols = np.bincount(rest_labels.ravel()) * float(np.prod(spacing))
+            big = vols >= area_to_volume_um3(cfg.min_area_um2)
+            big[0] = False
+            if big.any():
+                rest_labels = np.where(big[rest_labels], rest_labels, 0)
+                core |= outline(rest_labels, m) & rest
+        labels, n = ndi.label(core)
     if n and cfg.split_touching:
         bright = ndi.gaussian_filter(img, np.maximum(0.5, 1.0 / np.asarray(spacing)))
         seed_sd = sd_s if cfg.threshold == "noise" else None
         labels = _split_touching_3d(labels, bright, bg_level, cfg, spacing, seed_sd)
         if cfg.seed_method in ("spacing", "prominence+size"):
             labels = _split_oversized_3d(labels, cfg, spacing)
-    n = int(labels.max())
-    if cfg.edge_fraction > 0 and n:
-        # each object's outline where the signal falls to edge_fraction of its own plateau,
-        # on the less smoothed volume; a faint object (its plateau within 4 pixel noise SDs
-        # of the background: a ruptured cell's ghost, a swollen cell's diluted reporter)
-        # keeps the detection's scale, where it stands out as a whole (what the 2D
-        # segmentation's regrow_faint does)
-        edge_sigma = np.array([cfg.edge_sigma_um / s for s in spacing])
-        edge_image = ndi.gaussian_filter(img, edge_sigma) if edge_sigma.max() > 0.2 else img
-        coarse = _label_percentile(smoothed, labels, n, 90.0)
-        fine = _label_percentile(edge_image, labels, n, 90.0)
-        faint = coarse - bg_level < 4 * noise_sd
-        plateau = np.where(faint, coarse, fine)
-        edge = np.maximum(bg_level + cfg.edge_fraction * (plateau - bg_level), thr)
-        edge[0] = np.inf
-        on = np.where(faint[labels], smoothed, edge_image)
-        labels = np.where(on > edge[labels], labels, 0).astype(np.int32)
+    if cfg.regrow_faint and cfg.threshold == "noise" and labels.max():
+        labels = _regrow_faint_3d(labels, img, smoothed, bg_level, noise_sd, cfg, spacing)
     if cfg.merge_fragments and labels.max():
         labels = _merge_fragments_3d(labels, cfg, spacing)
     voxel = px * px * dz

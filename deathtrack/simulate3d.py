@@ -92,6 +92,7 @@ __all__ = [
     "Simulation3D",
     "Simulation3DConfig",
     "equivalent_area_um2",
+    "random_config_3d",
     "simulate_3d",
     "write_simulation_3d",
 ]
@@ -192,7 +193,7 @@ class Simulation3DConfig(SimulationConfig):
         description="Tissue-like background: relative SD of a smooth 3D texture of the "
         "background (autofluorescent stroma); 0 for none.",
     )
-    tissue_scale_um: float = Field(20.0, gt=0, description="Scale of that texture, µm.")
+    tissue_scale_um: float = Field(40.0, gt=0, description="Scale of that texture, µm.")
 
     # truth recruitment table (frames around each death)
     truth_pre_frames: int = Field(10, ge=0, description="Frames before death in the table.")
@@ -874,6 +875,53 @@ def _repel_3d(p: np.ndarray, min_dist: float, lo, hi, iterations: int = 6) -> No
         unit = d / np.maximum(dist, 1e-6)[..., None]
         p += (unit * overlap[..., None]).sum(axis=1)
         np.clip(p, lo, hi, out=p)
+
+
+#: what :func:`random_config_3d` draws (uniformly): quantity -> (low, high)
+RANDOM_3D: dict[str, tuple[float, float]] = {
+    "pixel_size_um": (0.5, 0.8),
+    "z_ratio": (2.0, 5.0),  # z step / pixel size
+    "n_cells": (8, 12),
+    "n_immune": (12, 20),
+    "snr": (10.0, 25.0),
+    "psf_sigma_um": (0.4, 0.7),
+    "psf_axial_sigma_um": (1.0, 2.0),
+    "depth_blur": (0.5, 1.5),
+    "attenuation_um": (60.0, 150.0),
+    "tissue_background": (0.0, 0.06),
+    "immune_speed_um_per_min": (3.0, 6.0),
+}
+
+
+def random_config_3d(seed: int, **overrides) -> Simulation3DConfig:
+    """A 3D movie's conditions drawn from :data:`RANDOM_3D` (z step 2-5x the pixel size,
+    noise, PSFs, depth blur and attenuation, tissue background, immune speed) by ``seed``;
+    the field keeps the defaults' size in pixels (``overrides`` change anything). Seeds
+    0-99 are for development, seeds from 1000 on for scoring only."""
+    rng = np.random.default_rng([seed, 1703])
+    d = {k: rng.uniform(lo, hi) for k, (lo, hi) in RANDOM_3D.items()}
+    px = float(d["pixel_size_um"])
+    cfg = {
+        "seed": seed,
+        "pixel_size_um": round(px, 4),
+        "z_step_um": round(float(d["z_ratio"]) * px, 4),
+        "n_cells": int(round(d["n_cells"])),
+        "n_immune": int(round(d["n_immune"])),
+        **{
+            k: round(float(d[k]), 4)
+            for k in (
+                "snr",
+                "psf_sigma_um",
+                "psf_axial_sigma_um",
+                "depth_blur",
+                "attenuation_um",
+                "tissue_background",
+                "immune_speed_um_per_min",
+            )
+        },
+    }
+    cfg.update(overrides)
+    return Simulation3DConfig(**cfg)
 
 
 def _movie_uuid(config: Simulation3DConfig) -> str:
