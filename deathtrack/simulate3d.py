@@ -703,10 +703,14 @@ def simulate_3d(config: Simulation3DConfig | None = None, **overrides) -> Simula
         # equivalent area's ratio: see the module docstring)
         _schedule_fate(cell, cfg, rng)
         if cell.fragments is not None:
-            # apoptotic bodies spread in 3D: a z offset for each, the same distance kept
+            # apoptotic bodies spread in 3D: a z offset for each; and each body keeps the
+            # share of the cell a 2D body has, read (as area_factor) in equivalent area:
+            # a body of radius factor rf holds rf² of a 2D cell's area, so rf^(2/3) in 3D
             nf = len(cell.fragments)
             dzr = rng.uniform(-0.6, 0.6, nf)
-            cell.fragments = np.column_stack([dzr, cell.fragments])
+            frag = cell.fragments.copy()
+            frag[:, 2] = frag[:, 2] ** (2 / 3)
+            cell.fragments = np.column_stack([dzr, frag])
         cell.center = np.full((T, 3), np.nan)
         cell.center[0] = p
         cells.append(cell)
