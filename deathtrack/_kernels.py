@@ -553,3 +553,87 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     out = np.empty(src.shape, np.float32)
     _smooth_rows(mid, half, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_sums(labels, size):
+    cnt = np.zeros(size, np.int64)
+    sy = np.zeros(size, np.float64)
+    sx = np.zeros(size, np.float64)
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            if k > 0:
+                cnt[k] += 1
+                sy[k] += y
+                sx[k] += x
+    return cnt, sy, sx
+
+
+def label_sums(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per label 0..n (index 0 left zero): pixel count (int64) and the sums of the rows and
+    of the columns (float64), added in raster order as ``np.bincount`` with weights adds
+    them, so equal to it; one pass, no pixel-index temporaries."""
+    labels = np.ascontiguousarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"`labels` must be 2D, got shape {labels.shape}")
+    size = max(int(n), int(labels.max(initial=0))) + 1
+    return _label_sums(labels, size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_counts(a, b, size_a, size_b):
+    # pixels shared by each (a, b) pair: a counting sort of the overlapping pixels by a,
+    # then each a's few b values sorted and counted
+    h, w = a.shape
+    counts = np.zeros(size_a + 1, np.int64)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if a[y, x] > 0 and b[y, x] > 0:
+                counts[a[y, x] + 1] += 1
+                n += 1
+    for k in range(size_a):
+        counts[k + 1] += counts[k]
+    pos = counts[:size_a].copy()
+    bs = np.empty(n, np.int64)
+    for y in range(h):
+        for x in range(w):
+            if a[y, x] > 0 and b[y, x] > 0:
+                k = a[y, x]
+                bs[pos[k]] = b[y, x]
+                pos[k] += 1
+    out_a = np.empty(n, np.int64)
+    out_b = np.empty(n, np.int64)
+    out_n = np.empty(n, np.int64)
+    m = 0
+    for k in range(size_a):
+        lo, hi = counts[k], counts[k + 1]
+        if hi == lo:
+            continue
+        seg = np.sort(bs[lo:hi])
+        run = 1
+        for i in range(1, hi - lo + 1):
+            if i < hi - lo and seg[i] == seg[i - 1]:
+                run += 1
+                continue
+            out_a[m] = k
+            out_b[m] = seg[i - 1]
+            out_n[m] = run
+            m += 1
+            run = 1
+    return out_a[:m], out_b[:m], out_n[:m]
+
+
+def pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels shared by each pair of labels (both > 0) of two label images: arrays
+    ``(label_a, label_b, count)`` sorted by ``label_a`` then ``label_b``, as
+    ``np.unique`` of the pair keys gives them."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"`a` and `b` must be 2D of one shape, got {a.shape} and {b.shape}")
+    size_a = int(a.max(initial=0)) + 1
+    size_b = int(b.max(initial=0)) + 1
+    return _pair_counts(a, b, size_a, size_b)

@@ -7,7 +7,13 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
-from deathtrack._kernels import gaussian, object_shapes, sort_by_label
+from deathtrack._kernels import (
+    gaussian,
+    label_sums,
+    object_shapes,
+    pair_counts,
+    sort_by_label,
+)
 
 
 def _reference(labels):
@@ -174,3 +180,27 @@ def test_gaussian_hands_other_inputs_to_scipy():
     np.testing.assert_array_equal(gaussian(cube, 1.0), ndi.gaussian_filter(cube, 1.0))
     flat = rng.random((8, 8)).astype(np.float32)
     np.testing.assert_array_equal(gaussian(flat, 0), ndi.gaussian_filter(flat, 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_label_sums_and_pair_counts_equal_numpy(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 70)), int(rng.integers(1, 90)))
+    a = rng.integers(0, 12, shape).astype(np.int32)
+    b = ndi.label(rng.random(shape) > 0.4)[0].astype(np.int32)
+    cnt, sy, sx = label_sums(a, 15)
+    idx = np.flatnonzero(a.ravel())
+    lab = a.ravel()[idx]
+    yy, xx = np.divmod(idx, shape[1])
+    np.testing.assert_array_equal(cnt, np.bincount(lab, minlength=16))
+    np.testing.assert_array_equal(sy, np.bincount(lab, weights=yy, minlength=16))
+    np.testing.assert_array_equal(sx, np.bincount(lab, weights=xx, minlength=16))
+    sel = (a > 0) & (b > 0)
+    nb = int(b.max()) + 1
+    keys, counts = np.unique(a[sel].astype(np.int64) * nb + b[sel], return_counts=True)
+    got = pair_counts(a, b)
+    for g, want in zip(got, (keys // nb, keys % nb, counts)):
+        np.testing.assert_array_equal(g, want)
+        assert g.dtype == np.int64
+    empty = pair_counts(a, np.zeros_like(b))
+    assert all(len(e) == 0 for e in empty)
