@@ -102,7 +102,9 @@ def stage_seconds(stacks: collections.Counter, rate: float) -> dict[str, float]:
     return res
 
 
-def flame(ax, stacks: collections.Counter, rate: float, title: str, max_depth: int = 40) -> None:
+def flame(
+    ax, stacks: collections.Counter, rate: float, title: str, xmax: float, max_depth: int = 24
+) -> None:
     """An icicle-style flame graph: callers on top of callees, width = CPU seconds."""
     from matplotlib.patches import Rectangle
 
@@ -138,7 +140,7 @@ def flame(ax, stacks: collections.Counter, rate: float, title: str, max_depth: i
 
     draw(tree, 0.0, 0)
     depth = max((len(s) for s in stacks), default=1)
-    ax.set_xlim(0, max(total, 1e-9))
+    ax.set_xlim(0, max(xmax, 1e-9))
     ax.set_ylim(min(depth, max_depth) + 0.5, 0)
     ax.set_yticks([])
     ax.set_xlabel("CPU seconds")
@@ -189,13 +191,17 @@ def main() -> None:
     )
     wall = time.perf_counter() - t0
     procs = parse(raw)
+    # processes that did next to nothing (a resource tracker's start-up) are left out
+    cpu = {label: sum(st.values()) / args.rate for label, st in procs.items()}
+    procs = {label: st for label, st in procs.items() if cpu[label] >= 0.02 * max(cpu.values())}
+    xmax = max(cpu[label] for label in procs)
 
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(16, 4.2 * len(procs)))
     axes = fig.subplots(len(procs), 1, squeeze=False)[:, 0]
     for ax, (label, stacks) in zip(axes, procs.items()):
-        flame(ax, stacks, args.rate, label)
+        flame(ax, stacks, args.rate, label, xmax)
     fig.subplots_adjust(left=0.02, right=0.99, top=0.96, bottom=0.05, hspace=0.35)
     fig.suptitle(
         f"deathtrack run, 1024² × 3 channels × {args.frames} frames: where the CPU goes "
