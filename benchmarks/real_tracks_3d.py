@@ -401,7 +401,7 @@ def report(ctr: dict, gal: dict, args) -> str:
                 "field (x × y × z)": info["field"],
                 "flattened / 3D: others after": p2.others_post.mean() / p3.others_post.mean(),
                 "chance": p2.expected_post.mean() / p3.expected_post.mean(),
-                "event-frames where 3D counts fewer": info["frac_event_frames_fewer"],
+                "share of event-frames where 3D counts fewer": info["frac_event_frames_fewer"],
                 "3D <= flattened everywhere": info["3D_le_2D"],
                 "z := 0 (no volume) = 2D, bit for bit": gal["identity"]["recruit"][g],
             }
