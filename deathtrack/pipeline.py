@@ -240,6 +240,31 @@ def _measure(labels: np.ndarray, frame: np.ndarray, t: int, job: dict, pop: str)
     return measure_frame(labels, intensities, frame=t, pixel_size_um=job["px"], population=pop)
 
 
+def _measure_changed(
+    table: pd.DataFrame,
+    before: np.ndarray,
+    after: np.ndarray,
+    frame: np.ndarray,
+    t: int,
+    job: dict,
+    pop: str,
+) -> pd.DataFrame:
+    """:func:`_measure` of ``after`` from ``table``, the measures of ``before``."""
+    from .measure import measure_changed
+
+    names = job["names"]
+    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+    return measure_changed(
+        table.drop(columns="carried", errors="ignore"),
+        before,
+        after,
+        intensities,
+        frame=t,
+        pixel_size_um=job["px"],
+        population=pop,
+    )
+
+
 class _Refiner:
     """Mends each frame's labels with the frames before as frames arrive in order
     (:class:`deathtrack.refine.Mender`): merged neighbours split, faded cells carried. A
@@ -268,8 +293,11 @@ class _Refiner:
                 self.changed[pop] += 1
                 if frame is None:
                     frame = _sanitize_frame(np.asarray(self.movie.frame(t)))[0]
+                # only the mended objects measured again (and the frame's background)
+                tables[pop] = _measure_changed(
+                    tables[pop], labels[pop], lab, frame, t, self.job, pop
+                )
                 labels[pop] = lab
-                tables[pop] = _measure(lab, frame, t, self.job, pop)
                 tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
 
     def _image(self, pop: str, t: int, how) -> np.ndarray:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._kernels import dilate, erode
+from ._kernels import dilate, erode, gaussian
 from .config import PopulationSegmentConfig
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _split_merged(
     if len(np.unique(markers[markers > 0])) < 2:
         return next_label
     img = np.nan_to_num(image[sl].astype(np.float32), nan=float(np.nanmedian(image[sl])))
-    smooth = ndi.gaussian_filter(img, max(0.5, 0.5 / px))
+    smooth = gaussian(img, max(0.5, 0.5 / px))
     from skimage.segmentation import find_boundaries, watershed
 
     split = watershed(-smooth, markers, mask=comp)
@@ -296,8 +296,8 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     at ``edge_fraction`` of it stands well out of the noise)."""
     sigma = max(1.0, sigma)
     # smoothed over the pixels that are not other objects (their glow is not this cell's)
-    w = ndi.gaussian_filter((~near_others).astype(np.float32), sigma)
-    sm = ndi.gaussian_filter(np.where(near_others, 0, signal), sigma) / np.maximum(w, 1e-3)
+    w = gaussian((~near_others).astype(np.float32), sigma)
+    sm = gaussian(np.where(near_others, 0, signal), sigma) / np.maximum(w, 1e-3)
     noise_s = noise / (2 * sigma * np.sqrt(np.pi))
     cand = (sm > cfg.carry_k * noise_s) & region & ~near_others & finite
     if not cand.any():

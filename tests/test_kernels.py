@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
-from deathtrack._kernels import object_shapes, sort_by_label
+from deathtrack._kernels import gaussian, object_shapes, sort_by_label
 
 
 def _reference(labels):
@@ -155,3 +155,22 @@ def test_one_top_patch_equals_the_maximum_filter_and_label_test(seed):
             assert one_top_patch(sub, comp) == expected
             answers.append(expected)
     assert any(answers) and not all(answers)  # both outcomes were tested
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 4), (17, 9), (64, 33), (130, 257)])
+@pytest.mark.parametrize("sigma", [0.3, 0.6, 1.23, 2.5, 7.7, 20.0])
+def test_gaussian_is_bit_identical_to_scipy(shape, sigma):
+    # lines shorter than the kernel (reflected more than once) included
+    rng = np.random.default_rng(int(sigma * 10) + shape[0] * 1000 + shape[1])
+    image = (rng.random(shape) * 4000 - 100).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(image, sigma), ndi.gaussian_filter(image, sigma))
+
+
+def test_gaussian_hands_other_inputs_to_scipy():
+    rng = np.random.default_rng(3)
+    f64 = rng.random((20, 30))
+    np.testing.assert_array_equal(gaussian(f64, 1.5), ndi.gaussian_filter(f64, 1.5))
+    cube = rng.random((4, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(cube, 1.0), ndi.gaussian_filter(cube, 1.0))
+    flat = rng.random((8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(flat, 0), ndi.gaussian_filter(flat, 0))
