@@ -61,6 +61,27 @@ __all__ = [
 ]
 
 
+def _nanmedian64(values: np.ndarray) -> float:
+    """``np.nanmedian`` of ``values`` as float64, exactly, without a float64 copy: the
+    middle values are found among the values as they are (converting to float64 keeps
+    their order) and only they are converted and averaged."""
+    v = np.asarray(values).ravel()
+    if v.dtype.kind == "f":
+        nan = np.isnan(v)
+        if nan.any():
+            v = v[~nan]
+    n = v.size
+    if n == 0:
+        return float("nan")
+    if v.dtype.kind not in "fiu" or v.dtype.itemsize > (8 if v.dtype.kind == "f" else 4):
+        return float(np.median(np.asarray(v, np.float64)))
+    k = (n - 1) // 2
+    part = np.partition(v, [k, n // 2]) if n % 2 == 0 else np.partition(v, k)
+    if n % 2:
+        return float(np.float64(part[k]))
+    return float((np.float64(part[k]) + np.float64(part[n // 2])) / 2.0)
+
+
 def crosstalk_ratio(
     target: np.ndarray,
     source: np.ndarray,
@@ -84,12 +105,10 @@ def crosstalk_ratio(
     free = ~source_objects & ~target_objects
     if free.sum() < 50:
         return 0.0
-    t = np.asarray(target, np.float64)
-    src = np.asarray(source, np.float64)
-    bg_t, bg_s = float(np.nanmedian(t[free])), float(np.nanmedian(src[free]))
+    bg_t, bg_s = _nanmedian64(target[free]), _nanmedian64(source[free])
     sel = source_objects & ~target_objects
-    s_sig = src[sel] - bg_s
-    t_sig = t[sel] - bg_t
+    s_sig = np.asarray(source[sel], np.float64) - bg_s
+    t_sig = np.asarray(target[sel], np.float64) - bg_t
     ok = np.isfinite(s_sig) & np.isfinite(t_sig)
     s_sig, t_sig = s_sig[ok], t_sig[ok]
     if s_sig.size < 100:
