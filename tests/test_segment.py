@@ -344,3 +344,16 @@ def test_crosstalk_ratio_equals_its_definition(dtype, seed):
     got = crosstalk_ratio(target, source, src_obj, tgt_obj)
     assert got == _crosstalk_by_definition(target, source, src_obj, tgt_obj)
     assert 0.05 < got < 0.15
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 64), (100, 101), (33, 200)])
+@pytest.mark.parametrize("f", [1, 3, 7, 40])
+def test_block_count_equals_block_sum_of_the_mask(shape, f):
+    from deathtrack.segment import _block_count, _block_sum
+
+    mask = np.random.default_rng(f).random(shape) > 0.3
+    got = _block_count(mask, f, shape)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, _block_sum(mask.astype(np.float32), f))
+    ones = _block_count(None, f, shape)
+    np.testing.assert_array_equal(ones, _block_sum(np.ones(shape, np.float32), f))
