@@ -369,7 +369,8 @@ def _recruit_3d(events, cells, immune, stores, movie, cfg, result, out: Path) ->
     geometry = dict(
         interval_s=cal.interval_s,
         pixel_size_um=cal.pixel_size_um,
-        shape_yx=tuple(movie.shape[-3:]),
+        shape_yx=tuple(movie.shape[-2:]),
+        n_slices=int(movie.shape[-3]),
         z_step_um=cal.z_step_um,
     )
     curves, contacts = recruitment_curves(

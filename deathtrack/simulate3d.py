@@ -39,7 +39,8 @@ positions
 ``recruitment.csv``
     ``n_within_r``: immune cells whose centroid lies within ``truth_radius_um``
     of the event in 3D; ``n_contact``: immune masks touching the cell's mask
-    dilated by ``truth_contact_um`` (an ellipsoid in voxels).
+    dilated by ``truth_contact_um`` (µm along every axis, as
+    :mod:`deathtrack.recruit` does).
 
 Seeds 0-99 are development seeds; seeds from 1000 on are for scoring only
 (:data:`deathtrack.simulate.DEV_SEEDS`, :data:`~deathtrack.simulate.SCORING_SEED_START`).
@@ -547,9 +548,7 @@ class Simulation3D:
 
         c = self.config
         T = c.n_frames
-        footprint = ellipsoid_footprint(
-            c.truth_contact_um, (c.z_step_um, c.pixel_size_um, c.pixel_size_um)
-        )
+        spacing = (c.z_step_um, c.pixel_size_um, c.pixel_size_um)
         windows: dict[int, list] = {}
         for ev in events.itertuples(index=False):
             for dt in range(-c.truth_pre_frames, c.truth_post_frames + 1):
@@ -563,34 +562,16 @@ class Simulation3D:
                 centre = np.array([ev.z_um, ev.y_um, ev.x_um])
                 n_within = int(np.sum(np.linalg.norm(pos - centre, axis=1) <= c.truth_radius_um))
                 mask = cells_lab == ev.cell_id
-                if footprint.size > 1:
-                    mask = ndi.binary_dilation(mask, footprint)
+                if c.truth_contact_um > 0:  # dilated by the tolerance in µm (as recruit does)
+                    mask = ndi.distance_transform_edt(~mask, sampling=spacing) <= (
+                        c.truth_contact_um
+                    )
                 n_contact = int(np.count_nonzero(np.unique(immune_lab[mask])))
                 rows.append((ev.event_id, dt, dt * c.interval_s, n_within, n_contact))
         rec = pd.DataFrame(
             rows, columns=[col.EVENT_ID, col.DT, col.T_REL_S, col.N_WITHIN_R, col.N_CONTACT]
         )
         return rec.sort_values([col.EVENT_ID, col.DT], kind="stable").reset_index(drop=True)
-
-
-def ellipsoid_footprint(radius_um: float, spacing) -> np.ndarray:
-    """Boolean structuring element: the voxels within ``radius_um`` of the centre for
-    voxels of size ``spacing`` (µm per axis); at least the 6-connected cross."""
-    spacing = np.asarray(spacing, float)
-    half = np.ceil(radius_um / spacing).astype(int)
-    if radius_um <= 0 or not half.any():
-        return np.ones((1,) * len(spacing), bool)
-    grids = np.meshgrid(*[np.arange(-h, h + 1) * s for h, s in zip(half, spacing)], indexing="ij")
-    d2 = sum(g * g for g in grids)
-    fp = d2 <= radius_um**2 + 1e-9
-    # every axis reaches at least its nearest neighbour (a tolerance below one step along z)
-    centre = tuple(half)
-    for k in range(len(spacing)):
-        for s in (-1, 1):
-            idx = list(centre)
-            idx[k] = min(max(centre[k] + s, 0), 2 * half[k])
-            fp[tuple(idx)] = True
-    return fp
 
 
 def _centroids(labels: np.ndarray) -> list[tuple[int, np.ndarray, int]]:

@@ -189,91 +189,6 @@ def test_link_objects_follows_cells_that_cross_in_xy_at_different_depths():
         assert g[col.Z_UM].nunique() == 1  # each track keeps its depth
 
 
-def test_recruitment_counts_within_a_ball_in_3d():
-    from deathtrack.recruit import ball_fraction_inside, recruitment_curves
-
-    events = pd.DataFrame(
-        {
-            col.EVENT_ID: [1],
-            col.TRACK_ID: [1],
-            col.FRAME: [0],
-            col.Z_UM: [25.0],
-            col.Y_UM: [50.0],
-            col.X_UM: [50.0],
-        }
-    )
-    # one immune cell right above the event, 40 µm away in z; one 10 µm away in 3D
-    immune = pd.DataFrame(
-        {
-            col.FRAME: [0, 0],
-            col.TRACK_ID: [1, 2],
-            col.Z_UM: [65.0, 25.0],
-            col.Y_UM: [50.0, 56.0],
-            col.X_UM: [50.0, 58.0],
-        }
-    )
-    kw = dict(interval_s=60, pixel_size_um=1.0, n_frames=1)
-    curves3d, _ = recruitment_curves(
-        events, immune, None, z_step_um=2.0, shape_yx=(40, 100, 100), **kw
-    )
-    curves2d, _ = recruitment_curves(
-        events.drop(columns=col.Z_UM),
-        immune.drop(columns=col.Z_UM),
-        None,
-        shape_yx=(100, 100),
-        **kw,
-    )
-    assert curves3d[col.N_WITHIN_R].tolist() == [1]
-    assert curves2d[col.N_WITHIN_R].tolist() == [2]  # the projection counts both
-    assert ball_fraction_inside((40.0, 50, 50), 30, (40, 100, 100), (2.0, 1, 1)) == 1.0
-    half = ball_fraction_inside((-1.0, 50, 50), 30, (40, 100, 100), (2.0, 1, 1))
-    assert half == pytest.approx(0.5, abs=0.03)
-
-
-def test_contacts_in_3d_use_the_label_volumes():
-    from deathtrack.recruit import recruitment_curves
-
-    shape = (10, 30, 30)
-    cell = np.zeros(shape, np.int32)
-    cell[3:7, 10:20, 10:20] = 1
-    imm = np.zeros(shape, np.int32)
-    imm[7:9, 12:15, 12:15] = 5  # on top of the cell (next slice)
-    imm[3:7, 25:28, 25:28] = 6  # 5 px away in x: no contact
-    events = pd.DataFrame(
-        {
-            col.EVENT_ID: [1],
-            col.TRACK_ID: [1],
-            col.FRAME: [0],
-            col.Z_UM: [8.0],
-            col.Y_UM: [7.5],
-            col.X_UM: [7.5],
-        }
-    )
-    immune = pd.DataFrame(
-        {
-            col.FRAME: [0, 0],
-            col.TRACK_ID: [5, 6],
-            col.Z_UM: [14.0, 8.0],
-            col.Y_UM: [6.5, 13.0],
-            col.X_UM: [6.5, 13.0],
-        }
-    )
-    curves, contacts = recruitment_curves(
-        events,
-        immune,
-        None,
-        interval_s=60,
-        pixel_size_um=0.5,
-        z_step_um=1.6,
-        shape_yx=shape,
-        n_frames=1,
-        cell_labels=lambda t: cell,
-        immune_labels=lambda t: imm,
-    )
-    assert curves[col.N_CONTACT].tolist() == [1]
-    assert contacts["immune_track_id"].tolist() == [5]
-
-
 # -- the pipeline on z-stacks ----------------------------------------------------
 
 
@@ -501,3 +416,26 @@ def test_score_run_reads_tzyx_labels(tmp_path):
     frames = list(_stack_frames(tmp_path / "l.tif"))
     assert len(frames) == 2
     np.testing.assert_array_equal(frames[1], stack[1])
+
+
+@pytest.mark.slow
+def test_napari_layers_of_a_3d_run_are_tzyx(scored_3d):
+    """The plugin's layers of a 3D results folder: labels (T, Z, Y, X), tracks and deaths
+    with z, all scaled by the z step (no GUI needed: the layer data are plain arrays)."""
+    from napari_deathtrack._layers import results_layer_data
+
+    v = scored_3d[SCORING_SEEDS[0]]
+    dz = random_config_3d(SCORING_SEEDS[0]).z_step_um
+    layers = {
+        kw["name"]: (data, kw, kind)
+        for data, kw, kind in results_layer_data(v["result"].out_dir, include_image=False)
+    }
+    labels, kw, _ = next(x for name, x in layers.items() if name.startswith("cells labels"))
+    assert labels.shape == (20, 20, 128, 128) and kw["scale"][1] == pytest.approx(dz)
+    frame0 = np.asarray(labels[0])
+    with tifffile.TiffFile(v["result"].out_dir / "labels_cells.tif") as tif:
+        np.testing.assert_array_equal(frame0, tif.series[0].asarray(key=range(20)))
+    tracks, kw, _ = next(x for name, x in layers.items() if name.startswith("cells tracks"))
+    assert tracks.shape[1] == 5 and kw["axis_labels"] == ("t", "z", "y", "x")
+    points, kw, _ = next(x for name, x in layers.items() if name.startswith("deaths"))
+    assert points.shape[1] == 4 and kw["scale"][1] == pytest.approx(dz)

@@ -306,21 +306,27 @@ class _LabelFile:
         series = self.tif.series[0]
         self.shape = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
+        # a (T, Z, Y, X) stack of a 3D run: Z pages per frame
+        self.n_z = self.shape[1] if len(self.shape) == 4 else 1
 
     def frame(self, t: int) -> np.ndarray:
-        return self.tif.pages[t].asarray()
+        if self.n_z == 1:
+            return self.tif.pages[t].asarray()
+        first = t * self.n_z
+        return np.stack([self.tif.pages[first + k].asarray() for k in range(self.n_z)])
 
     def close(self) -> None:
         self.tif.close()
 
 
 def label_array(path: str | Path, *, max_label: int | None = None):
-    """Dask array (T, Y, X) of a label TIFF written by deathtrack; one page per block.
+    """Dask array (T, Y, X), or (T, Z, Y, X) for a 3D run, of a label TIFF written by
+    deathtrack; one frame per block.
 
     ``max_label``: the largest label in the file, when known (the largest track_id):
     labels up to 65535 are served as uint16, which napari draws with a small colour
     table instead of a hashed one (adding the layer is three times faster).
-    Returns None when the file is not a (T, Y, X) label stack.
+    Returns None when the file is not a (T, Y, X) or (T, Z, Y, X) label stack.
     """
     import dask.array as da
 
@@ -333,11 +339,11 @@ def label_array(path: str | Path, *, max_label: int | None = None):
     info = _get(key, opener).obj
     if len(info.shape) == 2:
         shape = (1, *info.shape)
-    elif len(info.shape) == 3:
+    elif len(info.shape) in (3, 4):
         shape = info.shape
     else:
         return None
-    if len(info.tif.pages) != shape[0]:
+    if len(info.tif.pages) != shape[0] * info.n_z:
         return None
     dtype = info.dtype
     if max_label is not None and 0 <= max_label < 2**16 and dtype.itemsize > 2:
@@ -356,8 +362,8 @@ def label_array(path: str | Path, *, max_label: int | None = None):
     return da.map_blocks(
         block,
         dtype=dtype,
-        chunks=((1,) * shape[0], (shape[1],), (shape[2],)),
-        meta=np.empty((0, 0, 0), dtype),
+        chunks=((1,) * shape[0], *((n,) for n in shape[1:])),
+        meta=np.empty((0,) * len(shape), dtype),
         name=f"deathtrack-{Path(path).name}-{abs(hash(key))}",
     )
 
