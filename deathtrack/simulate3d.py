@@ -549,6 +549,7 @@ class Simulation3D:
         c = self.config
         T = c.n_frames
         spacing = (c.z_step_um, c.pixel_size_um, c.pixel_size_um)
+        grow = [int(math.ceil(c.truth_contact_um / s)) + 1 for s in spacing]
         windows: dict[int, list] = {}
         for ev in events.itertuples(index=False):
             for dt in range(-c.truth_pre_frames, c.truth_post_frames + 1):
@@ -557,16 +558,25 @@ class Simulation3D:
         rows = []
         for t in sorted(windows):
             cells_lab, immune_lab = self.render_labels(t)
+            boxes = _bboxes(cells_lab)
             pos = immune_pos[t]
             for ev, dt in windows[t]:
                 centre = np.array([ev.z_um, ev.y_um, ev.x_um])
                 n_within = int(np.sum(np.linalg.norm(pos - centre, axis=1) <= c.truth_radius_um))
-                mask = cells_lab == ev.cell_id
-                if c.truth_contact_um > 0:  # dilated by the tolerance in µm (as recruit does)
-                    mask = ndi.distance_transform_edt(~mask, sampling=spacing) <= (
-                        c.truth_contact_um
+                sl = boxes.get(ev.cell_id)
+                n_contact = 0
+                if sl is not None:
+                    # in the cell's box grown by the tolerance (voxels along each axis)
+                    sl = tuple(
+                        slice(max(a.start - g, 0), min(a.stop + g, n))
+                        for a, g, n in zip(sl, grow, cells_lab.shape)
                     )
-                n_contact = int(np.count_nonzero(np.unique(immune_lab[mask])))
+                    mask = cells_lab[sl] == ev.cell_id
+                    if c.truth_contact_um > 0:  # dilated by the tolerance in µm, as recruit does
+                        mask = ndi.distance_transform_edt(~mask, sampling=spacing) <= (
+                            c.truth_contact_um
+                        )
+                    n_contact = int(np.count_nonzero(np.unique(immune_lab[sl][mask])))
                 rows.append((ev.event_id, dt, dt * c.interval_s, n_within, n_contact))
         rec = pd.DataFrame(
             rows, columns=[col.EVENT_ID, col.DT, col.T_REL_S, col.N_WITHIN_R, col.N_CONTACT]
