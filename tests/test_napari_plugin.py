@@ -717,8 +717,12 @@ def test_a_label_restyles_only_its_markers_and_the_layer_follows_label_and_undo(
         lambda e: emitted.__setitem__("border_color", 1 + emitted["border_color"])
     )
 
+    qtbot.waitUntil(lambda: not widget._follow_pending, timeout=5_000)
+    frame_changes = []
+    viewer.dims.events.current_step.connect(frame_changes.append)
     widget.label_current("necroptotic")
     qtbot.waitUntil(lambda: not widget._layer_update_pending, timeout=5_000)
+    assert frame_changes == []  # a label (without "next after label") stays on its frame
     features, border = _layer_style(deaths)
     # only this event's markers changed: ring colour (opacity kept) and text
     pd.testing.assert_frame_equal(features[~mine], features_before[~mine])
