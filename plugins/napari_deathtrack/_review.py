@@ -94,7 +94,7 @@ STRIP_CACHE = 24
 AUTOSAVE_DELAY_MS = 100
 #: a save still running after this long says "saving…" (a quick one changes nothing on screen)
 SAVING_SHOWN_MS = 800
-#: lines of the status text under the buttons (a longer message is cut; its tooltip has it)
+#: lines of the status text under the buttons (a longer message makes room for itself)
 STATUS_LINES = 3
 #: channels shown in the crop strip, in this order, and their tint when no layer says
 STRIP_ROLES = {col.ROLE_CELLS: "gray", col.ROLE_DYE: "magenta", col.ROLE_CASPASE: "yellow"}
@@ -1160,7 +1160,10 @@ class ReviewWidget(QWidget):
             rows = np.flatnonzero(marker_ids == event_id)
             if not len(rows):
                 continue
-            ev = review.event(event_id)
+            try:
+                ev = review.event(event_id)
+            except ReviewError:  # the event went meanwhile (an added death undone)
+                return False
             mode = "" if _blank(ev.get(col.MODE)) else str(ev[col.MODE])
             reviewed = "" if _blank(ev.get(col.REVIEWED_MODE)) else str(ev[col.REVIEWED_MODE])
             call = reviewed or mode
