@@ -722,19 +722,16 @@ def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
 
 def _preflight(movie, cfg: PipelineConfig, export_ctc) -> tuple[list[str], list[str]]:
     """Everything that can be checked before any pixel is analysed: (populations, warnings)."""
-    from .errors import AxesError
-
     movie.require_calibration(
         "pixel_size_um",
         "interval_s",
         reason="sizes are in µm and speeds in µm/min (segmentation and tracking)",
     )
     warns = list(movie.warnings) + movie.check_calibration(force=cfg.input.force_calibration)
-    if movie.is_3d:
-        raise AxesError(
-            f"{movie.path}: 3D stacks (axes {movie.axes}) are not analysed yet; "
-            "pass a maximum projection (T, C, Y, X)"
-        )
+    if movie.is_3d:  # z-stacks: deathtrack.pipeline3d (issue 17)
+        from .pipeline3d import check_z_step
+
+        check_z_step(movie)
     populations = [p for p in (col.CELLS, col.IMMUNE) if p in movie.roles]
     _check_allocation(movie, cfg, populations)
     if cfg.death.classifier:
@@ -928,6 +925,25 @@ def run_stack(
                 "--channel immune=INDEX|NAME"
             )
         result.counts.update(n_frames=movie.n_frames, n_channels=movie.n_channels)
+        if movie.is_3d:  # z-stacks: the 3D stages of deathtrack.pipeline3d (issue 17)
+            from .pipeline3d import run_movie_3d
+
+            return run_movie_3d(
+                movie,
+                stack,
+                cfg,
+                out_dir,
+                result,
+                info=info,
+                populations=populations,
+                progress=progress,
+                export_ctc=export_ctc,
+                on_progress=on_progress,
+                lock=lock,
+                run_id=run_id,
+                t_start=t_start,
+                started=started,
+            )
         stat_before = _input_stat(Path(stack))
         held = results_lock(out_dir) if lock else contextlib.nullcontext()
         with held:

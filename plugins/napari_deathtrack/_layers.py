@@ -573,8 +573,10 @@ def events_layer(
     label: str | None = None,
     tracks: pd.DataFrame | None = None,
     n_frames: int | None = None,
+    z_step_um: float | None = None,
 ) -> LayerData:
-    """The ``deaths`` points layer of a results folder (read-only: see the review panel)."""
+    """The ``deaths`` points layer of a results folder (read-only: see the review panel);
+    ``ndim = 4`` (frame, z, y, x) for the events of a 3D run, placed with ``z_step_um``."""
     positions = (
         track_positions(tracks, events[col.TRACK_ID]) if col.TRACK_ID in events.columns else {}
     )
@@ -583,7 +585,7 @@ def events_layer(
     )
     kwargs.update(
         name=layer_name("deaths", label),
-        **space(pixel_size_um, ndim=ndim),
+        **space(pixel_size_um, z_step_um=z_step_um, ndim=ndim),
         blending="translucent_no_depth",
         metadata={
             "deathtrack": {
@@ -614,8 +616,10 @@ def tracks_layers(
     pixel_size_um: float | None,
     interval_s: float | None,
     label: str | None = None,
+    z_step_um: float | None = None,
 ) -> list[LayerData]:
-    """One napari Tracks layer per population: data (track_id, t, y, x), features, lineage.
+    """One napari Tracks layer per population: data (track_id, t, y, x), features, lineage;
+    (track_id, t, z, y, x) for the tracks of a 3D run (``z`` in the table).
 
     The target cells' tracks are shown, the immune cells' hidden (they swarm at deaths
     and hide the dying cell; switch them on in the layer list).
@@ -634,7 +638,15 @@ def tracks_layers(
         if df.empty:
             continue
         df = df.sort_values([col.TRACK_ID, col.FRAME], kind="stable")
-        data = df[[col.TRACK_ID, col.FRAME, col.Y, col.X]].to_numpy(float)
+        zyx = (
+            [col.Z, col.Y, col.X]
+            if col.Z in df.columns and df[col.Z].notna().all()
+            else [
+                col.Y,
+                col.X,
+            ]
+        )
+        data = df[[col.TRACK_ID, col.FRAME, *zyx]].to_numpy(float)
         features = df[[c for c in TRACK_FEATURES if c in df.columns]].reset_index(drop=True)
         graph: dict[int, list[int]] = {}
         if pop == col.CELLS and lineage is not None and len(lineage):
@@ -649,7 +661,7 @@ def tracks_layers(
             "tail_length": 8,
             "tail_width": 2,
             "colormap": "turbo" if pop == col.CELLS else "twilight",
-            **space(pixel_size_um),
+            **space(pixel_size_um, z_step_um=z_step_um, ndim=len(zyx) + 1),
             "visible": pop == col.CELLS,
             "metadata": {
                 "deathtrack": {
@@ -675,8 +687,10 @@ def labels_layers(
     pixel_size_um: float | None,
     label: str | None = None,
     max_labels: Mapping[str, int] | None = None,
+    z_step_um: float | None = None,
 ) -> list[LayerData]:
-    """``labels_cells.tif`` and ``labels_immune.tif`` as lazy Labels layers (label = track_id).
+    """``labels_cells.tif`` and ``labels_immune.tif`` as lazy Labels layers (label = track_id);
+    (T, Z, Y, X) for a 3D run, placed with ``z_step_um``.
 
     Drawn as outlines (the morphology stays visible under them) and hidden at first:
     switch them on in the layer list to check the segmentation.
@@ -700,7 +714,7 @@ def labels_layers(
                     "name": layer_name(f"{pop} labels", label),
                     "opacity": opacity,
                     "visible": False,
-                    **space(pixel_size_um),
+                    **space(pixel_size_um, z_step_um=z_step_um, ndim=data.ndim),
                     "metadata": {
                         "deathtrack": {
                             "kind": "labels",
@@ -783,7 +797,10 @@ def results_layer_data(
                 "%s: stack %s not found; showing the results only", folder, run.get("stack")
             )
     tracks = read_table(folder, "tracks")
-    layers += labels_layers(folder, pixel_size_um=px, label=label, max_labels=max_track_ids(tracks))
+    dz = cal["z_step_um"]
+    layers += labels_layers(
+        folder, pixel_size_um=px, label=label, max_labels=max_track_ids(tracks), z_step_um=dz
+    )
     if tracks is not None and len(tracks):
         layers += tracks_layers(
             tracks,
@@ -792,6 +809,7 @@ def results_layer_data(
             pixel_size_um=px,
             interval_s=dt,
             label=label,
+            z_step_um=dz,
         )
     events = read_table(folder, "events")
     if events is not None:
@@ -805,6 +823,9 @@ def results_layer_data(
                 label=label,
                 tracks=tracks,
                 n_frames=int(n_frames) if n_frames else None,
+                # the deaths of a 3D run at their depth
+                ndim=4 if col.Z in events.columns else 3,
+                z_step_um=dz,
             )
         )
     return layers

@@ -397,21 +397,27 @@ class _LabelFile:
         series = self.tif.series[0]
         self.shape = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
+        # a (T, Z, Y, X) stack of a 3D run: Z pages per frame
+        self.n_z = self.shape[1] if len(self.shape) == 4 else 1
 
     def frame(self, t: int) -> np.ndarray:
-        return self.tif.pages[t].asarray()
+        if self.n_z == 1:
+            return self.tif.pages[t].asarray()
+        first = t * self.n_z
+        return np.stack([self.tif.pages[first + k].asarray() for k in range(self.n_z)])
 
     def close(self) -> None:
         self.tif.close()
 
 
 def label_array(path: str | Path, *, max_label: int | None = None) -> FrameArray | None:
-    """Lazy array (T, Y, X) of a label TIFF written by deathtrack; one page per frame.
+    """Lazy array (T, Y, X), or (T, Z, Y, X) for a 3D run, of a label TIFF written by
+    deathtrack; a frame read when indexed.
 
     ``max_label``: the largest label in the file, when known (the largest track_id):
     labels up to 65535 are served as uint16, which napari draws with a small colour
     table instead of a hashed one (adding the layer is three times faster).
-    Returns None when the file is not a (T, Y, X) label stack.
+    Returns None when the file is not a (T, Y, X) or (T, Z, Y, X) label stack.
     """
     key = _key("labels", path)
     path = str(path)
@@ -422,11 +428,11 @@ def label_array(path: str | Path, *, max_label: int | None = None) -> FrameArray
     info = _get(key, opener).obj
     if len(info.shape) == 2:
         shape = (1, *info.shape)
-    elif len(info.shape) == 3:
+    elif len(info.shape) in (3, 4):
         shape = info.shape
     else:
         return None
-    if len(info.tif.pages) != shape[0]:
+    if len(info.tif.pages) != shape[0] * info.n_z:
         return None
     dtype = info.dtype
     if max_label is not None and 0 <= max_label < 2**16 and dtype.itemsize > 2:
