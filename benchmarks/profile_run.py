@@ -202,7 +202,7 @@ def main() -> None:
     axes = fig.subplots(len(procs), 1, squeeze=False)[:, 0]
     for ax, (label, stacks) in zip(axes, procs.items()):
         flame(ax, stacks, args.rate, label, xmax)
-    fig.subplots_adjust(left=0.02, right=0.99, top=0.96, bottom=0.05, hspace=0.35)
+    fig.subplots_adjust(left=0.02, right=0.99, top=0.93, bottom=0.05, hspace=0.35)
     fig.suptitle(
         f"deathtrack run, 1024² × 3 channels × {args.frames} frames: where the CPU goes "
         f"(py-spy, {args.rate} Hz; wall {wall:.0f} s with py-spy attached)",

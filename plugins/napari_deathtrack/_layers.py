@@ -1,6 +1,6 @@
 """Layer data (napari's ``(data, kwargs, layer_type)`` tuples) from stacks and results folders.
 
-Plain numpy, dask and pandas: nothing here imports napari or Qt. The reader,
+Plain numpy and pandas: nothing here imports napari or Qt. The reader,
 the sample data, the analysis widget and the review widget all build their
 layers here, so a layer looks the same however it was opened.
 
@@ -416,6 +416,11 @@ def _marker_alpha(offset: np.ndarray, onset_offset: np.ndarray) -> np.ndarray:
     return alpha
 
 
+def marker_label(event_id, text: str, dye: bool) -> str:
+    """The canvas text of one marker: ``#id`` and the call (:func:`call_text`), ``· dye+``."""
+    return f"#{int(event_id)} {text}{' · dye+' if dye else ''}"
+
+
 def marker_style(events: pd.DataFrame, markers: pd.DataFrame) -> dict:
     """Features, colours and widths of the markers of :func:`event_markers`.
 
@@ -463,10 +468,7 @@ def marker_style(events: pd.DataFrame, markers: pd.DataFrame) -> dict:
     border[:, 3] = _marker_alpha(offset, onset_offset)
     face = np.zeros((n, 4), np.float32)
     face[dye_on] = DYE_FILL
-    label = [
-        f"#{int(i)} {t}{' · dye+' if d else ''}"
-        for i, t, d in zip(markers[col.EVENT_ID], texts[row], dye_on)
-    ]
+    label = [marker_label(i, t, d) for i, t, d in zip(markers[col.EVENT_ID], texts[row], dye_on)]
     features = pd.DataFrame(
         {
             col.EVENT_ID: markers[col.EVENT_ID].to_numpy() if n else np.zeros(0, int),
@@ -547,7 +549,10 @@ def events_points(
         "symbol": "disc",
         "size": size,
         "text": {
-            "string": "{label}",
+            # the feature itself, not a format string ("{label}"): napari then takes the
+            # column as it is instead of formatting every marker's text row by row, so
+            # a label's restyle (see the review panel) costs nothing for the others
+            "string": {"feature": "label"},
             "color": "white",
             "size": 9,
             "anchor": "upper_left",
