@@ -737,6 +737,9 @@ def test_a_label_restyles_only_its_markers_and_the_layer_follows_label_and_undo(
     assert emitted == {"features": 0, "border_color": 1}
     # what napari draws as text is the new label
     assert all("necroptotic (reviewed)" in t for t in np.asarray(deaths.text.values)[mine])
+    visual = viewer.window._qt_viewer.canvas.layer_to_visual[deaths]
+    shown = [t for t in np.atleast_1d(visual.node.text.text) if t.startswith(f"#{event_id} ")]
+    assert shown and all("necroptotic (reviewed)" in t for t in shown)
     # and the layer is what a full restyle of the table would give
     expected_features, expected_border = _expected_style(widget)
     pd.testing.assert_frame_equal(features.reset_index(drop=True), expected_features)

@@ -1174,8 +1174,11 @@ class ReviewWidget(QWidget):
                 _layers.marker_label(event_id, text, bool(d)) for d in dye[rows]
             ]
             border[rows, :3] = _layers.mode_colors([call])[0, :3]
-        layer.text.refresh(features)  # the text of the markers on screen
-        layer.events.border_color()  # the canvas redraws the markers on screen, once
+        # the canvas redraws the markers on screen and their text once, on the colour's
+        # event (the text's own event would lay the text out a second time)
+        with layer.text.events.blocker_all():
+            layer.text.refresh(features)
+        layer.events.border_color()
         return True
 
     def _update_layer(self) -> None:
