@@ -85,6 +85,17 @@ def _deathtrack(args: list[str]) -> None:
     subprocess.run([str(exe), "-q", *args], check=True)
 
 
+def copy_results(results: Path, movie: Path, into: Path) -> Path:
+    """A copy of the results folder in ``into`` (labels are saved into it), pointing at
+    ``movie``."""
+    dst = into / results.name
+    shutil.copytree(results, dst)
+    run = json.loads((dst / "run.json").read_text())
+    run["stack"] = str(movie.resolve())
+    (dst / "run.json").write_text(json.dumps(run))
+    return dst
+
+
 def ensure_data() -> tuple[Path, Path]:
     if not MOVIE.exists():
         print("simulating", MOVIE)
@@ -414,13 +425,8 @@ def run_once(args, movie: Path, results: Path, png: Path) -> Path:
         plugin_timer.wrap_napari(cls, name)
     n_events = len(pd.read_csv(results / "events.csv"))
     tmp = Path(tempfile.mkdtemp(prefix="napari-bench-"))
-    first = tmp / "a" / results.name
-    second = tmp / "b" / results.name
-    for dst in (first, second):
-        shutil.copytree(results, dst)
-        run = json.loads((dst / "run.json").read_text())
-        run["stack"] = str(movie.resolve())
-        (dst / "run.json").write_text(json.dumps(run))
+    first = copy_results(results, movie, tmp / "a")
+    second = copy_results(results, movie, tmp / "b")
 
     viewer = napari.Viewer(title="deathtrack responsiveness", show=True)
     viewer.window._qt_window.resize(1600, 1000)
