@@ -87,8 +87,13 @@ def _segment_measure_volume(frame: np.ndarray, t: int, job: dict):
             labels[pop] = np.zeros(image.shape, np.int32)
         else:
             labels[pop] = segment_volume(
-                image, job["configs"][pop], pixel_size_um=job["px"], z_step_um=job["dz"]
+                image,
+                job["configs"][pop],
+                pixel_size_um=job["px"],
+                z_step_um=job["dz"],
+                overwrite_input=True,  # a copy of the channel made here
             )
+        del image
         tables[pop] = measure_volume(
             labels[pop],
             intensities,
