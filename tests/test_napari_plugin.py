@@ -1015,3 +1015,24 @@ def test_analyze_holds_the_lock_of_the_results_folder(make_napari_viewer, qtbot,
     assert "another deathtrack run is writing into this results folder" in text
     assert "deathtrack run demo.ome.tif --out elsewhere" in text and "Traceback" not in text
     assert widget.last_result is None and not (tmp_path / "demo").exists()
+
+
+def test_review_of_a_z_stack_crops_the_dying_cells_own_z_range(
+    make_napari_viewer, qtbot, hand_3d_results
+):
+    """A 3D results folder in the review panel: the strip (made in a worker) projects the
+    dying cell's own z-range, so a brighter cell at another depth stays out of it, and the
+    strip says which slices it shows."""
+    _, widget = _open_review(make_napari_viewer, qtbot, hand_3d_results)
+    widget.select_event(1)
+    _wait_strip(qtbot, widget)
+    data = widget.strip.data
+    assert data.z_text == "crops: z 1-5 of 12 (max, 10 µm)"
+    cells = dict(data.rows)["cells"]
+    shown = [c for c in cells if c is not None]
+    assert shown and all(c.max() > 0 for c in shown)
+    # the display range is the cells layer's; the dying cell (1000) is well below the
+    # brighter cell at another depth (5000), which would fill the crop's middle
+    lo, hi = widget._stack()[2][0].limits
+    assert hi >= 4000
+    assert all(c.max() <= 255 * (1000 - lo) / (hi - lo) + 1 for c in shown)

@@ -439,3 +439,199 @@ def test_napari_layers_of_a_3d_run_are_tzyx(scored_3d):
     assert tracks.shape[1] == 5 and kw["axis_labels"] == ("t", "z", "y", "x")
     points, kw, _ = next(x for name, x in layers.items() if name.startswith("deaths"))
     assert points.shape[1] == 4 and kw["scale"][1] == pytest.approx(dz)
+
+
+# -- review crops of a z-stack: the dying cell's own z-range ---------------------
+
+
+def test_cell_z_range_is_the_centre_plus_or_minus_the_radius_in_slices():
+    from deathtrack.gallery import cell_z_range, z_range_text
+
+    # 5 µm at 2 µm per slice: 2.5 slices each side of 10 -> slices 8..12
+    assert cell_z_range(10.0, 5.0, z_step_um=2.0, n_z=30) == (8, 13)
+    assert cell_z_range(10.4, 1.0, z_step_um=2.0, n_z=30) == (10, 11)  # at least one slice
+    assert cell_z_range(1.0, 9.0, z_step_um=2.0, n_z=30) == (0, 6)  # clipped to the stack
+    assert cell_z_range(28.7, 3.0, z_step_um=1.0, n_z=30) == (26, 30)
+    assert cell_z_range(40.0, 1.0, z_step_um=1.0, n_z=30) == (29, 30)  # centre outside
+    for z, r, dz in ((None, 5.0, 2.0), (10.0, float("nan"), 2.0), (10.0, 5.0, None)):
+        assert cell_z_range(z, r, z_step_um=dz, n_z=30) == (0, 30)  # unknown: every slice
+    assert z_range_text((8, 13), n_z=30, z_step_um=2.0) == "z 8-12 of 30 (max, 10 µm)"
+    assert z_range_text((10, 11), n_z=30, z_step_um=2.0) == "z 10 of 30"
+    assert z_range_text((0, 30), n_z=30, z_step_um=2.0) == "all 30 z (max)"
+    with pytest.raises(ValueError, match="n_z"):
+        cell_z_range(1.0, 1.0, z_step_um=1.0, n_z=0)
+
+
+def test_event_z_ranges_use_the_cells_size_alive_and_its_z(hand_3d_results, hand3d):
+    from deathtrack.gallery import event_z_ranges
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    tracks = pd.read_csv(hand_3d_results / "tracks.csv")
+    nz = hand3d["shape_tzyx"][1]
+    assert event_z_ranges(events, tracks, z_step_um=hand3d["dz"], n_z=nz) == [hand3d["z_range"]]
+    # the size is the track's median before death: swelling at death does not widen it
+    swollen = tracks.copy()
+    at_death = (swollen[col.TRACK_ID] == 1) & (swollen[col.FRAME] >= hand3d["event_frame"])
+    swollen.loc[at_death, col.AREA_UM2] *= 4
+    assert event_z_ranges(events, swollen, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    # z_um when z is missing; every slice without a z, a size or a z step
+    no_z = events.drop(columns=[col.Z])
+    assert event_z_ranges(no_z, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    no_pos = events.drop(columns=[col.Z, col.Z_UM])
+    assert event_z_ranges(no_pos, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
+    assert event_z_ranges(events, None, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
+    assert event_z_ranges(events, tracks, z_step_um=None, n_z=nz) == [(0, nz)]
+
+
+def _expected_footprint(labels_tzyx, t, z_range, cy, cx, half, value):
+    from deathtrack.gallery import crop_image
+
+    lo, hi = z_range
+    own = (labels_tzyx[t, lo:hi] == value).any(axis=0).astype(np.float32)
+    return crop_image(own, cy, cx, half, fill=0) > 0
+
+
+def test_report_crops_and_outlines_are_the_dying_cells_own_z_range_at_each_frame(
+    hand_3d_results,
+    hand3d,
+):
+    """A brighter cell at another depth, at the same (y, x), stays out of the report's
+    crops; each crop's outline is the event cell's own, at that crop's frame (the label
+    volume of the right frame, projected over the same slices)."""
+    from deathtrack.report import (
+        GALLERY_SCALE,
+        MODE_COLORS,
+        _gallery_crops,
+        _hex_rgb,
+        _inner_edges,
+        _load,
+        _render_crop,
+        write_report,
+    )
+
+    folder = hand_3d_results
+    res = _load(folder)
+    stack = folder.parent / "hand3d.ome.tif"
+    frames_rel, half = (-2, -1, 0, 1), 12
+    crops, channels, has_images, *_ = _gallery_crops(res, stack, res.events, frames_rel, half)
+    assert has_images and channels == ["cells", "dye"]
+    assert crops["z", 0] == "z 1-5 of 12 (max, 10 µm)"
+    labels = tifffile.imread(folder / "labels_cells.tif")
+    ev = res.events.iloc[0]
+    f0 = int(ev[col.FRAME])
+    for j, dt in enumerate(frames_rel):
+        image = crops["image", 0, "cells", j]
+        assert image.max() == 1000  # the dying cell; the other cell (5000) is not there
+        lab = crops["labels", 0, "cells", j]
+        expected = _expected_footprint(
+            labels, f0 + dt, hand3d["z_range"], ev[col.Y], ev[col.X], half, 1
+        )
+        np.testing.assert_array_equal(lab == 1, expected)
+        assert not (lab == 2).any()  # the cell at another depth has no outline here
+    # the footprints of neighbouring frames differ (the cell moves): the frame is pinned
+    assert (crops["labels", 0, "cells", 1] == 1).sum() and not np.array_equal(
+        crops["labels", 0, "cells", 1] == 1, crops["labels", 0, "cells", 2] == 1
+    )
+    # what the gallery draws: the death's outline in its call's colour, on that footprint
+    colour = np.array(_hex_rgb(MODE_COLORS[col.NECROPTOTIC]))
+    lab = crops["labels", 0, "cells", 2]
+    rgb = _render_crop(
+        crops["image", 0, "cells", 2],
+        lab,
+        None,
+        side=2 * half + 1,
+        lo=100.0,
+        hi=1000.0,
+        cmap="gray",
+        track_id=1,
+        colour=colour,
+        in_movie=True,
+    )
+    drawn = (rgb == (np.clip(colour, 0, 1) * 255).astype(np.uint8)).all(axis=2)
+    own = np.repeat(np.repeat(lab == 1, GALLERY_SCALE, 0), GALLERY_SCALE, 1)
+    np.testing.assert_array_equal(drawn, _inner_edges(own) & own)
+    # a whole stack's maximum would have shown the other cell: the test can fail
+    with tifffile.TiffFile(stack) as tif:
+        frame = tif.series[0].asarray()[f0, 0]
+    from deathtrack.gallery import crop_image
+
+    assert crop_image(frame, ev[col.Y], ev[col.X], half).max() == 5000
+    html = write_report(folder).read_text()
+    assert "crops: z 1-5 of 12 (max, 10 µm)" in html and "middle z plane" not in html
+
+
+def test_report_outlines_only_of_a_3d_run_read_the_event_frame(hand_3d_results, hand3d):
+    """Without the movie, the outlines alone come from the right frame's label volume."""
+    from deathtrack.report import _gallery_crops, _load
+
+    res = _load(hand_3d_results)
+    crops, channels, has_images, _, n_frames, _notes = _gallery_crops(
+        res, None, res.events, (0,), 12
+    )
+    assert channels == ["outlines"] and not has_images and n_frames == 5
+    labels = tifffile.imread(hand_3d_results / "labels_cells.tif")
+    ev = res.events.iloc[0]
+    expected = _expected_footprint(
+        labels, hand3d["event_frame"], hand3d["z_range"], ev[col.Y], ev[col.X], 12, 1
+    )
+    np.testing.assert_array_equal(crops["labels", 0, "cells", 0] == 1, expected)
+
+
+def test_event_gallery_png_of_a_z_stack(hand_3d_results, tmp_path):
+    from deathtrack.gallery import event_gallery
+    from deathtrack.io import open_stack
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    tracks = pd.read_csv(hand_3d_results / "tracks.csv")
+    with open_stack(hand_3d_results.parent / "hand3d.ome.tif", channels={"cells": 0}) as movie:
+        out = event_gallery(movie, events, tmp_path / "g.png", tracks=tracks, half_size_px=10)
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results, hand3d):
+    """The napari review strip (computed in a worker; no GUI needed here): the brighter
+    cell at another depth is not in the crops, and the strip says which slices it shows."""
+    pytest.importorskip("qtpy")
+    from napari_deathtrack._strip import StripRow, compute_strip, crop
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    ev = events.iloc[0].to_dict()
+    stack = hand_3d_results.parent / "hand3d.ome.tif"
+    data = compute_strip(
+        event=ev,
+        stack=stack,
+        axes=None,
+        rows=[StripRow("cells", 0, (100.0, 5000.0))],
+        pixel_size_um=hand3d["px"],
+        interval_s=60.0,
+        n_frames=5,
+        title="#1",
+        color="#ffffff",
+        folder=hand_3d_results,
+        z_step_um=hand3d["dz"],
+    )
+    assert data.z_text == "crops: z 1-5 of 12 (max, 10 µm)"
+    shown = [c for c in data.rows[0][1] if c is not None]
+    assert len(shown) == 3  # frames 1, 2, 3 of the strip's -8..+8 around frame 2
+    # the dying cell (1000 of 100..5000) is dim grey; the other cell would be white
+    assert all(0 < c.max() < 128 for c in shown)
+    # without a z (a death added by hand), every slice: then the other cell shows
+    data = compute_strip(
+        event={k: v for k, v in ev.items() if k not in (col.Z, col.Z_UM)},
+        stack=stack,
+        axes=None,
+        rows=[StripRow("cells", 0, (100.0, 5000.0))],
+        pixel_size_um=hand3d["px"],
+        interval_s=60.0,
+        n_frames=5,
+        title="#1",
+        color="#ffffff",
+        folder=hand_3d_results,
+        z_step_um=hand3d["dz"],
+    )
+    assert data.z_text == "crops: all 12 z (max)"
+    assert max(c.max() for c in data.rows[0][1] if c is not None) == 255
+    frame = np.zeros((3, 4, 4), np.float32)
+    frame[2, 1, 1] = 9.0
+    assert crop(frame, 1, 1, 1, 0.0, z_range=(0, 2)).max() == 0.0
+    assert crop(frame, 1, 1, 1, 0.0).max() == 9.0

@@ -836,8 +836,12 @@ class ReviewWidget(QWidget):
     def _strip_job(self, ev) -> dict:
         stack, axes, rows = self._stack()
         title, color = self._strip_title(ev)
+        cal = (self.review.run.get("input") or {}).get("calibration") or {}
+        keys = (col.EVENT_ID, col.FRAME, col.Y, col.X, col.TRACK_ID, col.Z, col.Z_UM)
         return {
-            "event": {k: ev[k] for k in (col.EVENT_ID, col.FRAME, col.Y, col.X)},
+            "event": {k: ev[k] for k in keys if k in ev},
+            "folder": str(self.review.folder),
+            "z_step_um": cal.get("z_step_um"),
             "stack": stack,
             "axes": axes,
             "rows": rows,

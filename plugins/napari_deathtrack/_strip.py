@@ -8,11 +8,14 @@ thread only wraps those bytes in ``QImage`` objects and paints them, scaled to
 the size of the widget (:class:`CropStrip`, resizable in the panel's splitter).
 Crops have a fixed size in µm (:data:`CROP_UM`); the part of a crop outside
 the image is drawn as background (the bottom of the display range), never
-white.
+white. In a z-stack, each crop is the maximum projection of the dying cell's own
+z-range (its centre ± its equivalent radius; the rule and the functions are the
+core's, :mod:`deathtrack.gallery`), said in the strip's title line.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,20 +75,57 @@ class StripData:
     curve_x: np.ndarray | None = None  # minutes (or frames) from death
     curve: dict[str, np.ndarray] = field(default_factory=dict)
     curve_unit: str = "min"
+    z_text: str = ""  # a z-stack's crops: which slices they project
 
 
-def crop(frame: np.ndarray, cy: float, cx: float, half: int, fill: float) -> np.ndarray:
-    """A (2 half + 1)² crop centred on (cy, cx); outside the image is ``fill``."""
-    if frame.ndim == 3:  # 3D: the maximum projection
-        frame = frame.max(axis=0)
-    size = 2 * half + 1
-    out = np.full((size, size), fill, np.float32)
-    y0, x0 = int(round(cy)) - half, int(round(cx)) - half
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, frame.shape[0]), min(x0 + size, frame.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = frame[ys:ye, xs:xe]
-    return out
+def crop(
+    frame: np.ndarray,
+    cy: float,
+    cx: float,
+    half: int,
+    fill: float,
+    z_range: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """A (2 half + 1)² crop centred on (cy, cx); outside the image is ``fill``. A (Z, Y, X)
+    frame is projected (maximum) over the slices ``z_range`` (every slice when None):
+    :func:`deathtrack.gallery.crop_image`."""
+    from deathtrack.gallery import crop_image
+
+    return crop_image(frame, cy, cx, half, fill=fill, z_range=z_range)
+
+
+_sizes_lock = threading.Lock()
+_sizes: dict[str, tuple[float, object]] = {}
+
+
+def cell_sizes(folder: str | Path | None):
+    """The target cells' ``frame, track_id, population, area_um2`` of a results folder's
+    tracks table (read once per folder and file version, in the worker threads; None when
+    there is none)."""
+    if folder is None:
+        return None
+    from deathtrack.pipeline import table_path
+
+    path = table_path(folder, "tracks")
+    if path is None:
+        return None
+    key, stamp = str(path), path.stat().st_mtime
+    with _sizes_lock:
+        hit = _sizes.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    import pandas as pd
+
+    wanted = [col.FRAME, col.TRACK_ID, col.POPULATION, col.AREA_UM2]
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+        table = table[[c for c in wanted if c in table.columns]]
+    else:
+        table = pd.read_csv(path, usecols=lambda c: c in wanted)
+    with _sizes_lock:
+        _sizes.clear()  # one folder at a time is reviewed
+        _sizes[key] = (stamp, table)
+    return table
 
 
 def to_rgb(values: np.ndarray, limits: tuple[float, float], tint: str) -> np.ndarray:
@@ -108,10 +148,14 @@ def compute_strip(
     title: str,
     color: str,
     recruitment=None,
+    folder: str | Path | None = None,
+    z_step_um: float | None = None,
 ) -> StripData:
     """Crops of one event over time (a row per channel) and its recruitment curve.
 
-    Runs in a worker thread (reads through the frame cache; no Qt).
+    Runs in a worker thread (reads through the frame cache; no Qt). In a z-stack, the
+    crops project the event's own z-range: its ``z`` (``event``), its size from the
+    tracks table of ``folder``, and ``z_step_um`` (:func:`deathtrack.gallery.event_z_ranges`).
     """
     frame0 = int(event[col.FRAME])
     frames = tuple(frame0 + dt for dt in CROP_FRAMES)
@@ -132,6 +176,7 @@ def compute_strip(
         if n_frames is None:
             n_frames = _lazy.open_movie(stack, axes=axes).movie.n_frames
         cy, cx = float(event[col.Y]), float(event[col.X])
+        z_range = None
         for row in rows:
             crops: list[np.ndarray | None] = []
             for t in frames:
@@ -139,7 +184,11 @@ def compute_strip(
                     crops.append(None)  # before the first or after the last frame
                     continue
                 frame = _lazy.read_frame(stack, row.channel, t, axes=axes)
-                crops.append(to_rgb(crop(frame, cy, cx, half, row.limits[0]), row.limits, row.tint))
+                if frame.ndim == 3 and z_range is None:
+                    z_range = _z_range(event, frame.shape[0], folder, z_step_um)
+                    data.z_text = "crops: " + _z_text(z_range, frame.shape[0], z_step_um)
+                image = crop(frame, cy, cx, half, row.limits[0], z_range=z_range)
+                crops.append(to_rgb(image, row.limits, row.tint))
             data.rows.append((row.role, crops))
     if recruitment is not None and len(recruitment):
         rec = recruitment.sort_values(col.DT)
@@ -152,6 +201,22 @@ def compute_strip(
             if column in rec.columns:
                 data.curve[name] = rec[column].to_numpy(float)
     return data
+
+
+def _z_range(event: Mapping, n_z: int, folder, z_step_um) -> tuple[int, int]:
+    import pandas as pd
+
+    from deathtrack.gallery import event_z_ranges
+
+    return event_z_ranges(
+        pd.DataFrame([dict(event)]), cell_sizes(folder), z_step_um=z_step_um, n_z=n_z
+    )[0]
+
+
+def _z_text(z_range: tuple[int, int], n_z: int, z_step_um) -> str:
+    from deathtrack.gallery import z_range_text
+
+    return z_range_text(z_range, n_z=n_z, z_step_um=z_step_um)
 
 
 def strip_layout(
@@ -226,6 +291,14 @@ class CropStrip(QWidget):
         painter.setFont(self._font(10.5, bold=True))
         painter.setPen(QColor(data.color))
         painter.drawText(QRectF(6, 2, w - 12, title_h), Qt.AlignmentFlag.AlignVCenter, data.title)
+        if data.z_text:  # a z-stack: the slices the crops project
+            painter.setFont(self._font(9.0))
+            painter.setPen(LIGHT)
+            painter.drawText(
+                QRectF(6, 2, w - 12, title_h),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                data.z_text,
+            )
         if not self._images:
             painter.setPen(LIGHT)
             painter.drawText(
