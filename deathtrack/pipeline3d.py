@@ -15,7 +15,8 @@ do:
   sphericity (as ``circularity``), 3D solidity and fragments;
 - recruitment within a ball of R µm, contacts in 3D, motility in 3D;
 - the outputs contract of 2D plus ``z, z_um`` (``tracks.csv``, ``events.csv``)
-  and ``labels_*.tif`` as (T, Z, Y, X), written frame by frame.
+  and ``labels_*.tif`` as (T, Z, Y, X), written frame by frame; ``tracks.xml``
+  (TrackMate) in 3D, and ``--export-ctc`` masks as (Z, Y, X) volumes.
 
 Not done in 3D (said in ``run.json``'s warnings): the 2D mending over time
 (``split_merged``, ``carry_objects``), crosstalk unmixing, and bring-your-own
@@ -297,6 +298,20 @@ def run_movie_3d(
                 result.counts["ctc_export"] = str(ctc_dir)
             all_tracks = _tracks_table_3d(tracks, cal.interval_s)
             write_table(all_tracks, staged / "tracks.csv", fmt)
+            if cfg.output.write_trackmate:
+                from .export import export_trackmate
+
+                export_trackmate(  # in 3D: POSITION_Z = z_um, the stack's slices and z step
+                    all_tracks,
+                    lineage,
+                    staged / "tracks.xml",
+                    pixel_size_um=cal.pixel_size_um,
+                    interval_s=cal.interval_s,
+                    image_path=str(Path(stack).resolve()),
+                    shape_tyx=(movie.n_frames, *movie.shape[-2:]),
+                    z_step_um=cal.z_step_um,
+                    n_slices=int(movie.shape[-3]),
+                )
             result.timings_s["write"] = time.perf_counter() - t0
 
             _notify(on_progress, "death")

@@ -365,6 +365,67 @@ def test_cli_runs_a_tzcyx_tiff_end_to_end(tiny_3d, tmp_path):
     assert info["input"]["calibration"]["source"]["z_step_um"] == "override"
 
 
+def test_exports_of_a_3d_run_ctc_volumes_and_trackmate_z(tiny_3d, tmp_path):
+    """--export-ctc of a z-stack: one (Z, Y, X) uint16 mask per frame and res_track.txt,
+    consistent with each other and with labels_cells.tif; tracks.xml: POSITION_Z = z_um,
+    the stack's slices and z step, 3D displacements. Read back from the files."""
+    import xml.etree.ElementTree as ET
+
+    from deathtrack.pipeline import run_stack
+
+    res = run_stack(
+        tiny_3d["hyper"], _config(), tmp_path / "out", export_ctc=tmp_path / "ctc", progress=False
+    )
+    labels = tifffile.imread(res.out_dir / "labels_cells.tif")  # (T, Z, Y, X)
+    T, Z = labels.shape[:2]
+    ctc = tmp_path / "ctc" / f"{res.out_dir.name}_RES"
+    masks = []
+    for t in range(T):
+        with tifffile.TiffFile(ctc / f"mask{t:03d}.tif") as tif:
+            assert len(tif.pages) == Z  # one page per slice
+            masks.append(tif.asarray())
+    masks = np.stack(masks)
+    assert masks.dtype == np.uint16 and masks.shape == labels.shape
+    np.testing.assert_array_equal(masks > 0, labels > 0)
+    rows = np.loadtxt(ctc / "res_track.txt", dtype=int, ndmin=2)
+    assert len(rows) >= 1
+    for lab, begin, end, parent in rows:
+        present = [t for t in range(T) if (masks[t] == lab).any()]
+        assert present == list(range(begin, end + 1)), lab  # CTC: continuous in time
+        assert parent == 0 or parent in rows[:, 0]
+    assert set(np.unique(masks)) - {0} == set(rows[:, 0])
+    # tracks.xml in 3D
+    tracks = pd.read_csv(res.out_dir / "tracks.csv")
+    root = ET.parse(res.out_dir / "tracks.xml").getroot()
+    image = root.find("Settings/ImageData")
+    assert image.get("nslices") == str(Z) and float(image.get("voxeldepth")) == 2.0
+    assert root.find("Settings/BasicSettings").get("zend") == str(Z - 1)
+    by_key = tracks.set_index([col.POPULATION, col.TRACK_ID, col.FRAME])
+    spots = {}
+    for spot in root.iter("Spot"):
+        pop, tid = spot.get("name").rsplit("_", 1)
+        r = by_key.loc[(pop, int(tid), int(spot.get("FRAME")))]
+        assert float(spot.get("POSITION_Z")) == r[col.Z_UM]
+        assert float(spot.get("POSITION_X")) == r[col.X_UM]
+        assert float(spot.get("RADIUS")) == pytest.approx(
+            (3 * r["volume_um3"] / (4 * np.pi)) ** (1 / 3)
+        )
+        assert float(spot.get("SPHERICITY")) == r["sphericity"]
+        assert float(spot.get("DT_VOLUME_UM3")) == r["volume_um3"]
+        assert "AREA" not in spot.attrib and "CIRCULARITY" not in spot.attrib
+        spots[spot.get("ID")] = r
+    assert len(spots) == len(tracks) and tracks[col.Z_UM].nunique() > 1
+    edges = list(root.iter("Edge"))
+    assert edges
+    for e in edges:
+        a, b = spots[e.get("SPOT_SOURCE_ID")], spots[e.get("SPOT_TARGET_ID")]
+        d = math.dist(
+            (a[col.Z_UM], a[col.Y_UM], a[col.X_UM]), (b[col.Z_UM], b[col.Y_UM], b[col.X_UM])
+        )
+        assert float(e.get("DISPLACEMENT")) == pytest.approx(d)
+        assert float(e.get("EDGE_Z_LOCATION")) == pytest.approx((a[col.Z_UM] + b[col.Z_UM]) / 2)
+
+
 def test_z_step_from_metadata_or_flag(tiny_3d):
     from deathtrack.io import open_stack
 
