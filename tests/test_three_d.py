@@ -426,6 +426,45 @@ def test_exports_of_a_3d_run_ctc_volumes_and_trackmate_z(tiny_3d, tmp_path):
         assert float(e.get("EDGE_Z_LOCATION")) == pytest.approx((a[col.Z_UM] + b[col.Z_UM]) / 2)
 
 
+def test_3d_frames_in_helper_processes_give_the_same_results(tiny_3d, tmp_path):
+    """Frames segmented by this process and a helper process (segment.workers = 2) or
+    by helper threads give the outputs of a one-process run, byte for byte; a run stopped
+    from on_progress (the GUI's Cancel) stops with the helpers' frames and leaves no
+    outputs."""
+    from deathtrack.pipeline import run_stack
+
+    outs = {}
+    for name, seg in (
+        ("one", {"workers": 1}),
+        ("processes", {"workers": 2, "parallel": "processes"}),
+        ("threads", {"workers": 3, "parallel": "threads"}),
+    ):
+        cfg = _config(segment=seg, output={"write_trackmate": False})
+        outs[name] = run_stack(tiny_3d["hyper"], cfg, tmp_path / name, progress=False).out_dir
+    for name in ("processes", "threads"):
+        for f in ("tracks.csv", "events.csv", "recruitment.csv"):
+            assert (outs[name] / f).read_bytes() == (outs["one"] / f).read_bytes(), (name, f)
+        np.testing.assert_array_equal(
+            tifffile.imread(outs[name] / "labels_cells.tif"),
+            tifffile.imread(outs["one"] / "labels_cells.tif"),
+        )
+
+    class Stop(Exception):
+        pass
+
+    def stop(stage, done, total):
+        if stage == "segment" and done >= 2:
+            raise Stop
+
+    cfg = _config(segment={"workers": 2, "parallel": "processes"})
+    with pytest.raises(Stop):
+        run_stack(tiny_3d["hyper"], cfg, tmp_path / "stopped", progress=False, on_progress=stop)
+    from deathtrack.io import LOCK_FILE
+
+    left = [p for p in (tmp_path / "stopped").rglob("*") if p.is_file()]
+    assert [p.name for p in left] == [LOCK_FILE]  # the (released) lock; no outputs, no work
+
+
 def test_z_step_from_metadata_or_flag(tiny_3d):
     from deathtrack.io import open_stack
 
