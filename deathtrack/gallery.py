@@ -13,7 +13,8 @@ volume, ``sqrt(area_um2 / pi)`` of ``tracks.csv``), its median over its track's
 frames up to the death frame (its size alive, before it shrank or swelled); at
 least the slice nearest its centre (:func:`cell_z_range`, :func:`event_z_ranges`).
 The centre is the event's ``z`` (``events.csv``; ``z_um`` over the z step when
-``z`` is missing). A death without a z or a size (e.g. added by hand) is
+``z`` is missing). A death without a track of its own (added by hand in napari)
+takes the median size of the target cells; one without a z (or any size) is
 projected over every slice, and says so. Every crop of a death uses the same
 z-range, as it uses the same (y, x) box. Label crops are projected the same
 way: each (y, x) column shows the object of the range's slice nearest the
@@ -100,8 +101,9 @@ def event_z_ranges(
 
     The centre is the event's ``z`` (or ``z_um / z_step_um``); the radius the median
     of ``sqrt(area_um2 / pi)`` over the rows of ``tracks`` (target cells) of the
-    event's ``track_id`` at or before its ``frame``. ``tracks`` needs ``frame,
-    track_id, area_um2`` (and ``population`` when it holds immune cells too).
+    event's ``track_id`` at or before its ``frame``, or over every target cell's rows
+    when the event has no such track (a death added by hand). ``tracks`` needs
+    ``frame, track_id, area_um2`` (and ``population`` when it holds immune cells too).
     """
     n = len(events)
     if z_step_um is None or not n:
@@ -116,7 +118,6 @@ def event_z_ranges(
     if (
         tracks is not None
         and len(tracks)
-        and col.TRACK_ID in events.columns
         and {col.FRAME, col.TRACK_ID, col.AREA_UM2} <= set(tracks.columns)
     ):
         cells = tracks
@@ -131,14 +132,17 @@ def event_z_ranges(
             }
         )
         by_track = dict(tuple(r.groupby(col.TRACK_ID)))
-        tids = pd.to_numeric(events[col.TRACK_ID], errors="coerce").to_numpy(float)
+        typical = float(r["r"].median()) if r["r"].notna().any() else np.nan
+        tids = (
+            pd.to_numeric(events[col.TRACK_ID], errors="coerce").to_numpy(float)
+            if col.TRACK_ID in events.columns
+            else np.full(n, np.nan)
+        )
         frames = pd.to_numeric(events[col.FRAME], errors="coerce").to_numpy(float)
         for i, (tid, f) in enumerate(zip(tids, frames)):
             g = by_track.get(int(tid)) if np.isfinite(tid) else None
-            if g is not None:
-                alive = g["r"][g[col.FRAME].to_numpy() <= f].dropna()
-                if len(alive):
-                    radii[i] = float(alive.median())
+            alive = g["r"][g[col.FRAME].to_numpy() <= f].dropna() if g is not None else []
+            radii[i] = float(alive.median()) if len(alive) else typical
     return [cell_z_range(z, r, z_step_um=z_step_um, n_z=n_z) for z, r in zip(zs.tolist(), radii)]
 
 

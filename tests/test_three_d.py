@@ -577,6 +577,11 @@ def test_event_z_ranges_use_the_cells_size_alive_and_its_z(hand_3d_results, hand
     # z_um when z is missing; every slice without a z, a size or a z step
     no_z = events.drop(columns=[col.Z])
     assert event_z_ranges(no_z, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    # a death added by hand (no track): the median size of the target cells (4 and 5 µm)
+    by_hand = events.assign(**{col.TRACK_ID: np.nan})
+    assert event_z_ranges(by_hand, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    by_hand = by_hand.assign(**{col.Z: 6.0})  # 4.5 µm = 2.25 slices around 6
+    assert event_z_ranges(by_hand, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(4, 9)]
     no_pos = events.drop(columns=[col.Z, col.Z_UM])
     assert event_z_ranges(no_pos, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
     assert event_z_ranges(events, None, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
