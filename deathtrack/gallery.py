@@ -47,7 +47,10 @@ __all__ = [
     "cell_z_range",
     "crop_image",
     "crop_labels",
+    "crop_xz",
     "event_gallery",
+    "event_radii_um",
+    "event_z",
     "event_z_ranges",
     "z_range_text",
 ]
@@ -90,6 +93,51 @@ def cell_z_range(
     return lo, hi + 1
 
 
+def event_radii_um(events: pd.DataFrame, tracks: pd.DataFrame | None) -> np.ndarray:
+    """Each event's cell size, as an equivalent radius in µm (NaN when unknown).
+
+    The median of ``sqrt(area_um2 / pi)`` over the rows of ``tracks`` (target cells) of
+    the event's ``track_id`` at or before its ``frame`` (its size alive), or over every
+    target cell's rows when the event has no such track (a death added by hand).
+    ``tracks`` needs ``frame, track_id, area_um2`` (and ``population`` when it holds
+    immune cells too). In a z-stack ``area_um2`` is the equivalent area, so this is the
+    radius of the ball of the cell's volume.
+    """
+    n = len(events)
+    radii = np.full(n, np.nan)
+    if (
+        tracks is None
+        or not len(tracks)
+        or not n
+        or not {col.FRAME, col.TRACK_ID, col.AREA_UM2} <= set(tracks.columns)
+    ):
+        return radii
+    cells = tracks
+    if col.POPULATION in cells.columns:
+        cells = cells[cells[col.POPULATION].astype(str) == col.CELLS]
+    area = pd.to_numeric(cells[col.AREA_UM2], errors="coerce").to_numpy(float)
+    r = pd.DataFrame(
+        {
+            col.TRACK_ID: cells[col.TRACK_ID].to_numpy(),
+            col.FRAME: cells[col.FRAME].to_numpy(),
+            "r": np.sqrt(np.clip(area, 0, None) / np.pi),
+        }
+    )
+    by_track = dict(tuple(r.groupby(col.TRACK_ID)))
+    typical = float(r["r"].median()) if r["r"].notna().any() else np.nan
+    tids = (
+        pd.to_numeric(events[col.TRACK_ID], errors="coerce").to_numpy(float)
+        if col.TRACK_ID in events.columns
+        else np.full(n, np.nan)
+    )
+    frames = pd.to_numeric(events[col.FRAME], errors="coerce").to_numpy(float)
+    for i, (tid, f) in enumerate(zip(tids, frames)):
+        g = by_track.get(int(tid)) if np.isfinite(tid) else None
+        alive = g["r"][g[col.FRAME].to_numpy() <= f].dropna() if g is not None else []
+        radii[i] = float(alive.median()) if len(alive) else typical
+    return radii
+
+
 def event_z_ranges(
     events: pd.DataFrame,
     tracks: pd.DataFrame | None,
@@ -99,51 +147,24 @@ def event_z_ranges(
 ) -> list[tuple[int, int]]:
     """Each event's own z-range (:func:`cell_z_range`), in the order of ``events``.
 
-    The centre is the event's ``z`` (or ``z_um / z_step_um``); the radius the median
-    of ``sqrt(area_um2 / pi)`` over the rows of ``tracks`` (target cells) of the
-    event's ``track_id`` at or before its ``frame``, or over every target cell's rows
-    when the event has no such track (a death added by hand). ``tracks`` needs
-    ``frame, track_id, area_um2`` (and ``population`` when it holds immune cells too).
+    The centre is the event's ``z`` (or ``z_um / z_step_um``); the radius its cell's
+    size (:func:`event_radii_um`).
     """
     n = len(events)
     if z_step_um is None or not n:
         return [(0, int(n_z))] * n
-    if col.Z in events.columns:
-        zs = pd.to_numeric(events[col.Z], errors="coerce").to_numpy(float)
-    elif col.Z_UM in events.columns:
-        zs = pd.to_numeric(events[col.Z_UM], errors="coerce").to_numpy(float) / z_step_um
-    else:
-        zs = np.full(n, np.nan)
-    radii = np.full(n, np.nan)
-    if (
-        tracks is not None
-        and len(tracks)
-        and {col.FRAME, col.TRACK_ID, col.AREA_UM2} <= set(tracks.columns)
-    ):
-        cells = tracks
-        if col.POPULATION in cells.columns:
-            cells = cells[cells[col.POPULATION].astype(str) == col.CELLS]
-        area = pd.to_numeric(cells[col.AREA_UM2], errors="coerce").to_numpy(float)
-        r = pd.DataFrame(
-            {
-                col.TRACK_ID: cells[col.TRACK_ID].to_numpy(),
-                col.FRAME: cells[col.FRAME].to_numpy(),
-                "r": np.sqrt(np.clip(area, 0, None) / np.pi),
-            }
-        )
-        by_track = dict(tuple(r.groupby(col.TRACK_ID)))
-        typical = float(r["r"].median()) if r["r"].notna().any() else np.nan
-        tids = (
-            pd.to_numeric(events[col.TRACK_ID], errors="coerce").to_numpy(float)
-            if col.TRACK_ID in events.columns
-            else np.full(n, np.nan)
-        )
-        frames = pd.to_numeric(events[col.FRAME], errors="coerce").to_numpy(float)
-        for i, (tid, f) in enumerate(zip(tids, frames)):
-            g = by_track.get(int(tid)) if np.isfinite(tid) else None
-            alive = g["r"][g[col.FRAME].to_numpy() <= f].dropna() if g is not None else []
-            radii[i] = float(alive.median()) if len(alive) else typical
+    zs = event_z(events, z_step_um)
+    radii = event_radii_um(events, tracks)
     return [cell_z_range(z, r, z_step_um=z_step_um, n_z=n_z) for z, r in zip(zs.tolist(), radii)]
+
+
+def event_z(events: pd.DataFrame, z_step_um: float | None) -> np.ndarray:
+    """Each event's centre in slices: ``z``, else ``z_um / z_step_um``; NaN when unknown."""
+    if col.Z in events.columns:
+        return pd.to_numeric(events[col.Z], errors="coerce").to_numpy(float)
+    if col.Z_UM in events.columns and z_step_um:
+        return pd.to_numeric(events[col.Z_UM], errors="coerce").to_numpy(float) / z_step_um
+    return np.full(len(events), np.nan)
 
 
 def z_range_text(z_range: tuple[int, int], *, n_z: int, z_step_um: float | None = None) -> str:
@@ -232,6 +253,42 @@ def crop_labels(
         empty = proj == 0
         proj[empty] = sl[empty]
     out[dst] = proj
+    return out
+
+
+def crop_xz(
+    volume: np.ndarray,
+    cy: float,
+    cx: float,
+    half: int,
+    *,
+    z: float | None,
+    y_half_px: float,
+    z_step_um: float,
+    pixel_size_um: float,
+    fill: float = np.nan,
+) -> np.ndarray:
+    """An orthogonal view (depth down, X across) of a (Z, Y, X) volume around a cell: a
+    (2 half + 1)² float32 crop in square µm, the maximum over the rows ``cy ±
+    y_half_px`` (the cell's own y-range). Row ``r`` shows the slice nearest the depth
+    ``z`` (slices; the stack's middle when None) + ``(r - half) * pixel_size_um`` µm,
+    so the view spans the crop's width in depth too; ``fill`` beyond the stack."""
+    size = 2 * half + 1
+    out = np.full((size, size), fill, np.float32)
+    volume = np.asarray(volume)
+    nz, ny, nx = volume.shape
+    x0 = int(round(cx)) - half
+    xs, xe = max(x0, 0), min(x0 + size, nx)
+    h = max(float(y_half_px), 0.0)
+    ys, ye = max(math.ceil(cy - h - 1e-9), 0), min(math.floor(cy + h + 1e-9), ny - 1) + 1
+    if xe <= xs or ye <= ys:
+        return out
+    section = volume[:, ys:ye, xs:xe].max(axis=1)  # (Z, width)
+    centre = (nz - 1) / 2 if z is None or not np.isfinite(z) else float(z)
+    depth = centre + (np.arange(size) - half) * (pixel_size_um / z_step_um)
+    k = np.round(depth).astype(int)
+    inside = (k >= 0) & (k < nz)
+    out[np.flatnonzero(inside), xs - x0 : xe - x0] = section[k[inside]]
     return out
 
 

@@ -562,6 +562,26 @@ def test_cell_z_range_is_the_centre_plus_or_minus_the_radius_in_slices():
         cell_z_range(1.0, 1.0, z_step_um=1.0, n_z=0)
 
 
+def test_crop_xz_is_a_side_view_in_square_um():
+    from deathtrack.gallery import crop_xz
+
+    vol = np.zeros((10, 20, 20), np.float32)
+    vol[6, 10, 4] = 5.0  # 2 slices (4 µm at 2 µm per slice) below the centre slice 4
+    vol[4, 2, 10] = 7.0  # at the centre's depth, but 8 rows away in y: not in its y-range
+    out = crop_xz(vol, 10, 10, 8, z=4.0, y_half_px=2, z_step_um=2.0, pixel_size_um=1.0)
+    assert out.shape == (17, 17)
+    # depth down in 1 µm rows: slice 6 is 4 µm below the centre (rows 11-13 round to it)
+    assert np.nanmax(out) == 5.0 and set(np.flatnonzero(np.nanmax(out, axis=1) == 5.0)) == {
+        11,
+        12,
+        13,
+    }
+    assert (np.nanmax(out, axis=0) == 5.0).nonzero()[0].tolist() == [2]  # x = 4
+    top = crop_xz(vol, 10, 10, 8, z=1.0, y_half_px=2, z_step_um=2.0, pixel_size_um=1.0)
+    # depths 1 - 4 .. 1 - 2 µm (rows 0-4) are above slice 0 (within 0.5 slice: row 5): fill
+    assert np.isnan(top[:5]).all() and not np.isnan(top[5:]).any()
+
+
 def test_event_z_ranges_use_the_cells_size_alive_and_its_z(hand_3d_results, hand3d):
     from deathtrack.gallery import event_z_ranges
 
@@ -697,7 +717,7 @@ def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results,
     """The napari review strip (computed in a worker; no GUI needed here): the brighter
     cell at another depth is not in the crops, and the strip says which slices it shows."""
     pytest.importorskip("qtpy")
-    from napari_deathtrack._strip import StripRow, compute_strip, crop
+    from napari_deathtrack._strip import XZ_ROW, StripRow, compute_strip, crop
 
     events = pd.read_csv(hand_3d_results / "events.csv")
     ev = events.iloc[0].to_dict()
@@ -720,6 +740,15 @@ def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results,
     assert len(shown) == 3  # frames 1, 2, 3 of the strip's -8..+8 around frame 2
     # the dying cell (1000 of 100..5000) is dim grey; the other cell would be white
     assert all(0 < c.max() < 128 for c in shown)
+    # the side view (depth down, X across, square µm): the dying cell in the middle, the
+    # brighter cell 6.5 slices (13 µm = 26 rows of 0.5 µm) deeper, below it
+    assert [role for role, _ in data.rows] == ["cells", XZ_ROW]
+    side = data.rows[1][1][3]  # the death frame
+    half = side.shape[0] // 2
+    rows_lit = np.flatnonzero(side.max(axis=(1, 2)) > 0)
+    bright = np.flatnonzero(side.max(axis=(1, 2)) == 255)
+    assert half in rows_lit and 0 < side[half].max() < 128
+    assert bright.min() > half + 10 and abs(np.median(bright) - (half + 26)) <= 2
     # without a z (a death added by hand), every slice: then the other cell shows
     data = compute_strip(
         event={k: v for k, v in ev.items() if k not in (col.Z, col.Z_UM)},

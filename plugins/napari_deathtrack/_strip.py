@@ -10,7 +10,9 @@ Crops have a fixed size in µm (:data:`CROP_UM`); the part of a crop outside
 the image is drawn as background (the bottom of the display range), never
 white. In a z-stack, each crop is the maximum projection of the dying cell's own
 z-range (its centre ± its equivalent radius; the rule and the functions are the
-core's, :mod:`deathtrack.gallery`), said in the strip's title line.
+core's, :mod:`deathtrack.gallery`), said in the strip's title line; a last row
+(:data:`XZ_ROW`) shows the cells channel from the side, depth down and X across,
+over the same 40 µm in both (the maximum over the cell's own rows Y).
 """
 
 from __future__ import annotations
@@ -29,12 +31,22 @@ from deathtrack import columns as col
 
 from . import _lazy
 
-__all__ = ["CROP_FRAMES", "CROP_UM", "CropStrip", "RecruitmentPlot", "StripData", "compute_strip"]
+__all__ = [
+    "CROP_FRAMES",
+    "CROP_UM",
+    "XZ_ROW",
+    "CropStrip",
+    "RecruitmentPlot",
+    "StripData",
+    "compute_strip",
+]
 
 #: frames relative to the death frame shown in the crop strip
 CROP_FRAMES = (-8, -4, -1, 0, 1, 4, 8)
 #: side of every crop, µm (the same field whatever the pixel size)
 CROP_UM = 40.0
+#: the strip's row of a z-stack's orthogonal views (depth down, X across)
+XZ_ROW = "cells XZ"
 #: layer colormaps as RGB tints of the crops
 TINTS = {
     "gray": (1.0, 1.0, 1.0),
@@ -176,20 +188,34 @@ def compute_strip(
         if n_frames is None:
             n_frames = _lazy.open_movie(stack, axes=axes).movie.n_frames
         cy, cx = float(event[col.Y]), float(event[col.X])
-        z_range = None
+        cell = None  # a z-stack's (z-range, radius µm, centre in slices) of the dying cell
+        side: list[np.ndarray | None] = []  # the orthogonal (XZ) view of the cells channel
         for row in rows:
             crops: list[np.ndarray | None] = []
             for t in frames:
                 if t < 0 or (n_frames is not None and t >= n_frames):
                     crops.append(None)  # before the first or after the last frame
+                    if row.role == col.ROLE_CELLS:
+                        side.append(None)
                     continue
                 frame = _lazy.read_frame(stack, row.channel, t, axes=axes)
-                if frame.ndim == 3 and z_range is None:
-                    z_range = _z_range(event, frame.shape[0], folder, z_step_um)
-                    data.z_text = "crops: " + _z_text(z_range, frame.shape[0], z_step_um)
+                if frame.ndim == 3 and cell is None:
+                    cell = _cell(event, frame.shape[0], folder, z_step_um)
+                    data.z_text = "crops: " + _z_text(cell[0], frame.shape[0], z_step_um)
+                z_range = cell[0] if cell is not None else None
                 image = crop(frame, cy, cx, half, row.limits[0], z_range=z_range)
                 crops.append(to_rgb(image, row.limits, row.tint))
+                if frame.ndim == 3 and row.role == col.ROLE_CELLS and z_step_um:
+                    side.append(
+                        to_rgb(
+                            crop_xz(frame, cy, cx, half, cell, z_step_um, px, row.limits[0]),
+                            row.limits,
+                            row.tint,
+                        )
+                    )
             data.rows.append((row.role, crops))
+        if any(c is not None for c in side):
+            data.rows.append((XZ_ROW, side))
     if recruitment is not None and len(recruitment):
         rec = recruitment.sort_values(col.DT)
         if col.T_REL_S in rec.columns:
@@ -203,14 +229,35 @@ def compute_strip(
     return data
 
 
-def _z_range(event: Mapping, n_z: int, folder, z_step_um) -> tuple[int, int]:
+def _cell(event: Mapping, n_z: int, folder, z_step_um) -> tuple[tuple[int, int], float, float]:
+    """The dying cell's z-range, radius (µm, NaN when unknown) and centre (slices)."""
     import pandas as pd
 
-    from deathtrack.gallery import event_z_ranges
+    from deathtrack.gallery import event_radii_um, event_z, event_z_ranges
 
-    return event_z_ranges(
-        pd.DataFrame([dict(event)]), cell_sizes(folder), z_step_um=z_step_um, n_z=n_z
-    )[0]
+    ev = pd.DataFrame([dict(event)])
+    sizes = cell_sizes(folder)
+    z_range = event_z_ranges(ev, sizes, z_step_um=z_step_um, n_z=n_z)[0]
+    return z_range, float(event_radii_um(ev, sizes)[0]), float(event_z(ev, z_step_um)[0])
+
+
+def crop_xz(frame, cy, cx, half, cell, z_step_um, px, fill) -> np.ndarray:
+    """The XZ view of a (Z, Y, X) frame around the dying cell, over its own y-range
+    (:func:`deathtrack.gallery.crop_xz`; a section through its centre without a size)."""
+    from deathtrack.gallery import crop_xz as core_crop_xz
+
+    radius = cell[1] if cell is not None and np.isfinite(cell[1]) else 0.0
+    return core_crop_xz(
+        frame,
+        cy,
+        cx,
+        half,
+        z=cell[2] if cell is not None else None,
+        y_half_px=radius / px,
+        z_step_um=z_step_um,
+        pixel_size_um=px,
+        fill=fill,
+    )
 
 
 def _z_text(z_range: tuple[int, int], n_z: int, z_step_um) -> str:
