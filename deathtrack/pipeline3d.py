@@ -134,8 +134,10 @@ def _helpers(seg_cfg, n_voxels: int, n_frames: int):
     if backend == "loky":
         from joblib.externals.loky import get_reusable_executor
 
-        # joblib's own pool (the 2D runs' workers): reused, its BLAS threads limited
-        return get_reusable_executor(max_workers=workers - 1), workers - 1, False
+        # joblib's own pool (the 2D runs' workers): reused, its BLAS threads limited; a
+        # worker left idle stops after joblib's 300 s (loky's own default, 10 s, would
+        # stop and restart a helper, imports and all, whenever it waits for a frame)
+        return get_reusable_executor(max_workers=workers - 1, timeout=300), workers - 1, False
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="deathtrack-3d")
@@ -201,11 +203,13 @@ def segment_movie_3d(
         if on_progress is not None:
             on_progress("segment", len(done), n)
 
-    pending: dict = {}  # future -> frame, at most one per helper
+    # future -> frame: two per helper, the one it works on and the next, so that a helper
+    # never waits for this process to finish its own frame before it gets another
+    pending: dict = {}
     next_t = 0
     try:
         while len(done) < n:
-            while executor is not None and len(pending) < n_helpers and next_t < n:
+            while executor is not None and len(pending) < 2 * n_helpers and next_t < n:
                 frame = movie.frame(next_t)
                 pending[executor.submit(_segment_store_volume, frame, next_t, job, paths)] = next_t
                 next_t += 1
