@@ -180,7 +180,7 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} cores, {platform.system()} {platform.machine()}, Python "
         f"{platform.python_version()}, numpy {numpy.__version__}, pandas {pandas.__version__}; "
-        f"deathtrack at commit {commit} + the new `deathtrack/motility.py` (uncommitted)"
+        f"deathtrack at commit {commit}"
     )
 
 

@@ -521,3 +521,31 @@ def test_tracks_of_a_z_stack_are_written_in_3d(tmp_path):
     bad.loc[bad.index[0], "z_um"] = np.nan
     with pytest.raises(ValueError, match="z_um"):
         _export(tmp_path, bad, lineage)
+
+
+@pytest.mark.parametrize("case", ["full", "no links", "empty", "3d"])
+def test_streamed_file_is_what_elementtree_writes_of_it(tmp_path, case):
+    """The file is written spot by spot and track by track (memory flat in the movie's
+    length); it must be well-formed XML laid out exactly as ElementTree writes the same
+    tree, special characters of a population's name included."""
+    tracks, lineage = _table()
+    tracks["population"] = tracks["population"].replace({"immune": 'T & "NK"\t<cells>'})
+    if case == "no links":
+        tracks, lineage = tracks[tracks["frame"] == 3], lineage.iloc[:0]
+    elif case == "empty":
+        tracks, lineage = tracks.iloc[:0], lineage.iloc[:0]
+    elif case == "3d":
+        tracks = tracks.assign(z=tracks["frame"] * 0.5, z_um=tracks["frame"] * 1.25)
+    path, root = _export(tmp_path, tracks, lineage)
+    assert len(list(root.iter("Spot"))) == len(tracks)
+    if case == "full":
+        assert {s.get("name") for s in root.iter("Spot")} >= {'T & "NK"\t<cells>_1'}
+        assert len(list(root.iter("Track"))) > 0
+    for element in root.iter():  # drop the layout, then lay it out again as ET does
+        if len(element):
+            element.text = None
+        element.tail = None
+    ET.indent(root, space="  ")
+    again = tmp_path / "again.xml"
+    ET.ElementTree(root).write(again, encoding="UTF-8", xml_declaration=True)
+    assert path.read_bytes() == again.read_bytes() + b"\n"
