@@ -3,7 +3,7 @@ recruitment bias, and peak memory of a 512² x 30-slice x 60-frame run vs its 2D
 
 Usage:
     python benchmarks/three_d.py accuracy [--seeds 1006-1013] [--workdir DIR]
-    python benchmarks/three_d.py memory [--workdir DIR]
+    python benchmarks/three_d.py memory [--workdir DIR] [--workers 2,1]
 
 ``accuracy``: movies of :func:`deathtrack.simulate3d.random_config_3d` (128² pixels, z step
 2-5x the pixel size, 20, 30 or 40 slices by seed, 20 frames) at scoring seeds (from 1000:
@@ -12,10 +12,12 @@ never looked at while choosing the 3D defaults, which were chosen on development
 then the same movies maximum-projected over z and run in 2D, their immune counts within R
 scored against the 3D truth.
 
-``memory``: one 512 x 512 x 30-slice x 60-frame movie (3 channels) run in a fresh process,
-then its maximum projection (512 x 512 x 60 frames) run in 2D in a fresh process; the peak
-resident memory of each process tree (the run and every worker process it starts, summed,
-sampled every 0.1 s with psutil) and the wall time.
+``memory``: one 512 x 512 x 30-slice x 60-frame movie (3 channels) run in a fresh process
+(once per ``--workers`` value: ``segment.workers``, default 2 then 1), then its maximum
+projection (512 x 512 x 60 frames) run in 2D in a fresh process (default config); the
+peak resident memory of each process tree (the run and every worker process it starts,
+summed, sampled every 0.1 s with psutil), the CPU time of the tree (every process's
+user + system time, last seen) and the wall time.
 
 Results are written to ``benchmarks/results/three_d.json`` (merged) and printed; the
 Markdown summary ``benchmarks/results/three_d.md`` is written by hand from them.
@@ -38,7 +40,9 @@ CHILD = r"""
 import json, sys, time
 from deathtrack.config import PipelineConfig
 from deathtrack.pipeline import run_stack
-cfg = PipelineConfig.model_validate({"input": {"channels": json.loads(sys.argv[3])}})
+cfg = PipelineConfig.model_validate(
+    {"input": {"channels": json.loads(sys.argv[3])}, **json.loads(sys.argv[4])}
+)
 t0 = time.perf_counter()
 res = run_stack(sys.argv[1], cfg, sys.argv[2], progress=False)
 print(json.dumps({"wall_s": time.perf_counter() - t0, "timings_s": res.timings_s,
@@ -133,13 +137,15 @@ def accuracy(seeds: list[int], workdir: Path) -> dict:
     return {"per_seed": rows, "summary": summary}
 
 
-def _tree_peak(cmd: list[str]) -> tuple[float, str]:
-    """Run ``cmd``; (peak summed RSS in MiB of it and its descendants, its stdout)."""
+def _tree_peak(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd``; (peak summed RSS in MiB of it and its descendants, their CPU seconds
+    (user + system, as last seen), its stdout)."""
     import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
+    cpu: dict[int, float] = {}
     while proc.poll() is None:
         total = 0
         try:
@@ -149,6 +155,8 @@ def _tree_peak(cmd: list[str]) -> tuple[float, str]:
         for p in procs:
             try:
                 total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = times.user + times.system
             except psutil.NoSuchProcess:
                 pass
         peak = max(peak, total)
@@ -156,10 +164,10 @@ def _tree_peak(cmd: list[str]) -> tuple[float, str]:
     out = proc.stdout.read()
     if proc.returncode:
         raise RuntimeError(f"{cmd} failed ({proc.returncode})")
-    return peak / 2**20, out
+    return peak / 2**20, sum(cpu.values()), out
 
 
-def memory(workdir: Path) -> dict:
+def memory(workdir: Path, workers: list[int]) -> dict:
     from deathtrack.simulate3d import Simulation3DConfig, simulate_3d, write_simulation_3d
 
     sim_cfg = Simulation3DConfig(
@@ -179,16 +187,34 @@ def memory(workdir: Path) -> dict:
             **sim_cfg.model_dump(include={"pixel_size_um", "z_step_um", "n_cells", "n_immune"}),
         }
     }
-    for key, path in (("run_3d", movie), ("run_2d_projection", proj)):
-        peak, text = _tree_peak(
-            [sys.executable, "-c", CHILD, str(path), str(workdir / f"res_{key}"), json.dumps(ROLES)]
+    runs = [(f"run_3d_workers{w}", movie, {"segment": {"workers": w}}) for w in workers]
+    runs.append(("run_2d_projection", proj, {}))
+    for key, path, cfg in runs:
+        peak, cpu, text = _tree_peak(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(path),
+                str(workdir / f"res_{key}"),
+                json.dumps(ROLES),
+                json.dumps(cfg),
+            ]
         )
         rec = json.loads(text.strip().splitlines()[-1])
-        out[key] = {"peak_tree_rss_mb": round(peak, 1), **rec}
-        print(key, round(peak), "MiB", round(rec["wall_s"]), "s", flush=True)
-    out["ratio_3d_over_2d"] = round(
-        out["run_3d"]["peak_tree_rss_mb"] / out["run_2d_projection"]["peak_tree_rss_mb"], 3
-    )
+        n = rec["counts"]["n_frames"]
+        out[key] = {
+            "config": cfg,
+            "peak_tree_rss_mb": round(peak, 1),
+            "cpu_tree_s": round(cpu, 1),
+            "segment_s_per_frame": round(rec["timings_s"]["segment_measure"] / n, 2),
+            **rec,
+        }
+        print(key, round(peak), "MiB", round(rec["wall_s"]), "s", round(cpu), "CPU s", flush=True)
+    for key in [k for k in out if k.startswith("run_3d")]:
+        out[f"ratio_{key}_over_2d"] = round(
+            out[key]["peak_tree_rss_mb"] / out["run_2d_projection"]["peak_tree_rss_mb"], 3
+        )
     return out
 
 
@@ -197,12 +223,13 @@ def main() -> None:
     parser.add_argument("what", choices=["accuracy", "memory"])
     parser.add_argument("--seeds", default="1006-1013")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/out/three_d"))
+    parser.add_argument("--workers", default="2,1", help="memory: segment.workers of 3D runs")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     result = (
         accuracy(_seeds(args.seeds), args.workdir)
         if args.what == "accuracy"
-        else memory(args.workdir)
+        else memory(args.workdir, [int(w) for w in args.workers.split(",")])
     )
     import os
 

@@ -5,6 +5,9 @@ Fiji with *Plugins > Tracking > Load a TrackMate file*: spots with their
 positions in µm and times in seconds, links between consecutive spots of a
 track (across gaps too), and division links from a parent's last spot to
 each daughter's first spot, so a division is one branching TrackMate track.
+Tracks of a z-stack (a ``z_um`` column) are written in 3D: ``POSITION_Z`` in
+µm, the stack's slices and z step in ``ImageData``, 3D displacements and
+speeds, and TrackMate's 3D shape features instead of its 2D ones.
 
 The file follows what TrackMate's own reader (``TmXmlReader``) needs: every
 element it reads without a null check (``ImageData``,
@@ -73,6 +76,15 @@ _SPOT_MORPHOLOGY = {
     "circularity": ("CIRCULARITY", "Circularity", "Circ.", "NONE", False),
     "solidity": ("SOLIDITY", "Solidity", "Solidity", "NONE", False),
 }
+# deathtrack's 3D columns -> TrackMate's own 3D shape features (Spot3DShapeAnalyzerFactory);
+# the volume is deathtrack's own: TrackMate's VOLUME has the VOLUME dimension, which
+# TrackMate releases before 3D meshes do not know (their reader would refuse the file)
+_SPOT_MORPHOLOGY_3D = {
+    "surface_um2": ("SURFACE_AREA", "Surface area", "Surf. area", "AREA", False),
+    "sphericity": ("SPHERICITY", "Sphericity", "Sphericity", "NONE", False),
+    "solidity": ("SOLIDITY", "Solidity", "Solidity", "NONE", False),
+    "volume_um3": ("DT_VOLUME_UM3", "deathtrack volume (µm³)", "DT vol.", "NONE", False),
+}
 _SPOT_DEATHTRACK = [
     ("DT_TRACK_ID", "deathtrack track_id", "DT track", "NONE", True),
     ("DT_POPULATION", "deathtrack population (0 cells, 1 immune)", "DT pop.", "NONE", True),
@@ -114,6 +126,8 @@ def export_trackmate(
     image_path: str | Path | None = None,
     shape_tyx: tuple[int, int, int] | None = None,
     population: str | None = None,
+    z_step_um: float | None = None,
+    n_slices: int | None = None,
 ) -> Path:
     """Write tracks as a TrackMate XML file (Fiji: *Load a TrackMate file*).
 
@@ -143,6 +157,11 @@ def export_trackmate(
         Default: from the largest frame and pixel position in ``tracks``.
     population
         Export only this population (default: all rows).
+    z_step_um, n_slices
+        A z-stack's z step (µm) and number of slices, written to ``ImageData``
+        (``voxeldepth``, ``nslices``). Tracks with a ``z_um`` column are written in
+        3D; without these, the z step is read from the ``z_um / z`` of the rows and
+        the slices from their largest ``z``.
 
     Returns
     -------
@@ -158,12 +177,16 @@ def export_trackmate(
     information is in the integer spot features ``DT_TRACK_ID`` (deathtrack's
     ``track_id``) and ``DT_POPULATION`` (0 = cells, 1 = immune; other names
     follow, sorted), so TrackMate can filter or colour by them. Features:
-    ``POSITION_X/Y`` (µm), ``POSITION_Z = 0``, ``POSITION_T`` (s), ``FRAME``,
-    ``RADIUS = sqrt(area_um2 / π)`` (µm; the median radius where the area is
-    missing), ``QUALITY = 1``, ``VISIBILITY = 1``, and where the columns exist
-    ``AREA, PERIMETER, CIRCULARITY, SOLIDITY`` (TrackMate's own shape feature
-    keys) and ``MEAN_INTENSITY_<CHANNEL>`` for every ``<channel>_mean``
-    column. Missing values are written ``NaN``, as TrackMate writes them.
+    ``POSITION_X/Y`` (µm), ``POSITION_Z`` (``z_um`` in 3D, else 0),
+    ``POSITION_T`` (s), ``FRAME``, ``RADIUS = sqrt(area_um2 / π)`` (µm; in 3D
+    ``area_um2`` is the equivalent area, so this is the radius of the ball of
+    the object's volume; the median radius where the area is missing),
+    ``QUALITY = 1``, ``VISIBILITY = 1``, and where the columns exist ``AREA,
+    PERIMETER, CIRCULARITY, SOLIDITY`` (TrackMate's own 2D shape feature keys)
+    or, in 3D, ``SURFACE_AREA, SPHERICITY, SOLIDITY`` (its 3D ones) and
+    ``DT_VOLUME_UM3``, and ``MEAN_INTENSITY_<CHANNEL>`` for every
+    ``<channel>_mean`` column. Missing values are written ``NaN``, as
+    TrackMate writes them.
 
     *Links*: from each spot to the next frame its track has (a gap is one
     link), and from a parent's last spot to each daughter's first spot (the
@@ -191,9 +214,12 @@ def export_trackmate(
     ['1']
     """
     _check_calibration(pixel_size_um, interval_s, shape_tyx)
+    if z_step_um is not None:
+        _check_positive("z_step_um", z_step_um)
     px, dt = float(pixel_size_um), float(interval_s)
     rows = _select(tracks, population)
-    _check_tracks(rows)
+    is_3d = col.Z_UM in rows.columns
+    _check_tracks(rows, is_3d)
     n = len(rows)
 
     # --- spots, sorted by population, track, frame --------------------------------------
@@ -202,15 +228,16 @@ def export_trackmate(
         tid = _numeric(rows, col.TRACK_ID).astype(np.int64)
         frame = _numeric(rows, col.FRAME).astype(np.int64)
         x, y, area = (_numeric(rows, c) for c in (col.X_UM, col.Y_UM, col.AREA_UM2))
+        z = _numeric(rows, col.Z_UM) if is_3d else np.zeros(n)
     else:  # an empty table may even lack the columns
         pop_names = np.zeros(0, dtype=object)
         tid, frame = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        x, y, area = np.zeros(0), np.zeros(0), np.zeros(0)
+        x, y, z, area = np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     codes = _population_codes(pop_names)
     pop_code = np.array([codes[p] for p in pop_names], dtype=np.int64)
     order = np.lexsort((frame, tid, pop_code))
     pop_names, pop_code, tid, frame = pop_names[order], pop_code[order], tid[order], frame[order]
-    x, y = x[order], y[order]
+    x, y, z = x[order], y[order], z[order]
     t = frame * dt
     radius = _radius(area[order], px)
 
@@ -247,13 +274,13 @@ def export_trackmate(
         ("const", "1.0"),
         ("float", x),
         ("float", y),
-        ("const", "0.0"),
+        ("float", z) if is_3d else ("const", "0.0"),
         ("float", t),
         ("int", frame),
         ("float", radius),
         ("const", "1"),
     ]
-    for column, decl in _SPOT_MORPHOLOGY.items():
+    for column, decl in (_SPOT_MORPHOLOGY_3D if is_3d else _SPOT_MORPHOLOGY).items():
         if column in rows.columns:
             spot_features.append(decl)
             spot_columns.append(("float", _numeric(rows, column)[order]))
@@ -267,7 +294,7 @@ def export_trackmate(
     # where the spots, the tracks and the track list go
     root = ET.Element("TrackMate", version=TRACKMATE_FILE_VERSION)
     log = ET.SubElement(root, "Log")
-    log.text = _log_text(pop_names, n, n_tracks, len(src))
+    log.text = _log_text(pop_names, n, n_tracks, len(src), is_3d)
     model = ET.SubElement(root, "Model", spatialunits=SPATIAL_UNITS, timeunits=TIME_UNITS)
     decl = ET.SubElement(model, "FeatureDeclarations")
     for tag, feats in (
@@ -294,7 +321,8 @@ def export_trackmate(
     if n_tracks:
         ET.SubElement(all_tracks, _MARK)
         ET.SubElement(filtered, _MARK)
-    root.append(_settings(rows, n, frame, radius, px, dt, image_path, shape_tyx))
+    depth = _depth(rows, z_step_um, n_slices) if is_3d else (1.0, 1)
+    root.append(_settings(rows, n, frame, radius, px, dt, image_path, shape_tyx, depth))
     ET.SubElement(root, "GUIState", state="ConfigureViews")
     ET.indent(root, space="  ")
     pieces = ET.tostring(root, encoding="unicode").split(f"<{_MARK} />")
@@ -310,7 +338,9 @@ def export_trackmate(
             _write_spots(fh, keys, spot_columns, pop_names, tid, frame)
             fh.write(pieces.pop(0))
         if n_tracks:
-            _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code)
+            _write_tracks(
+                fh, src, tgt, edge_track, spot_track, n_tracks, x, y, z, t, frame, pop_code
+            )
             fh.write(pieces.pop(0))
             fh.write("\n      ".join(f'<TrackID TRACK_ID="{k}" />' for k in range(n_tracks)))
             fh.write(pieces.pop(0))
@@ -371,10 +401,14 @@ def _write_spots(fh, keys, spot_columns, pop_names, tid, frame) -> None:
 # --- inputs ---------------------------------------------------------------------------------
 
 
+def _check_positive(name: str, value) -> None:
+    if value is None or not math.isfinite(float(value)) or float(value) <= 0:
+        raise ValueError(f"`{name}` must be a number > 0, got {value!r}")
+
+
 def _check_calibration(pixel_size_um, interval_s, shape_tyx) -> None:
     for name, value in (("pixel_size_um", pixel_size_um), ("interval_s", interval_s)):
-        if value is None or not math.isfinite(float(value)) or float(value) <= 0:
-            raise ValueError(f"`{name}` must be a number > 0, got {value!r}")
+        _check_positive(name, value)
     if shape_tyx is not None:
         if len(shape_tyx) != 3 or any(int(s) < 1 for s in shape_tyx):
             raise ValueError(
@@ -401,7 +435,7 @@ def _select(tracks: pd.DataFrame, population: str | None) -> pd.DataFrame:
     return tracks[tracks[col.POPULATION].astype(str) == population]
 
 
-def _check_tracks(rows: pd.DataFrame) -> None:
+def _check_tracks(rows: pd.DataFrame, is_3d: bool = False) -> None:
     if not len(rows):
         return
     missing = [c for c in _REQUIRED if c not in rows.columns]
@@ -422,7 +456,7 @@ def _check_tracks(rows: pd.DataFrame) -> None:
                 f"`tracks` column {c!r} must hold integers >= 0; got "
                 f"{rows[c].to_numpy()[bad][0]!r} at row {rows.index[bad][0]!r}"
             )
-    for c in (col.X_UM, col.Y_UM):
+    for c in (col.X_UM, col.Y_UM, col.Z_UM) if is_3d else (col.X_UM, col.Y_UM):
         values = pd.to_numeric(rows[c], errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(values)
         if bad.any():
@@ -564,7 +598,9 @@ def _components(n: int, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
     return rank[inverse]
 
 
-def _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code) -> None:
+def _write_tracks(
+    fh, src, tgt, edge_track, spot_track, n_tracks, x, y, z, t, frame, pop_code
+) -> None:
     """One ``Track`` element per linked component with its ``Edge`` elements, written
     track by track."""
     n_spots = np.bincount(spot_track[spot_track >= 0], minlength=n_tracks)
@@ -602,7 +638,7 @@ def _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame
         e = order[first[k] : first[k + 1]]
         s, g = src[e], tgt[e]
         dt_edge = t[g] - t[s]
-        disp = np.hypot(x[g] - x[s], y[g] - y[s])
+        disp = np.sqrt((x[g] - x[s]) ** 2 + (y[g] - y[s]) ** 2 + (z[g] - z[s]) ** 2)
         edge_values = [
             _ints(s),
             _ints(g),
@@ -611,7 +647,7 @@ def _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame
             _floats(0.5 * (t[s] + t[g])),
             _floats(0.5 * (x[s] + x[g])),
             _floats(0.5 * (y[s] + y[g])),
-            ["0.0"] * len(e),
+            _floats(0.5 * (z[s] + z[g])),
         ]
         head = _elements("Track", track_keys, [[f"Track_{k}"], *([v[k]] for v in track_values)], "")
         if k:
@@ -641,7 +677,7 @@ def _ints(values: np.ndarray) -> list[str]:
     return np.asarray(values).astype(np.int64).astype(str).tolist()
 
 
-def _log_text(pop_names: np.ndarray, n: int, n_tracks: int, n_links: int) -> str:
+def _log_text(pop_names: np.ndarray, n: int, n_tracks: int, n_links: int, is_3d: bool) -> str:
     try:
         from importlib.metadata import version
 
@@ -652,13 +688,30 @@ def _log_text(pop_names: np.ndarray, n: int, n_tracks: int, n_links: int) -> str
     per_pop = ", ".join(f"{p}: {c} spots" for p, c in counts.items()) or "no spots"
     return (
         f"Exported by deathtrack {dt_version} (deathtrack.export.export_trackmate).\n"
-        f"{n} spots ({per_pop}), {n_links} links, {n_tracks} tracks.\n"
+        f"{n} spots ({per_pop}), {n_links} links, {n_tracks} tracks"
+        f"{' in 3D (POSITION_Z: z_um)' if is_3d else ''}.\n"
         "Spot names are <population>_<track_id>; spot features DT_TRACK_ID and "
         "DT_POPULATION (0 cells, 1 immune) hold the same.\n"
     )
 
 
-def _settings(rows, n, frame, radius, px, dt, image_path, shape_tyx) -> ET.Element:
+def _depth(rows: pd.DataFrame, z_step_um, n_slices) -> tuple[float, int]:
+    """(voxel depth µm, slices) of a 3D export: the given ones, else from the rows'
+    ``z_um / z`` (1 µm without them) and their largest ``z``."""
+    z = _numeric(rows, col.Z) if col.Z in rows.columns else np.full(len(rows), np.nan)
+    if z_step_um is None:
+        zum = _numeric(rows, col.Z_UM)
+        ok = np.isfinite(z) & np.isfinite(zum) & (z > 0)
+        dz = float(np.median(zum[ok] / z[ok])) if ok.any() else 1.0
+    else:
+        dz = float(z_step_um)
+    if n_slices is None:
+        finite = z[np.isfinite(z)]
+        n_slices = int(np.ceil(finite.max())) + 1 if finite.size else 1
+    return dz, max(int(n_slices), 1)
+
+
+def _settings(rows, n, frame, radius, px, dt, image_path, shape_tyx, depth) -> ET.Element:
     if shape_tyx is not None:
         nframes, height, width = (int(s) for s in shape_tyx)
     else:
@@ -680,11 +733,11 @@ def _settings(rows, n, frame, radius, px, dt, image_path, shape_tyx) -> ET.Eleme
         folder=folder,
         width=str(width),
         height=str(height),
-        nslices="1",
+        nslices=str(depth[1]),
         nframes=str(nframes),
         pixelwidth=repr(px),
         pixelheight=repr(px),
-        voxeldepth="1.0",
+        voxeldepth=repr(float(depth[0])),
         timeinterval=repr(dt),
     )
     ET.SubElement(
@@ -695,7 +748,7 @@ def _settings(rows, n, frame, radius, px, dt, image_path, shape_tyx) -> ET.Eleme
         ystart="0",
         yend=str(height - 1),
         zstart="0",
-        zend="0",
+        zend=str(depth[1] - 1),
         tstart="0",
         tend=str(nframes - 1),
     )

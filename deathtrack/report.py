@@ -462,7 +462,10 @@ def _load(folder: Path) -> _Results:
         events["call"] = _calls(events)
     else:
         events = events.assign(call=pd.Series([], dtype=object))
-    tracks = _read_table(folder, "tracks", columns=[col.FRAME, col.TRACK_ID, col.POPULATION])
+    # area_um2: a z-stack's crops project each dying cell's own z-range, from its size
+    tracks = _read_table(
+        folder, "tracks", columns=[col.FRAME, col.TRACK_ID, col.POPULATION, col.AREA_UM2]
+    )
     res = _Results(
         folder=folder,
         run=run,
@@ -1044,7 +1047,12 @@ def _gallery_sources(res: _Results, stack_path: Path | None, notes: list[str]):
             movie = open_stack(stack_path, channels=roles or None)
             channels = [c for c in (col.ROLE_CELLS, col.ROLE_DYE) if c in movie.roles]
             if movie.is_3d:
-                notes.append("3D stack: crops show the middle z plane.")
+                notes.append(
+                    "3D stack: each crop is the maximum projection of the dying cell's own "
+                    "z-range (its centre ± its equivalent radius, the slices given beside "
+                    "each death); outlines are those of the same slices, the slice nearest "
+                    "the cell's centre in front."
+                )
         except Exception as err:  # any unreadable stack: fall back to outlines
             notes.append(f"The input stack could not be opened ({err}): showing outlines only.")
             movie = None
@@ -1068,16 +1076,32 @@ def _gallery_sources(res: _Results, stack_path: Path | None, notes: list[str]):
     return movie, channels, labels
 
 
-def _read_crops(movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_frames, notes):
+def _label_depth(tif) -> int:
+    """Slices per frame of a label stack: Z of a (T, Z, Y, X) stack, else 1."""
+    shape = tif.series[0].shape
+    return int(shape[1]) if len(shape) == 4 else 1
+
+
+def _read_crops(
+    movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_frames, notes, z_ranges
+):
     """Crops: ``{("image", event index, channel, column): float array}`` and
     ``{("labels", event index, population, column): int array}``.
 
     Each needed frame is read once, one channel at a time: memory holds one
-    frame and the crops, never the movie.
+    frame and the crops, never the movie. In a z-stack, each event's crops project
+    its own z-range ``z_ranges[i]`` (:func:`deathtrack.gallery.crop_image`,
+    :func:`~deathtrack.gallery.crop_labels`); of a label stack, only the slices of
+    those ranges are read.
     """
-    from .gallery import _crop
+    from .gallery import crop_image, crop_labels
 
     ys, xs = ev[col.Y].to_numpy(float), ev[col.X].to_numpy(float)
+    zs = (
+        pd.to_numeric(ev[col.Z], errors="coerce").to_numpy(float)
+        if col.Z in ev.columns
+        else np.full(len(ev), np.nan)
+    )
     needed: dict[int, list[tuple[int, int]]] = {}
     for i, (f0, eid) in enumerate(zip(ev[col.FRAME], ev[col.EVENT_ID])):
         if not (np.isfinite(ys[i]) and np.isfinite(xs[i])):
@@ -1091,15 +1115,31 @@ def _read_crops(movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_f
         images = {}
         if movie is not None:
             for ch in channels:
-                img = np.asarray(movie.read(ch, t))
-                img = img[img.shape[0] // 2] if img.ndim == 3 else img
-                images[ch] = img.astype(np.float32, copy=False)  # once per frame, not per crop
-        labs = {pop: tif.pages[t].asarray() for pop, tif in labels.items() if t < len(tif.pages)}
+                # once per frame, not per crop
+                images[ch] = np.asarray(movie.read(ch, t)).astype(np.float32, copy=False)
+        # the label slices of the events' z-ranges at frame t: (first slice, slices)
+        lo = min(z_ranges[i][0] for i, _ in needed[t])
+        hi = max(z_ranges[i][1] for i, _ in needed[t])
+        labs = {}
+        for pop, tif in labels.items():
+            nz = _label_depth(tif)
+            if nz == 1:
+                if t < len(tif.pages):
+                    labs[pop] = (0, tif.pages[t].asarray())
+            elif (t + 1) * nz <= len(tif.pages):
+                pages = range(t * nz + lo, t * nz + min(hi, nz))
+                labs[pop] = (lo, np.stack([tif.pages[k].asarray() for k in pages]))
         for i, j in needed[t]:
+            zr = z_ranges[i]
             for ch, img in images.items():
-                crops["image", i, ch, j] = _crop(img, ys[i], xs[i], half)
-            for pop, lab in labs.items():
-                crops["labels", i, pop, j] = _crop_labels(lab, ys[i], xs[i], half)
+                crops["image", i, ch, j] = crop_image(img, ys[i], xs[i], half, z_range=zr)
+            for pop, (off, lab) in labs.items():
+                if lab.ndim == 2:
+                    crops["labels", i, pop, j] = crop_labels(lab, ys[i], xs[i], half)
+                else:
+                    crops["labels", i, pop, j] = crop_labels(
+                        lab, ys[i], xs[i], half, z_range=(zr[0] - off, zr[1] - off), z=zs[i] - off
+                    )
     return crops
 
 
@@ -1207,14 +1247,30 @@ def _gallery_crops(res: _Results, stack_path: Path | None, shown: pd.DataFrame, 
     has_images, has_immune = movie is not None, col.IMMUNE in labels
     crops: dict = {}
     try:
+        n_z = 1
         if movie is not None:
             n_frames = movie.n_frames
+            n_z = int(movie.shape[2]) if movie.is_3d else 1
         elif col.CELLS in labels:
-            n_frames = res.n_frames or len(labels[col.CELLS].pages)
+            n_z = _label_depth(labels[col.CELLS])
+            n_frames = res.n_frames or len(labels[col.CELLS].pages) // n_z
         else:
             n_frames = res.n_frames
+        if n_z > 1:
+            from .gallery import event_z_ranges, z_range_text
+
+            dz = res.calibration.get("z_step_um")
+            z_ranges = event_z_ranges(shown, res.tracks, z_step_um=dz, n_z=n_z)
+            for i, zr in enumerate(z_ranges):
+                crops["z", i] = z_range_text(zr, n_z=n_z, z_step_um=dz)
+        else:
+            z_ranges = [(0, 1)] * len(shown)
         if channels:
-            crops = _read_crops(movie, channels, labels, shown, frames_rel, half, n_frames, notes)
+            crops.update(
+                _read_crops(
+                    movie, channels, labels, shown, frames_rel, half, n_frames, notes, z_ranges
+                )
+            )
     finally:
         if movie is not None:
             movie.close()
@@ -1260,7 +1316,8 @@ def _gallery_rows(
                 cells.append(f"<td>{img}</td>")
             first = ""
             if k == 0:
-                first = f'<td class="ev" rowspan="{len(channels)}">{_event_label(e, interval)}</td>'
+                label = _event_label(e, interval, crops.get(("z", i)))
+                first = f'<td class="ev" rowspan="{len(channels)}">{label}</td>'
             cls = ' class="first"' if k == 0 else ""
             body.append(f'<tr{cls}>{first}<td class="ch">{_e(ch)}</td>{"".join(cells)}</tr>')
     return body
@@ -1290,7 +1347,7 @@ def _gallery_legend(has_images: bool, has_immune: bool) -> str:
     return " ".join(parts)
 
 
-def _event_label(e: dict, interval: float | None) -> str:
+def _event_label(e: dict, interval: float | None, z_text: str | None = None) -> str:
     call = str(e["call"])
     lines = [f"<b>#{_e(e[col.EVENT_ID])}</b> {_badge(call)}"]
     p = e.get(col.P_NECROPTOTIC)
@@ -1310,6 +1367,8 @@ def _event_label(e: dict, interval: float | None) -> str:
         lines.append("frames: " + ", ".join(extra))
     if col.TRACK_ID in e and not _isnan(e[col.TRACK_ID]):
         lines.append(f"track {_int_or_dash(e[col.TRACK_ID])}")
+    if z_text:
+        lines.append(f"crops: {_e(z_text)}")
     return "<br>".join(lines)
 
 
@@ -1320,17 +1379,6 @@ def _hex_rgb(hex_colour: str) -> tuple[float, float, float]:
 
 def _rgb_hex(rgb) -> str:
     return "#" + "".join(f"{int(round(float(v) * 255)):02x}" for v in rgb)
-
-
-def _crop_labels(lab: np.ndarray, cy: float, cx: float, half: int) -> np.ndarray:
-    """A label crop with the same geometry as :func:`deathtrack.gallery._crop`; -1 outside."""
-    out = np.full((2 * half + 1, 2 * half + 1), -1, np.int64)
-    y0, x0 = int(round(cy)) - half, int(round(cx)) - half
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + 2 * half + 1, lab.shape[0]), min(x0 + 2 * half + 1, lab.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = lab[ys:ye, xs:xe]
-    return out
 
 
 def _inner_edges(lab: np.ndarray) -> np.ndarray:

@@ -92,11 +92,82 @@ def _grown(sl, g, shape):
     return tuple(slice(max(s.start - gi, 0), min(s.stop + gi, n)) for s, gi, n in zip(sl, g, shape))
 
 
+def _union_box(boxes) -> tuple[slice, ...]:
+    """The smallest box holding every box of ``boxes`` (slices from ``find_objects``)."""
+    return tuple(
+        slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
+        for a in range(len(boxes[0]))
+    )
+
+
 def _fill_holes_3d(mask: np.ndarray) -> np.ndarray:
     """Holes filled in 3D (cavities enclosed on every side). Not slice by slice: immune
     cells swarming around a dying cell ring it in a slice, and filling that ring would
-    join them all with the cell."""
-    return ndi.binary_fill_holes(mask)
+    join them all with the cell.
+
+    The result of :func:`scipy.ndimage.binary_fill_holes` (background not connected to
+    the volume's faces through its faces), found by labelling the background once rather
+    than by scipy's repeated dilation from the faces: the same voxels, twice as fast.
+    """
+    background, n = ndi.label(~mask)  # face connectivity, as binary_fill_holes
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, bool)
+    for axis in range(mask.ndim):
+        for end in (0, -1):
+            outside[np.take(background, end, axis=axis)] = True
+    outside[0] = True  # the mask itself
+    return mask | ~outside[background]
+
+
+def _ball_footprint(radius_um: float, spacing) -> np.ndarray:
+    """Offsets (in voxels) within ``radius_um`` of the centre, with anisotropic voxels:
+    ``sqrt(sum((offset * spacing) ** 2)) <= radius_um``, summed in the order and precision
+    :func:`scipy.ndimage.distance_transform_edt` uses, so :func:`_within_um` draws its
+    boundary on the same voxels."""
+    half = [int(math.floor(radius_um / s)) for s in spacing]
+    grids = np.meshgrid(
+        *[np.arange(-h, h + 1).astype(np.float64) * s for h, s in zip(half, spacing)],
+        indexing="ij",
+    )
+    d2 = grids[0] * grids[0]
+    for g in grids[1:]:
+        d2 = d2 + g * g
+    return np.sqrt(d2) <= radius_um
+
+
+def _within_um(mask: np.ndarray, radius_um: float, spacing) -> np.ndarray:
+    """Voxels within ``radius_um`` of ``mask`` (anisotropic distances): the same voxels as
+    ``distance_transform_edt(~mask, sampling=spacing) <= radius_um``, as a dilation by the
+    ball of that radius (:func:`_ball_footprint`) instead of the full volume's distance
+    map (that map and its feature transform cost seconds and ~30 bytes per voxel).
+
+    The ball is a union of rows along X, each a centred run of ``2 w + 1`` voxels (the
+    ball is convex and symmetric); a dilation by a run is a running maximum along X,
+    shared by the rows of one length, and shifted into place along Z and Y. An empty
+    ``mask`` keeps scipy's answer for a volume without background (distances to the
+    volume's outside), so results stay what they were.
+    """
+    if not mask.any():
+        return ndi.distance_transform_edt(~mask, sampling=spacing) <= radius_um
+    ball = _ball_footprint(radius_um, spacing)
+    hz, hy, _ = (n // 2 for n in ball.shape)
+    nz, ny, _ = mask.shape
+    out = np.zeros_like(mask)
+    runs: dict[int, np.ndarray] = {}
+    for iz, iy in zip(*np.nonzero(ball.any(axis=2))):
+        w = int(ball[iz, iy].sum()) // 2
+        if w not in runs:
+            runs[w] = (
+                ndi.maximum_filter1d(mask, 2 * w + 1, axis=2, mode="constant", cval=0)
+                if w
+                else mask
+            )
+        dz, dy = int(iz) - hz, int(iy) - hy  # out[z, y] |= run[z - dz, y - dy]
+        out[max(dz, 0) : nz + min(dz, 0), max(dy, 0) : ny + min(dy, 0)] |= runs[w][
+            max(-dz, 0) : nz + min(-dz, 0), max(-dy, 0) : ny + min(-dy, 0)
+        ]
+    return out
 
 
 def _split_touching_3d(labels, bright, bg_level, cfg, spacing, noise_sd):
@@ -191,18 +262,22 @@ def _merge_fragments_3d(labels: np.ndarray, cfg, spacing) -> np.ndarray:
     if not small.any():
         return labels
     small_mask = small[labels]
-    near = ndi.distance_transform_edt(~small_mask, sampling=spacing) <= cfg.fragment_gap_um / 2
+    near = _within_um(small_mask, cfg.fragment_gap_um / 2, spacing)
     clusters, _ = ndi.label(near)
-    lut = np.arange(labels.max() + 1)
+    lut = np.arange(labels.max() + 1, dtype=labels.dtype)  # labels' type: no int64 volume
     ids = np.flatnonzero(small)
     cl = np.zeros(labels.max() + 1, np.int64)
     np.maximum.at(cl, labels[small_mask], clusters[small_mask])
     big_mask = (labels > 0) & ~small_mask
     touch = ndi.binary_dilation(small_mask, iterations=1)
+    boxes = ndi.find_objects(labels)
     for c in np.unique(cl[ids]):
         members = ids[cl[ids] == c]
-        region = np.isin(labels, members)
-        near_big = np.unique(labels[ndi.binary_dilation(region & touch, iterations=2) & big_mask])
+        # in the members' box grown by the dilation's reach (2 voxels), not the volume
+        sl = _grown(_union_box([boxes[m - 1] for m in members]), (2, 2, 2), labels.shape)
+        region = np.isin(labels[sl], members)
+        grown = ndi.binary_dilation(region & touch[sl], iterations=2)
+        near_big = np.unique(labels[sl][grown & big_mask[sl]])
         if near_big.size == 1 and vols[members].sum() < cfg.bleb_max_fraction * vols[near_big[0]]:
             lut[members] = near_big[0]
         else:
@@ -266,6 +341,7 @@ def segment_volume(
     *,
     pixel_size_um: float,
     z_step_um: float,
+    overwrite_input: bool = False,
 ) -> np.ndarray:
     """Label the objects of one population in one z-stack.
 
@@ -278,6 +354,9 @@ def segment_volume(
         area thresholds become volumes).
     pixel_size_um, z_step_um
         Voxel size in µm (Y and X; Z).
+    overwrite_input
+        ``image`` (float32) may be overwritten (its background removed in place): one
+        volume less in memory when the caller has no more use for it.
 
     Returns
     -------
@@ -302,7 +381,8 @@ def segment_volume(
     noise_sd = float(np.median([_noise_sd(s) for s in img]))
     free = None
     if cfg.background_radius_um > 0:
-        img = img.copy()
+        if not overwrite_input and np.may_share_memory(img, image):
+            img = img.copy()
         free = np.zeros(img.shape, bool)
         for k in range(img.shape[0]):
             bg, free[k] = estimate_background(
@@ -360,7 +440,7 @@ def segment_volume(
         # beside a bright one (the ghost of a ruptured cell) fell below the bright one's
         # edge; outlined at its own plateau, it is an object of its own
         # (beyond the blur's reach of the objects: 3 µm, so their halo is not taken)
-        rest = fg & (ndi.distance_transform_edt(~core, sampling=spacing) > 3.0)
+        rest = fg & ~_within_um(core, 3.0, spacing)
         rest_labels, m = ndi.label(rest)
         if m:
             vols = np.bincount(rest_labels.ravel()) * float(np.prod(spacing))
@@ -370,10 +450,13 @@ def segment_volume(
                 rest_labels = np.where(big[rest_labels], rest_labels, 0)
                 core |= outline(rest_labels, m) & rest
         labels, n = ndi.label(core)
+        del edge_image, outline, core, rest, rest_labels  # volumes no longer needed
+    del fg
     if n and cfg.split_touching:
         bright = ndi.gaussian_filter(img, np.maximum(0.5, 1.0 / np.asarray(spacing)))
         seed_sd = sd_s if cfg.threshold == "noise" else None
         labels = _split_touching_3d(labels, bright, bg_level, cfg, spacing, seed_sd)
+        del bright
         if cfg.seed_method in ("spacing", "prominence+size"):
             labels = _split_oversized_3d(labels, cfg, spacing)
     if cfg.regrow_faint and cfg.threshold == "noise" and labels.max():

@@ -295,16 +295,18 @@ def export_ctc(
 ) -> Path:
     """Write tracks in the Cell Tracking Challenge result format.
 
-    ``out_dir/maskTTT.tif`` (uint16 label images) and ``out_dir/res_track.txt``
-    (``L B E P`` per line). CTC tracks are continuous in time, so a track with
-    a gap is split into segments; each later segment gets a new label whose
-    parent is the segment before it.
+    ``out_dir/maskTTT.tif`` (uint16 label images; of a z-stack, (Z, Y, X)
+    volumes stored as one page per slice, as the CTC's 3D datasets are) and
+    ``out_dir/res_track.txt`` (``L B E P`` per line: the result's own track file,
+    the ``man_track.txt`` of a ground truth). CTC tracks are continuous in time,
+    so a track with a gap is split into segments; each later segment gets a new
+    label whose parent is the segment before it.
 
     Parameters
     ----------
     frames
-        Per-frame label images whose values are ``track_id`` (from
-        :func:`relabel_frames`).
+        Per-frame label images (Y, X) or volumes (Z, Y, X) whose values are
+        ``track_id`` (from :func:`relabel_frames`).
     """
     import tifffile
 

@@ -474,7 +474,56 @@ def test_pipeline_tracks_round_trip(tmp_path, pipeline_run, caplog):
     assert len(list(root.iter("Edge"))) == n_links
 
 
-@pytest.mark.parametrize("case", ["full", "no links", "empty"])
+def test_tracks_of_a_z_stack_are_written_in_3d(tmp_path):
+    """z_um becomes POSITION_Z; slices and z step from the arguments or the rows; the
+    3D shape features replace the 2D ones, each declared with a dimension every
+    TrackMate 7 knows."""
+    tracks, lineage = _table()
+    tracks = tracks.assign(
+        z=tracks["frame"] * 1.5,
+        z_um=tracks["frame"] * 1.5 * 2.5,
+        volume_um3=4 / 3 * np.pi * (tracks["area_um2"] / np.pi) ** 1.5,
+        surface_um2=4 * tracks["area_um2"],
+        sphericity=0.9,
+    ).drop(columns=["circularity"])
+    _, root = _export(tmp_path, tracks, lineage, z_step_um=2.5, n_slices=12)
+    image = root.find("Settings/ImageData")
+    assert (image.get("nslices"), image.get("voxeldepth")) == ("12", "2.5")
+    assert root.find("Settings/BasicSettings").get("zend") == "11"
+    spots = _spots(root)
+    by_key = {(f"{r.population}_{r.track_id}", int(r.frame)): r for r in tracks.itertuples()}
+    for s in spots.values():
+        r = by_key[_key(s)]
+        assert float(s["POSITION_Z"]) == r.z_um
+        assert float(s["SURFACE_AREA"]) == r.surface_um2
+        assert float(s["DT_VOLUME_UM3"]) == r.volume_um3
+        assert "AREA" not in s and "CIRCULARITY" not in s
+    declared = {
+        f.get("feature"): f.get("dimension")
+        for f in root.find("Model/FeatureDeclarations/SpotFeatures")
+    }
+    assert declared["SURFACE_AREA"] == "AREA" and declared["SPHERICITY"] == "NONE"
+    assert "AREA" not in declared
+    for e in root.iter("Edge"):
+        a, b = spots[int(e.get("SPOT_SOURCE_ID"))], spots[int(e.get("SPOT_TARGET_ID"))]
+        d = math.dist(
+            *[[float(s[k]) for k in ("POSITION_X", "POSITION_Y", "POSITION_Z")] for s in (a, b)]
+        )
+        assert float(e.get("DISPLACEMENT")) == pytest.approx(d)
+    # without z_step_um / n_slices: z_um / z and the largest z
+    _, root = _export(tmp_path, tracks, lineage)
+    image = root.find("Settings/ImageData")
+    assert float(image.get("voxeldepth")) == pytest.approx(2.5)
+    assert image.get("nslices") == str(int(np.ceil(tracks["z"].max())) + 1)
+    with pytest.raises(ValueError, match="z_step_um"):
+        _export(tmp_path, tracks, lineage, z_step_um=0)
+    bad = tracks.copy()
+    bad.loc[bad.index[0], "z_um"] = np.nan
+    with pytest.raises(ValueError, match="z_um"):
+        _export(tmp_path, bad, lineage)
+
+
+@pytest.mark.parametrize("case", ["full", "no links", "empty", "3d"])
 def test_streamed_file_is_what_elementtree_writes_of_it(tmp_path, case):
     """The file is written spot by spot and track by track (memory flat in the movie's
     length); it must be well-formed XML laid out exactly as ElementTree writes the same
@@ -485,6 +534,8 @@ def test_streamed_file_is_what_elementtree_writes_of_it(tmp_path, case):
         tracks, lineage = tracks[tracks["frame"] == 3], lineage.iloc[:0]
     elif case == "empty":
         tracks, lineage = tracks.iloc[:0], lineage.iloc[:0]
+    elif case == "3d":
+        tracks = tracks.assign(z=tracks["frame"] * 0.5, z_um=tracks["frame"] * 1.25)
     path, root = _export(tmp_path, tracks, lineage)
     assert len(list(root.iter("Spot"))) == len(tracks)
     if case == "full":

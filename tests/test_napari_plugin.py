@@ -1015,3 +1015,35 @@ def test_analyze_holds_the_lock_of_the_results_folder(make_napari_viewer, qtbot,
     assert "another deathtrack run is writing into this results folder" in text
     assert "deathtrack run demo.ome.tif --out elsewhere" in text and "Traceback" not in text
     assert widget.last_result is None and not (tmp_path / "demo").exists()
+
+
+def test_review_of_a_z_stack_crops_the_dying_cells_own_z_range(
+    make_napari_viewer, qtbot, hand_3d_results
+):
+    """A 3D results folder in the review panel: the strip (made in a worker) projects the
+    dying cell's own z-range, so a brighter cell at another depth stays out of it, and the
+    strip says which slices it shows."""
+    viewer, widget = _open_review(make_napari_viewer, qtbot, hand_3d_results)
+    widget.select_event(1)
+    _wait_strip(qtbot, widget)
+    # the viewer shows the death's frame, at the slice of the dying cell's centre (z = 3)
+    assert viewer.dims.axis_labels[:2] == ("t", "z")
+    qtbot.waitUntil(lambda: tuple(viewer.dims.current_step[:2]) == (2, 3), timeout=5000)
+    data = widget.strip.data
+    assert data.z_text == "crops: z 1-5 of 12 (max, 10 µm)"
+    cells = dict(data.rows)["cells"]
+    shown = [c for c in cells if c is not None]
+    assert shown and all(c.max() > 0 for c in shown)
+    # the display range is the cells layer's; the dying cell (1000) is well below the
+    # brighter cell at another depth (5000), which would fill the crop's middle
+    lo, hi = widget._stack()[2][0].limits
+    assert hi >= 4000
+    assert all(c.max() <= 255 * (1000 - lo) / (hi - lo) + 1 for c in shown)
+    # a death added by hand on the slice shown: it keeps that z (and its z in µm)
+    viewer.dims.set_point(1, 8 * 2.0)  # slice 8 (2 µm per slice)
+    new_id = widget.add_missed_at((1.0, 16.0, 12.0, 12.0))
+    added = widget.review.event(new_id)
+    assert added[col.FRAME] == 1 and added[col.Z] == 8 and added[col.Z_UM] == 16.0
+    assert (added[col.Y], added[col.X]) == (24.0, 24.0)
+    _wait_strip(qtbot, widget)
+    assert widget.strip.data.z_text.startswith("crops: z 6-10 of 12")  # 4.5 µm: the median

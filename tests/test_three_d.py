@@ -365,6 +365,106 @@ def test_cli_runs_a_tzcyx_tiff_end_to_end(tiny_3d, tmp_path):
     assert info["input"]["calibration"]["source"]["z_step_um"] == "override"
 
 
+def test_exports_of_a_3d_run_ctc_volumes_and_trackmate_z(tiny_3d, tmp_path):
+    """--export-ctc of a z-stack: one (Z, Y, X) uint16 mask per frame and res_track.txt,
+    consistent with each other and with labels_cells.tif; tracks.xml: POSITION_Z = z_um,
+    the stack's slices and z step, 3D displacements. Read back from the files."""
+    import xml.etree.ElementTree as ET
+
+    from deathtrack.pipeline import run_stack
+
+    res = run_stack(
+        tiny_3d["hyper"], _config(), tmp_path / "out", export_ctc=tmp_path / "ctc", progress=False
+    )
+    labels = tifffile.imread(res.out_dir / "labels_cells.tif")  # (T, Z, Y, X)
+    T, Z = labels.shape[:2]
+    ctc = tmp_path / "ctc" / f"{res.out_dir.name}_RES"
+    masks = []
+    for t in range(T):
+        with tifffile.TiffFile(ctc / f"mask{t:03d}.tif") as tif:
+            assert len(tif.pages) == Z  # one page per slice
+            masks.append(tif.asarray())
+    masks = np.stack(masks)
+    assert masks.dtype == np.uint16 and masks.shape == labels.shape
+    np.testing.assert_array_equal(masks > 0, labels > 0)
+    rows = np.loadtxt(ctc / "res_track.txt", dtype=int, ndmin=2)
+    assert len(rows) >= 1
+    for lab, begin, end, parent in rows:
+        present = [t for t in range(T) if (masks[t] == lab).any()]
+        assert present == list(range(begin, end + 1)), lab  # CTC: continuous in time
+        assert parent == 0 or parent in rows[:, 0]
+    assert set(np.unique(masks)) - {0} == set(rows[:, 0])
+    # tracks.xml in 3D
+    tracks = pd.read_csv(res.out_dir / "tracks.csv")
+    root = ET.parse(res.out_dir / "tracks.xml").getroot()
+    image = root.find("Settings/ImageData")
+    assert image.get("nslices") == str(Z) and float(image.get("voxeldepth")) == 2.0
+    assert root.find("Settings/BasicSettings").get("zend") == str(Z - 1)
+    by_key = tracks.set_index([col.POPULATION, col.TRACK_ID, col.FRAME])
+    spots = {}
+    for spot in root.iter("Spot"):
+        pop, tid = spot.get("name").rsplit("_", 1)
+        r = by_key.loc[(pop, int(tid), int(spot.get("FRAME")))]
+        assert float(spot.get("POSITION_Z")) == r[col.Z_UM]
+        assert float(spot.get("POSITION_X")) == r[col.X_UM]
+        assert float(spot.get("RADIUS")) == pytest.approx(
+            (3 * r["volume_um3"] / (4 * np.pi)) ** (1 / 3)
+        )
+        assert float(spot.get("SPHERICITY")) == r["sphericity"]
+        assert float(spot.get("DT_VOLUME_UM3")) == r["volume_um3"]
+        assert "AREA" not in spot.attrib and "CIRCULARITY" not in spot.attrib
+        spots[spot.get("ID")] = r
+    assert len(spots) == len(tracks) and tracks[col.Z_UM].nunique() > 1
+    edges = list(root.iter("Edge"))
+    assert edges
+    for e in edges:
+        a, b = spots[e.get("SPOT_SOURCE_ID")], spots[e.get("SPOT_TARGET_ID")]
+        d = math.dist(
+            (a[col.Z_UM], a[col.Y_UM], a[col.X_UM]), (b[col.Z_UM], b[col.Y_UM], b[col.X_UM])
+        )
+        assert float(e.get("DISPLACEMENT")) == pytest.approx(d)
+        assert float(e.get("EDGE_Z_LOCATION")) == pytest.approx((a[col.Z_UM] + b[col.Z_UM]) / 2)
+
+
+def test_3d_frames_in_helper_processes_give_the_same_results(tiny_3d, tmp_path):
+    """Frames segmented by this process and a helper process (segment.workers = 2) or
+    by helper threads give the outputs of a one-process run, byte for byte; a run stopped
+    from on_progress (the GUI's Cancel) stops with the helpers' frames and leaves no
+    outputs."""
+    from deathtrack.pipeline import run_stack
+
+    outs = {}
+    for name, seg in (
+        ("one", {"workers": 1}),
+        ("processes", {"workers": 2, "parallel": "processes"}),
+        ("threads", {"workers": 3, "parallel": "threads"}),
+    ):
+        cfg = _config(segment=seg, output={"write_trackmate": False})
+        outs[name] = run_stack(tiny_3d["hyper"], cfg, tmp_path / name, progress=False).out_dir
+    for name in ("processes", "threads"):
+        for f in ("tracks.csv", "events.csv", "recruitment.csv"):
+            assert (outs[name] / f).read_bytes() == (outs["one"] / f).read_bytes(), (name, f)
+        np.testing.assert_array_equal(
+            tifffile.imread(outs[name] / "labels_cells.tif"),
+            tifffile.imread(outs["one"] / "labels_cells.tif"),
+        )
+
+    class Stop(Exception):
+        pass
+
+    def stop(stage, done, total):
+        if stage == "segment" and done >= 2:
+            raise Stop
+
+    cfg = _config(segment={"workers": 2, "parallel": "processes"})
+    with pytest.raises(Stop):
+        run_stack(tiny_3d["hyper"], cfg, tmp_path / "stopped", progress=False, on_progress=stop)
+    from deathtrack.io import LOCK_FILE
+
+    left = [p for p in (tmp_path / "stopped").rglob("*") if p.is_file()]
+    assert [p.name for p in left] == [LOCK_FILE]  # the (released) lock; no outputs, no work
+
+
 def test_z_step_from_metadata_or_flag(tiny_3d):
     from deathtrack.io import open_stack
 
@@ -439,3 +539,233 @@ def test_napari_layers_of_a_3d_run_are_tzyx(scored_3d):
     assert tracks.shape[1] == 5 and kw["axis_labels"] == ("t", "z", "y", "x")
     points, kw, _ = next(x for name, x in layers.items() if name.startswith("deaths"))
     assert points.shape[1] == 4 and kw["scale"][1] == pytest.approx(dz)
+
+
+# -- review crops of a z-stack: the dying cell's own z-range ---------------------
+
+
+def test_cell_z_range_is_the_centre_plus_or_minus_the_radius_in_slices():
+    from deathtrack.gallery import cell_z_range, z_range_text
+
+    # 5 µm at 2 µm per slice: 2.5 slices each side of 10 -> slices 8..12
+    assert cell_z_range(10.0, 5.0, z_step_um=2.0, n_z=30) == (8, 13)
+    assert cell_z_range(10.4, 1.0, z_step_um=2.0, n_z=30) == (10, 11)  # at least one slice
+    assert cell_z_range(1.0, 9.0, z_step_um=2.0, n_z=30) == (0, 6)  # clipped to the stack
+    assert cell_z_range(28.7, 3.0, z_step_um=1.0, n_z=30) == (26, 30)
+    assert cell_z_range(40.0, 1.0, z_step_um=1.0, n_z=30) == (29, 30)  # centre outside
+    for z, r, dz in ((None, 5.0, 2.0), (10.0, float("nan"), 2.0), (10.0, 5.0, None)):
+        assert cell_z_range(z, r, z_step_um=dz, n_z=30) == (0, 30)  # unknown: every slice
+    assert z_range_text((8, 13), n_z=30, z_step_um=2.0) == "z 8-12 of 30 (max, 10 µm)"
+    assert z_range_text((10, 11), n_z=30, z_step_um=2.0) == "z 10 of 30"
+    assert z_range_text((0, 30), n_z=30, z_step_um=2.0) == "all 30 z (max)"
+    with pytest.raises(ValueError, match="n_z"):
+        cell_z_range(1.0, 1.0, z_step_um=1.0, n_z=0)
+
+
+def test_crop_xz_is_a_side_view_in_square_um():
+    from deathtrack.gallery import crop_xz
+
+    vol = np.zeros((10, 20, 20), np.float32)
+    vol[6, 10, 4] = 5.0  # 2 slices (4 µm at 2 µm per slice) below the centre slice 4
+    vol[4, 2, 10] = 7.0  # at the centre's depth, but 8 rows away in y: not in its y-range
+    out = crop_xz(vol, 10, 10, 8, z=4.0, y_half_px=2, z_step_um=2.0, pixel_size_um=1.0)
+    assert out.shape == (17, 17)
+    # depth down in 1 µm rows: slice 6 is 4 µm below the centre (rows 11-13 round to it)
+    assert np.nanmax(out) == 5.0 and set(np.flatnonzero(np.nanmax(out, axis=1) == 5.0)) == {
+        11,
+        12,
+        13,
+    }
+    assert (np.nanmax(out, axis=0) == 5.0).nonzero()[0].tolist() == [2]  # x = 4
+    top = crop_xz(vol, 10, 10, 8, z=1.0, y_half_px=2, z_step_um=2.0, pixel_size_um=1.0)
+    # depths 1 - 4 .. 1 - 2 µm (rows 0-4) are above slice 0 (within 0.5 slice: row 5): fill
+    assert np.isnan(top[:5]).all() and not np.isnan(top[5:]).any()
+
+
+def test_event_z_ranges_use_the_cells_size_alive_and_its_z(hand_3d_results, hand3d):
+    from deathtrack.gallery import event_z_ranges
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    tracks = pd.read_csv(hand_3d_results / "tracks.csv")
+    nz = hand3d["shape_tzyx"][1]
+    assert event_z_ranges(events, tracks, z_step_um=hand3d["dz"], n_z=nz) == [hand3d["z_range"]]
+    # the size is the track's median before death: swelling at death does not widen it
+    swollen = tracks.copy()
+    at_death = (swollen[col.TRACK_ID] == 1) & (swollen[col.FRAME] >= hand3d["event_frame"])
+    swollen.loc[at_death, col.AREA_UM2] *= 4
+    assert event_z_ranges(events, swollen, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    # z_um when z is missing; every slice without a z, a size or a z step
+    no_z = events.drop(columns=[col.Z])
+    assert event_z_ranges(no_z, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    # a death added by hand (no track): the median size of the target cells (4 and 5 µm)
+    by_hand = events.assign(**{col.TRACK_ID: np.nan})
+    assert event_z_ranges(by_hand, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(1, 6)]
+    by_hand = by_hand.assign(**{col.Z: 6.0})  # 4.5 µm = 2.25 slices around 6
+    assert event_z_ranges(by_hand, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(4, 9)]
+    no_pos = events.drop(columns=[col.Z, col.Z_UM])
+    assert event_z_ranges(no_pos, tracks, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
+    assert event_z_ranges(events, None, z_step_um=hand3d["dz"], n_z=nz) == [(0, nz)]
+    assert event_z_ranges(events, tracks, z_step_um=None, n_z=nz) == [(0, nz)]
+
+
+def _expected_footprint(labels_tzyx, t, z_range, cy, cx, half, value):
+    from deathtrack.gallery import crop_image
+
+    lo, hi = z_range
+    own = (labels_tzyx[t, lo:hi] == value).any(axis=0).astype(np.float32)
+    return crop_image(own, cy, cx, half, fill=0) > 0
+
+
+def test_report_crops_and_outlines_are_the_dying_cells_own_z_range_at_each_frame(
+    hand_3d_results,
+    hand3d,
+):
+    """A brighter cell at another depth, at the same (y, x), stays out of the report's
+    crops; each crop's outline is the event cell's own, at that crop's frame (the label
+    volume of the right frame, projected over the same slices)."""
+    from deathtrack.report import (
+        GALLERY_SCALE,
+        MODE_COLORS,
+        _gallery_crops,
+        _hex_rgb,
+        _inner_edges,
+        _load,
+        _render_crop,
+        write_report,
+    )
+
+    folder = hand_3d_results
+    res = _load(folder)
+    stack = folder.parent / "hand3d.ome.tif"
+    frames_rel, half = (-2, -1, 0, 1), 12
+    crops, channels, has_images, *_ = _gallery_crops(res, stack, res.events, frames_rel, half)
+    assert has_images and channels == ["cells", "dye"]
+    assert crops["z", 0] == "z 1-5 of 12 (max, 10 µm)"
+    labels = tifffile.imread(folder / "labels_cells.tif")
+    ev = res.events.iloc[0]
+    f0 = int(ev[col.FRAME])
+    for j, dt in enumerate(frames_rel):
+        image = crops["image", 0, "cells", j]
+        assert image.max() == 1000  # the dying cell; the other cell (5000) is not there
+        lab = crops["labels", 0, "cells", j]
+        expected = _expected_footprint(
+            labels, f0 + dt, hand3d["z_range"], ev[col.Y], ev[col.X], half, 1
+        )
+        np.testing.assert_array_equal(lab == 1, expected)
+        assert not (lab == 2).any()  # the cell at another depth has no outline here
+    # the footprints of neighbouring frames differ (the cell moves): the frame is pinned
+    assert (crops["labels", 0, "cells", 1] == 1).sum() and not np.array_equal(
+        crops["labels", 0, "cells", 1] == 1, crops["labels", 0, "cells", 2] == 1
+    )
+    # what the gallery draws: the death's outline in its call's colour, on that footprint
+    colour = np.array(_hex_rgb(MODE_COLORS[col.NECROPTOTIC]))
+    lab = crops["labels", 0, "cells", 2]
+    rgb = _render_crop(
+        crops["image", 0, "cells", 2],
+        lab,
+        None,
+        side=2 * half + 1,
+        lo=100.0,
+        hi=1000.0,
+        cmap="gray",
+        track_id=1,
+        colour=colour,
+        in_movie=True,
+    )
+    drawn = (rgb == (np.clip(colour, 0, 1) * 255).astype(np.uint8)).all(axis=2)
+    own = np.repeat(np.repeat(lab == 1, GALLERY_SCALE, 0), GALLERY_SCALE, 1)
+    np.testing.assert_array_equal(drawn, _inner_edges(own) & own)
+    # a whole stack's maximum would have shown the other cell: the test can fail
+    with tifffile.TiffFile(stack) as tif:
+        frame = tif.series[0].asarray()[f0, 0]
+    from deathtrack.gallery import crop_image
+
+    assert crop_image(frame, ev[col.Y], ev[col.X], half).max() == 5000
+    html = write_report(folder).read_text()
+    assert "crops: z 1-5 of 12 (max, 10 µm)" in html and "middle z plane" not in html
+
+
+def test_report_outlines_only_of_a_3d_run_read_the_event_frame(hand_3d_results, hand3d):
+    """Without the movie, the outlines alone come from the right frame's label volume."""
+    from deathtrack.report import _gallery_crops, _load
+
+    res = _load(hand_3d_results)
+    crops, channels, has_images, _, n_frames, _notes = _gallery_crops(
+        res, None, res.events, (0,), 12
+    )
+    assert channels == ["outlines"] and not has_images and n_frames == 5
+    labels = tifffile.imread(hand_3d_results / "labels_cells.tif")
+    ev = res.events.iloc[0]
+    expected = _expected_footprint(
+        labels, hand3d["event_frame"], hand3d["z_range"], ev[col.Y], ev[col.X], 12, 1
+    )
+    np.testing.assert_array_equal(crops["labels", 0, "cells", 0] == 1, expected)
+
+
+def test_event_gallery_png_of_a_z_stack(hand_3d_results, tmp_path):
+    from deathtrack.gallery import event_gallery
+    from deathtrack.io import open_stack
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    tracks = pd.read_csv(hand_3d_results / "tracks.csv")
+    with open_stack(hand_3d_results.parent / "hand3d.ome.tif", channels={"cells": 0}) as movie:
+        out = event_gallery(movie, events, tmp_path / "g.png", tracks=tracks, half_size_px=10)
+    assert out.is_file() and out.stat().st_size > 0
+
+
+def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results, hand3d):
+    """The napari review strip (computed in a worker; no GUI needed here): the brighter
+    cell at another depth is not in the crops, and the strip says which slices it shows."""
+    pytest.importorskip("qtpy")
+    from napari_deathtrack._strip import XZ_ROW, StripRow, compute_strip, crop
+
+    events = pd.read_csv(hand_3d_results / "events.csv")
+    ev = events.iloc[0].to_dict()
+    stack = hand_3d_results.parent / "hand3d.ome.tif"
+    data = compute_strip(
+        event=ev,
+        stack=stack,
+        axes=None,
+        rows=[StripRow("cells", 0, (100.0, 5000.0))],
+        pixel_size_um=hand3d["px"],
+        interval_s=60.0,
+        n_frames=5,
+        title="#1",
+        color="#ffffff",
+        folder=hand_3d_results,
+        z_step_um=hand3d["dz"],
+    )
+    assert data.z_text == "crops: z 1-5 of 12 (max, 10 µm)"
+    shown = [c for c in data.rows[0][1] if c is not None]
+    assert len(shown) == 3  # frames 1, 2, 3 of the strip's -8..+8 around frame 2
+    # the dying cell (1000 of 100..5000) is dim grey; the other cell would be white
+    assert all(0 < c.max() < 128 for c in shown)
+    # the side view (depth down, X across, square µm): the dying cell in the middle, the
+    # brighter cell 6.5 slices (13 µm = 26 rows of 0.5 µm) deeper, below it
+    assert [role for role, _ in data.rows] == ["cells", XZ_ROW]
+    side = data.rows[1][1][3]  # the death frame
+    half = side.shape[0] // 2
+    rows_lit = np.flatnonzero(side.max(axis=(1, 2)) > 0)
+    bright = np.flatnonzero(side.max(axis=(1, 2)) == 255)
+    assert half in rows_lit and 0 < side[half].max() < 128
+    assert bright.min() > half + 10 and abs(np.median(bright) - (half + 26)) <= 2
+    # without a z (a death added by hand), every slice: then the other cell shows
+    data = compute_strip(
+        event={k: v for k, v in ev.items() if k not in (col.Z, col.Z_UM)},
+        stack=stack,
+        axes=None,
+        rows=[StripRow("cells", 0, (100.0, 5000.0))],
+        pixel_size_um=hand3d["px"],
+        interval_s=60.0,
+        n_frames=5,
+        title="#1",
+        color="#ffffff",
+        folder=hand_3d_results,
+        z_step_um=hand3d["dz"],
+    )
+    assert data.z_text == "crops: all 12 z (max)"
+    assert max(c.max() for c in data.rows[0][1] if c is not None) == 255
+    frame = np.zeros((3, 4, 4), np.float32)
+    frame[2, 1, 1] = 9.0
+    assert crop(frame, 1, 1, 1, 0.0, z_range=(0, 2)).max() == 0.0
+    assert crop(frame, 1, 1, 1, 0.0).max() == 9.0

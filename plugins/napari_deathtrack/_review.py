@@ -762,19 +762,41 @@ class ReviewWidget(QWidget):
 
     # -- navigation -----------------------------------------------------------
 
+    def _deaths_layer(self):
+        """The deaths Points layer when it is in the viewer (frame, y, x), or a z-stack's
+        (frame, z, y, x); else None."""
+        layer = self.layer
+        return layer if layer is not None and layer in self.viewer.layers else None
+
+    def _time_axis(self) -> int:
+        """The viewer's axis of time: the first axis of the results' layers."""
+        layer = self._deaths_layer()
+        return max(self.viewer.dims.ndim - (layer.ndim if layer is not None else 3), 0)
+
     def jump_to(self, ev) -> None:
-        """Show the event's death frame, centred, at the chosen field of view."""
+        """Show the event's death frame, centred, at the chosen field of view; of a
+        z-stack, at the slice of the dying cell's centre."""
         px = (self.review.pixel_size_um if self.review else None) or 1.0
-        coords = np.array([float(ev[col.FRAME]), float(ev[col.Y]), float(ev[col.X])])
-        if self.layer is not None and self.layer in self.viewer.layers and self.layer.ndim == 3:
-            world = np.asarray(self.layer.data_to_world(coords), dtype=float)
+        frame, y, x = float(ev[col.FRAME]), float(ev[col.Y]), float(ev[col.X])
+        layer = self._deaths_layer()
+        z = ev.get(col.Z) if layer is not None and layer.ndim == 4 else None
+        z = None if _blank(z) or not np.isfinite(float(z)) else float(z)
+        if layer is not None and layer.ndim == 4:  # (frame, z, y, x)
+            world = np.asarray(
+                layer.data_to_world([frame, 0.0 if z is None else z, y, x]), dtype=float
+            )
+            world, world_z = world[[0, 2, 3]], world[1]
+        elif layer is not None and layer.ndim == 3:
+            world, world_z = np.asarray(layer.data_to_world([frame, y, x]), dtype=float), None
         else:
-            world = coords * np.array([1.0, px, px])
+            world, world_z = np.array([frame, y * px, x * px]), None
         if self.viewer.dims.ndim >= 3:
-            axis = max(self.viewer.dims.ndim - 3, 0)
+            axis = self._time_axis()
             # the same frame: no new slice of every layer, only the camera moves
             if not np.isclose(self.viewer.dims.point[axis], world[0]):
                 self.viewer.dims.set_point(axis, world[0])
+            if z is not None and not np.isclose(self.viewer.dims.point[axis + 1], world_z):
+                self.viewer.dims.set_point(axis + 1, world_z)
         camera = _camera(self.viewer)
         canvas = getattr(self.viewer, "canvas", None)
         size = getattr(canvas, "size", None)
@@ -785,7 +807,7 @@ class ReviewWidget(QWidget):
 
     def _show_frame(self, frame: int) -> None:
         if self.viewer.dims.ndim >= 3:
-            self.viewer.dims.set_point(max(self.viewer.dims.ndim - 3, 0), float(frame))
+            self.viewer.dims.set_point(self._time_axis(), float(frame))
 
     # -- crop strip -----------------------------------------------------------
 
@@ -836,8 +858,12 @@ class ReviewWidget(QWidget):
     def _strip_job(self, ev) -> dict:
         stack, axes, rows = self._stack()
         title, color = self._strip_title(ev)
+        cal = (self.review.run.get("input") or {}).get("calibration") or {}
+        keys = (col.EVENT_ID, col.FRAME, col.Y, col.X, col.TRACK_ID, col.Z, col.Z_UM)
         return {
-            "event": {k: ev[k] for k in (col.EVENT_ID, col.FRAME, col.Y, col.X)},
+            "event": {k: ev[k] for k in keys if k in ev},
+            "folder": str(self.review.folder),
+            "z_step_um": cal.get("z_step_um"),
             "stack": stack,
             "axes": axes,
             "rows": rows,
@@ -1241,13 +1267,20 @@ class ReviewWidget(QWidget):
         if self.review is None:
             return None
         pos = np.asarray(world_position, dtype=float)
-        if self.layer is not None and self.layer in self.viewer.layers:
-            frame, y, x = np.asarray(self.layer.world_to_data(pos[-3:]), dtype=float)[-3:]
+        layer, z = self._deaths_layer(), None
+        if layer is not None and layer.ndim == 4:  # a z-stack: the slice shown
+            frame, z, y, x = np.asarray(layer.world_to_data(pos[-4:]), dtype=float)[-4:]
+        elif layer is not None:
+            frame, y, x = np.asarray(layer.world_to_data(pos[-3:]), dtype=float)[-3:]
         else:
             px = self.review.pixel_size_um or 1.0
             frame, y, x = pos[-3], pos[-2] / px, pos[-1] / px
         new_id = self.review.add_missed(
-            int(round(frame)), float(y), float(x), reviewer=self.reviewer.text().strip()
+            int(round(frame)),
+            float(y),
+            float(x),
+            z=None if z is None else float(z),
+            reviewer=self.reviewer.text().strip(),
         )
         self.add_button.setChecked(False)
         self._fill_table()

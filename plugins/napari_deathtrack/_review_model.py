@@ -147,6 +147,7 @@ class EventReview:
         cal = (self.run.get("input") or {}).get("calibration") or {}
         self.pixel_size_um: float | None = cal.get("pixel_size_um")
         self.interval_s: float | None = cal.get("interval_s")
+        self.z_step_um: float | None = cal.get("z_step_um")
         self.dirty = False
         #: edits that :meth:`undo` takes back (and :meth:`redo` makes again), newest last
         self._undo: list[tuple] = []
@@ -259,8 +260,10 @@ class EventReview:
         reviewer: str,
         label: str = col.UNCERTAIN,
         when: str | None = None,
+        z: float | None = None,
     ) -> int:
-        """Append a death the pipeline missed (pixel ``y, x`` at ``frame``); return its id.
+        """Append a death the pipeline missed (pixel ``y, x`` at ``frame``, and slice ``z``
+        of a z-stack); return its id.
 
         Its automatic columns (``mode``, ``p_necroptotic``, features) stay empty.
         """
@@ -278,6 +281,10 @@ class EventReview:
             col.Y_UM: float(y) * px,
             col.X_UM: float(x) * px,
         }
+        if z is not None:
+            row[col.Z] = float(z)
+            if self.z_step_um:
+                row[col.Z_UM] = float(z) * self.z_step_um
         if self.interval_s:
             row[col.T_S] = float(frame) * self.interval_s
         # keep integer columns integer (nullable) so that the other rows are written unchanged

@@ -8,11 +8,16 @@ thread only wraps those bytes in ``QImage`` objects and paints them, scaled to
 the size of the widget (:class:`CropStrip`, resizable in the panel's splitter).
 Crops have a fixed size in µm (:data:`CROP_UM`); the part of a crop outside
 the image is drawn as background (the bottom of the display range), never
-white.
+white. In a z-stack, each crop is the maximum projection of the dying cell's own
+z-range (its centre ± its equivalent radius; the rule and the functions are the
+core's, :mod:`deathtrack.gallery`), said in the strip's title line; a last row
+(:data:`XZ_ROW`) shows the cells channel from the side, depth down and X across,
+over the same 40 µm in both (the maximum over the cell's own rows Y).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +31,22 @@ from deathtrack import columns as col
 
 from . import _lazy
 
-__all__ = ["CROP_FRAMES", "CROP_UM", "CropStrip", "RecruitmentPlot", "StripData", "compute_strip"]
+__all__ = [
+    "CROP_FRAMES",
+    "CROP_UM",
+    "XZ_ROW",
+    "CropStrip",
+    "RecruitmentPlot",
+    "StripData",
+    "compute_strip",
+]
 
 #: frames relative to the death frame shown in the crop strip
 CROP_FRAMES = (-8, -4, -1, 0, 1, 4, 8)
 #: side of every crop, µm (the same field whatever the pixel size)
 CROP_UM = 40.0
+#: the strip's row of a z-stack's orthogonal views (depth down, X across)
+XZ_ROW = "cells XZ"
 #: layer colormaps as RGB tints of the crops
 TINTS = {
     "gray": (1.0, 1.0, 1.0),
@@ -72,20 +87,57 @@ class StripData:
     curve_x: np.ndarray | None = None  # minutes (or frames) from death
     curve: dict[str, np.ndarray] = field(default_factory=dict)
     curve_unit: str = "min"
+    z_text: str = ""  # a z-stack's crops: which slices they project
 
 
-def crop(frame: np.ndarray, cy: float, cx: float, half: int, fill: float) -> np.ndarray:
-    """A (2 half + 1)² crop centred on (cy, cx); outside the image is ``fill``."""
-    if frame.ndim == 3:  # 3D: the maximum projection
-        frame = frame.max(axis=0)
-    size = 2 * half + 1
-    out = np.full((size, size), fill, np.float32)
-    y0, x0 = int(round(cy)) - half, int(round(cx)) - half
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, frame.shape[0]), min(x0 + size, frame.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0 : ye - y0, xs - x0 : xe - x0] = frame[ys:ye, xs:xe]
-    return out
+def crop(
+    frame: np.ndarray,
+    cy: float,
+    cx: float,
+    half: int,
+    fill: float,
+    z_range: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """A (2 half + 1)² crop centred on (cy, cx); outside the image is ``fill``. A (Z, Y, X)
+    frame is projected (maximum) over the slices ``z_range`` (every slice when None):
+    :func:`deathtrack.gallery.crop_image`."""
+    from deathtrack.gallery import crop_image
+
+    return crop_image(frame, cy, cx, half, fill=fill, z_range=z_range)
+
+
+_sizes_lock = threading.Lock()
+_sizes: dict[str, tuple[float, object]] = {}
+
+
+def cell_sizes(folder: str | Path | None):
+    """The target cells' ``frame, track_id, population, area_um2`` of a results folder's
+    tracks table (read once per folder and file version, in the worker threads; None when
+    there is none)."""
+    if folder is None:
+        return None
+    from deathtrack.pipeline import table_path
+
+    path = table_path(folder, "tracks")
+    if path is None:
+        return None
+    key, stamp = str(path), path.stat().st_mtime
+    with _sizes_lock:
+        hit = _sizes.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+    import pandas as pd
+
+    wanted = [col.FRAME, col.TRACK_ID, col.POPULATION, col.AREA_UM2]
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+        table = table[[c for c in wanted if c in table.columns]]
+    else:
+        table = pd.read_csv(path, usecols=lambda c: c in wanted)
+    with _sizes_lock:
+        _sizes.clear()  # one folder at a time is reviewed
+        _sizes[key] = (stamp, table)
+    return table
 
 
 def to_rgb(values: np.ndarray, limits: tuple[float, float], tint: str) -> np.ndarray:
@@ -108,10 +160,14 @@ def compute_strip(
     title: str,
     color: str,
     recruitment=None,
+    folder: str | Path | None = None,
+    z_step_um: float | None = None,
 ) -> StripData:
     """Crops of one event over time (a row per channel) and its recruitment curve.
 
-    Runs in a worker thread (reads through the frame cache; no Qt).
+    Runs in a worker thread (reads through the frame cache; no Qt). In a z-stack, the
+    crops project the event's own z-range: its ``z`` (``event``), its size from the
+    tracks table of ``folder``, and ``z_step_um`` (:func:`deathtrack.gallery.event_z_ranges`).
     """
     frame0 = int(event[col.FRAME])
     frames = tuple(frame0 + dt for dt in CROP_FRAMES)
@@ -132,15 +188,34 @@ def compute_strip(
         if n_frames is None:
             n_frames = _lazy.open_movie(stack, axes=axes).movie.n_frames
         cy, cx = float(event[col.Y]), float(event[col.X])
+        cell = None  # a z-stack's (z-range, radius µm, centre in slices) of the dying cell
+        side: list[np.ndarray | None] = []  # the orthogonal (XZ) view of the cells channel
         for row in rows:
             crops: list[np.ndarray | None] = []
             for t in frames:
                 if t < 0 or (n_frames is not None and t >= n_frames):
                     crops.append(None)  # before the first or after the last frame
+                    if row.role == col.ROLE_CELLS:
+                        side.append(None)
                     continue
                 frame = _lazy.read_frame(stack, row.channel, t, axes=axes)
-                crops.append(to_rgb(crop(frame, cy, cx, half, row.limits[0]), row.limits, row.tint))
+                if frame.ndim == 3 and cell is None:
+                    cell = _cell(event, frame.shape[0], folder, z_step_um)
+                    data.z_text = "crops: " + _z_text(cell[0], frame.shape[0], z_step_um)
+                z_range = cell[0] if cell is not None else None
+                image = crop(frame, cy, cx, half, row.limits[0], z_range=z_range)
+                crops.append(to_rgb(image, row.limits, row.tint))
+                if frame.ndim == 3 and row.role == col.ROLE_CELLS and z_step_um:
+                    side.append(
+                        to_rgb(
+                            crop_xz(frame, cy, cx, half, cell, z_step_um, px, row.limits[0]),
+                            row.limits,
+                            row.tint,
+                        )
+                    )
             data.rows.append((row.role, crops))
+        if any(c is not None for c in side):
+            data.rows.append((XZ_ROW, side))
     if recruitment is not None and len(recruitment):
         rec = recruitment.sort_values(col.DT)
         if col.T_REL_S in rec.columns:
@@ -152,6 +227,43 @@ def compute_strip(
             if column in rec.columns:
                 data.curve[name] = rec[column].to_numpy(float)
     return data
+
+
+def _cell(event: Mapping, n_z: int, folder, z_step_um) -> tuple[tuple[int, int], float, float]:
+    """The dying cell's z-range, radius (µm, NaN when unknown) and centre (slices)."""
+    import pandas as pd
+
+    from deathtrack.gallery import event_radii_um, event_z, event_z_ranges
+
+    ev = pd.DataFrame([dict(event)])
+    sizes = cell_sizes(folder)
+    z_range = event_z_ranges(ev, sizes, z_step_um=z_step_um, n_z=n_z)[0]
+    return z_range, float(event_radii_um(ev, sizes)[0]), float(event_z(ev, z_step_um)[0])
+
+
+def crop_xz(frame, cy, cx, half, cell, z_step_um, px, fill) -> np.ndarray:
+    """The XZ view of a (Z, Y, X) frame around the dying cell, over its own y-range
+    (:func:`deathtrack.gallery.crop_xz`; a section through its centre without a size)."""
+    from deathtrack.gallery import crop_xz as core_crop_xz
+
+    radius = cell[1] if cell is not None and np.isfinite(cell[1]) else 0.0
+    return core_crop_xz(
+        frame,
+        cy,
+        cx,
+        half,
+        z=cell[2] if cell is not None else None,
+        y_half_px=radius / px,
+        z_step_um=z_step_um,
+        pixel_size_um=px,
+        fill=fill,
+    )
+
+
+def _z_text(z_range: tuple[int, int], n_z: int, z_step_um) -> str:
+    from deathtrack.gallery import z_range_text
+
+    return z_range_text(z_range, n_z=n_z, z_step_um=z_step_um)
 
 
 def strip_layout(
@@ -226,6 +338,14 @@ class CropStrip(QWidget):
         painter.setFont(self._font(10.5, bold=True))
         painter.setPen(QColor(data.color))
         painter.drawText(QRectF(6, 2, w - 12, title_h), Qt.AlignmentFlag.AlignVCenter, data.title)
+        if data.z_text:  # a z-stack: the slices the crops project
+            painter.setFont(self._font(9.0))
+            painter.setPen(LIGHT)
+            painter.drawText(
+                QRectF(6, 2, w - 12, title_h),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                data.z_text,
+            )
         if not self._images:
             painter.setPen(LIGHT)
             painter.drawText(
