@@ -140,6 +140,101 @@ def test_touching_discs_are_split():
     )
 
 
+def _capsule(shape, cy, x0, x1, r):
+    """Pixels within ``r`` of the segment (cy, x0)-(cy, x1): two cells fused without a neck."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.hypot(yy - cy, xx - np.clip(xx, x0, x1)) < r
+
+
+def _cells_and_a_capsule(level):
+    """Six single cells (discs of 12 px) and a capsule of two cells' area at ``level``."""
+    from scipy import ndimage as ndi
+
+    shape = (120, 200)
+    single = np.zeros(shape, bool)
+    for cy, cx in ((20, 20), (20, 60), (20, 100), (20, 140), (20, 180), (95, 180)):
+        single |= _disc(shape, cy, cx, 12)
+    pair = _capsule(shape, 80, 50, 68, 12)
+    img = 100 + ndi.gaussian_filter(500.0 * single + level * pair, 1.0)
+    return np.random.default_rng(0).poisson(img).astype(float), pair
+
+
+def test_cells_merged_without_a_neck_are_split_by_their_size():
+    """Two cells pressed into one convex object (no neck, no seam: the watershed has nothing
+    to split at) among single cells: twice a cell's area and elongated, so two cells, cut
+    across the middle."""
+    img, pair = _cells_and_a_capsule(500.0)
+    whole = segment_frame(img, PopulationSegmentConfig(oversize_factor=0), pixel_size_um=PX)
+    assert len(np.unique(whole[pair & (whole > 0)])) == 1
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    ids = np.unique(labels[pair & (labels > 0)])
+    assert len(ids) == 2
+    areas = [int((labels == i).sum()) for i in ids]
+    assert min(areas) > 0.4 * pair.sum(), areas
+    assert labels.max() == 8
+    # cut across: each half holds one end
+    assert labels[80, 42] != labels[80, 76]
+
+
+def test_a_large_dim_cell_is_not_split_by_its_size():
+    """A swollen dying cell whose reporter diluted is as large as two cells but dim: one."""
+    img, pair = _cells_and_a_capsule(150.0)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(labels[pair & (labels > 0)])) == 1
+
+
+def test_split_oversized_keeps_round_objects_and_needs_enough_objects():
+    from deathtrack.segment import split_oversized
+
+    shape = (120, 200)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(((20, 20), (20, 60), (20, 100), (20, 140), (20, 180)), 1):
+        labels[_disc(shape, cy, cx, 10)] = i
+    labels[_disc(shape, 80, 60, 17)] = 6  # round, 2.9 x the others' area: a swollen cell
+    assert np.array_equal(split_oversized(labels, 1.6), labels)
+    labels[_capsule(shape, 80, 120, 150, 10)] = 7
+    out = split_oversized(labels, 1.6)
+    assert len(np.unique(out[labels == 7])) == 3  # 3.0 x a cell
+    assert np.array_equal(out[labels == 6] > 0, np.ones((labels == 6).sum(), bool))
+    assert len(np.unique(out[labels == 6])) == 1
+    # fewer than 5 objects: no typical size to go by
+    few = np.where(labels >= 5, labels, 0)
+    assert np.array_equal(split_oversized(few, 1.6), few)
+
+
+def test_confluent_cells_keep_their_dim_parts():
+    """A confluent field (89 % covered) of cells with a dimmer nucleus and thinner edges:
+    the confluent cut at the seams also bites into each cell's dim parts; the bodies grow
+    back (confluent_grow_um) and are drawn whole."""
+    from scipy import ndimage as ndi
+
+    shape, radius = (176, 176), 12.5
+    rng = np.random.default_rng(3)
+    cy, cx = np.mgrid[14:170:22, 14:170:22].reshape(2, -1).astype(float)
+    cy += rng.uniform(-2, 2, cy.shape)
+    cx += rng.uniform(-2, 2, cx.shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    d = np.hypot(yy[None] - cy[:, None, None], xx[None] - cx[:, None, None])
+    rel = d.min(axis=0) / radius
+    truth = np.where(rel < 1, np.argmin(d, axis=0) + 1, 0)
+    level = np.where(rel < 0.4, 0.8, 1.0) * (0.6 + 0.4 * np.clip((1 - rel) / 0.35, 0, 1))
+    img = rng.poisson(100 + ndi.gaussian_filter(500 * level * (truth > 0), 1.0)).astype(float)
+    assert (truth > 0).mean() > PopulationSegmentConfig().confluent_fraction
+    bitten = detection_scores(
+        [
+            (
+                truth,
+                segment_frame(img, PopulationSegmentConfig(confluent_grow_um=0), pixel_size_um=PX),
+            )
+        ]
+    )[0]
+    whole = detection_scores(
+        [(truth, segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX))]
+    )[0]
+    assert whole["mean_iou"] >= 0.82 and whole["f1"] >= 0.75, whole
+    assert whole["mean_iou"] > bitten["mean_iou"] + 0.05, (whole, bitten)
+
+
 def test_faint_ghost_beside_bright_cell_is_its_own_object():
     """A swollen cell that ruptures beside a bright neighbour: its faint ghost is found, with
     its own outline, where the cell just was."""
