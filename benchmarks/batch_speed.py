@@ -44,7 +44,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     The CPU seconds (user + system) of the command and the child processes it waited
     for are left in ``LAST_CPU_S``.
     """
-    global LAST_CPU_S
+    global LAST_CPU_S, LAST_PER_PROCESS_MB
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -52,13 +52,17 @@ def measure(cmd: list[str]) -> tuple[float, float]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     root = psutil.Process(proc.pid)
     peak = 0
+    at_peak: list[float] = []
     while proc.poll() is None:
         try:
             procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            rss = [p.memory_info().rss for p in procs if p.is_running()]
+            if sum(rss) > peak:
+                peak, at_peak = sum(rss), [r / 2**20 for r in rss]
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
         time.sleep(0.1)
+    LAST_PER_PROCESS_MB = sorted(at_peak, reverse=True)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.stderr:
@@ -71,6 +75,8 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 
 LAST_CPU_S = float("nan")
+#: each process's RSS (MB) at the moment the tree's sum peaked, largest first
+LAST_PER_PROCESS_MB: list[float] = []
 
 
 def batch_scaling(work: Path) -> list[dict]:
@@ -124,18 +130,44 @@ def warm_up(work: Path) -> tuple[float, float]:
     return wall, again
 
 
-def large(work: Path, repeats: int) -> list[dict]:
-    """Reference script and full run in turn, ``repeats`` times per movie (this machine's
-    speed drifts by ~10-15 % between minutes: alternating keeps both under the same)."""
+def _large_movie(work: Path, n_frames: int) -> Path:
     from deathtrack.simulate import preset, simulate, write_simulation
 
+    movie = work / f"large{n_frames}.ome.tif"
+    if not movie.exists():
+        write_simulation(
+            simulate(preset("large", seed=7, n_frames=n_frames)), work, name=f"large{n_frames}"
+        )
+    return movie
+
+
+def memory_only(work: Path, frames: list[int]) -> list[dict]:
+    """One full run per movie length, for the peak memory of the process tree (is it flat
+    in the number of frames?)."""
     rows = []
-    for n_frames in (60, 120):
-        movie = work / f"large{n_frames}.ome.tif"
-        if not movie.exists():
-            write_simulation(
-                simulate(preset("large", seed=7, n_frames=n_frames)), work, name=f"large{n_frames}"
-            )
+    for n_frames in frames:
+        movie = _large_movie(work, n_frames)
+        out = work / f"large_out{n_frames}"
+        shutil.rmtree(out, ignore_errors=True)
+        wall, peak = measure([*DEATHTRACK, "run", str(movie), "--out", str(out)])
+        rows.append(
+            {
+                "frames": n_frames,
+                "deathtrack_s": wall,
+                "deathtrack_mb": peak,
+                "per_process_mb": LAST_PER_PROCESS_MB,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def large(work: Path, repeats: int, frames: list[int]) -> list[dict]:
+    """Reference script and full run in turn, ``repeats`` times per movie (this machine's
+    speed drifts by ~10-15 % between minutes: alternating keeps both under the same)."""
+    rows = []
+    for n_frames in frames:
+        movie = _large_movie(work, n_frames)
         for rep in range(repeats):
             ref_wall, ref_peak = measure(
                 [
@@ -159,6 +191,7 @@ def large(work: Path, repeats: int) -> list[dict]:
                     "deathtrack_s": wall,
                     "deathtrack_cpu_s": LAST_CPU_S,
                     "deathtrack_mb": peak,
+                    "per_process_mb": LAST_PER_PROCESS_MB,
                     "ratio": wall / ref_wall,
                 }
             )
@@ -174,12 +207,21 @@ def main() -> None:
     ap.add_argument("--skip-batch", action="store_true")
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each large-movie command")
+    ap.add_argument("--frames", type=int, nargs="+", default=[60, 120], help="timed movie lengths")
+    ap.add_argument(
+        "--memory-frames",
+        type=int,
+        nargs="*",
+        default=[240],
+        help="movie lengths run once more, for memory only",
+    )
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.large_workdir.mkdir(parents=True, exist_ok=True)
     first, second = warm_up(args.workdir)
     batch = [] if args.skip_batch else batch_scaling(args.workdir)
-    big = [] if args.skip_large else large(args.large_workdir, args.repeats)
+    big = [] if args.skip_large else large(args.large_workdir, args.repeats, args.frames)
+    mem = [] if args.skip_large else memory_only(args.large_workdir, args.memory_frames)
     commit = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -236,6 +278,29 @@ def main() -> None:
                         float(np.median([r["deathtrack_s"] for r in big if r["frames"] == n])),
                     )
                 ]
+            ],
+            "",
+            "Memory at the peak, process by process (MB, largest first; the main process, the "
+            "frame workers, joblib's and multiprocessing's resource trackers):",
+            "",
+            *[
+                f"- {r['frames']} frames, run {r['repeat']}: "
+                + ", ".join(f"{m:.0f}" for m in r["per_process_mb"])
+                for r in big
+            ],
+            "",
+        ]
+    if mem:
+        lines += [
+            "## Peak memory vs movie length (one full run each)",
+            "",
+            "| frames | deathtrack run (s) | peak of the process tree (MB) | per process at the peak |",
+            "| ---: | ---: | ---: | --- |",
+            *[
+                f"| {r['frames']} | {r['deathtrack_s']:.1f} | {r['deathtrack_mb']:.0f} | "
+                + ", ".join(f"{m:.0f}" for m in r["per_process_mb"])
+                + " |"
+                for r in mem
             ],
             "",
         ]

@@ -16,6 +16,7 @@ cheaper.
   per object (~0.3 ms); here an object costs a few µs.
 - :func:`sort_by_label`: per-label percentiles without sorting a frame's pixels.
 - :func:`mix_upsample`: the background's linear upsampling without full-size temporaries.
+- :func:`gaussian`: SciPy's Gaussian filter of a float32 frame, bit for bit, 5-7x faster.
 - :func:`dilate`, :func:`erode`, :func:`opening`: SciPy's iterated cross-shaped binary
   morphology as one two-pass city-block distance.
 - :func:`distance_to_background`: SciPy's exact Euclidean distance transform (Meijster's
@@ -37,6 +38,7 @@ __all__ = [
     "dilate",
     "distance_to_background",
     "erode",
+    "gaussian",
     "mix_upsample",
     "object_shapes",
     "one_top_patch",
@@ -475,3 +477,163 @@ def one_top_patch(sub: np.ndarray, comp: np.ndarray) -> bool:
     ``maximum_filter``, mode "reflect") are at most one pixel or one 4-connected patch:
     then the object has a single regional maximum."""
     return bool(_one_top_patch(np.ascontiguousarray(sub), np.ascontiguousarray(comp, np.bool_)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _mirror(i, n):
+    # scipy.ndimage's "reflect" extension (d c b a | a b c d | d c b a), repeated for
+    # offsets longer than the line: period 2n
+    i = i % (2 * n)
+    return i if i < n else 2 * n - 1 - i
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_columns(src, w, out):
+    # along axis 0; each output row as SciPy's symmetric correlate1d computes it, in
+    # float64 and in its order (centre, then pairs from the farthest in), a row at a time
+    ny, nx = src.shape
+    r = len(w) - 1
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        for x in range(nx):
+            acc[x] = np.float64(src[y, x]) * w[0]
+        for j in range(r, 0, -1):
+            ya, yb = _mirror(y - j, ny), _mirror(y + j, ny)
+            wj = w[j]
+            for x in range(nx):
+                acc[x] += (np.float64(src[ya, x]) + np.float64(src[yb, x])) * wj
+        for x in range(nx):
+            out[y, x] = np.float32(acc[x])
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_rows(src, w, out):
+    # along axis 1, from a reflected float64 copy of each row; shifted views of it, so the
+    # sums run over plain indices and vectorise
+    ny, nx = src.shape
+    r = len(w) - 1
+    line = np.empty(nx + 2 * r, np.float64)
+    acc = np.empty(nx, np.float64)
+    for y in range(ny):
+        for i in range(r):
+            line[i] = src[y, _mirror(i - r, nx)]
+            line[nx + r + i] = src[y, _mirror(nx + i, nx)]
+        for i in range(nx):
+            line[i + r] = src[y, i]
+        centre = line[r : r + nx]
+        for x in range(nx):
+            acc[x] = centre[x] * w[0]
+        for j in range(r, 0, -1):
+            a, b, wj = line[r - j : r - j + nx], line[r + j : r + j + nx], w[j]
+            for x in range(nx):
+                acc[x] += (a[x] + b[x]) * wj
+        for x in range(nx):
+            out[y, x] = np.float32(acc[x])
+
+
+def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
+    """:func:`scipy.ndimage.gaussian_filter` of a 2D float32 image (``mode="reflect"``,
+    ``truncate=4``), equal to it bit for bit: the same kernel, summed in float64 in the
+    same order, rounded to float32 after each axis. SciPy copies every line into a
+    float64 buffer and back (~25 ms a 1024² frame whatever the sigma); here whole rows
+    are summed as vectors (the second axis on the transpose; ~6 ms at sigma 1.5). Other
+    inputs go to SciPy."""
+    if image.dtype != np.float32 or image.ndim != 2 or sigma <= 0 or 0 in image.shape:
+        from scipy import ndimage as ndi
+
+        return ndi.gaussian_filter(image, sigma)
+    radius = int(4.0 * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
+    phi = phi / phi.sum()  # SciPy's weights, exactly
+    half = np.ascontiguousarray(phi[radius:], np.float64)
+    src = np.ascontiguousarray(image)
+    mid = np.empty(src.shape, np.float32)
+    _smooth_columns(src, half, mid)
+    out = np.empty(src.shape, np.float32)
+    _smooth_rows(mid, half, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_sums(labels, size):
+    cnt = np.zeros(size, np.int64)
+    sy = np.zeros(size, np.float64)
+    sx = np.zeros(size, np.float64)
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            if k > 0:
+                cnt[k] += 1
+                sy[k] += y
+                sx[k] += x
+    return cnt, sy, sx
+
+
+def label_sums(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per label 0..n (index 0 left zero): pixel count (int64) and the sums of the rows and
+    of the columns (float64), added in raster order as ``np.bincount`` with weights adds
+    them, so equal to it; one pass, no pixel-index temporaries."""
+    labels = np.ascontiguousarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"`labels` must be 2D, got shape {labels.shape}")
+    size = max(int(n), int(labels.max(initial=0))) + 1
+    return _label_sums(labels, size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_counts(a, b, size_a, size_b):
+    # pixels shared by each (a, b) pair: a counting sort of the overlapping pixels by a,
+    # then each a's few b values sorted and counted
+    h, w = a.shape
+    counts = np.zeros(size_a + 1, np.int64)
+    n = 0
+    for y in range(h):
+        for x in range(w):
+            if a[y, x] > 0 and b[y, x] > 0:
+                counts[a[y, x] + 1] += 1
+                n += 1
+    for k in range(size_a):
+        counts[k + 1] += counts[k]
+    pos = counts[:size_a].copy()
+    bs = np.empty(n, np.int64)
+    for y in range(h):
+        for x in range(w):
+            if a[y, x] > 0 and b[y, x] > 0:
+                k = a[y, x]
+                bs[pos[k]] = b[y, x]
+                pos[k] += 1
+    out_a = np.empty(n, np.int64)
+    out_b = np.empty(n, np.int64)
+    out_n = np.empty(n, np.int64)
+    m = 0
+    for k in range(size_a):
+        lo, hi = counts[k], counts[k + 1]
+        if hi == lo:
+            continue
+        seg = np.sort(bs[lo:hi])
+        run = 1
+        for i in range(1, hi - lo + 1):
+            if i < hi - lo and seg[i] == seg[i - 1]:
+                run += 1
+                continue
+            out_a[m] = k
+            out_b[m] = seg[i - 1]
+            out_n[m] = run
+            m += 1
+            run = 1
+    return out_a[:m], out_b[:m], out_n[:m]
+
+
+def pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels shared by each pair of labels (both > 0) of two label images: arrays
+    ``(label_a, label_b, count)`` sorted by ``label_a`` then ``label_b``, as
+    ``np.unique`` of the pair keys gives them."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"`a` and `b` must be 2D of one shape, got {a.shape} and {b.shape}")
+    size_a = int(a.max(initial=0)) + 1
+    size_b = int(b.max(initial=0)) + 1
+    return _pair_counts(a, b, size_a, size_b)

@@ -214,7 +214,8 @@ def match_events(
     """Match called deaths to true ones: within ``max_um`` and a time tolerance.
 
     Greedy in the order of the true events; each call matches at most one
-    true death. The time tolerance is ``max_frames`` by default; with
+    true death. When both tables have ``z_um`` (3D), the distance is 3D. The
+    time tolerance is ``max_frames`` by default; with
     ``max_minutes`` (and the movie's ``interval_s``) it is physical:
     ``max(min_frames, max_minutes / interval)`` frames, and each true death
     takes the eligible call nearest in time (then in space) rather than the
@@ -243,6 +244,8 @@ def match_events(
         hit = None
         if len(pred):
             d = np.hypot(pred["y_um"] - e.y_um, pred["x_um"] - e.x_um)
+            if "z_um" in pred and hasattr(e, "z_um"):  # 3D: the distance in 3D
+                d = np.sqrt(d**2 + (pred["z_um"] - e.z_um) ** 2)
             df = (pred["frame"] - e.frame).abs()
             ok = (d <= max_um) & (df <= tol) & ~pred["event_id"].isin(used)
             if ok.any():
@@ -353,12 +356,19 @@ def _read_csv(path) -> pd.DataFrame | None:
 
 
 def _stack_frames(path):
-    """Frames of a (T, Y, X) label TIFF, one at a time (memory holds one frame)."""
+    """Frames of a (T, Y, X) label TIFF, or the (Z, Y, X) frames of a (T, Z, Y, X) one,
+    one at a time (memory holds one frame)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        for page in tif.pages:
-            yield page.asarray()
+        series = tif.series[0]
+        n_z = series.shape[series.axes.index("Z")] if "Z" in series.axes else 1
+        pages = iter(tif.pages)
+        while True:
+            planes = [p.asarray() for _, p in zip(range(n_z), pages)]
+            if not planes:
+                return
+            yield planes[0] if n_z == 1 else np.stack(planes)
 
 
 def score_run(

@@ -1348,12 +1348,13 @@ def write_labels(
     path: str | Path,
     labels: np.ndarray | Iterable[np.ndarray],
     *,
-    shape: tuple[int, int, int] | None = None,
+    shape: tuple[int, ...] | None = None,
     dtype: Any = None,
 ) -> Path:
-    """Write a (T, Y, X) label stack as a zlib-compressed TIFF, atomically.
+    """Write a (T, Y, X) label stack, or a (T, Z, Y, X) one of a 3D movie, as a
+    zlib-compressed TIFF, atomically.
 
-    ``labels`` is an array or an iterable of (Y, X) frames (then give
+    ``labels`` is an array or an iterable of (Y, X) or (Z, Y, X) frames (then give
     ``shape`` and ``dtype``); frames are streamed, not stacked in memory.
     """
     import tifffile
@@ -1364,8 +1365,8 @@ def write_labels(
     if shape is None or dtype is None:
         raise ValueError("`shape` and `dtype` are needed when `labels` is an iterable")
     shape = tuple(int(s) for s in shape)
-    if len(shape) != 3:
-        raise ValueError(f"`shape` must be (T, Y, X), got {shape}")
+    if len(shape) not in (3, 4):
+        raise ValueError(f"`shape` must be (T, Y, X) or (T, Z, Y, X), got {shape}")
     dtype = np.dtype(dtype)
     final = Path(path)
 
@@ -1374,7 +1375,7 @@ def write_labels(
             lab = np.asarray(lab)
             if lab.shape != shape[1:]:
                 raise ValueError(f"label frame {t} has shape {lab.shape}, expected {shape[1:]}")
-            yield lab.astype(dtype, copy=False)
+            yield from lab.astype(dtype, copy=False).reshape(-1, *shape[-2:])
 
     big = int(np.prod(shape)) * dtype.itemsize > 2**31
     with atomic_write(final) as tmp, tifffile.TiffWriter(tmp, bigtiff=big) as tw:
@@ -1382,7 +1383,7 @@ def write_labels(
             pages(),
             shape=shape,
             dtype=dtype,
-            metadata={"axes": "TYX"},
+            metadata={"axes": "TYX" if len(shape) == 3 else "TZYX"},
             photometric="minisblack",
             compression="zlib",
             # no horizontal differencing: label images are flat runs of one value, which

@@ -15,6 +15,17 @@ other ``D`` columns (2 or 3) are positions, or a DataFrame with ``t_s`` (or
 ``t``) and ``x_um, y_um[, z_um]`` (or ``x, y[, z]``) columns. A table of
 tracks (``tracks_df``) has one row per position and a track id column.
 
+**3D.** Every measure is defined for 2 or 3 coordinates and used with all
+of them: a table with ``z_um`` is measured in 3D µm (celltrackR's 3D values
+reproduced on its ``*Raw`` tracks, ``benchmarks/real_tracks_3d.py``). A
+z-flattened table (``z_um`` one constant) gives bit for bit the values of the
+same table without ``z_um``, except two that are not flattening-invariant by
+definition: :func:`asphericity` (a flat, round track has 0 in 2D and 0.25 in
+3D, where its third eigenvalue is 0) and :func:`hotellings_test` (no
+variance along z: NaN). A projection shortens steps: expect lower speeds,
+MSDs and turning angles from a z-projection of 3D motion (π/4 of the speed,
+2/3 of the MSD for isotropic motion).
+
 Units: positions in µm and times in s, so lengths are in µm, durations in s,
 speeds in µm/s (celltrackR's units for these data), angles in **radians**
 (celltrackR's default, ``degrees=FALSE``). Thresholds given per minute (the

@@ -240,6 +240,31 @@ def _measure(labels: np.ndarray, frame: np.ndarray, t: int, job: dict, pop: str)
     return measure_frame(labels, intensities, frame=t, pixel_size_um=job["px"], population=pop)
 
 
+def _measure_changed(
+    table: pd.DataFrame,
+    before: np.ndarray,
+    after: np.ndarray,
+    frame: np.ndarray,
+    t: int,
+    job: dict,
+    pop: str,
+) -> pd.DataFrame:
+    """:func:`_measure` of ``after`` from ``table``, the measures of ``before``."""
+    from .measure import measure_changed
+
+    names = job["names"]
+    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+    return measure_changed(
+        table.drop(columns="carried", errors="ignore"),
+        before,
+        after,
+        intensities,
+        frame=t,
+        pixel_size_um=job["px"],
+        population=pop,
+    )
+
+
 class _Refiner:
     """Mends each frame's labels with the frames before as frames arrive in order
     (:class:`deathtrack.refine.Mender`): merged neighbours split, faded cells carried. A
@@ -257,28 +282,41 @@ class _Refiner:
         }
         self.changed = {pop: 0 for pop in self.menders}
 
-    def __call__(self, t: int, labels: dict, tables: dict) -> None:
+    def __call__(self, t: int, labels: dict, tables: dict, raw: np.ndarray | None = None) -> None:
+        """``raw``: frame ``t`` (C, Y, X) as read for segmenting it, when still at hand
+        (read again from the file otherwise)."""
         frame = None
         for pop in self.job["populations"]:
             tables[pop]["carried"] = False
         for pop, mend in self.menders.items():
             how = tables[pop].attrs.get("unmix")
-            lab, carried = mend(labels[pop], lambda pop=pop, how=how: self._image(pop, t, how))
+            lab, carried = mend(
+                labels[pop], lambda pop=pop, how=how, raw=raw: self._image(pop, t, how, raw)
+            )
             if lab is not labels[pop]:
                 self.changed[pop] += 1
                 if frame is None:
-                    frame = _sanitize_frame(np.asarray(self.movie.frame(t)))[0]
+                    whole = raw if raw is not None else np.asarray(self.movie.frame(t))
+                    frame = _sanitize_frame(whole)[0]
+                # only the mended objects measured again (and the frame's background)
+                tables[pop] = _measure_changed(
+                    tables[pop], labels[pop], lab, frame, t, self.job, pop
+                )
                 labels[pop] = lab
-                tables[pop] = _measure(lab, frame, t, self.job, pop)
                 tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
 
-    def _image(self, pop: str, t: int, how) -> np.ndarray:
+    def _image(self, pop: str, t: int, how, raw: np.ndarray | None) -> np.ndarray:
         """The population's channel at ``t``, with the other's crosstalk taken out as it
         was for segmenting (``how``: from :func:`_segment_measure_frame`)."""
-        image = _finite(self.movie.read(self.job["roles"][pop], t))
+
+        def channel(role: str) -> np.ndarray:
+            c = self.job["roles"][role]
+            return _finite(raw[c] if raw is not None else self.movie.read(c, t))
+
+        image = channel(pop)
         if how is not None:
             other, ratio, bg = how
-            image = image - ratio * (_finite(self.movie.read(self.job["roles"][other], t)) - bg)
+            image = image - ratio * (channel(other) - bg)
         return image
 
     def log(self) -> None:
@@ -440,8 +478,13 @@ def _segment_movie(
                 pop_cfg.labels_path, expect_shape=(movie.n_frames, ny, nx)
             )
 
+    # frames read for the workers, kept until collected: mending and measuring again
+    # need them too (a few frames, as many as are in flight; decoding one costs ~70 ms)
+    at_hand: dict[int, np.ndarray] = {}
+
     def inputs(t: int):
-        return np.asarray(movie.frame(t)), t, job, {pop: g[t] for pop, g in given.items()}
+        at_hand[t] = np.asarray(movie.frame(t))
+        return at_hand[t], t, job, {pop: g[t] for pop, g in given.items()}
 
     tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
     frame_notes: list[dict] = []
@@ -449,7 +492,7 @@ def _segment_movie(
     refine = _Refiner(movie, job, given)
 
     def collect(t: int, labels, tabs, notes) -> None:
-        refine(t, labels, tabs)
+        refine(t, labels, tabs, at_hand.pop(t, None))
         for pop in populations:
             stores[pop][t] = labels[pop]
             tables[pop].append(tabs[pop])
@@ -679,19 +722,16 @@ def _check_allocation(movie, cfg: PipelineConfig, populations) -> None:
 
 def _preflight(movie, cfg: PipelineConfig, export_ctc) -> tuple[list[str], list[str]]:
     """Everything that can be checked before any pixel is analysed: (populations, warnings)."""
-    from .errors import AxesError
-
     movie.require_calibration(
         "pixel_size_um",
         "interval_s",
         reason="sizes are in µm and speeds in µm/min (segmentation and tracking)",
     )
     warns = list(movie.warnings) + movie.check_calibration(force=cfg.input.force_calibration)
-    if movie.is_3d:
-        raise AxesError(
-            f"{movie.path}: 3D stacks (axes {movie.axes}) are not analysed yet; "
-            "pass a maximum projection (T, C, Y, X)"
-        )
+    if movie.is_3d:  # z-stacks: deathtrack.pipeline3d (issue 17)
+        from .pipeline3d import check_z_step
+
+        check_z_step(movie)
     populations = [p for p in (col.CELLS, col.IMMUNE) if p in movie.roles]
     _check_allocation(movie, cfg, populations)
     if cfg.death.classifier:
@@ -885,6 +925,25 @@ def run_stack(
                 "--channel immune=INDEX|NAME"
             )
         result.counts.update(n_frames=movie.n_frames, n_channels=movie.n_channels)
+        if movie.is_3d:  # z-stacks: the 3D stages of deathtrack.pipeline3d (issue 17)
+            from .pipeline3d import run_movie_3d
+
+            return run_movie_3d(
+                movie,
+                stack,
+                cfg,
+                out_dir,
+                result,
+                info=info,
+                populations=populations,
+                progress=progress,
+                export_ctc=export_ctc,
+                on_progress=on_progress,
+                lock=lock,
+                run_id=run_id,
+                t_start=t_start,
+                started=started,
+            )
         stat_before = _input_stat(Path(stack))
         held = results_lock(out_dir) if lock else contextlib.nullcontext()
         with held:

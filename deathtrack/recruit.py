@@ -30,6 +30,19 @@ of means with a bootstrap 95 % CI, Cliff's delta (an effect size) with its
 CI, a two-sided Mann–Whitney U p-value and a permutation p-value. With a
 ``stack`` column, resampling and permutations stay within each stack, so
 pooling stacks never mixes one movie's immune density into another's.
+
+**3D.** When the tables carry ``z_um`` (events, immune cells and target
+cells alike), every distance is 3D in µm: R is a ball, controls keep
+``control_min_distance_um`` from every event in 3D, random controls lie at
+the event's own depth (like live controls, which share its frame: the chance
+level then sees the same depth-dependent detection), and the approach
+measures use 3D paths. Give the volume (``n_slices``, ``z_step_um``) and the
+chance levels are those of the ball inside the imaged volume
+(:func:`ball_fraction_inside`, ball volume / field volume), and contacts come
+from (Z, Y, X) label stacks, the dying cell's mask dilated by the tolerance in
+µm along every axis (anisotropic voxels). Without ``z_um`` everything is 2D,
+exactly as before; a table whose ``z_um`` is one constant, without a volume
+(or with a one-slice volume), gives exactly the 2D numbers.
 """
 
 from __future__ import annotations
@@ -44,6 +57,7 @@ import pandas as pd
 
 from . import columns as col
 from .config import RecruitConfig, frames_for
+from .errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +65,7 @@ __all__ = [
     "CURVE_COLUMNS",
     "STAT_COLUMNS",
     "SUMMARY_COLUMNS",
+    "ball_fraction_inside",
     "compare_modes",
     "disc_fraction_inside",
     "recruitment_curves",
@@ -138,16 +153,156 @@ def disc_fraction_inside(
     return float(inside.sum() / inside_disc.sum())
 
 
-def _immune_by_frame(immune: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """frame -> (track ids, (n, 2) positions in µm) of the immune objects."""
+def ball_fraction_inside(
+    center_zyx: np.ndarray,
+    radius_um: float,
+    shape_zyx: tuple[int, int, int],
+    spacing_zyx: tuple[float, float, float],
+    *,
+    n: int = 64,
+) -> np.ndarray | float:
+    """Fraction of the ball of ``radius_um`` around each centre inside the (Z, Y, X) volume.
+
+    The ball is cut into columns along z on an ``n`` × ``n`` grid of points
+    over its (Y, X) bounding square; each column inside the field counts with
+    the exact length of its chord inside the volume's depth. A ball cut by the
+    top or bottom of the volume (the usual case: stacks are thin) is within
+    ~0.1 % of the exact cap formula, one cut by the field's sides within ~1 %
+    (as :func:`disc_fraction_inside`); tested.
+
+    Parameters
+    ----------
+    center_zyx
+        One centre ``(3,)`` or ``k`` centres ``(k, 3)``, in voxels ``(z, y, x)``.
+    radius_um
+        The ball's radius in µm.
+    shape_zyx, spacing_zyx
+        The volume in voxels and the voxel size in µm (z step, pixel size, pixel
+        size): the ball is round in µm, an ellipsoid in voxels.
+    n
+        Grid points per axis over the ball's (Y, X) bounding square.
+
+    Returns
+    -------
+    float or ndarray
+        One fraction per centre (a float for one centre); exactly 1 for balls
+        wholly inside.
+    """
+    c = np.asarray(center_zyx, float)
+    one = c.ndim == 1
+    spacing = np.asarray(spacing_zyx, float)
+    c = c.reshape(-1, 3) * spacing  # µm
+    out = np.ones(len(c))
+    if radius_um > 0 and len(c):
+        lo = -0.5 * spacing
+        hi = (np.asarray(shape_zyx, float) - 0.5) * spacing
+        cut = ((c - radius_um < lo) | (c + radius_um > hi)).any(axis=1)
+        if cut.any():
+            g = (np.arange(n) + 0.5) / n * 2 - 1
+            gy, gx = np.meshgrid(g, g, indexing="ij")
+            disc = gy**2 + gx**2 < 1
+            dy, dx = gy[disc] * radius_um, gx[disc] * radius_um
+            half = radius_um * np.sqrt(1 - gy[disc] ** 2 - gx[disc] ** 2)  # half chords
+            for i in np.flatnonzero(cut):
+                zc, yc, xc = c[i]
+                chord = np.minimum(zc + half, hi[0]) - np.maximum(zc - half, lo[0])
+                y, x = yc + dy, xc + dx
+                side = (y >= lo[1]) & (y <= hi[1]) & (x >= lo[2]) & (x <= hi[2])
+                out[i] = np.clip(chord, 0, None)[side].sum() / (2 * half.sum())
+    return float(out[0]) if one else out
+
+
+def _z_values(table: pd.DataFrame | None, name: str) -> bool:
+    """Whether ``table`` carries ``z_um`` (a column with values; all-NaN counts as none)."""
+    if table is None or col.Z_UM not in table.columns:
+        return False
+    z = pd.to_numeric(table[col.Z_UM], errors="coerce")
+    if z.isna().all():
+        return False
+    if z.isna().any():
+        i = int(np.flatnonzero(z.isna().to_numpy())[0])
+        label, value = table.index[i], table[col.Z_UM].iloc[i]
+        label = label.item() if isinstance(label, np.generic) else label
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(
+            f"`{name}` has `{col.Z_UM}` but its row {i} (index {label!r}) has none "
+            f"({value!r}); give every row a depth in µm, or drop the column for a 2D analysis"
+        )
+    return True
+
+
+def _dims(
+    events: pd.DataFrame,
+    immune: pd.DataFrame | None,
+    cells: pd.DataFrame | None,
+    n_slices: int | None,
+    z_step_um: float | None,
+) -> tuple[bool, bool]:
+    """(3D distances, a volume for the chance levels), checked for consistency.
+
+    Distances are 3D when the events carry ``z_um``; then every non-empty table
+    must (and none may without it). The chance levels and contacts use a volume
+    when ``n_slices`` > 1 and ``z_step_um`` are given.
+    """
+    is_3d = _z_values(events, "events")
+    for name, table in (("immune", immune), ("cells", cells)):
+        if table is None or table.empty:
+            continue
+        if _z_values(table, name) != is_3d:
+            have, lack = ("events", name) if is_3d else (name, "events")
+            raise ValueError(
+                f"`{have}` has `{col.Z_UM}` but `{lack}` has not (columns "
+                f"{list((events if lack == 'events' else table).columns)}): give every table "
+                f"a depth for a 3D analysis, or drop `{col.Z_UM}` everywhere for a 2D one"
+            )
+    if (n_slices is None) != (z_step_um is None):
+        given, missing = (
+            ("n_slices", "z_step_um") if z_step_um is None else ("z_step_um", "n_slices")
+        )
+        raise CalibrationError(
+            f"`{given}` is given but `{missing}` is not: a volume needs both its number of "
+            f"z slices and its z step in µm (or neither, for a 2D field)"
+        )
+    if n_slices is not None and (int(n_slices) < 1 or not (z_step_um > 0)):
+        raise CalibrationError(
+            f"the volume must have n_slices >= 1 and z_step_um > 0, got n_slices={n_slices!r}, "
+            f"z_step_um={z_step_um!r}"
+        )
+    volume = n_slices is not None and int(n_slices) > 1
+    if volume and not is_3d:
+        raise ValueError(
+            f"a volume of {n_slices} z slices is given but `events` has no `{col.Z_UM}`: "
+            f"3D recruitment needs the depth of every event and cell (or no volume, for 2D)"
+        )
+    return is_3d, volume
+
+
+def _positions(table: pd.DataFrame, is_3d: bool) -> np.ndarray:
+    """(n, 2) ``y_um, x_um`` or (n, 3) ``y_um, x_um, z_um`` positions."""
+    cols = [col.Y_UM, col.X_UM, col.Z_UM] if is_3d else [col.Y_UM, col.X_UM]
+    return table[cols].to_numpy(float)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distance between positions (last axis ``y, x[, z]``), broadcast.
+
+    In 3D ``hypot(hypot(dy, dx), dz)``: with ``dz = 0`` exactly the 2D distance.
+    """
+    d = np.hypot(a[..., 0] - b[..., 0], a[..., 1] - b[..., 1])
+    if a.shape[-1] == 3:
+        d = np.hypot(d, a[..., 2] - b[..., 2])
+    return d
+
+
+def _immune_by_frame(
+    immune: pd.DataFrame, is_3d: bool = False
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """frame -> (track ids, (n, 2 or 3) positions in µm) of the immune objects."""
     out = {}
     if immune is None or immune.empty:
         return out
     for t, g in immune.groupby(col.FRAME, sort=True):
-        out[int(t)] = (
-            g[col.TRACK_ID].to_numpy(),
-            g[[col.Y_UM, col.X_UM]].to_numpy(float),
-        )
+        out[int(t)] = (g[col.TRACK_ID].to_numpy(), _positions(g, is_3d))
     return out
 
 
@@ -156,20 +311,17 @@ def _within(ids_pos, center_um: np.ndarray, radius_um: float) -> np.ndarray:
     if ids_pos is None:
         return np.empty(0, int)
     ids, pos = ids_pos
-    d = np.hypot(pos[:, 0] - center_um[0], pos[:, 1] - center_um[1])
+    d = _distance(pos, np.asarray(center_um, float)[None, :])
     return np.unique(ids[d <= radius_um])
 
 
 def _count_within(ids_pos, centers_um: np.ndarray, radius_um: float) -> np.ndarray:
-    """:func:`_within`'s count for each of ``centers_um`` (k, 2), all at once."""
-    centers_um = np.asarray(centers_um, float).reshape(-1, 2)
+    """:func:`_within`'s count for each of ``centers_um`` (k, 2 or 3), all at once."""
     if ids_pos is None:
-        return np.zeros(len(centers_um))
+        return np.zeros(len(np.atleast_2d(centers_um)))
     ids, pos = ids_pos
-    near = (
-        np.hypot(pos[None, :, 0] - centers_um[:, None, 0], pos[None, :, 1] - centers_um[:, None, 1])
-        <= radius_um
-    )
+    centers_um = np.asarray(centers_um, float).reshape(-1, pos.shape[1])
+    near = _distance(pos[None, :, :], centers_um[:, None, :]) <= radius_um
     if len(np.unique(ids)) == len(ids):  # one object per track in the frame (as linked)
         return near.sum(axis=1).astype(float)
     return np.array([len(np.unique(ids[row])) for row in near], float)
@@ -181,30 +333,37 @@ def _choose_controls(
     cfg: RecruitConfig,
     shape_yx: tuple[int, int],
     pixel_size_um: float,
+    is_3d: bool = False,
 ) -> dict[int, np.ndarray]:
-    """event_id -> (k, 2) control positions in µm (live cells first, random places after).
+    """event_id -> (k, 2 or 3) control positions in µm (live cells first, random places after).
 
     A control is a live target cell (a track that is not an event's) present
     at the event's death frame, at least ``control_min_distance_um`` from
     every event; when fewer than ``n_controls`` qualify, random places in the
-    field as far from every event fill the rest. Seeded per event.
+    field as far from every event fill the rest. Seeded per event. In 3D the
+    distances are 3D and a random place lies at the event's own depth; its
+    ``y, x`` are drawn exactly as in 2D, so a constant depth gives the 2D
+    controls.
     """
-    ev_pos = events[[col.Y_UM, col.X_UM]].to_numpy(float)
+    ev_pos = _positions(events, is_3d)
     dead_tracks = set(events[col.TRACK_ID].tolist())
     h_um, w_um = shape_yx[0] * pixel_size_um, shape_yx[1] * pixel_size_um
     by_frame = {int(t): g for t, g in cells.groupby(col.FRAME)} if len(cells) else {}
+    dim = ev_pos.shape[1]
+
+    def at_depth(p: np.ndarray, ev) -> np.ndarray:
+        return np.column_stack([p, np.full(len(p), float(ev.z_um))]) if is_3d else p
+
     out = {}
     for ev in events.itertuples(index=False):
         rng = np.random.default_rng([cfg.seed, int(ev.event_id)])
         g = by_frame.get(int(ev.frame))
-        cand = np.empty((0, 2))
+        cand = np.empty((0, dim))
         if g is not None:
             g = g[~g[col.TRACK_ID].isin(dead_tracks)]
-            cand = g[[col.Y_UM, col.X_UM]].to_numpy(float)
+            cand = _positions(g, is_3d)
             if len(cand):
-                d = np.hypot(
-                    cand[:, None, 0] - ev_pos[None, :, 0], cand[:, None, 1] - ev_pos[None, :, 1]
-                )
+                d = _distance(cand[:, None, :], ev_pos[None, :, :])
                 cand = cand[d.min(axis=1) >= cfg.control_min_distance_um]
         if len(cand) > cfg.n_controls:
             cand = cand[np.sort(rng.choice(len(cand), cfg.n_controls, replace=False))]
@@ -213,8 +372,8 @@ def _choose_controls(
         tries = 0
         while need > 0 and tries < 200:
             tries += 1
-            p = rng.uniform([0, 0], [h_um, w_um], size=(4 * need, 2))
-            d = np.hypot(p[:, None, 0] - ev_pos[None, :, 0], p[:, None, 1] - ev_pos[None, :, 1])
+            p = at_depth(rng.uniform([0, 0], [h_um, w_um], size=(4 * need, 2)), ev)
+            d = _distance(p[:, None, :], ev_pos[None, :, :])
             p = p[d.min(axis=1) >= cfg.control_min_distance_um][:need]
             extra.append(p)
             need -= len(p)
@@ -225,9 +384,57 @@ def _choose_controls(
                 cfg.control_min_distance_um,
                 need,
             )
-            extra.append(rng.uniform([0, 0], [h_um, w_um], size=(need, 2)))
+            extra.append(at_depth(rng.uniform([0, 0], [h_um, w_um], size=(need, 2)), ev))
         out[int(ev.event_id)] = np.vstack([cand, *extra]) if extra else cand
     return out
+
+
+class _Geometry:
+    """Where the chance level is measured: the disc in the (Y, X) field, or the ball in the
+    (Z, Y, X) volume."""
+
+    def __init__(
+        self,
+        radius_um: float,
+        pixel_size_um: float,
+        shape_yx: tuple[int, int],
+        n_slices: int | None,
+        z_step_um: float | None,
+        volume: bool,
+    ):
+        self.radius_um, self.px, self.shape_yx = radius_um, pixel_size_um, tuple(shape_yx)
+        self.volume = volume
+        self.r_px = radius_um / pixel_size_um
+        if volume:
+            self.dz = float(z_step_um)
+            self.shape_zyx = (int(n_slices), *self.shape_yx)
+            self.region = 4.0 / 3.0 * math.pi * radius_um**3
+            self.field = (
+                self.shape_zyx[0]
+                * self.dz
+                * self.shape_yx[0]
+                * self.shape_yx[1]
+                * (pixel_size_um**2)
+            )
+        else:  # in pixels, as before
+            self.region = math.pi * self.r_px**2
+            self.field = float(self.shape_yx[0] * self.shape_yx[1])
+
+    def fraction(self, pos_um: np.ndarray) -> np.ndarray:
+        """Part of the disc (ball) of radius R around each position inside the field (volume)."""
+        pos_um = np.atleast_2d(np.asarray(pos_um, float))
+        if self.volume:
+            vox = np.column_stack([pos_um[:, 2] / self.dz, pos_um[:, :2] / self.px])
+            spacing = (self.dz, self.px, self.px)
+            return np.asarray(
+                ball_fraction_inside(vox, self.radius_um, self.shape_zyx, spacing), float
+            )
+        return np.array(
+            [
+                disc_fraction_inside(p[0] / self.px, p[1] / self.px, self.r_px, self.shape_yx)
+                for p in pos_um
+            ]
+        )
 
 
 def recruitment_curves(
@@ -242,18 +449,20 @@ def recruitment_curves(
     n_frames: int,
     cell_labels: LabelsAt | None = None,
     immune_labels: LabelsAt | None = None,
+    n_slices: int | None = None,
+    z_step_um: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Immune counts and contacts around each event, frame by frame.
 
     Parameters
     ----------
     events
-        ``event_id, track_id, frame, y_um, x_um`` (``events.csv``).
+        ``event_id, track_id, frame, y_um, x_um[, z_um]`` (``events.csv``).
     immune
-        Immune-cell tracks: ``frame, track_id, y_um, x_um``.
+        Immune-cell tracks: ``frame, track_id, y_um, x_um[, z_um]``.
     cells
-        Target-cell tracks (``frame, track_id, y_um, x_um``): live ones are
-        the controls. Without it, controls are random places.
+        Target-cell tracks (``frame, track_id, y_um, x_um[, z_um]``): live
+        ones are the controls. Without it, controls are random places.
     config
         Radius, window, tolerance, controls (:class:`RecruitConfig`).
     interval_s, pixel_size_um
@@ -261,8 +470,17 @@ def recruitment_curves(
     shape_yx, n_frames
         Image size in pixels and number of frames.
     cell_labels, immune_labels
-        ``f(t) -> (Y, X)`` label images whose values are ``track_id``; both
-        are needed for ``n_contact`` (NaN without them).
+        ``f(t) -> (Y, X)`` label images (``(Z, Y, X)`` stacks for a volume)
+        whose values are ``track_id``; both are needed for ``n_contact`` (NaN
+        without them).
+    n_slices, z_step_um
+        The volume's number of z slices and z step (µm), both or neither. With
+        more than one slice the chance levels are the ball's in the volume and
+        the label images are stacks; the tables must then carry ``z_um``
+        (z slice × ``z_step_um``, like ``y_um`` = y × ``pixel_size_um``).
+
+    Distances are 3D whenever the tables carry ``z_um`` (see the module
+    docstring); without it, and without a volume, everything is 2D.
 
     Returns
     -------
@@ -272,6 +490,14 @@ def recruitment_curves(
     contacts : DataFrame
         ``event_id, dt, immune_track_id`` for every contact (the input of
         contact durations in :func:`summarize_events`).
+
+    Raises
+    ------
+    ValueError
+        Some tables carry ``z_um`` and others do not, or a volume is given
+        for tables without depth.
+    CalibrationError
+        Only one of ``n_slices`` and ``z_step_um``, or an invalid one.
     """
     from scipy import ndimage as ndi
 
@@ -282,23 +508,19 @@ def recruitment_curves(
     )
     if events is None or events.empty:
         return empty
+    is_3d, volume = _dims(events, immune, cells, n_slices, z_step_um)
     cells = cells if cells is not None else pd.DataFrame(columns=[col.FRAME, col.TRACK_ID])
-    immune_at = _immune_by_frame(immune)
-    controls = _choose_controls(events, cells, cfg, shape_yx, pixel_size_um)
-    r_px = cfg.radius_um / pixel_size_um
-    frac_ctl = {
-        eid: np.array(
-            [
-                disc_fraction_inside(p[0] / pixel_size_um, p[1] / pixel_size_um, r_px, shape_yx)
-                for p in pos
-            ]
-        )
-        for eid, pos in controls.items()
-    }
-    disc_area_px, field_px = math.pi * r_px**2, float(shape_yx[0] * shape_yx[1])
+    immune_at = _immune_by_frame(immune, is_3d)
+    controls = _choose_controls(events, cells, cfg, shape_yx, pixel_size_um, is_3d)
+    geo = _Geometry(cfg.radius_um, pixel_size_um, shape_yx, n_slices, z_step_um, volume)
+    frac_ctl = {eid: geo.fraction(pos) for eid, pos in controls.items()}
     with_contacts = cell_labels is not None and immune_labels is not None
     tol_px = int(math.ceil(cfg.contact_tolerance_um / pixel_size_um))
     struct = ndi.generate_binary_structure(2, 1)
+    if volume:  # the tolerance in voxels along z, y, x
+        tol_vox = (int(math.ceil(cfg.contact_tolerance_um / geo.dz)), tol_px, tol_px)
+    else:
+        tol_vox = (tol_px, tol_px)
 
     track_frames = (
         {int(k): np.sort(g[col.FRAME].to_numpy()) for k, g in cells.groupby(col.TRACK_ID)}
@@ -308,10 +530,8 @@ def recruitment_curves(
     rows, jobs = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0, tid = int(ev.event_id), int(ev.frame), int(ev.track_id)
-        center = np.array([ev.y_um, ev.x_um], float)
-        frac_ev = disc_fraction_inside(
-            center[0] / pixel_size_um, center[1] / pixel_size_um, r_px, shape_yx
-        )
+        center = np.array([ev.y_um, ev.x_um, ev.z_um] if is_3d else [ev.y_um, ev.x_um], float)
+        frac_ev = float(geo.fraction(center)[0])
         ctl, fctl = controls[eid], frac_ctl[eid]
         own = track_frames.get(tid, np.array([f0]))
         for dt in range(
@@ -327,7 +547,7 @@ def recruitment_curves(
             ok = fctl > 0
             expected = float(np.mean(counts[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
             n_all = len(here[0]) if here is not None else 0
-            uniform = n_all * frac_ev * disc_area_px / field_px
+            uniform = n_all * frac_ev * geo.region / geo.field
             if with_contacts:
                 # the cell's own mask at t, else at the nearest frame its track has
                 tm = int(own[np.argmin(np.abs(own - t))]) if len(own) else t
@@ -338,27 +558,41 @@ def recruitment_curves(
     # and each dying cell's mask is cut out of it by its bounding box
     contact_rows = []
     if with_contacts:
+        ndim = len(tol_vox)
+
+        def labels(f: LabelsAt, t: int, what: str) -> np.ndarray:
+            lab = np.asarray(f(t))
+            if lab.ndim != ndim:
+                want = "(Z, Y, X) stacks for a volume" if volume else "(Y, X) images"
+                raise ValueError(
+                    f"`{what}({t})` has shape {lab.shape}; recruitment needs {want} "
+                    f"(n_slices={n_slices})"
+                )
+            return lab
 
         @lru_cache(maxsize=4)
         def boxes(tm: int):
-            lab = np.asarray(cell_labels(tm))
+            lab = labels(cell_labels, tm, "cell_labels")
             return lab, ndi.find_objects(lab)
 
-        ny, nx = shape_yx
         current_t, immune_lab = None, None
         for t, tm, tid, eid, dt, row in sorted(jobs):
             if t != current_t:
-                current_t, immune_lab = t, np.asarray(immune_labels(t))
+                current_t, immune_lab = t, labels(immune_labels, t, "immune_labels")
             lab, objs = boxes(tm)
             touching = np.empty(0, int)
             sl = objs[tid - 1] if 0 < tid <= len(objs) else None
             if sl is not None:
-                sl = (
-                    slice(max(sl[0].start - tol_px, 0), min(sl[0].stop + tol_px, ny)),
-                    slice(max(sl[1].start - tol_px, 0), min(sl[1].stop + tol_px, nx)),
+                sl = tuple(
+                    slice(max(s_.start - k, 0), min(s_.stop + k, n))
+                    for s_, k, n in zip(sl, tol_vox, lab.shape)
                 )
                 mask = lab[sl] == tid
-                if tol_px:
+                if volume and cfg.contact_tolerance_um > 0:
+                    # dilated by the tolerance in µm along every axis (anisotropic voxels)
+                    dist = ndi.distance_transform_edt(~mask, sampling=(geo.dz, geo.px, geo.px))
+                    mask = dist <= cfg.contact_tolerance_um
+                elif tol_px:
                     mask = ndi.binary_dilation(mask, struct, iterations=tol_px)
                 hit = immune_lab[sl][mask]
                 touching = np.unique(hit[hit > 0])
@@ -380,6 +614,8 @@ def summarize_events(
     interval_s: float,
     pixel_size_um: float,
     shape_yx: tuple[int, int],
+    n_slices: int | None = None,
+    z_step_um: float | None = None,
 ) -> pd.DataFrame:
     """Per-event recruitment measures (:data:`SUMMARY_COLUMNS`), one row per event.
 
@@ -395,7 +631,9 @@ def summarize_events(
     - ``contact_total_s``: summed contact time of all immune cells from
       death; ``contact_median_s``: the median per contacting cell.
     - ``disc_fraction``: the part of the R-disc inside the image (below 1
-      near the border; counts are not rescaled, the chance level is).
+      near the border; counts are not rescaled, the chance level is); with a
+      volume (``n_slices``, ``z_step_um`` as in :func:`recruitment_curves`)
+      the part of the R-ball inside the volume.
     - approach of the immune cells that made contact, over
       ``approach_min`` minutes before their first contact (means over
       those cells): speed (µm/min), chemotactic index (distance gained
@@ -403,12 +641,15 @@ def summarize_events(
       along the initial direction to the event / path length), and
       ``arrest_on_arrival``: the fraction whose speed over the next frames
       fell below ``arrest_speed_um_per_min``.
+
+    Distances and approach paths are 3D when the tables carry ``z_um``.
     """
     cfg = config or RecruitConfig()
     if events is None or events.empty:
         return pd.DataFrame(columns=[col.EVENT_ID, *SUMMARY_COLUMNS])
+    is_3d, volume = _dims(events, immune, None, n_slices, z_step_um)
+    geo = _Geometry(cfg.radius_um, pixel_size_um, shape_yx, n_slices, z_step_um, volume)
     approach = frames_for(cfg.approach_min, interval_s, at_least=2)
-    r_px = cfg.radius_um / pixel_size_um
     immune_tracks = (
         {int(k): g.sort_values(col.FRAME) for k, g in immune.groupby(col.TRACK_ID)}
         if immune is not None and len(immune)
@@ -416,11 +657,11 @@ def summarize_events(
     )
     by_event = dict(tuple(curves.groupby(col.EVENT_ID))) if len(curves) else {}
     contacts_by_event = dict(tuple(contacts.groupby(col.EVENT_ID))) if len(contacts) else {}
-    immune_at = _immune_by_frame(immune)
+    immune_at = _immune_by_frame(immune, is_3d)
     out = []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0 = int(ev.event_id), int(ev.frame)
-        center = np.array([ev.y_um, ev.x_um], float)
+        center = np.array([ev.y_um, ev.x_um, ev.z_um] if is_3d else [ev.y_um, ev.x_um], float)
         c = by_event.get(eid, pd.DataFrame(columns=CURVE_COLUMNS))
         pre, post = c[c[col.DT] < 0], c[c[col.DT] >= 0]
         obs = post[col.N_WITHIN_R].astype(float)
@@ -480,9 +721,7 @@ def summarize_events(
                 "n_immune_contact": n_touch,
                 "contact_total_s": total,
                 "contact_median_s": median,
-                "disc_fraction": disc_fraction_inside(
-                    center[0] / pixel_size_um, center[1] / pixel_size_um, r_px, shape_yx
-                ),
+                "disc_fraction": float(geo.fraction(center)[0]),
                 "approach_speed_um_per_min": _nanmean(speeds),
                 "approach_chemotactic_index": _nanmean(cis),
                 "approach_fmi": _nanmean(fmis),
@@ -502,19 +741,22 @@ def _approach(
 ) -> dict[str, float]:
     """Speed, chemotactic index and FMI of the path to ``target_um``, and arrest after it.
 
+    ``target_um`` is ``(y, x)``, or ``(y, x, z)`` for 3D paths.
+
     The measures are :mod:`deathtrack.motility`'s (celltrackR definitions);
     ``arrested_on_arrival`` is 1 when the mean speed over ``after`` (the
     frames from first contact on) is below ``arrest_speed_um_per_min``.
     """
     from .motility import approach_metrics, speed
 
+    target_um = np.asarray(target_um, float)
+    is_3d = len(target_um) == 3  # y, x, z
+
     def track(g: pd.DataFrame) -> np.ndarray:
-        return np.column_stack(
-            [g[col.FRAME].to_numpy(float) * interval_s, g[[col.Y_UM, col.X_UM]].to_numpy(float)]
-        )
+        return np.column_stack([g[col.FRAME].to_numpy(float) * interval_s, _positions(g, is_3d)])
 
     m = approach_metrics(
-        track(before), np.asarray(target_um, float), t_col="t", coord_cols=("y", "x")
+        track(before), target_um, t_col="t", coord_cols=("y", "x", "z")[: len(target_um)]
     )
     v = speed(track(after)) * 60.0  # µm/s -> µm/min; NaN for fewer than two points
     return {

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._kernels import dilate, erode
+from ._kernels import dilate, erode, gaussian, label_sums, pair_counts
 from .config import PopulationSegmentConfig
 
 logger = logging.getLogger(__name__)
@@ -71,26 +71,13 @@ def object_age(prev: np.ndarray | None, prev_age: np.ndarray | None, cur: np.nda
 
 def _pair_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixels shared by each pair of labels (both > 0): arrays (label_a, label_b, count)."""
-    sel = (a > 0) & (b > 0)
-    if not sel.any():
-        e = np.zeros(0, np.int64)
-        return e, e, e
-    av = a[sel].astype(np.int64)
-    bv = b[sel].astype(np.int64)
-    nb = int(bv.max()) + 1
-    keys, counts = np.unique(av * nb + bv, return_counts=True)
-    return keys // nb, keys % nb, counts
+    return pair_counts(a, b)
 
 
 def _centroids(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    lab = labels.ravel()
-    idx = np.flatnonzero(lab)
-    ly = lab[idx]
-    yy, xx = np.divmod(idx, labels.shape[1])
-    cnt = np.bincount(ly, minlength=n + 1).astype(np.float64)
-    my = np.bincount(ly, weights=yy, minlength=n + 1) / np.maximum(cnt, 1)
-    mx = np.bincount(ly, weights=xx, minlength=n + 1) / np.maximum(cnt, 1)
-    return cnt, my, mx
+    cnt, sy, sx = label_sums(labels, n)
+    cnt = cnt.astype(np.float64)
+    return cnt, sy / np.maximum(cnt, 1), sx / np.maximum(cnt, 1)
 
 
 def estimate_shift(prev: np.ndarray, cur: np.ndarray) -> tuple[int, int]:
@@ -198,7 +185,7 @@ def _split_merged(
     if len(np.unique(markers[markers > 0])) < 2:
         return next_label
     img = np.nan_to_num(image[sl].astype(np.float32), nan=float(np.nanmedian(image[sl])))
-    smooth = ndi.gaussian_filter(img, max(0.5, 0.5 / px))
+    smooth = gaussian(img, max(0.5, 0.5 / px))
     from skimage.segmentation import find_boundaries, watershed
 
     split = watershed(-smooth, markers, mask=comp)
@@ -296,8 +283,8 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     at ``edge_fraction`` of it stands well out of the noise)."""
     sigma = max(1.0, sigma)
     # smoothed over the pixels that are not other objects (their glow is not this cell's)
-    w = ndi.gaussian_filter((~near_others).astype(np.float32), sigma)
-    sm = ndi.gaussian_filter(np.where(near_others, 0, signal), sigma) / np.maximum(w, 1e-3)
+    w = gaussian((~near_others).astype(np.float32), sigma)
+    sm = gaussian(np.where(near_others, 0, signal), sigma) / np.maximum(w, 1e-3)
     noise_s = noise / (2 * sigma * np.sqrt(np.pi))
     cand = (sm > cfg.carry_k * noise_s) & region & ~near_others & finite
     if not cand.any():

@@ -253,6 +253,34 @@ def _pretty(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _fixed_layout(
+    fig: Figure,
+    *,
+    left: float,
+    right: float,
+    bottom: float,
+    top: float,
+    ncols: int = 1,
+    nrows: int = 1,
+    wgap: float = 0.0,
+    hgap: float = 0.0,
+) -> None:
+    """Margins and gaps between panels in inches: a fixed layout, set once. Matplotlib's
+    constrained layout measures every text to place the panels, ~0.5-1 s a figure, a
+    fixed cost of every report (issue 16); these figures' texts are known in advance."""
+    w, h = fig.get_size_inches()
+    aw = (w - left - right - (ncols - 1) * wgap) / ncols
+    ah = (h - bottom - top - (nrows - 1) * hgap) / nrows
+    fig.subplots_adjust(
+        left=left / w,
+        right=1 - right / w,
+        bottom=bottom / h,
+        top=1 - top / h,
+        wspace=wgap / aw if ncols > 1 else 0.2,
+        hspace=hgap / ah if nrows > 1 else 0.2,
+    )
+
+
 def _fig_to_uri(fig: Figure, dpi: int = 100) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -621,7 +649,8 @@ def _fig_incidence(t: np.ndarray, calls: np.ndarray, t_end: float, unit: str) ->
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    fig = Figure(figsize=(8.0, 3.4))
+    _fixed_layout(fig, left=0.65, right=0.15, bottom=0.55, top=0.35)
     ax = fig.add_subplot()
     t_end = max(t_end, float(np.max(t)) if len(t) else 0.0, 1e-9)
 
@@ -740,7 +769,8 @@ def _fig_recruitment(stats: dict, radius_um: float | None) -> Figure:
     panels = [col.N_WITHIN_R]
     if any(col.N_CONTACT in s for s in stats.values()):
         panels.append(col.N_CONTACT)
-    fig = Figure(figsize=(5.2 * len(panels) + 0.6, 3.9), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(panels) + 0.6, 3.9))
+    _fixed_layout(fig, left=0.8, right=0.15, bottom=1.05, top=0.35, ncols=len(panels), wgap=0.95)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     r = f"{_num(radius_um)} µm" if radius_um else "r"
     titles = {
@@ -786,7 +816,11 @@ def _fig_recruitment(stats: dict, radius_um: float | None) -> Figure:
             Line2D([], [], color="#555", lw=1.4, ls=":", label="chance level (matched controls)")
         )
     fig.legend(
-        handles=handles, loc="outside lower center", ncols=min(len(handles), 3), frameon=False
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncols=min(len(handles), 3),
+        frameon=False,
     )
     return fig
 
@@ -1497,7 +1531,18 @@ def _fig_motility(mot: pd.DataFrame, metrics: Sequence[str]) -> Figure:
 
     ncols = min(4, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
-    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows), layout="constrained")
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows + 0.3))
+    _fixed_layout(
+        fig,
+        left=0.55,
+        right=0.12,
+        bottom=0.5,
+        top=0.45,
+        ncols=ncols,
+        nrows=nrows,
+        wgap=0.6,
+        hgap=0.65,
+    )
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, m in zip(axes, metrics):
         label, factor = _motility_label(m)

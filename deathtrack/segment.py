@@ -42,6 +42,7 @@ from skimage.segmentation import expand_labels
 from ._kernels import (
     dilate,
     distance_to_background,
+    gaussian,
     mix_upsample,
     object_shapes,
     one_top_patch,
@@ -61,6 +62,27 @@ __all__ = [
     "split_oversized",
     "threshold_value",
 ]
+
+
+def _nanmedian64(values: np.ndarray) -> float:
+    """``np.nanmedian`` of ``values`` as float64, exactly, without a float64 copy: the
+    middle values are found among the values as they are (converting to float64 keeps
+    their order) and only they are converted and averaged."""
+    v = np.asarray(values).ravel()
+    if v.dtype.kind == "f":
+        nan = np.isnan(v)
+        if nan.any():
+            v = v[~nan]
+    n = v.size
+    if n == 0:
+        return float("nan")
+    if v.dtype.kind not in "fiu" or v.dtype.itemsize > (8 if v.dtype.kind == "f" else 4):
+        return float(np.median(np.asarray(v, np.float64)))
+    k = (n - 1) // 2
+    part = np.partition(v, [k, n // 2]) if n % 2 == 0 else np.partition(v, k)
+    if n % 2:
+        return float(np.float64(part[k]))
+    return float((np.float64(part[k]) + np.float64(part[n // 2])) / 2.0)
 
 
 def crosstalk_ratio(
@@ -86,12 +108,10 @@ def crosstalk_ratio(
     free = ~source_objects & ~target_objects
     if free.sum() < 50:
         return 0.0
-    t = np.asarray(target, np.float64)
-    src = np.asarray(source, np.float64)
-    bg_t, bg_s = float(np.nanmedian(t[free])), float(np.nanmedian(src[free]))
+    bg_t, bg_s = _nanmedian64(target[free]), _nanmedian64(source[free])
     sel = source_objects & ~target_objects
-    s_sig = src[sel] - bg_s
-    t_sig = t[sel] - bg_t
+    s_sig = np.asarray(source[sel], np.float64) - bg_s
+    t_sig = np.asarray(target[sel], np.float64) - bg_t
     ok = np.isfinite(s_sig) & np.isfinite(t_sig)
     s_sig, t_sig = s_sig[ok], t_sig[ok]
     if s_sig.size < 100:
@@ -107,6 +127,20 @@ def _block_sum(a: np.ndarray, f: int) -> np.ndarray:
     ny, nx = a.shape
     a = np.pad(a, ((0, (-ny) % f), (0, (-nx) % f)))
     return a.reshape(a.shape[0] // f, f, a.shape[1] // f, f).sum(axis=(1, 3))
+
+
+def _block_count(mask: np.ndarray | None, f: int, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`_block_sum` of a 0/1 image as float32 (of ones when ``mask`` is None): whole
+    numbers below 2**24, exact in any order, so counted as integers without the float
+    copy and the padding."""
+    ny, nx = shape
+    sy, sx = -(-ny // f), -(-nx // f)
+    if mask is None:
+        rows = np.minimum(f, ny - f * np.arange(sy))
+        cols = np.minimum(f, nx - f * np.arange(sx))
+        return np.outer(rows, cols).astype(np.float32)
+    per_row = np.add.reduceat(mask, np.arange(0, nx, f), axis=1, dtype=np.int32)
+    return np.add.reduceat(per_row, np.arange(0, ny, f), axis=0).astype(np.float32)
 
 
 def estimate_background(
@@ -143,7 +177,7 @@ def estimate_background(
     img = np.asarray(image, dtype=np.float32)
     ny, nx = img.shape
     f = max(1, int(radius_px // 3))
-    counts = _block_sum(np.ones_like(img), f)
+    counts = _block_count(None, f, img.shape)
     small = _block_sum(img, f) / counts
     sy, sx = small.shape
     size = max(3, int(np.ceil(2 * radius_px / f)) | 1)
@@ -169,12 +203,12 @@ def estimate_background(
     # (full resolution: on 2x2-binned pixels, 3x faster, the dim ghost of a swollen
     # necroptotic cell between neighbours went into the background and one more death
     # was missed on the held-out dense movies of benchmarks/death_accuracy.py)
-    blurred = ndi.gaussian_filter(img, 1.5)
+    blurred = gaussian(img, 1.5)
     for _ in range(2):
         bg_full = _upsample(bg_small, f, ny, nx)
         objects = blurred - bg_full > 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
         free = ~dilate(objects, 3)
-        w = _block_sum(free.astype(np.float32), f)
+        w = _block_count(free, f, img.shape)
         mean_bg = _block_sum(np.where(free, img, 0), f) / np.maximum(w, 1)
         ok = w > 0.25 * counts
         if ok.sum() < 6:
@@ -442,7 +476,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
                 prominence = max(prominence, k_noise * (1 - w) * dist.max() * sd_rel[k])
             rel = np.clip((bright[sl] - bg_level) / max(plate[k], 1e-6), 0, 1)
             land = np.where(comp, dist * (w + (1 - w) * rel), 0).astype(np.float32)
-            sub = np.where(comp, ndi.gaussian_filter(land, 1.0), 0)
+            sub = np.where(comp, gaussian(land, 1.0), 0)
             # the pixels no lower than their 8 neighbours: when they form one (4-connected)
             # flat patch, the object has one regional maximum, so one seed, and the costly
             # h-maxima transform would find just that
@@ -741,8 +775,8 @@ def _regrow_faint(
         own = out[sl] == k
         others = (out[sl] > 0) & ~own
         near = dilate(others, glow)
-        w = ndi.gaussian_filter((~near).astype(np.float32), s)
-        sm = ndi.gaussian_filter(np.where(near, 0, img[sl] - bg_level), s) / np.maximum(w, 1e-3)
+        w = gaussian((~near).astype(np.float32), s)
+        sm = gaussian(np.where(near, 0, img[sl] - bg_level), s) / np.maximum(w, 1e-3)
         level = float(np.percentile(sm[own], 90))
         noise_s = noise_sd / (2 * s * np.sqrt(np.pi))
         if level < 3 * noise_s:
@@ -817,7 +851,7 @@ def segment_frame(
         )
         img = img - bg
     sigma = cfg.smooth_sigma_um / px
-    smoothed = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
+    smoothed = gaussian(img, sigma) if sigma > 0 else img
     bg_level = _background_level(smoothed, free & ~nan if free is not None else None)
     thr = threshold_value(smoothed, img, cfg, sigma, noise_sd=noise_sd, bg_level=bg_level)
     # the seeds' noise term goes with the noise threshold (see seed_noise_k)
@@ -834,15 +868,13 @@ def segment_frame(
     min_px = cfg.min_area_um2 / px**2
     edge_sigma = cfg.edge_sigma_um / px
     edge_image = (
-        None
-        if edge_sigma >= sigma
-        else (ndi.gaussian_filter(img, edge_sigma) if edge_sigma > 0.2 else img)
+        None if edge_sigma >= sigma else (gaussian(img, edge_sigma) if edge_sigma > 0.2 else img)
     )
 
     if cfg.split_touching and cfg.seed_method == "spacing" and cfg.min_distance_um == "auto":
         cfg = cfg.model_copy(update={"min_distance_um": _typical_spacing_um(fg, min_px, px)})
     # the brightness that weighs the seeds of touching cells (both passes below)
-    bright = ndi.gaussian_filter(img, _seed_smoothing_px(cfg, px)) if cfg.split_touching else None
+    bright = gaussian(img, _seed_smoothing_px(cfg, px)) if cfg.split_touching else None
     # bright objects: clearly above the noise
     labels = _segment_level(
         fg,
@@ -871,12 +903,12 @@ def segment_frame(
         free_f = free.astype(np.float32)
         if b > 1:
             ny, nx = img.shape
-            weight = ndi.gaussian_filter(_block_sum(free_f, b), sigma2 / b)
-            value = ndi.gaussian_filter(_block_sum(np.where(free, img, 0), b), sigma2 / b)
+            weight = gaussian(_block_sum(free_f, b), sigma2 / b)
+            value = gaussian(_block_sum(np.where(free, img, 0), b), sigma2 / b)
             smooth2 = _upsample(value / np.maximum(weight, b * b * 1e-3), b, ny, nx)
         else:
-            weight = ndi.gaussian_filter(free_f, sigma2)
-            smooth2 = ndi.gaussian_filter(np.where(free, img, 0), sigma2) / np.maximum(weight, 1e-3)
+            weight = gaussian(free_f, sigma2)
+            smooth2 = gaussian(np.where(free, img, 0), sigma2) / np.maximum(weight, 1e-3)
         smooth2 = np.where(free, smooth2, 0).astype(np.float32)
         bg2 = _background_level(smooth2)
         thr2 = threshold_value(smooth2, img, cfg, sigma2, noise_sd=noise_sd, bg_level=bg2)

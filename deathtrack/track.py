@@ -66,7 +66,9 @@ def link_objects(
     ----------
     objects : DataFrame
         One row per object per frame with ``frame, y_um, x_um`` (as from
-        :func:`deathtrack.measure.measure_frame`).
+        :func:`deathtrack.measure.measure_frame`); with ``z_um`` too (a 3D
+        movie, :func:`deathtrack.measure3d.measure_volume`), objects are
+        linked in 3D µm coordinates.
     config
         Speed limit, memory for gaps, minimum track length.
     interval_s
@@ -92,15 +94,16 @@ def link_objects(
         out[col.TRACK_ID] = pd.Series(dtype=np.int64)
         return out
     search = search_range_um(cfg, interval_s)
+    pos = [col.Z_UM, col.Y_UM, col.X_UM] if col.Z_UM in out else [col.Y_UM, col.X_UM]
     trackpy.quiet()
     with warnings.catch_warnings():
         # trackpy 0.7 calls pandas APIs that pandas 3 deprecates; harmless, not ours to fix
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="trackpy")
         warnings.filterwarnings("ignore", category=FutureWarning, module="trackpy")
         linked = trackpy.link(
-            out[[col.FRAME, col.Y_UM, col.X_UM]].copy(),
+            out[[col.FRAME, *pos]].copy(),
             search,
-            pos_columns=[col.Y_UM, col.X_UM],
+            pos_columns=pos,
             t_column=col.FRAME,
             memory=int(cfg.max_gap_min * 60.0 // interval_s),
             # where many objects crowd (immune cells swarming a death), trackpy narrows the

@@ -7,7 +7,13 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
-from deathtrack._kernels import object_shapes, sort_by_label
+from deathtrack._kernels import (
+    gaussian,
+    label_sums,
+    object_shapes,
+    pair_counts,
+    sort_by_label,
+)
 
 
 def _reference(labels):
@@ -155,3 +161,46 @@ def test_one_top_patch_equals_the_maximum_filter_and_label_test(seed):
             assert one_top_patch(sub, comp) == expected
             answers.append(expected)
     assert any(answers) and not all(answers)  # both outcomes were tested
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 4), (17, 9), (64, 33), (130, 257)])
+@pytest.mark.parametrize("sigma", [0.3, 0.6, 1.23, 2.5, 7.7, 20.0])
+def test_gaussian_is_bit_identical_to_scipy(shape, sigma):
+    # lines shorter than the kernel (reflected more than once) included
+    rng = np.random.default_rng(int(sigma * 10) + shape[0] * 1000 + shape[1])
+    image = (rng.random(shape) * 4000 - 100).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(image, sigma), ndi.gaussian_filter(image, sigma))
+
+
+def test_gaussian_hands_other_inputs_to_scipy():
+    rng = np.random.default_rng(3)
+    f64 = rng.random((20, 30))
+    np.testing.assert_array_equal(gaussian(f64, 1.5), ndi.gaussian_filter(f64, 1.5))
+    cube = rng.random((4, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(cube, 1.0), ndi.gaussian_filter(cube, 1.0))
+    flat = rng.random((8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(gaussian(flat, 0), ndi.gaussian_filter(flat, 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_label_sums_and_pair_counts_equal_numpy(seed):
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 70)), int(rng.integers(1, 90)))
+    a = rng.integers(0, 12, shape).astype(np.int32)
+    b = ndi.label(rng.random(shape) > 0.4)[0].astype(np.int32)
+    cnt, sy, sx = label_sums(a, 15)
+    idx = np.flatnonzero(a.ravel())
+    lab = a.ravel()[idx]
+    yy, xx = np.divmod(idx, shape[1])
+    np.testing.assert_array_equal(cnt, np.bincount(lab, minlength=16))
+    np.testing.assert_array_equal(sy, np.bincount(lab, weights=yy, minlength=16))
+    np.testing.assert_array_equal(sx, np.bincount(lab, weights=xx, minlength=16))
+    sel = (a > 0) & (b > 0)
+    nb = int(b.max()) + 1
+    keys, counts = np.unique(a[sel].astype(np.int64) * nb + b[sel], return_counts=True)
+    got = pair_counts(a, b)
+    for g, want in zip(got, (keys // nb, keys % nb, counts)):
+        np.testing.assert_array_equal(g, want)
+        assert g.dtype == np.int64
+    empty = pair_counts(a, np.zeros_like(b))
+    assert all(len(e) == 0 for e in empty)

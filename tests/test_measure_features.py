@@ -218,3 +218,31 @@ def test_background_median_equals_numpy_median(dtype):
             assert got == float(np.median(values))
         else:
             assert np.isnan(got)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_measure_changed_equals_measuring_the_mended_frame_whole(seed):
+    from deathtrack.measure import measure_changed
+
+    rng = np.random.default_rng(seed)
+    before = np.zeros((80, 90), np.int32)
+    for k in range(1, 9):
+        y, x = rng.integers(8, 72), rng.integers(8, 82)
+        before[y - 4 : y + 4, x - 5 : x + 5] = k
+    after = before.copy()
+    after[(after == 1) & (np.arange(90)[None, :] % 2 == 0)] = 20  # one object split in two
+    after[after == 2] = 3  # two merged
+    after[after == 4] = 0  # one gone
+    after[0:6, 0:6] = 21  # a new one, at the border
+    ys, xs = np.nonzero(before == 5)
+    after[max(ys.min() - 2, 0) : ys.max(), xs.min() : xs.max()] = 5  # one grown
+    intensities = {
+        "a": rng.normal(100, 10, before.shape).astype(np.float32),
+        "b": rng.integers(0, 4000, before.shape).astype(np.uint16),
+    }
+    intensities["a"][3, 3] = np.nan
+    kw = dict(frame=4, pixel_size_um=0.5, population="cells")
+    table = measure_frame(before, intensities, **kw)
+    got = measure_changed(table, before, after, intensities, **kw)
+    pd.testing.assert_frame_equal(got, measure_frame(after, intensities, **kw), check_exact=True)
+    assert measure_changed(table, before, before.copy(), intensities, **kw) is table

@@ -129,6 +129,42 @@ def test_asphericity_by_shape():
     assert m.asphericity(tet) == pytest.approx(0.0, abs=1e-15)
 
 
+def test_z_flattened_table_gives_the_2d_values_bit_for_bit():
+    """z one constant = no z, for every measure but asphericity (3D counts the flat axis)."""
+    rng = np.random.default_rng(4)
+    n, k = 30, 6
+    df = pd.DataFrame(
+        {
+            "track_id": np.repeat(np.arange(k), n),
+            "t_s": np.tile(np.arange(n) * 20.0, k),
+            "y_um": rng.normal(0, 3, n * k).cumsum(),
+            "x_um": rng.normal(0, 3, n * k).cumsum(),
+            "z_um": rng.normal(0, 3, n * k).cumsum(),
+        }
+    )
+    flat, two = df.assign(z_um=-12.3), df.drop(columns="z_um")
+    a, b = m.track_metrics(flat), m.track_metrics(two)
+    for name in m.METRICS:
+        same = np.array_equal(a[name].to_numpy(), b[name].to_numpy(), equal_nan=True)
+        assert same == (name != "asphericity"), name
+    for measure in m.SUBTRACK_MEASURES:
+        pd.testing.assert_frame_equal(
+            m.aggregate_subtracks(flat, measure),
+            m.aggregate_subtracks(two, measure),
+            check_exact=True,
+        )
+    cols3, cols2 = ("y_um", "x_um", "z_um"), ("y_um", "x_um")
+    pd.testing.assert_frame_equal(
+        m.approach_table(flat, (5.0, 5.0, -12.3), coord_cols=cols3),
+        m.approach_table(two, (5.0, 5.0), coord_cols=cols2),
+        check_exact=True,
+    )
+    # the 3D path is longer than its projection: 3D speeds are never lower
+    s3 = m.track_metrics(df, metrics=["speed"])["speed"]
+    assert (s3 > b["speed"]).all()
+    assert math.isnan(m.hotellings_test(flat)["T2"]) and np.isfinite(m.hotellings_test(two)["T2"])
+
+
 def test_special_cases_of_angles_and_arrest():
     one_step = np.array([[0, 0, 0], [1, 3, 4]], float)
     assert m.overall_angle(one_step) == 0.0  # a step with itself: exactly 0

@@ -1,7 +1,7 @@
 """The napari plugin's reader, layer data and review table, without a viewer or Qt.
 
-These run wherever dask is installed (napari itself is not needed): the
-plugin's reader and review model are plain numpy / dask / pandas code.
+These run without napari: the plugin's reader and review model are plain
+numpy / pandas code.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-pytest.importorskip("dask")
 
 from deathtrack import columns as col
 from deathtrack.cli import DEMO_STACK
@@ -153,8 +151,6 @@ def _mkdir(path: Path) -> Path:
 
 
 def test_stack_opens_as_lazy_channel_layers_named_by_role_and_scaled_in_um(monkeypatch):
-    import dask.array as da
-
     from deathtrack.io import Movie, open_stack
 
     reads = []
@@ -180,16 +176,28 @@ def test_stack_opens_as_lazy_channel_layers_named_by_role_and_scaled_in_um(monke
     for name, cmap in (("cells", "gray"), ("immune", "green"), ("dye", "magenta")):
         data, kwargs, kind = layers[name]
         assert kind == "image"
-        assert isinstance(data, da.Array)
-        assert data.shape == (n_frames, 224, 224)
-        assert data.chunksize == (1, 224, 224)  # one frame per block
+        assert isinstance(data, _lazy.FrameArray)
+        assert data.shape == (n_frames, 224, 224) and data.ndim == 3
+        assert data.dtype == expected.dtype and data.size == n_frames * 224 * 224
         assert kwargs["colormap"] == cmap
         assert kwargs["blending"] == "additive"
         assert kwargs["scale"] == pytest.approx((1.0, 0.65, 0.65))
         lo, hi = kwargs["contrast_limits"]
         assert lo < hi
         assert kwargs["metadata"]["deathtrack"]["interval_s"] == 120.0
+    # indexing reads the frames asked for, one at a time, nothing else
+    _lazy.close_all()
+    n = len(reads)
     np.testing.assert_array_equal(np.asarray(layers["immune"][0][10]), expected)
+    assert reads[n:] == [10]
+    np.testing.assert_array_equal(layers["immune"][0][10, 5:9, -3:], expected[5:9, -3:])
+    np.testing.assert_array_equal(layers["immune"][0][-1], layers["immune"][0][n_frames - 1])
+    assert layers["immune"][0][8:11].shape == (3, 224, 224)
+    # no other frame was read, and frame 10 came from the cache
+    assert set(reads[n + 1 :]) == {8, 9, n_frames - 1}
+    np.testing.assert_array_equal(layers["immune"][0][..., 7], layers["immune"][0][:, :, 7])
+    with pytest.raises(IndexError):
+        layers["immune"][0][n_frames]
 
 
 def test_stack_without_a_cells_channel_name_opens_with_channel_names(tmp_path):
@@ -255,7 +263,6 @@ def test_ome_zarr_opens_lazily_with_its_calibration(tmp_path):
 
 
 def test_results_folder_opens_as_image_labels_tracks_and_events(demo_results):
-    import dask.array as da
     import tifffile
 
     reader = napari_get_reader(str(demo_results))
@@ -270,7 +277,8 @@ def test_results_folder_opens_as_image_labels_tracks_and_events(demo_results):
 
     labels, kwargs, kind = layers["cells labels"]
     assert kind == "labels"
-    assert isinstance(labels, da.Array) and labels.chunksize[0] == 1
+    with tifffile.TiffFile(demo_results / "labels_cells.tif") as tif:
+        assert isinstance(labels, _lazy.FrameArray) and labels.shape[0] == len(tif.pages)
     # outlines, hidden at first: the cells stay visible under them
     assert kwargs["metadata"]["deathtrack"]["contour"] >= 1 and kwargs["visible"] is False
     np.testing.assert_array_equal(

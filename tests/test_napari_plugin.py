@@ -47,7 +47,7 @@ _reason = _qt_cannot_start()
 if _reason:
     pytest.skip(f"napari GUI tests skipped: {_reason}", allow_module_level=True)
 
-from qtpy.QtCore import Qt  # noqa: E402
+from qtpy.QtCore import QPoint, Qt  # noqa: E402
 
 from deathtrack import columns as col  # noqa: E402
 from deathtrack.cli import DEMO_STACK  # noqa: E402
@@ -678,6 +678,197 @@ def test_undo_restores_the_previous_label_on_disk(make_napari_viewer, qtbot, res
     _wait_saved(qtbot, widget)
     assert _saved_label(results, event_id) == "necroptotic"
     assert "saved" in widget.save_state.text()
+
+
+def _layer_style(layer) -> tuple[pd.DataFrame, np.ndarray]:
+    features = layer.features[[col.EVENT_ID, "reviewed_mode", "call", "label"]].copy()
+    return features.astype({c: str for c in ("reviewed_mode", "call", "label")}), np.array(
+        layer.border_color
+    )
+
+
+def _expected_style(widget) -> tuple[pd.DataFrame, np.ndarray]:
+    """What a full restyle of the deaths layer gives for the table as it is now."""
+    from napari_deathtrack import _layers
+
+    style = _layers.marker_style(widget.review.events, widget._layer_markers())
+    features = style["features"][[col.EVENT_ID, "reviewed_mode", "call", "label"]]
+    return features.astype({c: str for c in ("reviewed_mode", "call", "label")}), style[
+        "border_color"
+    ]
+
+
+def test_a_label_restyles_only_its_markers_and_the_layer_follows_label_and_undo(
+    make_napari_viewer, qtbot, results
+):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    widget.advance.setChecked(False)
+    deaths = viewer.layers["deaths (demo)"]
+    event_id = _events_in_table_order(results)[0]
+    widget.select_event(event_id)
+    mine = (deaths.features[col.EVENT_ID] == event_id).to_numpy()
+    assert mine.sum() > 1  # markers from onset to a few frames after death
+    features_before, border_before = _layer_style(deaths)
+    emitted = {"features": 0, "border_color": 0}
+    deaths.events.features.connect(
+        lambda e: emitted.__setitem__("features", 1 + emitted["features"])
+    )
+    deaths.events.border_color.connect(
+        lambda e: emitted.__setitem__("border_color", 1 + emitted["border_color"])
+    )
+
+    qtbot.waitUntil(lambda: not widget._follow_pending, timeout=5_000)
+    frame_changes = []
+    viewer.dims.events.current_step.connect(frame_changes.append)
+    widget.label_current("necroptotic")
+    qtbot.waitUntil(lambda: not widget._layer_update_pending, timeout=5_000)
+    assert frame_changes == []  # a label (without "next after label") stays on its frame
+    features, border = _layer_style(deaths)
+    # only this event's markers changed: ring colour (opacity kept) and text
+    pd.testing.assert_frame_equal(features[~mine], features_before[~mine])
+    np.testing.assert_array_equal(border[~mine], border_before[~mine])
+    assert set(features.loc[mine, "reviewed_mode"]) == {"necroptotic"}
+    assert set(features.loc[mine, "call"]) == {"necroptotic"}
+    assert all("necroptotic (reviewed)" in t for t in features.loc[mine, "label"])
+    orange = _layers_colour("necroptotic")
+    np.testing.assert_allclose(border[mine, :3], np.tile(orange, (mine.sum(), 1)))
+    np.testing.assert_array_equal(border[mine, 3], border_before[mine, 3])
+    # in place: napari was told once about the colours, never given a new features table
+    assert emitted == {"features": 0, "border_color": 1}
+    # what napari draws as text is the new label
+    assert all("necroptotic (reviewed)" in t for t in np.asarray(deaths.text.values)[mine])
+    visual = viewer.window._qt_viewer.canvas.layer_to_visual[deaths]
+    shown = [t for t in np.atleast_1d(visual.node.text.text) if t.startswith(f"#{event_id} ")]
+    assert shown and all("necroptotic (reviewed)" in t for t in shown)
+    # and the layer is what a full restyle of the table would give
+    expected_features, expected_border = _expected_style(widget)
+    pd.testing.assert_frame_equal(features.reset_index(drop=True), expected_features)
+    np.testing.assert_allclose(border, expected_border)
+
+    widget.undo()
+    qtbot.waitUntil(lambda: not widget._layer_update_pending, timeout=5_000)
+    features, border = _layer_style(deaths)
+    pd.testing.assert_frame_equal(features, features_before)
+    np.testing.assert_allclose(border, border_before)
+    _wait_saved(qtbot, widget)
+
+
+def _layers_colour(mode: str) -> np.ndarray:
+    from matplotlib.colors import to_rgb
+
+    from napari_deathtrack._layers import MODE_COLORS
+
+    return np.array(to_rgb(MODE_COLORS[mode]), dtype=np.float32)
+
+
+def test_stepping_to_an_event_on_the_frame_shown_leaves_the_frame_alone(
+    make_napari_viewer, qtbot, results
+):
+    viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    first = _events_in_table_order(results)[0]
+    widget.select_event(first)
+    frame = int(widget.review.event(first)[col.FRAME])
+    qtbot.waitUntil(lambda: viewer.dims.current_step[0] == frame, timeout=5_000)
+    # a second death on the same frame, elsewhere
+    ev = widget.review.event(first)
+    widget.add_missed_at((frame, (float(ev[col.Y]) + 40) * 0.65, (float(ev[col.X]) + 40) * 0.65))
+    qtbot.waitUntil(lambda: not widget._follow_pending, timeout=5_000)
+    widget.select_event(first)
+    qtbot.waitUntil(lambda: not widget._follow_pending, timeout=5_000)
+    centre = tuple(viewer.scene.camera.center)
+    changes = []
+    viewer.dims.events.point.connect(lambda e: changes.append(e))
+    viewer.dims.events.current_step.connect(lambda e: changes.append(e))
+    widget.select_event(int(widget.review.events.iloc[-1][col.EVENT_ID]))
+    qtbot.waitUntil(lambda: tuple(viewer.scene.camera.center) != centre, timeout=5_000)
+    assert changes == []  # no new slice of the layers: only the camera moved
+    assert viewer.dims.current_step[0] == frame
+
+
+def test_labelling_never_reorders_the_table_a_header_click_does(make_napari_viewer, qtbot, results):
+    _, widget = _open_review(make_napari_viewer, qtbot, results)
+    widget.advance.setChecked(False)
+    widget.autosave.setChecked(False)
+    header = widget.table.horizontalHeader()
+    header.setSortIndicator(5, Qt.SortOrder.AscendingOrder)  # by the reviewed label
+    order = [widget.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(5)]
+    widget.table.selectRow(3)
+    qtbot.keyClick(widget.table, Qt.Key.Key_A)  # "apoptotic" would sort first
+    qtbot.keyClick(widget.table, Qt.Key.Key_Period)
+    qtbot.keyClick(widget.table, Qt.Key.Key_N)
+    now = [widget.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(5)]
+    assert now == order  # the rows stayed where the reviewer saw them
+    assert widget.table.item(3, 5).text() == "apoptotic"
+    assert widget.current_event == order[4]
+    # a click on the header sorts, and the selection stays on its event
+    qtbot.mouseClick(
+        header.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=QPoint(header.sectionViewportPosition(5) + 5, header.height() // 2),
+    )
+    assert header.sortIndicatorSection() == 5
+    labels = [widget.table.item(r, 5).text() for r in range(widget.table.rowCount())]
+    assert labels in (sorted(labels, key=lambda t: t or "~"),
+                      sorted(labels, key=lambda t: t or "~", reverse=True))  # fmt: skip
+    assert widget.current_event == order[4]
+
+
+def test_status_and_save_state_keep_their_size_and_autosave_waits_for_the_redraw(
+    make_napari_viewer, qtbot, results, monkeypatch
+):
+    from napari_deathtrack import _review
+
+    writes = []
+    original = _review._write
+
+    def counting_write(*args):
+        writes.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(_review, "_write", counting_write)
+    _, widget = _open_review(make_napari_viewer, qtbot, results, show=True)
+    height = widget.status.height()
+    order = _events_in_table_order(results)
+    widget.select_event(order[0])
+    # three quick labels: the panel's layout does not move, one write follows them
+    for key in (Qt.Key.Key_A, Qt.Key.Key_N, Qt.Key.Key_X):
+        qtbot.keyClick(widget.table, key)
+        assert widget.status.height() == height
+        assert not widget.is_saved
+    _wait_saved(qtbot, widget)
+    assert len(writes) == 1
+    assert [_saved_label(results, i) for i in order[:3]] == [
+        "apoptotic",
+        "necroptotic",
+        "not_death",
+    ]
+    assert widget.save_state.text() == "all labels saved"
+    assert "3 reviewed" in widget.save_state.toolTip()
+    # the next save says the same (nothing to repaint); the time and count are in the tip
+    texts = []
+    set_text = widget.save_state.setText
+    monkeypatch.setattr(widget.save_state, "setText", lambda t: (texts.append(t), set_text(t)))
+    qtbot.keyClick(widget.table, Qt.Key.Key_U)
+    _wait_saved(qtbot, widget)
+    assert texts == [] and len(writes) == 2
+    assert widget.save_state.text() == "all labels saved"
+    assert "4 reviewed" in widget.save_state.toolTip()
+    # a message too long for the status lines makes room for itself
+    widget.show_message("a long explanation " * 40)
+    assert widget.status.height() > height
+    widget.show_message("short")
+    assert widget.status.height() == height
+    # closing the panel right after a label writes it at once
+    qtbot.keyClick(widget.table, Qt.Key.Key_A)
+    widget.hide()
+    assert not widget._autosave_timer.isActive()
+    _wait_saved(qtbot, widget)
+    assert len(writes) == 3
+    # without autosave the panel says there is something to save
+    widget.show()
+    widget.autosave.setChecked(False)
+    qtbot.keyClick(widget.table, Qt.Key.Key_N)
+    assert widget.save_state.text().startswith("unsaved changes")
 
 
 def test_a_label_is_not_written_while_a_run_holds_the_folder(make_napari_viewer, qtbot, results):

@@ -293,3 +293,240 @@ def test_counts_within_radius_of_many_centres_at_once():
         got = _count_within((ids, pos), centres, 25.0)
         assert got.tolist() == [len(_within((ids, pos), c, 25.0)) for c in centres]
     assert _count_within(None, centres, 25.0).tolist() == [0] * 7
+
+
+# -- 3D: distances in µm along z too ---------------------------------------------
+
+
+def _scene(seed=0, n_frames=12, z=None):
+    """Events, immune and target-cell tracks with label images; ``z(rng, n)`` gives depths.
+
+    Random walkers in a 120 × 120 µm field (1 µm pixels): 3 dying cells, 6 live
+    target cells (too few for 20 controls: random places fill in), 10 immune
+    cells, each painted as a 7 × 7 square into (Y, X) label images.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (120, 120)
+
+    def walk(n, start):
+        steps = rng.normal(0, 3, (n_frames, n, 2))
+        return np.clip(start + np.cumsum(steps, axis=0), 4, 115)
+
+    cells_pos = walk(9, rng.uniform(20, 100, (9, 2)))
+    immune_pos = walk(10, rng.uniform(10, 110, (10, 2)))
+    # six immune cells home in on the three dying cells, from 30 µm away to touching
+    offset = rng.normal(0, 1, (6, 2))
+    offset *= 30 / np.linalg.norm(offset, axis=1, keepdims=True)
+    shrink = np.clip(1 - np.arange(n_frames) / 6, 0.2, 1)[:, None, None]
+    immune_pos[:, :6] = np.clip(cells_pos[:, [0, 1, 2, 0, 1, 2]] + shrink * offset, 4, 115)
+    cz = z(rng, 9) if z else None
+    iz = z(rng, 10) if z else None
+    cells_lab = np.zeros((n_frames, *shape), np.int32)
+    immune_lab = np.zeros((n_frames, *shape), np.int32)
+    crow, irow = [], []
+    for t in range(n_frames):
+        for k in range(9):
+            if k < 3 and t > 8:  # the dying cells' tracks end after frame 8
+                continue
+            y, x = cells_pos[t, k]
+            cells_lab[t, int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4] = k + 1
+            crow.append((t, k + 1, y, x) + ((cz[k],) if z else ()))
+        for k in range(10):
+            y, x = immune_pos[t, k]
+            immune_lab[t, int(y) - 3 : int(y) + 4, int(x) - 3 : int(x) + 4] = k + 1
+            irow.append((t, k + 1, y, x) + ((iz[k],) if z else ()))
+    names = ["frame", "track_id", "y_um", "x_um"] + (["z_um"] if z else [])
+    cells = pd.DataFrame(crow, columns=names)
+    immune = pd.DataFrame(irow, columns=names)
+    ev = cells[(cells.track_id <= 3) & (cells.frame == 6)].copy()
+    ev.insert(0, "event_id", [1, 2, 3])
+    ev["mode"] = ["apoptotic", "necroptotic", "necroptotic"]
+    geom = dict(interval_s=60.0, pixel_size_um=1.0, shape_yx=shape, n_frames=n_frames)
+    labels = dict(cell_labels=lambda t: cells_lab[t], immune_labels=lambda t: immune_lab[t])
+    return ev, immune, cells, geom, labels
+
+
+def _recruit_all(ev, immune, cells, geom, labels, **volume):
+    cfg = _cfg(radius_um=25.0, control_min_distance_um=20.0, approach_min=3, contact_tolerance_um=2)
+    curves, contacts = recruitment_curves(ev, immune, cells, cfg, **geom, **labels, **volume)
+    g = {k: geom[k] for k in ("interval_s", "pixel_size_um", "shape_yx")}
+    summary = summarize_events(ev, curves, contacts, immune, cfg, **g, **volume)
+    return curves, contacts, summary
+
+
+@pytest.mark.parametrize("depth", [0.0, 7.25, -6416.8])
+def test_constant_depth_gives_exactly_the_2d_results(depth):
+    """A z-flattened table (every z the same) reproduces the 2D tables bit for bit."""
+    ev, immune, cells, geom, labels = _scene()
+    flat = [t.assign(z_um=depth) for t in (ev, immune, cells)]
+    ref = _recruit_all(ev, immune, cells, geom, labels)
+    assert ref[0]["n_within_r"].sum() > 0 and ref[0]["n_contact"].sum() > 0
+    assert ref[2]["approach_chemotactic_index"].notna().any()  # approach paths compared too
+    for volume in ({}, {"n_slices": 1, "z_step_um": 2.0}):  # one slice is a plane
+        got = _recruit_all(*flat, geom, labels, **volume)
+        for a, b in zip(ref, got):
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_3d_distances_count_fewer_than_the_projection_and_flattening_restores_2d():
+    def depths(rng, n):
+        return rng.uniform(0, 60, n)
+
+    ev, immune, cells, geom, _ = _scene(seed=1, z=depths)
+    ev2, imm2, cells2 = (t.drop(columns="z_um") for t in (ev, immune, cells))
+    no_labels = {}
+    c3, _, s3 = _recruit_all(ev, immune, cells, geom, no_labels)
+    c2, _, s2 = _recruit_all(ev2, imm2, cells2, geom, no_labels)
+    # the same events and frames; a 3D distance is never shorter than its projection
+    assert (c3[["event_id", "frame"]].to_numpy() == c2[["event_id", "frame"]].to_numpy()).all()
+    assert (c3["n_within_r"] <= c2["n_within_r"]).all()
+    assert c3["n_within_r"].sum() < c2["n_within_r"].sum()
+    assert (s3["n_immune_distinct"] <= s2["n_immune_distinct"]).all()
+    # flattening the 3D tables (z := one value) gives the 2D tables exactly
+    flat = [t.assign(z_um=30.0) for t in (ev, immune, cells)]
+    cf, _, sf = _recruit_all(*flat, geom, no_labels)
+    pd.testing.assert_frame_equal(cf, c2, check_exact=True)
+    pd.testing.assert_frame_equal(sf, s2, check_exact=True)
+
+
+def test_3d_by_hand_immune_cells_far_away_in_z_do_not_count():
+    """Over the event in (y, x) but 50 µm deeper: the projection counts it, 3D does not."""
+    ev = _events((1, 7, 1, 100.0, 100.0, "necroptotic")).assign(z_um=20.0)
+    rows = []
+    for t in range(3):
+        rows.append((t, 11, 100.0, 110.0, 20.0))  # 10 µm away in the same plane: inside
+        rows.append((t, 12, 100.0, 100.0, 70.0))  # straight below, 50 µm deeper: outside
+        rows.append((t, 13, 100.0, 115.0, 45.0))  # sqrt(15² + 25²) = 29.2 µm: inside
+        rows.append((t, 14, 100.0, 115.0, 48.0))  # sqrt(15² + 28²) = 31.8 µm: outside
+    imm = pd.DataFrame(rows, columns=["frame", "track_id", "y_um", "x_um", "z_um"])
+    vol = dict(n_slices=40, z_step_um=2.0)  # 80 µm deep
+    c3, _ = recruitment_curves(ev, imm, None, _cfg(), n_frames=3, **GEOM, **vol)
+    c2, _ = recruitment_curves(
+        ev.drop(columns="z_um"), imm.drop(columns="z_um"), None, _cfg(), n_frames=3, **GEOM
+    )
+    assert c3["n_within_r"].tolist() == [2, 2, 2]
+    assert c2["n_within_r"].tolist() == [4, 4, 4]
+    s = summarize_events(ev, c3, pd.DataFrame(), imm, _cfg(), **GEOM, **vol).iloc[0]
+    assert s["n_immune_distinct"] == 2
+    # the ball of R = 30 around z = 20 µm pokes 9 µm out of the volume's top (z = -1 µm)
+    cap = math.pi * 9**2 * (3 * 30 - 9) / 3 / (4 / 3 * math.pi * 30**3)
+    assert s["disc_fraction"] == pytest.approx(1 - cap, abs=2e-3)
+
+
+def test_ball_fraction_inside_matches_the_cap_formula_and_corners():
+    from deathtrack.recruit import ball_fraction_inside
+
+    shape, spacing, r = (30, 200, 200), (2.0, 1.0, 1.0), 30.0  # 60 µm deep, z from -1 µm
+    for zc in np.linspace(-1.0, 59.0, 25):
+        exact = 1.0
+        for h in (zc + 1.0, 59.0 - zc):  # distance to the bottom and to the top
+            cap = max(r - h, 0.0)
+            exact -= math.pi * cap**2 * (3 * r - cap) / 3 / (4 / 3 * math.pi * r**3)
+        got = ball_fraction_inside(np.array([zc / 2.0, 100.0, 100.0]), r, shape, spacing)
+        assert got == pytest.approx(exact, abs=1e-3)
+    centres = np.array([[15.0, 100.0, 100.0], [15.0, -0.5, 100.0], [-0.5, -0.5, -0.5]])
+    small = ball_fraction_inside(centres, 10.0, shape, spacing)
+    assert small[0] == 1.0  # wholly inside: exactly 1
+    assert small[1] == pytest.approx(0.5, abs=0.01)
+    assert small[2] == pytest.approx(0.125, abs=0.01)
+
+
+def test_uniform_3d_immune_cells_give_chance_level_one_and_a_half_ball_at_the_top():
+    # a lattice of immune cells every 10 µm through a 200 × 200 × 70 µm volume
+    g = np.arange(5, 200, 10.0)
+    zz, yy, xx = np.meshgrid(np.arange(5, 70, 10.0), g, g, indexing="ij")
+    pos = np.column_stack([yy.ravel(), xx.ravel(), zz.ravel()])
+    imm = pd.DataFrame(
+        [(t, i, *p) for t in range(3) for i, p in enumerate(pos)],
+        columns=["frame", "track_id", "y_um", "x_um", "z_um"],
+    )
+    ev = _events((1, 7, 1, 100.0, 100.0, "apoptotic"), (2, 8, 1, 100.0, 100.0, "apoptotic"))
+    ev["z_um"] = [35.0, -0.5]  # mid-depth, and on the top surface
+    vol = dict(n_slices=70, z_step_um=1.0)
+    cfg = _cfg(n_controls=30, control_min_distance_um=0)
+    curves, _ = recruitment_curves(ev, imm, None, cfg, n_frames=3, **GEOM, **vol)
+    s = summarize_events(ev, curves, pd.DataFrame(), imm, cfg, **GEOM, **vol).set_index("event_id")
+    assert s.loc[1, "disc_fraction"] == 1.0
+    assert s.loc[2, "disc_fraction"] == pytest.approx(0.5, abs=0.01)
+    for e in (1, 2):
+        assert s.loc[e, "recruitment_index"] == pytest.approx(1.0, abs=0.2)
+        c = curves[curves.event_id == e]
+        assert (c["uniform_within_r"] / c["n_within_r"]).mean() == pytest.approx(1.0, abs=0.15)
+
+
+def test_3d_contacts_from_label_stacks_use_the_tolerance_in_um_along_z():
+    """Voxels 2 µm deep, 0.5 µm wide: one slice above is 2 µm away, one pixel aside 0.5 µm."""
+    T, shape = 2, (12, 40, 40)
+    cells = np.zeros((T, *shape), np.int32)
+    immune = np.zeros((T, *shape), np.int32)
+    cells[:, 4:6, 15:25, 15:25] = 7
+    immune[:, 6:8, 15:25, 15:25] = 21  # the next slice up: 2 µm from the cell's mask
+    immune[:, 4:6, 26:30, 15:25] = 22  # one pixel gap in y: 1 µm
+    immune[:, 9:11, 15:25, 15:25] = 23  # 4 slices up: 8 µm, on top of it in the projection
+    px, dz = 0.5, 2.0
+
+    def table(rows):
+        return pd.DataFrame(rows, columns=["frame", "track_id", "y_um", "x_um", "z_um"])
+
+    ev = _events((1, 7, 0, 10.0, 10.0, "necroptotic")).assign(z_um=10.0)
+    imm = table([(t, k, 10.0, 10.0, 10.0) for t in range(T) for k in (21, 22, 23)])
+    cell_tracks = table([(t, 7, 10.0, 10.0, 10.0) for t in range(T)])
+    geom = dict(interval_s=60.0, pixel_size_um=px, shape_yx=shape[1:], n_frames=T)
+    labels = dict(cell_labels=lambda t: cells[t], immune_labels=lambda t: immune[t])
+
+    def touching(tol):
+        _, contacts = recruitment_curves(
+            ev,
+            imm,
+            cell_tracks,
+            _cfg(contact_tolerance_um=tol),
+            n_slices=shape[0],
+            z_step_um=dz,
+            **geom,
+            **labels,
+        )
+        return set(contacts.loc[contacts.dt == 0, "immune_track_id"])
+
+    assert touching(0.0) == set()
+    assert touching(1.0) == {22}
+    assert touching(2.0) == {21, 22}
+    assert touching(8.0) == {21, 22, 23}
+
+
+def test_3d_inputs_that_do_not_fit_are_refused_with_what_to_do():
+    from deathtrack.errors import CalibrationError
+
+    ev = _events((1, 7, 1, 100.0, 100.0, "apoptotic"))
+    imm = _immune([(0, 11, 100.0, 110.0)])
+    kw = dict(n_frames=3, **GEOM)
+    with pytest.raises(ValueError, match="`immune` has `z_um` but `events` has not"):
+        recruitment_curves(ev, imm.assign(z_um=1.0), None, _cfg(), **kw)
+    with pytest.raises(ValueError, match="`events` has `z_um` but `cells` has not"):
+        cells = pd.DataFrame({"frame": [1], "track_id": [3], "y_um": [5.0], "x_um": [5.0]})
+        recruitment_curves(ev.assign(z_um=1.0), imm.assign(z_um=1.0), cells, _cfg(), **kw)
+    with pytest.raises(
+        ValueError, match=r"`immune` has `z_um` but its row 1 \(index 0\) has none \(nan\)"
+    ):
+        bad = imm.assign(z_um=[np.nan])
+        recruitment_curves(ev.assign(z_um=1.0), pd.concat([imm.assign(z_um=2.0), bad]), **kw)
+    with pytest.raises(CalibrationError, match="`n_slices` is given but `z_step_um` is not"):
+        recruitment_curves(ev, imm, None, _cfg(), n_slices=10, **kw)
+    with pytest.raises(ValueError, match="a volume of 10 z slices is given but `events` has no"):
+        recruitment_curves(ev, imm, None, _cfg(), n_slices=10, z_step_um=2.0, **kw)
+    with pytest.raises(
+        ValueError, match=r"`immune_labels\(0\)` has shape \(200, 200\); .*\(Z, Y, X\) stacks"
+    ):
+        recruitment_curves(
+            ev.assign(z_um=1.0),
+            imm.assign(z_um=1.0),
+            None,
+            _cfg(),
+            n_slices=10,
+            z_step_um=2.0,
+            cell_labels=lambda t: np.zeros(SHAPE, np.int32),
+            immune_labels=lambda t: np.zeros(SHAPE, np.int32),
+            **kw,
+        )
+    # a z_um column without values is no depth: 2D, as before
+    c, _ = recruitment_curves(ev.assign(z_um=np.nan), imm, None, _cfg(), **kw)
+    assert c["n_within_r"].tolist() == [1, 0, 0]

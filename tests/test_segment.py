@@ -395,3 +395,60 @@ def test_noise_sd_of_white_noise_on_a_gradient():
         for shape in ((1024, 1024), (200, 300)):  # subsampled and full paths
             img = rng.normal(100, sd, shape).astype(np.float32) + ramp[:, : shape[1]]
             assert _noise_sd(img) == pytest.approx(sd, rel=0.02)
+
+
+def _crosstalk_by_definition(target, source, source_objects, target_objects):
+    # the docstring's definition, in float64 with NumPy's nanmedian
+    free = ~source_objects & ~target_objects
+    if free.sum() < 50:
+        return 0.0
+    t, s = np.asarray(target, np.float64), np.asarray(source, np.float64)
+    bg_t, bg_s = np.nanmedian(t[free]), np.nanmedian(s[free])
+    sel = source_objects & ~target_objects
+    s_sig, t_sig = s[sel] - bg_s, t[sel] - bg_t
+    ok = np.isfinite(s_sig) & np.isfinite(t_sig)
+    s_sig, t_sig = s_sig[ok], t_sig[ok]
+    if s_sig.size < 100:
+        return 0.0
+    bright = s_sig >= np.median(s_sig)
+    if not (s_sig[bright] > 0).all() or bright.sum() < 50:
+        return 0.0
+    ratio = float(np.median(t_sig[bright] / s_sig[bright]))
+    return ratio if ratio >= 0.02 else 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.float64])
+@pytest.mark.parametrize("seed", range(3))
+def test_crosstalk_ratio_equals_its_definition(dtype, seed):
+    from deathtrack.segment import crosstalk_ratio
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:96, :96]
+    src_obj = np.zeros((96, 96), bool)
+    tgt_obj = np.zeros((96, 96), bool)
+    for _ in range(6):
+        y, x = rng.integers(10, 86, 2)
+        src_obj |= (yy - y) ** 2 + (xx - x) ** 2 < 36
+        y, x = rng.integers(10, 86, 2)
+        tgt_obj |= (yy - y) ** 2 + (xx - x) ** 2 < 30
+    source = 200 + 800 * src_obj + rng.normal(0, 20, (96, 96))
+    target = 150 + 600 * tgt_obj + 0.1 * (source - 200) + rng.normal(0, 20, (96, 96))
+    source, target = source.clip(0).astype(dtype), target.clip(0).astype(dtype)
+    if dtype is np.float32:
+        target[5, 5] = np.nan  # ignored, as nanmedian does
+    got = crosstalk_ratio(target, source, src_obj, tgt_obj)
+    assert got == _crosstalk_by_definition(target, source, src_obj, tgt_obj)
+    assert 0.05 < got < 0.15
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 64), (100, 101), (33, 200)])
+@pytest.mark.parametrize("f", [1, 3, 7, 40])
+def test_block_count_equals_block_sum_of_the_mask(shape, f):
+    from deathtrack.segment import _block_count, _block_sum
+
+    mask = np.random.default_rng(f).random(shape) > 0.3
+    got = _block_count(mask, f, shape)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, _block_sum(mask.astype(np.float32), f))
+    ones = _block_count(None, f, shape)
+    np.testing.assert_array_equal(ones, _block_sum(np.ones(shape, np.float32), f))

@@ -1,6 +1,6 @@
 """Layer data (napari's ``(data, kwargs, layer_type)`` tuples) from stacks and results folders.
 
-Plain numpy, dask and pandas: nothing here imports napari or Qt. The reader,
+Plain numpy and pandas: nothing here imports napari or Qt. The reader,
 the sample data, the analysis widget and the review widget all build their
 layers here, so a layer looks the same however it was opened.
 
@@ -416,6 +416,11 @@ def _marker_alpha(offset: np.ndarray, onset_offset: np.ndarray) -> np.ndarray:
     return alpha
 
 
+def marker_label(event_id, text: str, dye: bool) -> str:
+    """The canvas text of one marker: ``#id`` and the call (:func:`call_text`), ``· dye+``."""
+    return f"#{int(event_id)} {text}{' · dye+' if dye else ''}"
+
+
 def marker_style(events: pd.DataFrame, markers: pd.DataFrame) -> dict:
     """Features, colours and widths of the markers of :func:`event_markers`.
 
@@ -463,10 +468,7 @@ def marker_style(events: pd.DataFrame, markers: pd.DataFrame) -> dict:
     border[:, 3] = _marker_alpha(offset, onset_offset)
     face = np.zeros((n, 4), np.float32)
     face[dye_on] = DYE_FILL
-    label = [
-        f"#{int(i)} {t}{' · dye+' if d else ''}"
-        for i, t, d in zip(markers[col.EVENT_ID], texts[row], dye_on)
-    ]
+    label = [marker_label(i, t, d) for i, t, d in zip(markers[col.EVENT_ID], texts[row], dye_on)]
     features = pd.DataFrame(
         {
             col.EVENT_ID: markers[col.EVENT_ID].to_numpy() if n else np.zeros(0, int),
@@ -547,7 +549,10 @@ def events_points(
         "symbol": "disc",
         "size": size,
         "text": {
-            "string": "{label}",
+            # the feature itself, not a format string ("{label}"): napari then takes the
+            # column as it is instead of formatting every marker's text row by row, so
+            # a label's restyle (see the review panel) costs nothing for the others
+            "string": {"feature": "label"},
             "color": "white",
             "size": 9,
             "anchor": "upper_left",
@@ -568,8 +573,10 @@ def events_layer(
     label: str | None = None,
     tracks: pd.DataFrame | None = None,
     n_frames: int | None = None,
+    z_step_um: float | None = None,
 ) -> LayerData:
-    """The ``deaths`` points layer of a results folder (read-only: see the review panel)."""
+    """The ``deaths`` points layer of a results folder (read-only: see the review panel);
+    ``ndim = 4`` (frame, z, y, x) for the events of a 3D run, placed with ``z_step_um``."""
     positions = (
         track_positions(tracks, events[col.TRACK_ID]) if col.TRACK_ID in events.columns else {}
     )
@@ -578,7 +585,7 @@ def events_layer(
     )
     kwargs.update(
         name=layer_name("deaths", label),
-        **space(pixel_size_um, ndim=ndim),
+        **space(pixel_size_um, z_step_um=z_step_um, ndim=ndim),
         blending="translucent_no_depth",
         metadata={
             "deathtrack": {
@@ -609,8 +616,10 @@ def tracks_layers(
     pixel_size_um: float | None,
     interval_s: float | None,
     label: str | None = None,
+    z_step_um: float | None = None,
 ) -> list[LayerData]:
-    """One napari Tracks layer per population: data (track_id, t, y, x), features, lineage.
+    """One napari Tracks layer per population: data (track_id, t, y, x), features, lineage;
+    (track_id, t, z, y, x) for the tracks of a 3D run (``z`` in the table).
 
     The target cells' tracks are shown, the immune cells' hidden (they swarm at deaths
     and hide the dying cell; switch them on in the layer list).
@@ -629,7 +638,15 @@ def tracks_layers(
         if df.empty:
             continue
         df = df.sort_values([col.TRACK_ID, col.FRAME], kind="stable")
-        data = df[[col.TRACK_ID, col.FRAME, col.Y, col.X]].to_numpy(float)
+        zyx = (
+            [col.Z, col.Y, col.X]
+            if col.Z in df.columns and df[col.Z].notna().all()
+            else [
+                col.Y,
+                col.X,
+            ]
+        )
+        data = df[[col.TRACK_ID, col.FRAME, *zyx]].to_numpy(float)
         features = df[[c for c in TRACK_FEATURES if c in df.columns]].reset_index(drop=True)
         graph: dict[int, list[int]] = {}
         if pop == col.CELLS and lineage is not None and len(lineage):
@@ -644,7 +661,7 @@ def tracks_layers(
             "tail_length": 8,
             "tail_width": 2,
             "colormap": "turbo" if pop == col.CELLS else "twilight",
-            **space(pixel_size_um),
+            **space(pixel_size_um, z_step_um=z_step_um, ndim=len(zyx) + 1),
             "visible": pop == col.CELLS,
             "metadata": {
                 "deathtrack": {
@@ -670,8 +687,10 @@ def labels_layers(
     pixel_size_um: float | None,
     label: str | None = None,
     max_labels: Mapping[str, int] | None = None,
+    z_step_um: float | None = None,
 ) -> list[LayerData]:
-    """``labels_cells.tif`` and ``labels_immune.tif`` as lazy Labels layers (label = track_id).
+    """``labels_cells.tif`` and ``labels_immune.tif`` as lazy Labels layers (label = track_id);
+    (T, Z, Y, X) for a 3D run, placed with ``z_step_um``.
 
     Drawn as outlines (the morphology stays visible under them) and hidden at first:
     switch them on in the layer list to check the segmentation.
@@ -695,7 +714,7 @@ def labels_layers(
                     "name": layer_name(f"{pop} labels", label),
                     "opacity": opacity,
                     "visible": False,
-                    **space(pixel_size_um),
+                    **space(pixel_size_um, z_step_um=z_step_um, ndim=data.ndim),
                     "metadata": {
                         "deathtrack": {
                             "kind": "labels",
@@ -778,7 +797,10 @@ def results_layer_data(
                 "%s: stack %s not found; showing the results only", folder, run.get("stack")
             )
     tracks = read_table(folder, "tracks")
-    layers += labels_layers(folder, pixel_size_um=px, label=label, max_labels=max_track_ids(tracks))
+    dz = cal["z_step_um"]
+    layers += labels_layers(
+        folder, pixel_size_um=px, label=label, max_labels=max_track_ids(tracks), z_step_um=dz
+    )
     if tracks is not None and len(tracks):
         layers += tracks_layers(
             tracks,
@@ -787,6 +809,7 @@ def results_layer_data(
             pixel_size_um=px,
             interval_s=dt,
             label=label,
+            z_step_um=dz,
         )
     events = read_table(folder, "events")
     if events is not None:
@@ -800,6 +823,9 @@ def results_layer_data(
                 label=label,
                 tracks=tracks,
                 n_frames=int(n_frames) if n_frames else None,
+                # the deaths of a 3D run at their depth
+                ndim=4 if col.Z in events.columns else 3,
+                z_step_um=dz,
             )
         )
     return layers

@@ -1,9 +1,13 @@
 """Lazy arrays over stacks and label images: one frame is read when napari shows it.
 
-Layers hold dask arrays whose blocks are single frames. A block is read from
-a file handle kept in a small registry of open files (keyed by path and
-modification time), so a frame read costs one page read, not a re-parse of
-the file, and the arrays themselves hold only a path. Evicted or closed
+Layers hold :class:`FrameArray` objects: arrays (T, [Z], Y, X) that read one
+frame when indexed. A frame is read from a file handle kept in a small
+registry of open files (keyed by path and modification time), so a frame read
+costs one page read, not a re-parse of the file, and the arrays themselves
+hold only a path. (Not dask arrays: napari reads one frame per frame change,
+and dask's task graph and thread pool cost milliseconds per frame and channel
+on the GUI thread, more when the machine is busy and the pool's thread waits
+for a core; a frame from the cache here costs microseconds.) Evicted or closed
 handles are re-opened on the next read; :func:`close_all` closes everything
 (it also runs at exit, so no file is left to the garbage collector).
 
@@ -30,6 +34,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "FrameArray",
     "OpenMovie",
     "channel_array",
     "close_all",
@@ -269,6 +274,97 @@ def prefetch(
     _prefetch_pool.submit(job)
 
 
+class FrameArray:
+    """A read-only array (T, ...) whose frames are read when indexed, one at a time.
+
+    What napari needs of layer data (``shape``, ``dtype``, ``ndim``, ``size``,
+    indexing, ``numpy.asarray``): ``array[t]`` reads frame ``t`` (through the frame
+    cache) and ``array[t, y0:y1, x0:x1]`` a part of it; a range of frames is read
+    frame by frame and stacked.
+
+    Parameters
+    ----------
+    read
+        ``read(t)`` -> frame ``t`` as a numpy array of ``frame_shape`` and ``dtype``.
+    n_frames, frame_shape, dtype
+        The shape (``(n_frames, *frame_shape)``) and type of the whole array.
+    name
+        What the array shows (in its repr).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[int], np.ndarray],
+        *,
+        n_frames: int,
+        frame_shape: tuple[int, ...],
+        dtype: Any,
+        name: str = "",
+    ):
+        self._read = read
+        self.shape = (int(n_frames), *(int(s) for s in frame_shape))
+        self.dtype = np.dtype(dtype)
+        self.name = name
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"FrameArray({self.name!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def frame(self, t: int) -> np.ndarray:
+        """Frame ``t`` (negative counts from the end)."""
+        n = self.shape[0]
+        t = int(t)
+        if t < 0:
+            t += n
+        if not 0 <= t < n:
+            raise IndexError(f"frame {t} out of range for {n} frames")
+        frame = np.asarray(self._read(t))
+        if frame.dtype != self.dtype:
+            frame = frame.astype(self.dtype)
+        return frame
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = next(j for j, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(key) + 1)
+            key = key[:i] + fill + key[i + 1 :]
+        if not key:
+            key = (slice(None),)
+        t, rest = key[0], key[1:]
+        if isinstance(t, (int, np.integer)):
+            frame = self.frame(int(t))
+            return frame[rest] if rest else frame
+        if isinstance(t, slice):
+            frames = range(self.shape[0])[t]
+        else:  # a list or array of frame numbers (or booleans)
+            t = np.asarray(t)
+            frames = np.flatnonzero(t) if t.dtype == bool else t.ravel()
+        if len(frames):
+            stack = np.stack([self.frame(int(f)) for f in frames])
+        else:
+            stack = np.empty((0, *self.shape[1:]), self.dtype)
+        return stack[(slice(None), *rest)] if rest else stack
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+
 def channel_array(
     path: str | Path,
     channel: int,
@@ -277,24 +373,19 @@ def channel_array(
     frame_shape: tuple[int, ...],
     dtype: Any,
     axes: str | None = None,
-):
-    """Dask array (T, [Z], Y, X) of one channel; each block is one frame, read on demand."""
-    import dask.array as da
-
-    key = _key("movie", path, (axes,))
+) -> FrameArray:
+    """Lazy array (T, [Z], Y, X) of one channel; a frame is read when napari shows it."""
     path = str(path)
 
-    def block(block_id=None):
-        return read_frame(path, channel, block_id[0], axes=axes)[np.newaxis]
+    def read(t: int) -> np.ndarray:
+        return read_frame(path, channel, t, axes=axes)
 
-    chunks = ((1,) * n_frames, *((s,) for s in frame_shape))
-    dtype = np.dtype(dtype)
-    return da.map_blocks(
-        block,
+    return FrameArray(
+        read,
+        n_frames=n_frames,
+        frame_shape=tuple(frame_shape),
         dtype=dtype,
-        chunks=chunks,
-        meta=np.empty((0,) * (1 + len(frame_shape)), dtype),
-        name=f"deathtrack-{Path(path).name}-c{channel}-{abs(hash(key))}",
+        name=f"{Path(path).name} channel {channel}",
     )
 
 
@@ -306,24 +397,28 @@ class _LabelFile:
         series = self.tif.series[0]
         self.shape = tuple(series.shape)
         self.dtype = np.dtype(series.dtype)
+        # a (T, Z, Y, X) stack of a 3D run: Z pages per frame
+        self.n_z = self.shape[1] if len(self.shape) == 4 else 1
 
     def frame(self, t: int) -> np.ndarray:
-        return self.tif.pages[t].asarray()
+        if self.n_z == 1:
+            return self.tif.pages[t].asarray()
+        first = t * self.n_z
+        return np.stack([self.tif.pages[first + k].asarray() for k in range(self.n_z)])
 
     def close(self) -> None:
         self.tif.close()
 
 
-def label_array(path: str | Path, *, max_label: int | None = None):
-    """Dask array (T, Y, X) of a label TIFF written by deathtrack; one page per block.
+def label_array(path: str | Path, *, max_label: int | None = None) -> FrameArray | None:
+    """Lazy array (T, Y, X), or (T, Z, Y, X) for a 3D run, of a label TIFF written by
+    deathtrack; a frame read when indexed.
 
     ``max_label``: the largest label in the file, when known (the largest track_id):
     labels up to 65535 are served as uint16, which napari draws with a small colour
     table instead of a hashed one (adding the layer is three times faster).
-    Returns None when the file is not a (T, Y, X) label stack.
+    Returns None when the file is not a (T, Y, X) or (T, Z, Y, X) label stack.
     """
-    import dask.array as da
-
     key = _key("labels", path)
     path = str(path)
 
@@ -333,32 +428,27 @@ def label_array(path: str | Path, *, max_label: int | None = None):
     info = _get(key, opener).obj
     if len(info.shape) == 2:
         shape = (1, *info.shape)
-    elif len(info.shape) == 3:
+    elif len(info.shape) in (3, 4):
         shape = info.shape
     else:
         return None
-    if len(info.tif.pages) != shape[0]:
+    if len(info.tif.pages) != shape[0] * info.n_z:
         return None
     dtype = info.dtype
     if max_label is not None and 0 <= max_label < 2**16 and dtype.itemsize > 2:
         dtype = np.dtype(np.uint16)
 
-    def block(block_id=None):
-        t = int(block_id[0])
+    def read(t: int) -> np.ndarray:
         frame = _cache.get((key, 0, t))
         if frame is None:
             frame = _read_with_retry(key, opener, lambda f: f.frame(t))
             if frame.dtype != dtype:
                 frame = frame.astype(dtype)
             _cache.put((key, 0, t), frame)
-        return frame[np.newaxis]
+        return frame
 
-    return da.map_blocks(
-        block,
-        dtype=dtype,
-        chunks=((1,) * shape[0], (shape[1],), (shape[2],)),
-        meta=np.empty((0, 0, 0), dtype),
-        name=f"deathtrack-{Path(path).name}-{abs(hash(key))}",
+    return FrameArray(
+        read, n_frames=shape[0], frame_shape=tuple(shape[1:]), dtype=dtype, name=Path(path).name
     )
 
 

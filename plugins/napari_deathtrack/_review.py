@@ -52,6 +52,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -88,6 +89,13 @@ CALL_COLUMN, REVIEWED_COLUMN = 3, 5
 FIELDS_UM = (60, 120, 250, 500)
 #: strips kept in memory (the next and previous deaths are prepared ahead)
 STRIP_CACHE = 24
+#: an autosave starts this long after the edit: after the viewer has drawn the key press
+#: (the write runs in a thread, but shares the CPU and Python's lock with the drawing)
+AUTOSAVE_DELAY_MS = 100
+#: a save still running after this long says "saving…" (a quick one changes nothing on screen)
+SAVING_SHOWN_MS = 800
+#: lines of the status text under the buttons (a longer message makes room for itself)
+STATUS_LINES = 3
 #: channels shown in the crop strip, in this order, and their tint when no layer says
 STRIP_ROLES = {col.ROLE_CELLS: "gray", col.ROLE_DYE: "magenta", col.ROLE_CASPASE: "yellow"}
 
@@ -111,6 +119,37 @@ def _set_style(widget: QWidget, style: str) -> None:
     """Set a style sheet only when it changes (each call restyles the widget: ms)."""
     if widget.styleSheet() != style:
         widget.setStyleSheet(style)
+
+
+def _steady(label: QLabel, *, lines: int) -> None:
+    """Give a label whose text changes at every key press a size that does not.
+
+    A label sized by its text asks the dock for a new layout at each new text; the
+    window is then laid out and drawn again, the canvas included (on software OpenGL a
+    second redraw of tens of ms after the one of the key press). Fixed height (room
+    for ``lines`` lines, more only for a text that needs it, see :func:`_fit`), width
+    from the dock: a new text is only painted.
+    """
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setProperty("deathtrack_lines", lines)
+    _fit(label)
+
+
+def _fit(label: QLabel) -> None:
+    """Height of a :func:`_steady` label: its lines, or what a longer text needs."""
+    lines = int(label.property("deathtrack_lines") or 1)
+    metrics = label.fontMetrics()
+    height = lines * metrics.lineSpacing()
+    if label.wordWrap() and label.text():
+        width = max(label.width(), 200)
+        needed = metrics.boundingRect(
+            0, 0, width, 10_000, int(Qt.TextFlag.TextWordWrap.value), label.text()
+        ).height()
+        height = max(height, needed)
+    margins = label.contentsMargins()
+    height += margins.top() + margins.bottom() + 2
+    if label.minimumHeight() != height or label.maximumHeight() != height:
+        label.setFixedHeight(height)
 
 
 def _meta(layer) -> dict:
@@ -244,6 +283,16 @@ class ReviewWidget(QWidget):
         self._adding = False
         self._follow_pending = False
         self._layer_update_pending = False
+        self._saving_timer = QTimer(self)
+        self._saving_timer.setSingleShot(True)
+        self._saving_timer.setInterval(SAVING_SHOWN_MS)
+        self._saving_timer.timeout.connect(self._show_saving)
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_DELAY_MS)
+        self._autosave_timer.timeout.connect(functools.partial(self.save, quiet=True))
+        #: events whose markers wait for a restyle (None: the whole layer)
+        self._restyle_ids: set[int] | None = set()
         self.loader = ResultsLoader(napari_viewer, self)
         self.loader.failed.connect(lambda text: self.show_message(text, error=True))
         self._build()
@@ -296,8 +345,14 @@ class ReviewWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setSortingEnabled(True)
-        self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)  # by time
+        # sorted when a column header is clicked, never while labelling: with Qt's
+        # sorting on, every changed cell re-sorts the whole table (a Python comparison
+        # per pair of rows) and the labelled row may jump away from the reviewer
+        self.table.setSortingEnabled(False)
+        self.table.horizontalHeader().setSectionsClickable(True)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
+        self.table.horizontalHeader().setSortIndicator(1, Qt.SortOrder.AscendingOrder)  # time
+        self.table.horizontalHeader().sortIndicatorChanged.connect(self._sort)
         tips = {
             2: "time of death, minutes from the start",
             3: "the automatic call and its own confidence (p for necroptotic, 1 - p for "
@@ -387,6 +442,7 @@ class ReviewWidget(QWidget):
             w.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.save_state = QLabel("")
         self.save_state.setToolTip("State of events.csv on disk")
+        _steady(self.save_state, lines=1)
         opts.addWidget(self.advance)
         opts.addWidget(self.autosave)
         opts.addWidget(self.save_state, stretch=1)
@@ -397,12 +453,25 @@ class ReviewWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        _steady(self.status, lines=STATUS_LINES)
         layout.addWidget(self.status)
         self._update_undo_buttons()
 
     def show_message(self, text: str, *, error: bool = False) -> None:
         self.status.setText(text)
+        self.status.setToolTip(text)
+        _fit(self.status)
         _set_style(self.status, ERROR_STYLE if error else "")
+
+    def _flush_autosave(self) -> None:
+        """Start an autosave that waits for its delay now."""
+        if self._autosave_timer.isActive():
+            self.save(quiet=True)
+
+    def hideEvent(self, event) -> None:
+        self._flush_autosave()  # closing the panel or the viewer: nothing is left unsaved
+        super().hideEvent(event)
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -495,6 +564,7 @@ class ReviewWidget(QWidget):
     def _on_source_changed(self, *_: Any) -> None:
         from napari.qt.threading import create_worker
 
+        self._flush_autosave()  # the labels of the folder shown until now
         folder = self.source_combo.currentData()
         self.layer = None
         for layer in self._events_layers():
@@ -507,6 +577,7 @@ class ReviewWidget(QWidget):
                 f"Unsaved labels of {self.review.folder.name} were not written.", error=True
             )
         self.review, self.folder, self._markers = None, folder, None
+        self._set_save_state("")  # the state of the folder shown, not of the last one
         self._strips.clear()
         self._limits.clear()
         self._fill_table()
@@ -584,11 +655,16 @@ class ReviewWidget(QWidget):
         cells[0].setData(Qt.ItemDataRole.UserRole, int(ev[col.EVENT_ID]))
         return cells
 
+    def _sort(self, column: int, order: Qt.SortOrder) -> None:
+        """Sort the rows by a column (a click on its header); the selection stays."""
+        self.table.sortItems(column, order)
+        rows = self.table.selectionModel().selectedRows()
+        if rows:
+            self.table.scrollTo(rows[0])
+
     def _fill_table(self, select: int | None = None) -> None:
         table = self.table
         table.blockSignals(True)
-        sorting = table.isSortingEnabled()
-        table.setSortingEnabled(False)
         table.clearContents()
         self._items = {}
         events = self.review.events if self.review is not None else []
@@ -599,7 +675,8 @@ class ReviewWidget(QWidget):
                 for c, item in enumerate(cells):
                     table.setItem(r, c, item)
                 self._items[int(ev[col.EVENT_ID])] = cells[0]
-        table.setSortingEnabled(sorting)
+        header = table.horizontalHeader()
+        table.sortItems(header.sortIndicatorSection(), header.sortIndicatorOrder())
         table.blockSignals(False)
         for c, name in enumerate(COLUMNS):
             if name not in ("call", "reviewed"):
@@ -615,28 +692,22 @@ class ReviewWidget(QWidget):
         r = self._row_of(event_id)
         if r < 0 or self.review is None:
             return
-        sorting = self.table.isSortingEnabled()
-        self.table.setSortingEnabled(False)  # keep rows where they are while labelling
-        self.table.blockSignals(True)
+        self.table.blockSignals(True)  # the row stays where it is (see _sort)
         cells = self._row_cells(self.review.event(event_id).to_dict())
         for c in (CALL_COLUMN, REVIEWED_COLUMN):
             self.table.setItem(r, c, cells[c])
         self.table.blockSignals(False)
-        self.table.setSortingEnabled(sorting)
 
     def _update_calls(self) -> None:
         """Refresh the call column of every row (after a retrain), rows staying in place."""
         if self.review is None:
             return
-        sorting = self.table.isSortingEnabled()
-        self.table.setSortingEnabled(False)
         self.table.blockSignals(True)
         for ev in self.review.events.to_dict("records"):
             r = self._row_of(int(ev[col.EVENT_ID]))
             if r >= 0:
                 self.table.setItem(r, CALL_COLUMN, self._row_cells(ev)[CALL_COLUMN])
         self.table.blockSignals(False)
-        self.table.setSortingEnabled(sorting)
 
     @property
     def current_event(self) -> int | None:
@@ -700,7 +771,10 @@ class ReviewWidget(QWidget):
         else:
             world = coords * np.array([1.0, px, px])
         if self.viewer.dims.ndim >= 3:
-            self.viewer.dims.set_point(max(self.viewer.dims.ndim - 3, 0), world[0])
+            axis = max(self.viewer.dims.ndim - 3, 0)
+            # the same frame: no new slice of every layer, only the camera moves
+            if not np.isclose(self.viewer.dims.point[axis], world[0]):
+                self.viewer.dims.set_point(axis, world[0])
         camera = _camera(self.viewer)
         canvas = getattr(self.viewer, "canvas", None)
         size = getattr(canvas, "size", None)
@@ -750,9 +824,9 @@ class ReviewWidget(QWidget):
         return stack, axes, rows
 
     def _strip_title(self, ev) -> tuple[str, str]:
-        call = _layers.effective_calls(pd.DataFrame([ev]))[0]
         mode = "" if _blank(ev.get(col.MODE)) else str(ev[col.MODE])
         reviewed = "" if _blank(ev.get(col.REVIEWED_MODE)) else str(ev[col.REVIEWED_MODE])
+        call = reviewed or mode  # the call shown (see _layers.effective_calls)
         text = _layers.call_text(mode, ev.get(col.P_NECROPTOTIC)) if mode else "added by hand"
         if reviewed:
             text += f" → reviewed {reviewed.replace('_', ' ')}"
@@ -905,7 +979,7 @@ class ReviewWidget(QWidget):
 
     def _after_edit(self, event_id: int, text: str) -> None:
         self._update_row(event_id)
-        self._schedule_layer_update()
+        self._schedule_layer_update(event_id)
         self._autosave()
         self._update_undo_buttons()
         counts = self.review.review_counts()
@@ -929,17 +1003,23 @@ class ReviewWidget(QWidget):
         """events.csv holds every label (no save running or waiting, nothing unsaved)."""
         return (
             self.save_worker is None
+            and not self._autosave_timer.isActive()
             and self._save_pending is None
             and (self.review is None or not self.review.dirty)
         )
 
     def _autosave(self) -> bool:
+        """Save soon (after the key press's redraw; quick presses make one save)."""
         if self.autosave.isChecked() and self.review is not None:
-            return self.save(quiet=True)
+            self._autosave_timer.start()
+            return True
+        if self.review is not None and self.review.dirty:
+            self._set_save_state("unsaved changes: press Save")
         return False
 
     def save(self, *_: Any, quiet: bool = False) -> bool:
         """Write the labels to events.csv in the background (atomically). False if nothing."""
+        self._autosave_timer.stop()  # this save writes what it would have
         if self.review is None:
             self.show_message("No results to save.", error=True)
             return False
@@ -950,7 +1030,7 @@ class ReviewWidget(QWidget):
             self.review.table_format,
             self._save_generation,
         )
-        self._set_save_state("saving…")
+        self._saving_timer.start()  # "saving…" only if the save is still running then
         if self.save_worker is not None:
             self._save_pending = job  # written when the running save ends: newest wins
         else:
@@ -977,7 +1057,12 @@ class ReviewWidget(QWidget):
         if review is self.review and generation == self._save_generation:
             review.dirty = False
             n = sum(review.review_counts().values())
-            self._set_save_state(f"saved {datetime.now():%H:%M:%S} ({n} reviewed)")
+            # the same words after every save: the label is not painted again for each
+            # key press (on software OpenGL each repaint of the window costs tens of ms)
+            self._set_save_state(
+                "all labels saved",
+                tooltip=f"events.csv written at {datetime.now():%H:%M:%S} with {n} reviewed events",
+            )
 
     def _on_save_error(self, err: Exception) -> None:
         self.save_error = f"could not save: {err}"
@@ -990,8 +1075,14 @@ class ReviewWidget(QWidget):
             job, self._save_pending = self._save_pending, None
             self._start_save(job)
 
-    def _set_save_state(self, text: str, *, error: bool = False) -> None:
-        self.save_state.setText(text)
+    def _show_saving(self) -> None:
+        if not self.is_saved and self.save_error is None:
+            self._set_save_state("saving…")
+
+    def _set_save_state(self, text: str, *, error: bool = False, tooltip: str = "") -> None:
+        if self.save_state.text() != text:
+            self.save_state.setText(text)
+        self.save_state.setToolTip(tooltip or f"State of events.csv on disk: {text}")
         _set_style(self.save_state, ERROR_STYLE if error else "color: #9a9a9a;")
 
     # -- the deaths layer -----------------------------------------------------
@@ -1015,9 +1106,17 @@ class ReviewWidget(QWidget):
             }
         )
 
-    def _schedule_layer_update(self) -> None:
-        """Recolour the markers in the next turn, with the jump to the next death: the
-        canvas is then drawn once for both."""
+    def _schedule_layer_update(self, event_id: int | None = None) -> None:
+        """Restyle the markers in the next turn, with the jump to the next death: the
+        canvas is then drawn once for both.
+
+        ``event_id``: only this event's markers changed (a label); None: every marker
+        (after a retrain, or a death added or removed).
+        """
+        if event_id is None:
+            self._restyle_ids = None
+        elif self._restyle_ids is not None:
+            self._restyle_ids.add(int(event_id))
         if not self._layer_update_pending:
             self._layer_update_pending = True
             QTimer.singleShot(0, self._flush_layer_update)
@@ -1025,11 +1124,67 @@ class ReviewWidget(QWidget):
     def _flush_layer_update(self) -> None:
         if self._layer_update_pending:
             self._layer_update_pending = False
-            self._update_layer()
+            ids, self._restyle_ids = self._restyle_ids, set()
+            if ids is None or not self._restyle(ids):
+                self._update_layer()
+
+    def _restyle(self, event_ids: set[int]) -> bool:
+        """Recolour and re-label the markers of ``event_ids`` only, in place.
+
+        A label changes the ring colour and the text of one event's markers (a handful
+        of the layer's ~1000): setting the whole layer's features and colours would make
+        napari rebuild every marker's text and colour (tens of ms). Here the rows of
+        those markers are changed in the layer's own features table and colour array
+        (the opacity, the dye fill and the widths stay: they follow the frame, not the
+        label), and the canvas is told once. False when the layer's markers are not the
+        ones this panel knows (the caller then restyles the whole layer).
+        """
+        layer, review = self.layer, self.review
+        if review is None or layer is None or layer not in self.viewer.layers:
+            return True
+        markers = self._markers if self._markers is not None else self._layer_markers()
+        features = layer.features
+        columns = (col.REVIEWED_MODE, "call", "label", "dye")
+        if (
+            markers is None
+            or len(markers) != len(layer.data)
+            or any(c not in features.columns for c in columns)
+        ):
+            return False
+        self._markers = markers
+        marker_ids = markers[col.EVENT_ID].to_numpy()
+        dye = features["dye"].to_numpy()
+        where = {c: features.columns.get_loc(c) for c in columns}
+        border = layer.border_color
+        for event_id in event_ids:
+            rows = np.flatnonzero(marker_ids == event_id)
+            if not len(rows):
+                continue
+            try:
+                ev = review.event(event_id)
+            except ReviewError:  # the event went meanwhile (an added death undone)
+                return False
+            mode = "" if _blank(ev.get(col.MODE)) else str(ev[col.MODE])
+            reviewed = "" if _blank(ev.get(col.REVIEWED_MODE)) else str(ev[col.REVIEWED_MODE])
+            call = reviewed or mode
+            text = _layers.call_text(mode, ev.get(col.P_NECROPTOTIC), reviewed)
+            features.iloc[rows, where[col.REVIEWED_MODE]] = reviewed
+            features.iloc[rows, where["call"]] = call
+            features.iloc[rows, where["label"]] = [
+                _layers.marker_label(event_id, text, bool(d)) for d in dye[rows]
+            ]
+            border[rows, :3] = _layers.mode_colors([call])[0, :3]
+        # the canvas redraws the markers on screen and their text once, on the colour's
+        # event (the text's own event would lay the text out a second time)
+        with layer.text.events.blocker_all():
+            layer.text.refresh(features)
+        layer.events.border_color()
+        return True
 
     def _update_layer(self) -> None:
-        """Recolour (and after an added or removed death, re-place) the markers."""
+        """Recolour (and after an added or removed death, re-place) every marker."""
         self._layer_update_pending = False
+        self._restyle_ids = set()
         layer, review = self.layer, self.review
         if review is None or layer is None or layer not in self.viewer.layers:
             return

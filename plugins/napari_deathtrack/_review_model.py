@@ -318,8 +318,8 @@ class EventReview:
 
     def review_counts(self) -> dict[str, int]:
         """Reviewed events of each label (all rows)."""
-        labels = self.events[REVIEWED_MODE]
-        return {lab: int((labels == lab).sum()) for lab in REVIEW_LABELS.values()}
+        counts = self.events[REVIEWED_MODE].value_counts()
+        return {lab: int(counts.get(lab, 0)) for lab in REVIEW_LABELS.values()}
 
     def uncertain_margin(self) -> float:
         """``death.uncertain_margin`` of the run (the default when run.json does not say)."""

@@ -1,0 +1,410 @@
+"""Run the pipeline on one z-stack movie (T, C, Z, Y, X): the 3D branch of ``run_stack``.
+
+:func:`deathtrack.pipeline.run_stack` hands a 3D movie to :func:`run_movie_3d`
+after its checks (calibration, including the z step). The stages are the 2D
+ones wherever they do not look at pixels, and their 3D counterparts where they
+do:
+
+- frames are read one at a time (C, Z, Y, X), segmented
+  (:func:`deathtrack.segment3d.segment_volume`) and measured
+  (:func:`deathtrack.measure3d.measure_volume`); each frame's label volume goes
+  to a zarr store on disk, so memory holds one frame, never the movie;
+- linking (trackpy) in 3D µm coordinates (``z_um, y_um, x_um``); divisions as
+  in 2D; deaths and modes from :func:`deathtrack.death.detect_deaths` on the
+  equivalent area (a function of the volume: see :mod:`deathtrack.measure3d`),
+  sphericity (as ``circularity``), 3D solidity and fragments;
+- recruitment within a ball of R µm, contacts in 3D, motility in 3D;
+- the outputs contract of 2D plus ``z, z_um`` (``tracks.csv``, ``events.csv``)
+  and ``labels_*.tif`` as (T, Z, Y, X), written frame by frame.
+
+Not done in 3D (said in ``run.json``'s warnings): the 2D mending over time
+(``split_merged``, ``carry_objects``), crosstalk unmixing, and bring-your-own
+label stacks (``method = "labels"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import columns as col
+from .config import PipelineConfig, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_z_step", "run_movie_3d", "segment_movie_3d"]
+
+#: a plausible z step (µm): outside it, a unit or metadata mistake
+Z_STEP_RANGE_UM = (0.05, 50.0)
+
+#: what a 3D run adds to the key columns of tracks.csv, right after them
+Z_COLUMNS = [col.Z, col.Z_UM]
+
+
+def check_z_step(movie) -> None:
+    """Refuse a 3D movie whose z step is unknown or implausible: a
+    :class:`~deathtrack.errors.CalibrationError` that names ``--z-step``."""
+    from .errors import CalibrationError
+
+    movie.require_calibration(
+        "z_step_um",
+        reason=f"the stack has {movie.shape[2]} z slices (axes {movie.axes}) and 3D "
+        "volumes, distances and speeds are in µm",
+    )
+    dz = movie.calibration.z_step_um
+    lo, hi = Z_STEP_RANGE_UM
+    if not lo <= dz <= hi:
+        where = movie.calibration.source.get("z_step_um", "file")
+        raise CalibrationError(
+            f"{movie.path}: z step {dz:g} µm (from the {where} metadata) is outside the "
+            f"plausible range {lo:g}-{hi:g} µm (a unit or metadata mistake?); pass --z-step UM"
+        )
+
+
+def _segment_measure_volume(frame: np.ndarray, t: int, job: dict):
+    """Segment and measure one frame (C, Z, Y, X): labels, tables and notes per population
+    (the 3D :func:`deathtrack.pipeline._segment_measure_frame`)."""
+    from .measure3d import measure_volume
+    from .pipeline import _sanitize_frame
+    from .segment3d import segment_volume
+
+    frame, n_bad, no_finite = _sanitize_frame(np.asarray(frame))
+    notes = {"nonfinite": n_bad, "no_finite": no_finite, "blank": {}}
+    names = job["names"]
+    intensities = {names[c]: frame[c] for c in range(frame.shape[0])}
+    labels, tables = {}, {}
+    for pop in job["populations"]:
+        image = frame[job["roles"][pop]].astype(np.float32)
+        lo, hi = float(image.min()), float(image.max())
+        if lo == hi:
+            notes["blank"][pop] = lo
+            labels[pop] = np.zeros(image.shape, np.int32)
+        else:
+            labels[pop] = segment_volume(
+                image, job["configs"][pop], pixel_size_um=job["px"], z_step_um=job["dz"]
+            )
+        tables[pop] = measure_volume(
+            labels[pop],
+            intensities,
+            frame=t,
+            pixel_size_um=job["px"],
+            z_step_um=job["dz"],
+            population=pop,
+        )
+        tables[pop]["carried"] = False
+    return labels, tables, notes
+
+
+def segment_movie_3d(
+    movie, cfg: PipelineConfig, work: Path, populations, *, progress=False, on_progress=None
+):
+    """Segment and measure every frame of a 3D movie, one frame at a time.
+
+    Returns (objects per population, label stores (T, Z, Y, X) zarr arrays in
+    ``work``, notes per frame). Frames are processed in this process one after
+    another: a 3D frame and its intermediate volumes are large, and memory must
+    not grow with the number of frames nor with worker processes.
+    """
+    import zarr
+    from tqdm.auto import tqdm
+
+    from .pipeline import _channel_keys
+
+    nz, ny, nx = movie.shape[-3:]
+    stores = {
+        pop: zarr.open_array(
+            str(work / f"labels_{pop}.zarr"),
+            mode="w",
+            shape=(movie.n_frames, nz, ny, nx),
+            chunks=(1, nz, ny, nx),
+            dtype=np.int32,
+        )
+        for pop in populations
+    }
+    job = {
+        "names": _channel_keys(movie),
+        "px": movie.calibration.pixel_size_um,
+        "dz": movie.calibration.z_step_um,
+        "populations": list(populations),
+        "roles": dict(movie.roles),
+        "configs": {pop: getattr(cfg.segment, pop) for pop in populations},
+    }
+    tables: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}
+    frame_notes = []
+    for t in tqdm(range(movie.n_frames), desc="segment 3D", unit="frame", disable=not progress):
+        labels, tabs, notes = _segment_measure_volume(movie.frame(t), t, job)
+        for pop in populations:
+            stores[pop][t] = labels[pop]
+            tables[pop].append(tabs[pop])
+        frame_notes.append(notes)
+        if on_progress is not None:
+            on_progress("segment", t + 1, movie.n_frames)
+    objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
+    return objects, stores, frame_notes
+
+
+def _write_label_stack_3d(store, tracks: pd.DataFrame, path: Path, shape) -> Path:
+    """``labels_<pop>.tif`` (T, Z, Y, X) from the raw label store: values become
+    ``track_id``; written frame by frame."""
+    from .io import write_labels
+    from .track import relabel_frames
+
+    frames = relabel_frames((store[t] for t in range(shape[0])), tracks)
+    return write_labels(path, frames, shape=shape, dtype=np.int32)
+
+
+def _with_z(events: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """``z, z_um`` of each event: its cell's centroid at the death frame, inserted after
+    ``x_um``."""
+    pos = cells[[col.TRACK_ID, col.FRAME, *Z_COLUMNS]].drop_duplicates([col.TRACK_ID, col.FRAME])
+    out = events.merge(pos, on=[col.TRACK_ID, col.FRAME], how="left")
+    order = list(events.columns)
+    at = order.index(col.X_UM) + 1
+    order[at:at] = Z_COLUMNS
+    return out[order]
+
+
+def _tracks_table_3d(tracks: list[pd.DataFrame], interval_s: float) -> pd.DataFrame:
+    from .pipeline import TRACK_KEY_COLUMNS, _tracks_table
+
+    df = _tracks_table(tracks, interval_s)
+    first = [c for c in TRACK_KEY_COLUMNS if c in df.columns] + Z_COLUMNS
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def run_movie_3d(
+    movie,
+    stack,
+    cfg: PipelineConfig,
+    out_dir,
+    result,
+    *,
+    info: dict,
+    populations: list[str],
+    progress: bool,
+    export_ctc,
+    on_progress,
+    lock: bool,
+    run_id: str | None,
+    t_start: float,
+    started: str,
+) -> object:
+    """The stages of :func:`deathtrack.pipeline.run_stack` for a 3D movie (see the module
+    docstring); writes ``out_dir/<stem>/`` as a 2D run does and returns its RunResult."""
+    import contextlib
+
+    from .death import detect_deaths
+    from .errors import ConfigError, StackChangedError
+    from .io import WORK_PREFIX, ensure_folder, remove_stale_work, results_lock
+    from .pipeline import (
+        _check_signal,
+        _commit,
+        _input_stat,
+        _keep_reviews,
+        _link,
+        _notify,
+        _versions,
+        _with_time,
+        input_checksum,
+        new_run_id,
+        write_table,
+    )
+    from .track import find_divisions, relabel_frames
+
+    for pop in populations:
+        if getattr(cfg.segment, pop).method == "labels":
+            raise ConfigError(
+                f"{movie.path}: segment.{pop}.method = 'labels' is not supported for 3D stacks "
+                "yet; use method = 'threshold'"
+            )
+    result.warnings.append(
+        f"3D stack (z step {movie.calibration.z_step_um:g} µm): area_um2 is the equivalent "
+        "area of each object's volume (pi r² of the ball of that volume; volume_um3 holds "
+        "the volume); crosstalk unmixing and the 2D mending over time (split_merged, "
+        "carry_objects) are not done in 3D"
+    )
+    fmt = cfg.output.table_format
+    cal = movie.calibration
+    stat_before = _input_stat(Path(stack))
+    held = results_lock(out_dir) if lock else contextlib.nullcontext()
+    with held:
+        ensure_folder(result.out_dir, "results folder")
+        for p in remove_stale_work(result.out_dir):
+            logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
+        work = None
+        try:
+            work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
+            staged = work / "out"
+            staged.mkdir()
+            t0 = time.perf_counter()
+            objects, stores, frame_notes = segment_movie_3d(
+                movie, cfg, work, populations, progress=progress, on_progress=on_progress
+            )
+            _check_signal(movie, cfg, objects, frame_notes, populations, result)
+            result.timings_s["segment_measure"] = time.perf_counter() - t0
+            result.stages += ["segment", "measure"]
+
+            _notify(on_progress, "track")
+            t0 = time.perf_counter()
+            tracks = []
+            lineage = pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
+            for pop in populations:
+                linked = _link(objects, pop, cfg, movie)
+                if pop == col.CELLS:
+                    linked, lineage = find_divisions(linked, cfg.track.divisions)
+                tracks.append(linked)
+                result.counts[f"n_tracks_{pop}"] = int(linked[col.TRACK_ID].nunique())
+                result.counts[f"n_objects_{pop}"] = len(linked)
+            result.counts["n_divisions"] = (
+                int(lineage[col.PARENT_ID].nunique()) if len(lineage) else 0
+            )
+            result.timings_s["track"] = time.perf_counter() - t0
+            result.stages.append("track")
+
+            t0 = time.perf_counter()
+            shape = (movie.n_frames, *movie.shape[-3:])
+            if cfg.output.write_labels:
+                for pop, linked in zip(populations, tracks):
+                    _write_label_stack_3d(
+                        stores[pop],
+                        linked[[col.FRAME, col.LABEL, col.TRACK_ID]],
+                        staged / f"labels_{pop}.tif",
+                        shape,
+                    )
+            cells = tracks[populations.index(col.CELLS)]
+            if export_ctc is not None:
+                from .track import export_ctc as write_ctc
+
+                frames = relabel_frames((stores[col.CELLS][t] for t in range(shape[0])), cells)
+                ctc_dir = write_ctc(
+                    frames,
+                    cells,
+                    lineage,
+                    Path(export_ctc) / f"{result.out_dir.name}_RES",
+                    n_frames=movie.n_frames,
+                )
+                result.counts["ctc_export"] = str(ctc_dir)
+            all_tracks = _tracks_table_3d(tracks, cal.interval_s)
+            write_table(all_tracks, staged / "tracks.csv", fmt)
+            result.timings_s["write"] = time.perf_counter() - t0
+
+            _notify(on_progress, "death")
+            t0 = time.perf_counter()
+            events = detect_deaths(
+                _with_time(cells, cal.interval_s),
+                lineage,
+                cfg.death,
+                interval_s=cal.interval_s,
+                image_shape=tuple(movie.shape[-2:]),
+            )
+            events = _with_z(events, cells)
+            result.counts["n_events"] = len(events)
+            for mode in col.MODES:
+                result.counts[f"n_{mode}"] = int((events[col.MODE] == mode).sum())
+            result.timings_s["death"] = time.perf_counter() - t0
+            result.stages.append("death")
+
+            _notify(on_progress, "recruit")
+            t0 = time.perf_counter()
+            immune = tracks[populations.index(col.IMMUNE)] if col.IMMUNE in populations else None
+            events = _recruit_3d(events, cells, immune, stores, movie, cfg, result, staged)
+            result.timings_s["recruit"] = time.perf_counter() - t0
+            events = _keep_reviews(events, result, fmt, staged)
+            write_table(events, staged / "events.csv", fmt)
+            write_table(lineage, staged / "lineage.csv", fmt)
+
+            checksum = input_checksum(stack)
+            if _input_stat(Path(stack)) != stat_before:
+                raise StackChangedError(
+                    f"{stack}: the stack's file(s) changed while it was analysed; its "
+                    "results are not kept: run it again once the file is complete"
+                )
+            result.timings_s["total"] = time.perf_counter() - t_start
+            run_info = {
+                "deathtrack_run_version": 2,
+                "run_id": run_id or new_run_id(),
+                "stack": str(Path(stack).resolve()),
+                "stem": result.out_dir.name,
+                "input_checksum": checksum,
+                "started": started,
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "status": "ok",
+                "stages": result.stages,
+                "input": info,
+                "config": config_to_dict(cfg),
+                "versions": _versions(),
+                "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+                "counts": result.counts,
+                "warnings": result.warnings,
+            }
+            _commit(staged, result.out_dir, run_info)
+        finally:
+            if work is not None:
+                from .pipeline import _remove_tree
+
+                _remove_tree(work)
+    for w in result.warnings:
+        logger.warning("%s: %s", stack, w)
+    return result
+
+
+def _recruit_3d(events, cells, immune, stores, movie, cfg, result, out: Path) -> pd.DataFrame:
+    """Recruitment in 3D (a ball of R µm, contacts in 3D), the mode comparison, and the
+    immune cells' motility in 3D; tables written to ``out``."""
+    from .motility import arrest_coefficient, track_metrics
+    from .pipeline import _labels_at, _with_time, write_table
+    from .recruit import CURVE_COLUMNS, compare_modes, recruitment_curves, summarize_events
+
+    fmt = cfg.output.table_format
+    if immune is None:
+        write_table(pd.DataFrame(columns=CURVE_COLUMNS), out / "recruitment.csv", fmt)
+        return events
+    cal = movie.calibration
+    geometry = dict(
+        interval_s=cal.interval_s,
+        pixel_size_um=cal.pixel_size_um,
+        shape_yx=tuple(movie.shape[-2:]),
+        n_slices=int(movie.shape[-3]),
+        z_step_um=cal.z_step_um,
+    )
+    curves, contacts = recruitment_curves(
+        events,
+        immune,
+        cells,
+        cfg.recruit,
+        n_frames=movie.n_frames,
+        cell_labels=_labels_at(stores[col.CELLS], cells),
+        immune_labels=_labels_at(stores[col.IMMUNE], immune),
+        **geometry,
+    )
+    summary = summarize_events(events, curves, contacts, immune, cfg.recruit, **geometry)
+    events = events.merge(summary, on=col.EVENT_ID, how="left")
+    stats = compare_modes(
+        events,
+        n_bootstrap=cfg.recruit.n_bootstrap,
+        n_permutations=cfg.recruit.n_permutations,
+        seed=cfg.recruit.seed,
+        stack_col=None,
+    )
+    write_table(curves, out / "recruitment.csv", fmt)
+    write_table(stats, out / "recruitment_stats.csv", fmt)
+    result.stages.append("recruit")
+    coords = (col.Z_UM, col.Y_UM, col.X_UM)
+    timed = _with_time(immune, cal.interval_s)
+    motility = track_metrics(timed, coord_cols=coords)
+    arrest = {
+        int(k): arrest_coefficient(
+            g[[col.T_S, *coords]].to_numpy(float),
+            threshold_um_per_min=cfg.recruit.arrest_speed_um_per_min,
+        )
+        for k, g in timed.sort_values(col.FRAME).groupby(col.TRACK_ID)
+    }
+    motility["arrest_coefficient"] = motility[col.TRACK_ID].map(arrest)
+    write_table(motility, out / "motility.csv", fmt)
+    return events
