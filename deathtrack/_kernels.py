@@ -15,6 +15,8 @@ cheaper.
   8-connectivity. scikit-image builds a ``RegionProperties``, calls Qhull and rasterises
   per object (~0.3 ms); here an object costs a few µs.
 - :func:`sort_by_label`: per-label percentiles without sorting a frame's pixels.
+- :func:`label_percentile`: one percentile per label, by selection (no sort, no copies
+  of the frame).
 - :func:`mix_upsample`: the background's linear upsampling without full-size temporaries.
 - :func:`gaussian`: SciPy's Gaussian filter of a float32 frame, bit for bit, 5-7x faster.
 - :func:`dilate`, :func:`erode`, :func:`opening`: SciPy's iterated cross-shaped binary
@@ -39,6 +41,7 @@ __all__ = [
     "distance_to_background",
     "erode",
     "gaussian",
+    "label_percentile",
     "mix_upsample",
     "object_shapes",
     "one_top_patch",
@@ -289,6 +292,55 @@ def sort_by_label(lab: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndar
     if not len(lab):
         return lab, val
     return _sort_by_label(lab, val, int(lab.max()) + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_percentile(lab, val, n, q):
+    starts = np.zeros(n + 2, np.int64)
+    for i in range(lab.size):
+        k = lab[i]
+        if 0 < k <= n:
+            starts[k + 1] += 1
+    for k in range(n + 1):
+        starts[k + 1] += starts[k]
+    pos = starts[: n + 1].copy()
+    buf = np.empty(starts[n + 1], np.float64)
+    for i in range(lab.size):
+        k = lab[i]
+        if 0 < k <= n:
+            buf[pos[k]] = val[i]
+            pos[k] += 1
+    out = np.zeros(n + 1, np.float64)
+    for k in range(1, n + 1):
+        c = starts[k + 1] - starts[k]
+        if c == 0:
+            continue
+        idx = np.int64(math.floor((c - 1) * q / 100.0))
+        seg = buf[starts[k] : starts[k + 1]]
+        has_nan = False
+        for v in seg:
+            if np.isnan(v):
+                has_nan = True
+                break
+        if has_nan:  # NumPy's sort order (NaN last), as a sort would give
+            out[k] = np.sort(seg)[idx]
+        else:
+            out[k] = np.partition(seg, idx)[idx]
+    return out
+
+
+def label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) -> np.ndarray:
+    """The ``q``-th percentile (the value at sorted index ``floor((count - 1) q / 100)``,
+    in float64) of ``values`` inside each label 1..n; 0 for an empty label and at index
+    0. Labels outside 1..n are ignored. Equal to sorting each label's values
+    (:func:`sort_by_label`), by selection instead of a sort."""
+    lab = np.ascontiguousarray(labels).ravel()
+    val = np.ascontiguousarray(values).ravel()
+    if lab.dtype.kind not in "iu":
+        lab = lab.astype(np.int64)
+    if val.dtype not in (np.float32, np.float64):
+        val = val.astype(np.float64)
+    return _label_percentile(lab, val, int(n), float(q))
 
 
 @numba.njit(cache=True, nogil=True)

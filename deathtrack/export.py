@@ -241,26 +241,30 @@ def export_trackmate(
 
     # --- XML ------------------------------------------------------------------------------
     spot_features = list(_SPOT_BASE)
-    spot_values: list[list[str]] = [
-        ["1.0"] * n,
-        _floats(x),
-        _floats(y),
-        ["0.0"] * n,
-        _floats(t),
-        _ints(frame),
-        _floats(radius),
-        ["1"] * n,
+    # each spot column as (kind, values in spot order): strings are made one frame at a
+    # time while the file is written, so memory does not grow with the movie
+    spot_columns: list[tuple[str, np.ndarray]] = [
+        ("const", "1.0"),
+        ("float", x),
+        ("float", y),
+        ("const", "0.0"),
+        ("float", t),
+        ("int", frame),
+        ("float", radius),
+        ("const", "1"),
     ]
     for column, decl in _SPOT_MORPHOLOGY.items():
         if column in rows.columns:
             spot_features.append(decl)
-            spot_values.append(_floats(_numeric(rows, column)[order]))
+            spot_columns.append(("float", _numeric(rows, column)[order]))
     for column, decl in _intensity_features(rows.columns):
         spot_features.append(decl)
-        spot_values.append(_floats(_numeric(rows, column)[order]))
+        spot_columns.append(("float", _numeric(rows, column)[order]))
     spot_features += _SPOT_DEATHTRACK
-    spot_values += [_ints(tid), _ints(pop_code)]
+    spot_columns += [("int", tid), ("int", pop_code)]
 
+    # the file's frame (declarations, settings) as ElementTree writes it, with a marker
+    # where the spots, the tracks and the track list go
     root = ET.Element("TrackMate", version=TRACKMATE_FILE_VERSION)
     log = ET.SubElement(root, "Log")
     log.text = _log_text(pop_names, n, n_tracks, len(src))
@@ -282,37 +286,86 @@ def export_trackmate(
                 dimension=dim,
                 isint="true" if isint else "false",
             )
-
     all_spots = ET.SubElement(model, "AllSpots", nspots=str(n))
-    keys = ["ID", "name"] + [f[0] for f in spot_features]
-    names = [f"{p}_{i}" for p, i in zip(pop_names.tolist(), tid.tolist())]
-    columns = [_ints(np.arange(n)), names, *spot_values]
-    by_frame = np.argsort(frame, kind="stable")
-    attrs = list(zip(*columns))
-    if n:
-        frames, first = np.unique(frame[by_frame], return_index=True)
-        bounds = np.r_[first, n]
-        for k, f in enumerate(frames.tolist()):
-            in_frame = ET.SubElement(all_spots, "SpotsInFrame", frame=str(f))
-            for i in by_frame[bounds[k] : bounds[k + 1]].tolist():
-                ET.SubElement(in_frame, "Spot", dict(zip(keys, attrs[i])))
-
     all_tracks = ET.SubElement(model, "AllTracks")
-    if n_tracks:
-        _write_tracks(
-            all_tracks, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code
-        )
     filtered = ET.SubElement(model, "FilteredTracks")
-    for k in range(n_tracks):
-        ET.SubElement(filtered, "TrackID", TRACK_ID=str(k))
-
+    if n:
+        ET.SubElement(all_spots, _MARK)
+    if n_tracks:
+        ET.SubElement(all_tracks, _MARK)
+        ET.SubElement(filtered, _MARK)
     root.append(_settings(rows, n, frame, radius, px, dt, image_path, shape_tyx))
     ET.SubElement(root, "GUIState", state="ConfigureViews")
     ET.indent(root, space="  ")
+    pieces = ET.tostring(root, encoding="unicode").split(f"<{_MARK} />")
+
+    keys = ["ID", "name"] + [f[0] for f in spot_features]
     out = Path(path)
-    _write_atomic(ET.ElementTree(root), out)
+    from .io import atomic_write
+
+    with atomic_write(out) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("<?xml version='1.0' encoding='UTF-8'?>\n")
+        fh.write(pieces.pop(0))
+        if n:
+            _write_spots(fh, keys, spot_columns, pop_names, tid, frame)
+            fh.write(pieces.pop(0))
+        if n_tracks:
+            _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code)
+            fh.write(pieces.pop(0))
+            fh.write("\n      ".join(f'<TrackID TRACK_ID="{k}" />' for k in range(n_tracks)))
+            fh.write(pieces.pop(0))
+        else:
+            fh.write("".join(pieces))
+        fh.write("\n")
     logger.debug("wrote %d spots, %d links, %d TrackMate tracks to %s", n, len(src), n_tracks, out)
     return out
+
+
+#: stands in the file's frame for the spots, tracks and track list written one by one
+_MARK = "DEATHTRACK_STREAMED"
+_INDENT = "\n" + "  " * 3  # children of AllSpots / AllTracks / FilteredTracks
+
+
+def _attr(value: str) -> str:
+    """An attribute value escaped as ElementTree escapes it."""
+    if any(ch in value for ch in '&<>"\n\r\t'):
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        value = value.replace('"', "&quot;").replace("\r", "&#13;")
+        value = value.replace("\n", "&#10;").replace("\t", "&#09;")
+    return value
+
+
+def _strings(kind: str, values, rows: np.ndarray) -> list[str]:
+    if kind == "const":
+        return [values] * len(rows)
+    return _floats(values[rows]) if kind == "float" else _ints(values[rows])
+
+
+def _elements(tag: str, keys: list[str], columns: list[list[str]], indent: str) -> str:
+    """``<tag k="v" ... />`` per row, one per line at ``indent``, as ElementTree writes
+    them."""
+    names = [f' {k}="' for k in keys]
+    return indent.join(
+        f"<{tag}" + "".join(f'{a}{v}"' for a, v in zip(names, vals)) + " />"
+        for vals in zip(*columns)
+    )
+
+
+def _write_spots(fh, keys, spot_columns, pop_names, tid, frame) -> None:
+    """``SpotsInFrame`` elements with their spots, one frame's strings at a time."""
+    n = len(frame)
+    by_frame = np.argsort(frame, kind="stable")
+    frames, first = np.unique(frame[by_frame], return_index=True)
+    bounds = np.r_[first, n]
+    for k, f in enumerate(frames.tolist()):
+        rows = by_frame[bounds[k] : bounds[k + 1]]
+        names = [_attr(f"{p}_{i}") for p, i in zip(pop_names[rows].tolist(), tid[rows].tolist())]
+        columns = [_ints(rows), names] + [_strings(kind, v, rows) for kind, v in spot_columns]
+        if k:
+            fh.write(_INDENT)
+        fh.write(f'<SpotsInFrame frame="{f}">{_INDENT}  ')
+        fh.write(_elements("Spot", keys, columns, _INDENT + "  "))
+        fh.write(f"{_INDENT}</SpotsInFrame>")
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -511,10 +564,9 @@ def _components(n: int, src: np.ndarray, tgt: np.ndarray) -> np.ndarray:
     return rank[inverse]
 
 
-def _write_tracks(
-    parent, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code
-) -> None:
-    """One ``Track`` element per linked component, with its ``Edge`` elements."""
+def _write_tracks(fh, src, tgt, edge_track, spot_track, n_tracks, x, y, t, frame, pop_code) -> None:
+    """One ``Track`` element per linked component with its ``Edge`` elements, written
+    track by track."""
     n_spots = np.bincount(spot_track[spot_track >= 0], minlength=n_tracks)
     gaps = np.bincount(edge_track, weights=(frame[tgt] - frame[src]) > 1, minlength=n_tracks)
     out_deg = np.bincount(src, minlength=len(x))
@@ -541,30 +593,35 @@ def _write_tracks(
         _floats(stop),
         _ints(pop_of_track),
     ]
-    track_keys = [f[0] for f in _TRACK_FEATURES]
-
-    dt_edge = t[tgt] - t[src]
-    disp = np.hypot(x[tgt] - x[src], y[tgt] - y[src])
-    edge_values = [
-        _ints(src),
-        _ints(tgt),
-        _floats(disp / dt_edge),
-        _floats(disp),
-        _floats(0.5 * (t[src] + t[tgt])),
-        _floats(0.5 * (x[src] + x[tgt])),
-        _floats(0.5 * (y[src] + y[tgt])),
-        ["0.0"] * len(src),
-    ]
+    track_keys = ["name"] + [f[0] for f in _TRACK_FEATURES]
     edge_keys = [f[0] for f in _EDGE_FEATURES]
-    edge_attrs = list(zip(*edge_values))
     order = np.lexsort((src, edge_track))
     first = np.searchsorted(edge_track[order], np.arange(n_tracks + 1))
+    inner = _INDENT + "  "
     for k in range(n_tracks):
-        attrs = {"name": f"Track_{k}"}
-        attrs.update(zip(track_keys, [v[k] for v in track_values]))
-        track = ET.SubElement(parent, "Track", attrs)
-        for e in order[first[k] : first[k + 1]].tolist():
-            ET.SubElement(track, "Edge", dict(zip(edge_keys, edge_attrs[e])))
+        e = order[first[k] : first[k + 1]]
+        s, g = src[e], tgt[e]
+        dt_edge = t[g] - t[s]
+        disp = np.hypot(x[g] - x[s], y[g] - y[s])
+        edge_values = [
+            _ints(s),
+            _ints(g),
+            _floats(disp / dt_edge),
+            _floats(disp),
+            _floats(0.5 * (t[s] + t[g])),
+            _floats(0.5 * (x[s] + x[g])),
+            _floats(0.5 * (y[s] + y[g])),
+            ["0.0"] * len(e),
+        ]
+        head = _elements("Track", track_keys, [[f"Track_{k}"], *([v[k]] for v in track_values)], "")
+        if k:
+            fh.write(_INDENT)
+        if not len(e):  # pragma: no cover - every TrackMate track has a link
+            fh.write(head)
+            continue
+        fh.write(head[: -len(" />")] + ">" + inner)
+        fh.write(_elements("Edge", edge_keys, edge_values, inner))
+        fh.write(f"{_INDENT}</Track>")
 
 
 # --- formatting and writing -----------------------------------------------------------------
@@ -652,12 +709,3 @@ def _settings(rows, n, frame, radius, px, dt, image_path, shape_tyx) -> ET.Eleme
     for tag in ("SpotAnalyzers", "EdgeAnalyzers", "TrackAnalyzers"):
         ET.SubElement(analyzers, tag)
     return settings
-
-
-def _write_atomic(tree: ET.ElementTree, path: Path) -> None:
-    """Write to a temporary file in the same folder, then rename it into place."""
-    from .io import atomic_write
-
-    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-        tree.write(fh, encoding="UTF-8", xml_declaration=True)
-        fh.write(b"\n")

@@ -43,11 +43,11 @@ from ._kernels import (
     dilate,
     distance_to_background,
     gaussian,
+    label_percentile,
     mix_upsample,
     object_shapes,
     one_top_patch,
     opening,
-    sort_by_label,
 )
 from .config import PopulationSegmentConfig
 from .errors import DeathtrackError, StackReadError
@@ -333,21 +333,7 @@ def threshold_value(
 
 def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) -> np.ndarray:
     """``q``-th percentile of ``values`` inside each label 1..n (index 0 = 0)."""
-    lab = labels.ravel()
-    sel = np.flatnonzero(lab)
-    lab = lab[sel]
-    val = values.ravel()[sel].astype(np.float64)
-    out = np.zeros(n + 1, np.float64)
-    if not len(val):
-        return out
-    lab, val = sort_by_label(lab, val)
-    counts = np.bincount(lab, minlength=n + 1)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    idx = starts + np.floor((counts - 1) * q / 100.0).astype(np.int64)
-    has = counts > 0
-    out[has] = val[idx[has]]
-    out[0] = 0
-    return out
+    return label_percentile(values, labels, n, q)
 
 
 def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:

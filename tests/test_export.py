@@ -472,3 +472,29 @@ def test_pipeline_tracks_round_trip(tmp_path, pipeline_run, caplog):
         assert int(track.get("NUMBER_SPLITS")) == len(parents)
     n_links = sum(expected[name] - 1 for name in expected.index) + len(lineage)
     assert len(list(root.iter("Edge"))) == n_links
+
+
+@pytest.mark.parametrize("case", ["full", "no links", "empty"])
+def test_streamed_file_is_what_elementtree_writes_of_it(tmp_path, case):
+    """The file is written spot by spot and track by track (memory flat in the movie's
+    length); it must be well-formed XML laid out exactly as ElementTree writes the same
+    tree, special characters of a population's name included."""
+    tracks, lineage = _table()
+    tracks["population"] = tracks["population"].replace({"immune": 'T & "NK"\t<cells>'})
+    if case == "no links":
+        tracks, lineage = tracks[tracks["frame"] == 3], lineage.iloc[:0]
+    elif case == "empty":
+        tracks, lineage = tracks.iloc[:0], lineage.iloc[:0]
+    path, root = _export(tmp_path, tracks, lineage)
+    assert len(list(root.iter("Spot"))) == len(tracks)
+    if case == "full":
+        assert {s.get("name") for s in root.iter("Spot")} >= {'T & "NK"\t<cells>_1'}
+        assert len(list(root.iter("Track"))) > 0
+    for element in root.iter():  # drop the layout, then lay it out again as ET does
+        if len(element):
+            element.text = None
+        element.tail = None
+    ET.indent(root, space="  ")
+    again = tmp_path / "again.xml"
+    ET.ElementTree(root).write(again, encoding="UTF-8", xml_declaration=True)
+    assert path.read_bytes() == again.read_bytes() + b"\n"

@@ -9,6 +9,7 @@ from skimage.measure import perimeter, regionprops
 
 from deathtrack._kernels import (
     gaussian,
+    label_percentile,
     label_sums,
     object_shapes,
     pair_counts,
@@ -87,6 +88,29 @@ def test_sort_by_label_equals_a_two_key_lexsort():
     np.testing.assert_array_equal(got_val, val[order])
     empty = sort_by_label(np.zeros(0, int), np.zeros(0))
     assert len(empty[0]) == len(empty[1]) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+@pytest.mark.parametrize("q", [0.0, 10.0, 50.0, 90.0, 95.0, 100.0])
+def test_label_percentile_equals_the_sorted_values_index(dtype, q):
+    rng = np.random.default_rng(int(q) + 7)
+    labels = rng.integers(0, 30, (60, 70))
+    labels[labels == 13] = 0  # an empty label inside 1..n
+    values = (np.round(rng.normal(100, 20, labels.shape), 1)).astype(dtype)  # ties included
+    if dtype != np.uint16:
+        values[5, :7] = np.nan  # NaN sorts last, as in a sort
+    n = int(labels.max())
+    got = label_percentile(values, labels, n, q)
+    want = np.zeros(n + 1)
+    for k in range(1, n + 1):
+        v = np.sort(values[labels == k].astype(np.float64))
+        if len(v):
+            want[k] = v[int(np.floor((len(v) - 1) * q / 100.0))]
+    np.testing.assert_array_equal(got, want)
+    assert got[13] == 0 and got[0] == 0
+    # nothing labelled, and labels above n ignored
+    np.testing.assert_array_equal(label_percentile(values, np.zeros_like(labels), 3, q), 0)
+    assert len(label_percentile(values, labels, 5, q)) == 6
 
 
 @pytest.mark.parametrize("seed", range(4))
