@@ -554,6 +554,7 @@ def _segment_level(
     faint[0] = False
     if faint.any():
         candidates = candidates & ~faint[labels]
+    above = candidates
     if cfg.edge_fraction > 0:
         # Objects are found at the noise threshold, but their edges lie where the blurred
         # signal crosses a fraction of the object's own plateau (half of it for a blurred
@@ -568,13 +569,62 @@ def _segment_level(
         edge = np.maximum(bg_level + cfg.edge_fraction * (plateau - bg_level), thr)
         edge[0] = np.inf
         candidates = candidates & (edge_image > edge[labels])
+    # holes: a dim nucleus or vacuole inside one cell is the cell's (it stands above the
+    # threshold, under the cell's own edge level), but the background that a ring of
+    # touching cells encloses is not (in a clump it can be the size of many cells). Such
+    # gaps, which reach below the threshold, are left out of the split when larger than the
+    # smallest object (their middle would seed a "cell"); after the split, a gap goes to
+    # the one object around it, or to none.
     mask = _fill_holes(candidates)
+    holes, n_holes = ndi.label(mask & ~candidates)
+    if n_holes:
+        size = np.bincount(holes.ravel(), minlength=n_holes + 1)
+        # a gap reaches down to the background: a tenth of it below the threshold
+        gap = np.bincount(holes[~above], minlength=n_holes + 1) > 0.1 * size
+        gap[0] = False
+        if gap.any():
+            mask &= ~(gap & (size > cfg.min_area_um2 / px**2))[holes]
+            holes, n_holes = ndi.label(np.where(gap[holes], holes, 0) > 0)
+        else:
+            n_holes = 0
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
         labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
         if cfg.seed_method == "prominence+size":
             labels = _split_oversized(labels, bright, bg_level, cfg, px)
+    if n_holes:
+        labels = _fill_own_holes(labels, holes, n_holes)
     return labels
+
+
+def _fill_own_holes(labels: np.ndarray, holes: np.ndarray, n_holes: int) -> np.ndarray:
+    """Each hole (``holes``: labels 1..n_holes of the background enclosed by objects) goes
+    to the object around it when one object alone encloses it, and to the background when
+    several do (a gap between touching cells)."""
+    ids, around = [], []
+    for a, b in (
+        (np.s_[1:, :], np.s_[:-1, :]),
+        (np.s_[:-1, :], np.s_[1:, :]),
+        (np.s_[:, 1:], np.s_[:, :-1]),
+        (np.s_[:, :-1], np.s_[:, 1:]),
+    ):
+        # the pixels just outside each hole (4-connected, as the holes are), and their objects
+        edge = (holes[a] > 0) & (holes[b] == 0)
+        ids.append(holes[a][edge])
+        around.append(labels[b][edge])
+    ids, around = np.concatenate(ids), np.concatenate(around).astype(np.int64)
+    owner = np.zeros(n_holes + 1, np.int64)
+    if len(ids):
+        lo = np.full(n_holes + 1, np.iinfo(np.int64).max)
+        hi = np.zeros(n_holes + 1, np.int64)
+        np.minimum.at(lo, ids, around)
+        np.maximum.at(hi, ids, around)
+        one = (lo == hi) & (hi > 0)
+        owner[one] = hi[one]
+    inside = holes > 0
+    out = labels.copy()
+    out[inside] = owner[holes[inside]]
+    return out
 
 
 def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
@@ -614,6 +664,7 @@ def split_oversized(
     min_brightness: float = 0.7,
     max_elongation: float = 1.3,
     min_solidity: float = 0.85,
+    max_seam: float = 0.85,
 ) -> np.ndarray:
     """Split objects too large to be one cell into as many cells as their area holds.
 
@@ -625,11 +676,14 @@ def split_oversized(
     as live cells (its median at least ``min_brightness`` times the median of the
     objects' medians: a swollen dying cell, whose reporter dilutes, or a ruptured cell's
     ghost is large, dim and ragged, and is one cell) is taken as ``round(area /
-    typical)`` cells merged without a neck or seam that the watershed could split at:
-    its pixels are clustered in that many groups (k-means of their coordinates, SciPy's
-    ``kmeans2``, seeded, best of 3); each group is a cell, cut from its neighbours
-    halfway between their centres, so across the clump's narrowest way. A swollen cell
-    is round and stays whole.
+    typical)`` cells merged without a neck, their seam too faint for the watershed's
+    seeds: its pixels are clustered in that many groups (k-means of their coordinates,
+    SciPy's ``kmeans2``, seeded, best of 3); each group is a cell, cut from its
+    neighbours halfway between their centres, so across the clump's narrowest way. Given
+    the ``image``, the cut is made only if it runs along a seam: the median of the image
+    on the lines between the groups at most ``max_seam`` times its median inside them (a
+    large nucleus, lobed or with dark nucleoli, has no seam through it and stays whole,
+    as does a swollen cell, which is round).
 
     Parameters
     ----------
@@ -640,7 +694,7 @@ def split_oversized(
         The frame, background removed: dim objects are not split.
     min_area_px : float
         Objects smaller than this (debris, fragments) do not count for the typical area.
-    min_brightness, max_elongation, min_solidity : float
+    min_brightness, max_elongation, min_solidity, max_seam : float
         See above.
 
     Returns
@@ -711,6 +765,21 @@ def split_oversized(
                 size[0] = 0
                 markers[pieces == int(np.argmax(size))] = i
         split = segmentation.watershed(np.zeros(comp.shape, np.float32), markers, mask=comp)
+        if image is not None:
+            # ...and cut only if the line between the groups is dimmer than the cells:
+            # cells pressed together leave a seam there, too faint for the watershed's
+            # seeds but a seam; one large nucleus (lobed, with dark nucleoli) has none
+            patch = image[sl]
+            cut = (
+                segmentation.find_boundaries(split, mode="inner")
+                & comp
+                & ~segmentation.find_boundaries(comp, mode="inner")
+            )
+            inner = ndi.binary_erosion(comp, footprint) & ~dilate(cut, r_open)
+            if not cut.any() or not inner.any():
+                continue
+            if np.median(patch[cut]) > max_seam * np.median(patch[inner]):
+                continue
         region = out[sl]
         for i in range(2, int(split.max()) + 1):
             piece = split == i

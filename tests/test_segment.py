@@ -146,8 +146,9 @@ def _capsule(shape, cy, x0, x1, r):
     return np.hypot(yy - cy, xx - np.clip(xx, x0, x1)) < r
 
 
-def _cells_and_a_capsule(level):
-    """Six single cells (discs of 12 px) and a capsule of two cells' area at ``level``."""
+def _cells_and_a_capsule(level, seam=0.0):
+    """Six single cells (discs of 12 px) and a capsule of two cells' area at ``level``,
+    ``seam`` dimmer (a fraction) along a line across its middle."""
     from scipy import ndimage as ndi
 
     shape = (120, 200)
@@ -155,25 +156,51 @@ def _cells_and_a_capsule(level):
     for cy, cx in ((20, 20), (20, 60), (20, 100), (20, 140), (20, 180), (95, 180)):
         single |= _disc(shape, cy, cx, 12)
     pair = _capsule(shape, 80, 50, 68, 12)
-    img = 100 + ndi.gaussian_filter(500.0 * single + level * pair, 1.0)
+    xx = np.mgrid[: shape[0], : shape[1]][1]
+    line = 1 - seam * np.exp(-((xx - 59.0) ** 2) / (2 * 2.5**2))
+    img = 100 + ndi.gaussian_filter(500.0 * single + level * pair * line, 1.0)
     return np.random.default_rng(0).poisson(img).astype(float), pair
 
 
 def test_cells_merged_without_a_neck_are_split_by_their_size():
-    """Two cells pressed into one convex object (no neck, no seam: the watershed has nothing
-    to split at) among single cells: twice a cell's area and elongated, so two cells, cut
-    across the middle."""
-    img, pair = _cells_and_a_capsule(500.0)
-    whole = segment_frame(img, PopulationSegmentConfig(oversize_factor=0), pixel_size_um=PX)
-    assert len(np.unique(whole[pair & (whole > 0)])) == 1
-    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
-    ids = np.unique(labels[pair & (labels > 0)])
-    assert len(ids) == 2
-    areas = [int((labels == i).sum()) for i in ids]
+    """Two cells pressed into one convex object (no neck, and a seam too faint for the
+    watershed's seeds, as in textured cells) among single cells: twice a cell's area,
+    elongated, with a dimmer line across its middle, so two cells, cut across there."""
+    from scipy import ndimage as ndi
+
+    from deathtrack.segment import split_oversized
+
+    shape = (120, 200)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(((20, 20), (20, 60), (20, 100), (20, 140), (20, 180), (95, 180))):
+        labels[_disc(shape, cy, cx, 12)] = i + 1
+    pair = _capsule(shape, 80, 50, 68, 12)
+    labels[pair] = 7
+    xx = np.mgrid[: shape[0], : shape[1]][1]
+    # no seam, or one barely dimmer than the cells (a large nucleus): whole; a seam: two
+    for seam, pieces in ((0.0, 1), (0.1, 1), (0.3, 2)):
+        line = 1 - seam * np.exp(-((xx - 59.0) ** 2) / (2 * 1.5**2))
+        image = ndi.gaussian_filter(500.0 * (labels > 0) * line, 1.0)
+        out = split_oversized(labels, 1.6, image=image)
+        assert len(np.unique(out[pair])) == pieces, seam
+        assert out.max() == 6 + pieces
+    areas = [int((out == i).sum()) for i in np.unique(out[pair])]
     assert min(areas) > 0.4 * pair.sum(), areas
-    assert labels.max() == 8
     # cut across: each half holds one end
-    assert labels[80, 42] != labels[80, 76]
+    assert out[80, 42] != out[80, 76]
+    # a whole frame with such a pair: segment_frame splits it (by the watershed or the size)
+    img, pair = _cells_and_a_capsule(500.0, seam=0.3)
+    found = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(found[pair & (found > 0)])) == 2
+
+
+def test_a_large_cell_without_a_seam_is_not_split_by_its_size():
+    """The same object without the dimmer line between two cells: one large cell (a large
+    nucleus is lobed, or elongated, and has no seam through it), kept whole."""
+    img, pair = _cells_and_a_capsule(500.0)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(labels[pair & (labels > 0)])) == 1
+    assert (labels[pair] > 0).mean() > 0.9
 
 
 def test_a_large_dim_cell_is_not_split_by_its_size():
@@ -452,3 +479,27 @@ def test_block_count_equals_block_sum_of_the_mask(shape, f):
     np.testing.assert_array_equal(got, _block_sum(mask.astype(np.float32), f))
     ones = _block_count(None, f, shape)
     np.testing.assert_array_equal(ones, _block_sum(np.ones(shape, np.float32), f))
+
+
+def test_background_enclosed_by_a_ring_of_cells_is_no_cell():
+    """Eight touching cells in a ring around a gap of background larger than a cell: the
+    gap belongs to none of them (filled, it made them a fifth larger and seeded a "cell"),
+    while the dim nucleus inside a cell, above the noise, stays the cell's."""
+    from scipy import ndimage as ndi
+
+    shape, ring = (160, 160), 31.5
+    cells = np.zeros(shape, np.int32)
+    for i, a in enumerate(np.arange(8) * np.pi / 4, 1):
+        cells[_disc(shape, 80 + ring * np.sin(a), 80 + ring * np.cos(a), 12.5) & (cells == 0)] = i
+    one, nucleus = _disc(shape, 25, 25, 14), _disc(shape, 25, 25, 6)
+    level = 500.0 * (cells > 0) + np.where(nucleus, 0.25, 1.0) * 500.0 * one
+    img = np.random.default_rng(1).poisson(100 + ndi.gaussian_filter(level, 1.0)).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert not (labels[_disc(shape, 80, 80, 15)] > 0).any()
+    assert labels.max() == 9
+    ids = np.unique(labels[cells > 0])
+    assert len(ids[ids > 0]) == 8
+    for i in range(1, 9):
+        found = np.bincount(labels[cells == i]).argmax()
+        assert 0.9 < (labels == found).sum() / (cells == i).sum() < 1.15
+    assert len(np.unique(labels[one])) == 1 and (labels[nucleus] > 0).all()
