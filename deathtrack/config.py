@@ -261,11 +261,12 @@ class PopulationSegmentConfig(Section):
         le=100,
         description="An object of more than this times the frame's median object area, not "
         "round (axes ratio >= 1.3 or solidity < 0.85, blebs aside) and as bright as live "
-        "cells is split into round(area / median) cells (k-means groups of its pixels): "
-        "cells merged without a neck or seam. A swollen or ruptured dying cell (round, or "
-        "dim) stays whole. 0 turns it off. (1.6: chosen on development seeds of the dense "
-        "family, "
-        "against 1.5, 1.7, 1.8 and 2.2.)",
+        "cells is split into round(area / median) cells (k-means groups of its pixels), if "
+        "the lines between the groups run along a seam dimmer than the cells (<= 0.85 x): "
+        "cells merged without a neck, their seam too faint for the watershed. A swollen or "
+        "ruptured dying cell (round, or dim) and one large nucleus (no seam) stay whole. 0 "
+        "turns it off. (1.6: chosen on development seeds of the dense family, against 1.5, "
+        "1.7, 1.8 and 2.2.)",
     )
     seed_method: Literal["prominence", "spacing", "prominence+size"] = Field(
         "prominence",
@@ -580,6 +581,16 @@ class DeathConfig(Section):
     )
     dye_min_rise: float = Field(
         20.0, ge=0, le=1e9, description="Smallest dye rise (intensity units) counted as uptake."
+    )
+    shrink_min_concentration: float = Field(
+        1.08,
+        ge=1,
+        le=100,
+        description="Shrinkage is called apoptosis only with a second sign of it: the "
+        "reporter concentrated (mean above baseline by this factor), the cell broke into "
+        "fragments, or the dye came. A cell whose outline shrinks with none of them is one "
+        "the segmentation trims (a neighbour pressing, a seam drawn elsewhere); 1 turns this "
+        "off.",
     )
     border_min_concentration: float = Field(
         1.08,
