@@ -8,7 +8,9 @@ Per track, from the measured time series (``DESIGN.md``):
   has happened.
 - apoptosis: the cell shrinks (area >= 15 % below its own baseline, and stays
   there), its reporter concentrates, it blebs and fragments; the dye comes
-  late. Death frame: the first frame of sustained shrinkage.
+  late. Death frame: the first frame of sustained shrinkage. Shrinkage with
+  none of the other signs (reporter as concentrated as before, one piece, no
+  dye) is a live cell whose outline the segmentation trimmed, not a death.
 
 The reporter is normalised by the median reporter of all cells in the same
 frame, so photobleaching is not a death. Parents of divisions (which round
@@ -348,6 +350,17 @@ def detect_deaths(
                 # at the edge, visible area comes and goes as the cell drifts; only a
                 # shrinkage that also concentrates the reporter is apoptosis there
                 continue
+        if (
+            found["kind"] == "shrink"
+            and found["reporter_ratio_before"] < cfg.shrink_min_concentration
+            and found["fragments_max_after"] <= 1
+            and not np.isfinite(found["dye_frame"])
+        ):
+            # an outline that shrinks with the reporter as it was, whole, and no dye: the
+            # segmentation trimmed a live cell (a neighbour pressing, the seam between
+            # them drawn elsewhere); an apoptotic cell concentrates its reporter as it
+            # shrinks, then fragments, and takes up the dye
+            continue
         r = g.iloc[i]
         p = _p_necroptotic(found, cfg, interval_s)
         mode = mode_from_p(p, cfg.uncertain_margin)

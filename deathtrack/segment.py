@@ -30,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.cluster.vq import ClusterError, kmeans2
 
 # loaded here, once, not inside the functions: frames are segmented by several threads, and
 # scikit-image's lazily loaded submodules fail ("partially initialized module") when two
 # threads load them at the same time
 from skimage import filters, morphology, segmentation
 from skimage.feature import peak_local_max
+from skimage.segmentation import expand_labels
 
 from ._kernels import (
     dilate,
@@ -57,6 +59,7 @@ __all__ = [
     "estimate_background",
     "read_label_stack",
     "segment_frame",
+    "split_oversized",
     "threshold_value",
 ]
 
@@ -551,6 +554,7 @@ def _segment_level(
     faint[0] = False
     if faint.any():
         candidates = candidates & ~faint[labels]
+    above = candidates
     if cfg.edge_fraction > 0:
         # Objects are found at the noise threshold, but their edges lie where the blurred
         # signal crosses a fraction of the object's own plateau (half of it for a blurred
@@ -565,13 +569,62 @@ def _segment_level(
         edge = np.maximum(bg_level + cfg.edge_fraction * (plateau - bg_level), thr)
         edge[0] = np.inf
         candidates = candidates & (edge_image > edge[labels])
+    # holes: a dim nucleus or vacuole inside one cell is the cell's (it stands above the
+    # threshold, under the cell's own edge level), but the background that a ring of
+    # touching cells encloses is not (in a clump it can be the size of many cells). Such
+    # gaps, which reach below the threshold, are left out of the split when larger than the
+    # smallest object (their middle would seed a "cell"); after the split, a gap goes to
+    # the one object around it, or to none.
     mask = _fill_holes(candidates)
+    holes, n_holes = ndi.label(mask & ~candidates)
+    if n_holes:
+        size = np.bincount(holes.ravel(), minlength=n_holes + 1)
+        # a gap reaches down to the background: a tenth of it below the threshold
+        gap = np.bincount(holes[~above], minlength=n_holes + 1) > 0.1 * size
+        gap[0] = False
+        if gap.any():
+            mask &= ~(gap & (size > cfg.min_area_um2 / px**2))[holes]
+            holes, n_holes = ndi.label(np.where(gap[holes], holes, 0) > 0)
+        else:
+            n_holes = 0
     labels, n = ndi.label(mask)
     if n and cfg.split_touching:
         labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
         if cfg.seed_method == "prominence+size":
             labels = _split_oversized(labels, bright, bg_level, cfg, px)
+    if n_holes:
+        labels = _fill_own_holes(labels, holes, n_holes)
     return labels
+
+
+def _fill_own_holes(labels: np.ndarray, holes: np.ndarray, n_holes: int) -> np.ndarray:
+    """Each hole (``holes``: labels 1..n_holes of the background enclosed by objects) goes
+    to the object around it when one object alone encloses it, and to the background when
+    several do (a gap between touching cells)."""
+    ids, around = [], []
+    for a, b in (
+        (np.s_[1:, :], np.s_[:-1, :]),
+        (np.s_[:-1, :], np.s_[1:, :]),
+        (np.s_[:, 1:], np.s_[:, :-1]),
+        (np.s_[:, :-1], np.s_[:, 1:]),
+    ):
+        # the pixels just outside each hole (4-connected, as the holes are), and their objects
+        edge = (holes[a] > 0) & (holes[b] == 0)
+        ids.append(holes[a][edge])
+        around.append(labels[b][edge])
+    ids, around = np.concatenate(ids), np.concatenate(around).astype(np.int64)
+    owner = np.zeros(n_holes + 1, np.int64)
+    if len(ids):
+        lo = np.full(n_holes + 1, np.iinfo(np.int64).max)
+        hi = np.zeros(n_holes + 1, np.int64)
+        np.minimum.at(lo, ids, around)
+        np.maximum.at(hi, ids, around)
+        one = (lo == hi) & (hi > 0)
+        owner[one] = hi[one]
+    inside = holes > 0
+    out = labels.copy()
+    out[inside] = owner[holes[inside]]
+    return out
 
 
 def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
@@ -599,6 +652,140 @@ def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
     sub, m = ndi.label(sub > 0)
     parts = _split_touching(sub, m, bright, bg_level, sub_cfg, px)
     out = np.where(parts > 0, parts + n, labels)
+    return _relabel_sequential(out)
+
+
+def split_oversized(
+    labels: np.ndarray,
+    factor: float,
+    *,
+    image: np.ndarray | None = None,
+    min_area_px: float = 0.0,
+    min_brightness: float = 0.7,
+    max_elongation: float = 1.3,
+    min_solidity: float = 0.85,
+    max_seam: float = 0.85,
+) -> np.ndarray:
+    """Split objects too large to be one cell into as many cells as their area holds.
+
+    An object of more than ``factor`` times the frame's typical object area (the median
+    of the objects of at least ``min_area_px`` pixels; at least 5 of them) that is not
+    round (elongation, the ratio of its axes, of ``max_elongation`` or more, or solidity
+    below ``min_solidity``, judged on its opening by a disc of 0.3 typical radii: blebs or
+    apoptotic bodies stuck to a cell do not count), and, given the ``image``, as bright
+    as live cells (its median at least ``min_brightness`` times the median of the
+    objects' medians: a swollen dying cell, whose reporter dilutes, or a ruptured cell's
+    ghost is large, dim and ragged, and is one cell) is taken as ``round(area /
+    typical)`` cells merged without a neck, their seam too faint for the watershed's
+    seeds: its pixels are clustered in that many groups (k-means of their coordinates,
+    SciPy's ``kmeans2``, seeded, best of 3); each group is a cell, cut from its
+    neighbours halfway between their centres, so across the clump's narrowest way. Given
+    the ``image``, the cut is made only if it runs along a seam: the median of the image
+    on the lines between the groups at most ``max_seam`` times its median inside them (a
+    large nucleus, lobed or with dark nucleoli, has no seam through it and stays whole,
+    as does a swollen cell, which is round).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X)
+    factor : float
+        How many times the typical area an object must exceed (> 1).
+    image : ndarray, shape (Y, X), optional
+        The frame, background removed: dim objects are not split.
+    min_area_px : float
+        Objects smaller than this (debris, fragments) do not count for the typical area.
+    min_brightness, max_elongation, min_solidity, max_seam : float
+        See above.
+
+    Returns
+    -------
+    ndarray of int32, shape (Y, X)
+        Labels 1..N (``labels`` relabelled when nothing is split).
+    """
+    n = int(labels.max(initial=0))
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas[0] = 0
+    sized = areas[areas >= max(min_area_px, 1)]
+    if len(sized) < 5:
+        return labels
+    typical = float(np.median(sized))
+    big = np.flatnonzero(areas > factor * typical)
+    if not len(big):
+        return labels
+    if image is not None:
+        level = _label_percentile(image, labels, n, 50.0)
+        big = big[
+            level[big] >= min_brightness * float(np.median(level[areas >= max(min_area_px, 1)]))
+        ]
+        if not len(big):
+            return labels
+    out = labels.astype(np.int32, copy=True)
+    next_label = n + 1
+    boxes = ndi.find_objects(labels)
+    # the shape is judged without the small things stuck to the object (blebs, apoptotic
+    # bodies of a cell beside it): on its opening by a disc of 0.3 typical radii
+    r_open = max(1, int(round(0.3 * np.sqrt(typical / np.pi))))
+    footprint = morphology.disk(r_open)
+    for k in big:
+        sl = _grown(boxes[k - 1], r_open, labels.shape)
+        comp = labels[sl] == k
+        body = ndi.binary_opening(comp, footprint)
+        if body.sum() < 0.5 * areas[k]:
+            continue
+        yx_body = np.argwhere(body).astype(np.float64)
+        ev = np.linalg.eigvalsh(np.cov(yx_body.T))
+        elongation = float(np.sqrt(ev[1] / max(ev[0], 1e-9)))
+        sol = body.sum() / max(int(object_shapes(body.astype(np.int32), np.array([1]))[2][0]), 1)
+        if elongation < max_elongation and sol >= min_solidity:
+            continue
+        yx = np.argwhere(comp).astype(np.float64)
+        m = max(2, int(round(areas[k] / typical)))
+        rng = np.random.default_rng(int(k))
+        best = None
+        for _ in range(3):
+            try:
+                centres, which = kmeans2(yx, m, iter=20, minit="++", seed=rng, missing="raise")
+            except ClusterError:
+                continue
+            inertia = float(((yx - centres[which]) ** 2).sum())
+            if best is None or inertia < best[0]:
+                best = (inertia, centres, which)
+        if best is None:
+            continue
+        # the groups are the cells (their border halfway between neighbouring centres);
+        # a group in several pieces (a curved clump) keeps its largest, and the others go
+        # to the neighbours they touch (a watershed from the kept pieces)
+        groups = np.zeros(comp.shape, np.int32)
+        groups[comp] = best[2] + 1
+        markers = np.zeros(comp.shape, np.int32)
+        for i in range(1, m + 1):
+            pieces, n_pieces = ndi.label(groups == i)
+            if n_pieces:
+                size = np.bincount(pieces.ravel())
+                size[0] = 0
+                markers[pieces == int(np.argmax(size))] = i
+        split = segmentation.watershed(np.zeros(comp.shape, np.float32), markers, mask=comp)
+        if image is not None:
+            # ...and cut only if the line between the groups is dimmer than the cells:
+            # cells pressed together leave a seam there, too faint for the watershed's
+            # seeds but a seam; one large nucleus (lobed, with dark nucleoli) has none
+            patch = image[sl]
+            cut = (
+                segmentation.find_boundaries(split, mode="inner")
+                & comp
+                & ~segmentation.find_boundaries(comp, mode="inner")
+            )
+            inner = ndi.binary_erosion(comp, footprint) & ~dilate(cut, r_open)
+            if not cut.any() or not inner.any():
+                continue
+            if np.median(patch[cut]) > max_seam * np.median(patch[inner]):
+                continue
+        region = out[sl]
+        for i in range(2, int(split.max()) + 1):
+            piece = split == i
+            if piece.any():
+                region[piece] = next_label
+                next_label += 1
     return _relabel_sequential(out)
 
 
@@ -725,10 +912,12 @@ def segment_frame(
     # the seeds' noise term goes with the noise threshold (see seed_noise_k)
     seed_sd = noise_sd if cfg.threshold == "noise" else None
     fg = (smoothed > thr) & ~nan
+    sheet = None
     if fg.mean() > cfg.confluent_fraction:
         # a confluent field: cells cover most of it and the seams between them stand above
         # the noise, so the threshold finds one sheet; keep what is brighter than its
         # surroundings (the cell bodies), which cuts the sheet at the seams
+        sheet = _fill_holes(fg)
         size = int(round(cfg.confluent_window_um / px)) | 1
         fg &= _fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
     min_px = cfg.min_area_um2 / px**2
@@ -799,8 +988,30 @@ def segment_frame(
     areas[0] = 0
     if cfg.merge_fragments:
         labels = _merge_fragments(labels, areas, cfg, px)
-        areas = np.bincount(labels.ravel())
-        areas[0] = 0
+    if sheet is not None and cfg.confluent_grow_um > 0 and labels.max():
+        # the cut at the seams also took the cell bodies' dimmer parts (rims, a dim
+        # nucleus): each body grows back into the sheet by at most confluent_grow_um, never
+        # into a neighbour (scikit-image's expand_labels: nearest body first), and only
+        # where the signal stands above the body's own edge level (edge_fraction of its
+        # plateau), so its outline is drawn as in a frame that is not confluent: a movie
+        # whose cover comes and goes around confluent_fraction keeps its cells' sizes
+        grown = np.where(sheet, expand_labels(labels, cfg.confluent_grow_um / px), 0)
+        if cfg.edge_fraction > 0:
+            ei = smoothed if edge_image is None else edge_image
+            plateau = _label_percentile(ei, labels, int(labels.max()), 90.0)
+            edge = bg_level + cfg.edge_fraction * (plateau - bg_level)
+            edge[0] = np.inf
+            grown = np.where((grown == labels) | (ei > edge[grown]), grown, 0)
+        labels = grown
+    if cfg.oversize_factor > 0 and cfg.split_touching and labels.max():
+        # the typical cell: among the objects larger than fragments (apoptotic bodies and
+        # shrunken dying cells would make it small late in a movie)
+        typical_min = max(min_px, cfg.fragment_area_um2 / px**2)
+        labels = split_oversized(
+            labels, cfg.oversize_factor, image=smoothed, min_area_px=typical_min
+        )
+    areas = np.bincount(labels.ravel())
+    areas[0] = 0
     bad = (areas < min_px) | (areas > cfg.max_area_um2 / px**2)
     bad[0] = True
     labels[bad[labels]] = 0

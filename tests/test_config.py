@@ -75,6 +75,21 @@ def test_bad_axes():
     assert apply_overrides(PipelineConfig(), ["input.axes=tcyx"]).input.axes == "TCYX"
 
 
+def test_oversize_factor_is_off_or_above_one():
+    with pytest.raises(
+        ConfigError,
+        match=r"segment.cells.oversize_factor: oversize_factor must be 0 \(off\) or above 1 "
+        r"\(times the median area\) \(got 0.8\)",
+    ):
+        apply_overrides(PipelineConfig(), ["segment.cells.oversize_factor=0.8"])
+    assert (
+        apply_overrides(
+            PipelineConfig(), ["segment.cells.oversize_factor=0"]
+        ).segment.cells.oversize_factor
+        == 0
+    )
+
+
 def test_toml_syntax_error_gives_line(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("[input]\npixel_size_um = = 3\n")

@@ -148,3 +148,22 @@ def test_a_division_the_tracker_missed_is_not_apoptosis():
     gradual = np.r_[np.full(12, 250.0), [220.0, 190.0, 165.0], np.full(T - 15, 140.0)]
     dying = _track(2, gradual, 600 * (250 / gradual) ** 0.6)
     assert detect_deaths(_with_others(dying), interval_s=60)["mode"].tolist() == ["apoptotic"]
+
+
+def test_an_outline_that_shrinks_with_no_sign_of_apoptosis_is_not_a_death():
+    """A live cell whose outline the segmentation trims (a neighbour pressing, the seam
+    drawn elsewhere): the area falls and stays down, but the reporter does not concentrate,
+    the cell stays whole and takes up no dye. Any one of those signs makes it apoptosis."""
+    area = np.r_[np.full(12, 250.0), np.full(T - 12, 190.0)]
+    trimmed = _track(1, area, np.full(T, 600.0))
+    assert detect_deaths(_with_others(trimmed), interval_s=60).empty
+    # ...unless this check is off
+    off = DeathConfig(shrink_min_concentration=1.0)
+    assert len(detect_deaths(_with_others(trimmed), config=off, interval_s=60)) == 1
+    concentrates = _track(2, area, 600 * (250 / area) ** 0.6)
+    fragments = _track(3, area, np.full(T, 600.0))
+    fragments.loc[fragments.frame >= 14, "n_fragments"] = 3
+    dye = _track(4, area, np.full(T, 600.0), dye=np.r_[np.full(26, 100.0), np.full(T - 26, 900.0)])
+    for track in (concentrates, fragments, dye):
+        ev = detect_deaths(_with_others(track), interval_s=60)
+        assert ev["mode"].tolist() == ["apoptotic"], track.track_id.iloc[0]

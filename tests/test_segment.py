@@ -140,6 +140,128 @@ def test_touching_discs_are_split():
     )
 
 
+def _capsule(shape, cy, x0, x1, r):
+    """Pixels within ``r`` of the segment (cy, x0)-(cy, x1): two cells fused without a neck."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.hypot(yy - cy, xx - np.clip(xx, x0, x1)) < r
+
+
+def _cells_and_a_capsule(level, seam=0.0):
+    """Six single cells (discs of 12 px) and a capsule of two cells' area at ``level``,
+    ``seam`` dimmer (a fraction) along a line across its middle."""
+    from scipy import ndimage as ndi
+
+    shape = (120, 200)
+    single = np.zeros(shape, bool)
+    for cy, cx in ((20, 20), (20, 60), (20, 100), (20, 140), (20, 180), (95, 180)):
+        single |= _disc(shape, cy, cx, 12)
+    pair = _capsule(shape, 80, 50, 68, 12)
+    xx = np.mgrid[: shape[0], : shape[1]][1]
+    line = 1 - seam * np.exp(-((xx - 59.0) ** 2) / (2 * 2.5**2))
+    img = 100 + ndi.gaussian_filter(500.0 * single + level * pair * line, 1.0)
+    return np.random.default_rng(0).poisson(img).astype(float), pair
+
+
+def test_cells_merged_without_a_neck_are_split_by_their_size():
+    """Two cells pressed into one convex object (no neck, and a seam too faint for the
+    watershed's seeds, as in textured cells) among single cells: twice a cell's area,
+    elongated, with a dimmer line across its middle, so two cells, cut across there."""
+    from scipy import ndimage as ndi
+
+    from deathtrack.segment import split_oversized
+
+    shape = (120, 200)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(((20, 20), (20, 60), (20, 100), (20, 140), (20, 180), (95, 180))):
+        labels[_disc(shape, cy, cx, 12)] = i + 1
+    pair = _capsule(shape, 80, 50, 68, 12)
+    labels[pair] = 7
+    xx = np.mgrid[: shape[0], : shape[1]][1]
+    # no seam, or one barely dimmer than the cells (a large nucleus): whole; a seam: two
+    for seam, pieces in ((0.0, 1), (0.1, 1), (0.3, 2)):
+        line = 1 - seam * np.exp(-((xx - 59.0) ** 2) / (2 * 1.5**2))
+        image = ndi.gaussian_filter(500.0 * (labels > 0) * line, 1.0)
+        out = split_oversized(labels, 1.6, image=image)
+        assert len(np.unique(out[pair])) == pieces, seam
+        assert out.max() == 6 + pieces
+    areas = [int((out == i).sum()) for i in np.unique(out[pair])]
+    assert min(areas) > 0.4 * pair.sum(), areas
+    # cut across: each half holds one end
+    assert out[80, 42] != out[80, 76]
+    # a whole frame with such a pair: segment_frame splits it (by the watershed or the size)
+    img, pair = _cells_and_a_capsule(500.0, seam=0.3)
+    found = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(found[pair & (found > 0)])) == 2
+
+
+def test_a_large_cell_without_a_seam_is_not_split_by_its_size():
+    """The same object without the dimmer line between two cells: one large cell (a large
+    nucleus is lobed, or elongated, and has no seam through it), kept whole."""
+    img, pair = _cells_and_a_capsule(500.0)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(labels[pair & (labels > 0)])) == 1
+    assert (labels[pair] > 0).mean() > 0.9
+
+
+def test_a_large_dim_cell_is_not_split_by_its_size():
+    """A swollen dying cell whose reporter diluted is as large as two cells but dim: one."""
+    img, pair = _cells_and_a_capsule(150.0)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert len(np.unique(labels[pair & (labels > 0)])) == 1
+
+
+def test_split_oversized_keeps_round_objects_and_needs_enough_objects():
+    from deathtrack.segment import split_oversized
+
+    shape = (120, 200)
+    labels = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(((20, 20), (20, 60), (20, 100), (20, 140), (20, 180)), 1):
+        labels[_disc(shape, cy, cx, 10)] = i
+    labels[_disc(shape, 80, 60, 17)] = 6  # round, 2.9 x the others' area: a swollen cell
+    assert np.array_equal(split_oversized(labels, 1.6), labels)
+    labels[_capsule(shape, 80, 120, 150, 10)] = 7
+    out = split_oversized(labels, 1.6)
+    assert len(np.unique(out[labels == 7])) == 3  # 3.0 x a cell
+    assert np.array_equal(out[labels == 6] > 0, np.ones((labels == 6).sum(), bool))
+    assert len(np.unique(out[labels == 6])) == 1
+    # fewer than 5 objects: no typical size to go by
+    few = np.where(labels >= 5, labels, 0)
+    assert np.array_equal(split_oversized(few, 1.6), few)
+
+
+def test_confluent_cells_keep_their_dim_parts():
+    """A confluent field (89 % covered) of cells with a dimmer nucleus and thinner edges:
+    the confluent cut at the seams also bites into each cell's dim parts; the bodies grow
+    back (confluent_grow_um) and are drawn whole."""
+    from scipy import ndimage as ndi
+
+    shape, radius = (176, 176), 12.5
+    rng = np.random.default_rng(3)
+    cy, cx = np.mgrid[14:170:22, 14:170:22].reshape(2, -1).astype(float)
+    cy += rng.uniform(-2, 2, cy.shape)
+    cx += rng.uniform(-2, 2, cx.shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    d = np.hypot(yy[None] - cy[:, None, None], xx[None] - cx[:, None, None])
+    rel = d.min(axis=0) / radius
+    truth = np.where(rel < 1, np.argmin(d, axis=0) + 1, 0)
+    level = np.where(rel < 0.4, 0.8, 1.0) * (0.6 + 0.4 * np.clip((1 - rel) / 0.35, 0, 1))
+    img = rng.poisson(100 + ndi.gaussian_filter(500 * level * (truth > 0), 1.0)).astype(float)
+    assert (truth > 0).mean() > PopulationSegmentConfig().confluent_fraction
+    bitten = detection_scores(
+        [
+            (
+                truth,
+                segment_frame(img, PopulationSegmentConfig(confluent_grow_um=0), pixel_size_um=PX),
+            )
+        ]
+    )[0]
+    whole = detection_scores(
+        [(truth, segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX))]
+    )[0]
+    assert whole["mean_iou"] >= 0.82 and whole["f1"] >= 0.75, whole
+    assert whole["mean_iou"] > bitten["mean_iou"] + 0.05, (whole, bitten)
+
+
 def test_faint_ghost_beside_bright_cell_is_its_own_object():
     """A swollen cell that ruptures beside a bright neighbour: its faint ghost is found, with
     its own outline, where the cell just was."""
@@ -357,3 +479,27 @@ def test_block_count_equals_block_sum_of_the_mask(shape, f):
     np.testing.assert_array_equal(got, _block_sum(mask.astype(np.float32), f))
     ones = _block_count(None, f, shape)
     np.testing.assert_array_equal(ones, _block_sum(np.ones(shape, np.float32), f))
+
+
+def test_background_enclosed_by_a_ring_of_cells_is_no_cell():
+    """Eight touching cells in a ring around a gap of background larger than a cell: the
+    gap belongs to none of them (filled, it made them a fifth larger and seeded a "cell"),
+    while the dim nucleus inside a cell, above the noise, stays the cell's."""
+    from scipy import ndimage as ndi
+
+    shape, ring = (160, 160), 31.5
+    cells = np.zeros(shape, np.int32)
+    for i, a in enumerate(np.arange(8) * np.pi / 4, 1):
+        cells[_disc(shape, 80 + ring * np.sin(a), 80 + ring * np.cos(a), 12.5) & (cells == 0)] = i
+    one, nucleus = _disc(shape, 25, 25, 14), _disc(shape, 25, 25, 6)
+    level = 500.0 * (cells > 0) + np.where(nucleus, 0.25, 1.0) * 500.0 * one
+    img = np.random.default_rng(1).poisson(100 + ndi.gaussian_filter(level, 1.0)).astype(float)
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX)
+    assert not (labels[_disc(shape, 80, 80, 15)] > 0).any()
+    assert labels.max() == 9
+    ids = np.unique(labels[cells > 0])
+    assert len(ids[ids > 0]) == 8
+    for i in range(1, 9):
+        found = np.bincount(labels[cells == i]).argmax()
+        assert 0.9 < (labels == found).sum() / (cells == i).sum() < 1.15
+    assert len(np.unique(labels[one])) == 1 and (labels[nucleus] > 0).all()
