@@ -722,19 +722,23 @@ def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results,
     events = pd.read_csv(hand_3d_results / "events.csv")
     ev = events.iloc[0].to_dict()
     stack = hand_3d_results.parent / "hand3d.ome.tif"
-    data = compute_strip(
-        event=ev,
-        stack=stack,
-        axes=None,
-        rows=[StripRow("cells", 0, (100.0, 5000.0))],
-        pixel_size_um=hand3d["px"],
-        interval_s=60.0,
-        n_frames=5,
-        title="#1",
-        color="#ffffff",
-        folder=hand_3d_results,
-        z_step_um=hand3d["dz"],
-    )
+
+    def strip(event):
+        return compute_strip(
+            event=event,
+            stack=stack,
+            axes=None,
+            rows=[StripRow("cells", 0, (100.0, 5000.0))],
+            pixel_size_um=hand3d["px"],
+            interval_s=60.0,
+            n_frames=5,
+            title="#1",
+            color="#ffffff",
+            folder=hand_3d_results,
+            z_step_um=hand3d["dz"],
+        )
+
+    data = strip(ev)
     assert data.z_text == "crops: z 1-5 of 12 (max, 10 µm)"
     shown = [c for c in data.rows[0][1] if c is not None]
     assert len(shown) == 3  # frames 1, 2, 3 of the strip's -8..+8 around frame 2
@@ -750,19 +754,7 @@ def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results,
     assert half in rows_lit and 0 < side[half].max() < 128
     assert bright.min() > half + 10 and abs(np.median(bright) - (half + 26)) <= 2
     # without a z (a death added by hand), every slice: then the other cell shows
-    data = compute_strip(
-        event={k: v for k, v in ev.items() if k not in (col.Z, col.Z_UM)},
-        stack=stack,
-        axes=None,
-        rows=[StripRow("cells", 0, (100.0, 5000.0))],
-        pixel_size_um=hand3d["px"],
-        interval_s=60.0,
-        n_frames=5,
-        title="#1",
-        color="#ffffff",
-        folder=hand_3d_results,
-        z_step_um=hand3d["dz"],
-    )
+    data = strip({k: v for k, v in ev.items() if k not in (col.Z, col.Z_UM)})
     assert data.z_text == "crops: all 12 z (max)"
     assert max(c.max() for c in data.rows[0][1] if c is not None) == 255
     frame = np.zeros((3, 4, 4), np.float32)
