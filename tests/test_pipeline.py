@@ -158,6 +158,26 @@ def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, paral
     assert (b / "tracks.xml").read_bytes() == (a / "tracks.xml").read_bytes()
 
 
+def test_packed_labels_round_trip():
+    """Labels sent back by worker processes compressed come back equal, writable and small."""
+    import pickle
+
+    import numpy as np
+
+    from deathtrack.pipeline import _PackedLabels, _unpacked
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.repeat(rng.integers(0, 300, (64, 64)), 16, 0), 16, 1).astype(np.int32)
+    for lab in (labels, labels[::2, 3:], np.zeros((0, 5), np.int32), np.zeros((7, 9), np.uint16)):
+        packed = pickle.loads(pickle.dumps(_PackedLabels(lab)))  # as through loky's pipe
+        back = _unpacked(packed)
+        assert back.dtype == lab.dtype and back.shape == lab.shape
+        assert np.array_equal(back, lab)
+        back[...] = 1  # writable, as the worker's array was
+    assert len(_PackedLabels(labels).data) < labels.nbytes / 20
+    assert _unpacked(labels) is labels  # threads: nothing to unpack
+
+
 def test_frame_backend_choice(monkeypatch):
     import multiprocessing as mp
 
