@@ -414,6 +414,10 @@ def _local_cluster(workers: int):
         )
 
 
+#: how long to try reaching a Dask scheduler given with --scheduler before giving up
+SCHEDULER_TIMEOUT_S = 20
+
+
 def _client(workers: int, scheduler: str | None):
     if scheduler is None and workers <= 1:
         return _SerialClient(), None
@@ -427,7 +431,7 @@ def _client(workers: int, scheduler: str | None):
         ) from None
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout="20s"), None
+            return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s"), None
         except (OSError, ValueError, TypeError) as err:
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {scheduler} ({err}); is it running? "

@@ -179,8 +179,12 @@ def test_local_dask_cluster_gives_byte_identical_tables(tmp_path, movies):
     assert info["status"] == "ok"
 
 
-def test_unreachable_scheduler_is_one_clear_error(tmp_path, movies):
+def test_unreachable_scheduler_is_one_clear_error(tmp_path, movies, monkeypatch):
     pytest.importorskip("distributed")
+    import deathtrack.batch
+
+    # nothing listens on port 9: the error comes when the timeout runs out (20 s by default)
+    monkeypatch.setattr(deathtrack.batch, "SCHEDULER_TIMEOUT_S", 2)
     result = CliRunner().invoke(
         main,
         [
