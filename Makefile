@@ -20,8 +20,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/deathtrack demo --out demo_results
 
+# tests in 2 processes, one file per worker at a time (its module fixtures made once);
+# `make test PYTEST_ARGS=` runs them in this process, e.g. to debug one
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
