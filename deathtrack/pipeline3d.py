@@ -132,12 +132,15 @@ def _helpers(seg_cfg, n_voxels: int, n_frames: int):
     if backend is None or workers < 2:
         return None, 0, False
     if backend == "loky":
-        from joblib.externals.loky import get_reusable_executor
+        from joblib.executor import get_memmapping_executor
 
-        # joblib's own pool (the 2D runs' workers): reused, its BLAS threads limited; a
-        # worker left idle stops after joblib's 300 s (loky's own default, 10 s, would
-        # stop and restart a helper, imports and all, whenever it waits for a frame)
-        return get_reusable_executor(max_workers=workers - 1, timeout=300), workers - 1, False
+        # joblib's own reusable pool, the one the 2D runs' frame workers and the report's
+        # gallery use (a plain loky pool would be handed to them in this session and break
+        # joblib): its BLAS threads limited; a worker left idle stops after 300 s (loky's
+        # default, 10 s, would restart a helper, imports and all, while it waits for a
+        # frame); arrays are pickled, never memory-mapped read-only (max_nbytes=None)
+        pool = get_memmapping_executor(workers - 1, timeout=300, max_nbytes=None)
+        return pool, workers - 1, False
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="deathtrack-3d")

@@ -761,3 +761,27 @@ def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results,
     frame[2, 1, 1] = 9.0
     assert crop(frame, 1, 1, 1, 0.0, z_range=(0, 2)).max() == 0.0
     assert crop(frame, 1, 1, 1, 0.0).max() == 9.0
+
+
+@pytest.mark.parametrize("first", ["3d", "2d"])
+def test_3d_helpers_and_2d_workers_share_one_process_pool(first):
+    """A 3D run's helper processes and a 2D run's frame workers (or the report's gallery)
+    in one Python session, in either order: both use joblib's reusable pool (a plain loky
+    pool left behind by one broke the other: AttributeError in joblib)."""
+    from joblib import Parallel, delayed
+
+    from deathtrack.pipeline3d import _helpers
+
+    seg = PipelineConfig().segment
+    seg.workers, seg.parallel = 2, "processes"
+
+    def three_d():
+        pool, n, own = _helpers(seg, 10**7, 10)
+        assert (n, own) == (1, False)
+        assert pool.submit(abs, -3).result() == 3
+
+    def two_d():
+        assert Parallel(n_jobs=2, backend="loky")(delayed(abs)(-i) for i in range(3)) == [0, 1, 2]
+
+    for step in (three_d, two_d, three_d) if first == "3d" else (two_d, three_d, two_d):
+        step()
