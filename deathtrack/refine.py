@@ -202,13 +202,9 @@ def _split_merged(
     solidity = float(comp.sum() / max(hull[0], 1))
     if seam_level > 0.92 * inner_level and solidity > 0.9:
         return next_label
-    out = cur[sl]
-    for i in range(2, int(split.max()) + 1):
-        piece = split == i
-        if piece.any():
-            out[piece] = next_label
-            next_label += 1
-    return next_label
+    from .segment import number_pieces
+
+    return number_pieces(cur[sl], split, next_label)
 
 
 def _find_faded(

@@ -780,13 +780,20 @@ def split_oversized(
                 continue
             if np.median(patch[cut]) > max_seam * np.median(patch[inner]):
                 continue
-        region = out[sl]
-        for i in range(2, int(split.max()) + 1):
-            piece = split == i
-            if piece.any():
-                region[piece] = next_label
-                next_label += 1
+        next_label = number_pieces(out[sl], split, next_label)
     return _relabel_sequential(out)
+
+
+def number_pieces(region: np.ndarray, split: np.ndarray, next_label: int) -> int:
+    """Give pieces 2, 3, ... of ``split`` (a watershed of one object in the box ``region``,
+    whose piece 1 keeps the object's label) new labels from ``next_label`` on, in place;
+    returns the next free label."""
+    for i in range(2, int(split.max()) + 1):
+        piece = split == i
+        if piece.any():
+            region[piece] = next_label
+            next_label += 1
+    return next_label
 
 
 def _regrow_faint(
