@@ -294,39 +294,6 @@ def _distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d
 
 
-def _immune_by_frame(
-    immune: pd.DataFrame, is_3d: bool = False
-) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """frame -> (track ids, (n, 2 or 3) positions in µm) of the immune objects."""
-    out = {}
-    if immune is None or immune.empty:
-        return out
-    for t, g in immune.groupby(col.FRAME, sort=True):
-        out[int(t)] = (g[col.TRACK_ID].to_numpy(), _positions(g, is_3d))
-    return out
-
-
-def _within(ids_pos, center_um: np.ndarray, radius_um: float) -> np.ndarray:
-    """Distinct immune track ids within ``radius_um`` of ``center_um`` (one frame)."""
-    if ids_pos is None:
-        return np.empty(0, int)
-    ids, pos = ids_pos
-    d = _distance(pos, np.asarray(center_um, float)[None, :])
-    return np.unique(ids[d <= radius_um])
-
-
-def _count_within(ids_pos, centers_um: np.ndarray, radius_um: float) -> np.ndarray:
-    """:func:`_within`'s count for each of ``centers_um`` (k, 2 or 3), all at once."""
-    if ids_pos is None:
-        return np.zeros(len(np.atleast_2d(centers_um)))
-    ids, pos = ids_pos
-    centers_um = np.asarray(centers_um, float).reshape(-1, pos.shape[1])
-    near = _distance(pos[None, :, :], centers_um[:, None, :]) <= radius_um
-    if len(np.unique(ids)) == len(ids):  # one object per track in the frame (as linked)
-        return near.sum(axis=1).astype(float)
-    return np.array([len(np.unique(ids[row])) for row in near], float)
-
-
 def _choose_controls(
     events: pd.DataFrame,
     cells: pd.DataFrame,
@@ -348,8 +315,13 @@ def _choose_controls(
     ev_pos = _positions(events, is_3d)
     dead_tracks = set(events[col.TRACK_ID].tolist())
     h_um, w_um = shape_yx[0] * pixel_size_um, shape_yx[1] * pixel_size_um
-    by_frame = {int(t): g for t, g in cells.groupby(col.FRAME)} if len(cells) else {}
     dim = ev_pos.shape[1]
+    # live cells (tracks that are no event's) by frame, in the table's order within a frame
+    alive = cells[~cells[col.TRACK_ID].isin(dead_tracks)] if len(cells) else cells
+    frames = alive[col.FRAME].to_numpy(int) if len(alive) else np.empty(0, int)
+    order = np.argsort(frames, kind="stable")
+    frames = frames[order]
+    alive_pos = _positions(alive, is_3d)[order] if len(alive) else np.empty((0, dim))
 
     def at_depth(p: np.ndarray, ev) -> np.ndarray:
         return np.column_stack([p, np.full(len(p), float(ev.z_um))]) if is_3d else p
@@ -357,14 +329,11 @@ def _choose_controls(
     out = {}
     for ev in events.itertuples(index=False):
         rng = np.random.default_rng([cfg.seed, int(ev.event_id)])
-        g = by_frame.get(int(ev.frame))
-        cand = np.empty((0, dim))
-        if g is not None:
-            g = g[~g[col.TRACK_ID].isin(dead_tracks)]
-            cand = _positions(g, is_3d)
-            if len(cand):
-                d = _distance(cand[:, None, :], ev_pos[None, :, :])
-                cand = cand[d.min(axis=1) >= cfg.control_min_distance_um]
+        a, b = np.searchsorted(frames, [int(ev.frame), int(ev.frame) + 1])
+        cand = alive_pos[a:b]
+        if len(cand):
+            d = _distance(cand[:, None, :], ev_pos[None, :, :])
+            cand = cand[d.min(axis=1) >= cfg.control_min_distance_um]
         if len(cand) > cfg.n_controls:
             cand = cand[np.sort(rng.choice(len(cand), cfg.n_controls, replace=False))]
         need = cfg.n_controls - len(cand)
@@ -429,12 +398,13 @@ class _Geometry:
             return np.asarray(
                 ball_fraction_inside(vox, self.radius_um, self.shape_zyx, spacing), float
             )
-        return np.array(
-            [
-                disc_fraction_inside(p[0] / self.px, p[1] / self.px, self.r_px, self.shape_yx)
-                for p in pos_um
-            ]
-        )
+        y, x = pos_um[:, 0] / self.px, pos_um[:, 1] / self.px
+        (h, w), r = self.shape_yx, self.r_px
+        out = np.ones(len(pos_um))  # a disc wholly inside: every grid point counts, exactly 1
+        cut = ~((y - r >= -0.5) & (y + r <= h - 0.5) & (x - r >= -0.5) & (x + r <= w - 0.5))
+        for i in np.flatnonzero(cut):
+            out[i] = disc_fraction_inside(y[i], x[i], r, self.shape_yx)
+        return out
 
 
 def recruitment_curves(
@@ -510,10 +480,9 @@ def recruitment_curves(
         return empty
     is_3d, volume = _dims(events, immune, cells, n_slices, z_step_um)
     cells = cells if cells is not None else pd.DataFrame(columns=[col.FRAME, col.TRACK_ID])
-    immune_at = _immune_by_frame(immune, is_3d)
+    paths = _ImmunePaths(immune, is_3d)
     controls = _choose_controls(events, cells, cfg, shape_yx, pixel_size_um, is_3d)
     geo = _Geometry(cfg.radius_um, pixel_size_um, shape_yx, n_slices, z_step_um, volume)
-    frac_ctl = {eid: geo.fraction(pos) for eid, pos in controls.items()}
     with_contacts = cell_labels is not None and immune_labels is not None
     tol_px = int(math.ceil(cfg.contact_tolerance_um / pixel_size_um))
     struct = ndi.generate_binary_structure(2, 1)
@@ -522,32 +491,31 @@ def recruitment_curves(
     else:
         tol_vox = (tol_px, tol_px)
 
-    track_frames = (
-        {int(k): np.sort(g[col.FRAME].to_numpy()) for k, g in cells.groupby(col.TRACK_ID)}
-        if len(cells)
-        else {}
-    )
+    dying = cells[cells[col.TRACK_ID].isin(events[col.TRACK_ID])] if len(cells) else cells
+    track_frames = {
+        int(k): np.sort(g[col.FRAME].to_numpy()) for k, g in dying.groupby(col.TRACK_ID)
+    }
+    pre = frames_for(cfg.pre_min, interval_s, at_least=0)
+    post = frames_for(cfg.post_min, interval_s, at_least=0)
     rows, jobs = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0, tid = int(ev.event_id), int(ev.frame), int(ev.track_id)
         center = np.array([ev.y_um, ev.x_um, ev.z_um] if is_3d else [ev.y_um, ev.x_um], float)
         frac_ev = float(geo.fraction(center)[0])
-        ctl, fctl = controls[eid], frac_ctl[eid]
+        ctl = controls[eid]
+        fctl = geo.fraction(ctl)
+        ok = fctl > 0
         own = track_frames.get(tid, np.array([f0]))
-        for dt in range(
-            -frames_for(cfg.pre_min, interval_s, at_least=0),
-            frames_for(cfg.post_min, interval_s, at_least=0) + 1,
-        ):
-            t = f0 + dt
-            if not 0 <= t < n_frames:
-                continue
-            here = immune_at.get(t)
-            n_within = len(_within(here, center, cfg.radius_um))
-            counts = _count_within(here, ctl, cfg.radius_um)
-            ok = fctl > 0
-            expected = float(np.mean(counts[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
-            n_all = len(here[0]) if here is not None else 0
-            uniform = n_all * frac_ev * geo.region / geo.field
+        # every frame of the window inside the movie at once: the event (column 0) and its
+        # controls
+        t0, t1 = max(f0 - pre, 0), min(f0 + post + 1, n_frames)
+        counts, n_all = paths.near_counts(t0, t1, np.vstack([center, ctl]), cfg.radius_um)
+        for t in range(t0, t1):
+            dt = t - f0
+            n_within = int(counts[t - t0, 0])
+            c = counts[t - t0, 1:]
+            expected = float(np.mean(c[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
+            uniform = int(n_all[t - t0]) * frac_ev * geo.region / geo.field
             if with_contacts:
                 # the cell's own mask at t, else at the nearest frame its track has
                 tm = int(own[np.argmin(np.abs(own - t))]) if len(own) else t
@@ -650,15 +618,10 @@ def summarize_events(
     is_3d, volume = _dims(events, immune, None, n_slices, z_step_um)
     geo = _Geometry(cfg.radius_um, pixel_size_um, shape_yx, n_slices, z_step_um, volume)
     approach = frames_for(cfg.approach_min, interval_s, at_least=2)
-    immune_tracks = (
-        {int(k): g.sort_values(col.FRAME) for k, g in immune.groupby(col.TRACK_ID)}
-        if immune is not None and len(immune)
-        else {}
-    )
     by_event = dict(tuple(curves.groupby(col.EVENT_ID))) if len(curves) else {}
     contacts_by_event = dict(tuple(contacts.groupby(col.EVENT_ID))) if len(contacts) else {}
-    immune_at = _immune_by_frame(immune, is_3d)
-    out = []
+    paths = _ImmunePaths(immune, is_3d)
+    out, arrivals = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
         eid, f0 = int(ev.event_id), int(ev.frame)
         center = np.array([ev.y_um, ev.x_um, ev.z_um] if is_3d else [ev.y_um, ev.x_um], float)
@@ -669,43 +632,22 @@ def summarize_events(
         mean_post = float(obs.mean()) if len(obs) else math.nan
         exp_post = float(exp.mean()) if len(exp) else math.nan
         index = mean_post / exp_post if exp_post and exp_post > 0 else math.nan
-        came = set()
-        for t in post[col.FRAME].astype(int):
-            came.update(_within(immune_at.get(int(t)), center, cfg.radius_um).tolist())
+        came = paths.within(post[col.FRAME].to_numpy(int), center, cfg.radius_um)
         k = contacts_by_event.get(eid)
         k_post = k[k[col.DT] >= 0] if k is not None else None
         if k_post is not None and len(k_post):
             per_cell = k_post.groupby("immune_track_id")[col.DT].nunique() * interval_s
             first_contact = float(k_post[col.DT].min() * interval_s)
             total, median, n_touch = float(per_cell.sum()), float(per_cell.median()), len(per_cell)
+            # the cells that made contact, each from its first contact on (by track id)
+            first = k_post.groupby("immune_track_id")[col.DT].min()
+            arrivals.extend((len(out), int(m), f0 + int(dt), center) for m, dt in first.items())
         else:
             has_labels = len(post) and not post[col.N_CONTACT].isna().all()
             first_contact = math.nan
             total = 0.0 if has_labels else math.nan
             median = math.nan
             n_touch = 0 if has_labels else math.nan
-        # approach of the cells that made contact
-        speeds, cis, fmis, arrests = [], [], [], []
-        if k_post is not None and len(k_post):
-            first = k_post.groupby("immune_track_id")[col.DT].min()
-            for mid, dt in first.items():
-                g = immune_tracks.get(int(mid))
-                if g is None:
-                    continue
-                arrive = f0 + int(dt)
-                before = g[(g[col.FRAME] >= arrive - approach) & (g[col.FRAME] <= arrive)]
-                after = g[(g[col.FRAME] >= arrive) & (g[col.FRAME] <= arrive + 3)]
-                m = _approach(
-                    before,
-                    center,
-                    interval_s=interval_s,
-                    after=after,
-                    arrest_speed_um_per_min=cfg.arrest_speed_um_per_min,
-                )
-                speeds.append(m["speed_um_per_min"])
-                cis.append(m["chemotactic_index"])
-                fmis.append(m["forward_migration_index"])
-                arrests.append(m["arrested_on_arrival"])
         out.append(
             {
                 col.EVENT_ID: eid,
@@ -722,49 +664,163 @@ def summarize_events(
                 "contact_total_s": total,
                 "contact_median_s": median,
                 "disc_fraction": float(geo.fraction(center)[0]),
-                "approach_speed_um_per_min": _nanmean(speeds),
-                "approach_chemotactic_index": _nanmean(cis),
-                "approach_fmi": _nanmean(fmis),
-                "arrest_on_arrival": _nanmean([float(a) for a in arrests]),
             }
         )
+    # approach of the cells that made contact: means over each event's cells
+    approach_cols = {
+        "approach_speed_um_per_min": "speed_um_per_min",
+        "approach_chemotactic_index": "chemotactic_index",
+        "approach_fmi": "forward_migration_index",
+        "arrest_on_arrival": "arrested_on_arrival",
+    }
+    measures = paths.approach(
+        arrivals,
+        approach,
+        interval_s=interval_s,
+        arrest_speed_um_per_min=cfg.arrest_speed_um_per_min,
+    )
+    for i, row in enumerate(out):
+        for name, key in approach_cols.items():
+            row[name] = _nanmean(measures[key][measures["event"] == i])
     return pd.DataFrame(out, columns=[col.EVENT_ID, *SUMMARY_COLUMNS])
 
 
-def _approach(
-    before: pd.DataFrame,
-    target_um: np.ndarray,
-    *,
-    interval_s: float,
-    after: pd.DataFrame,
-    arrest_speed_um_per_min: float,
-) -> dict[str, float]:
-    """Speed, chemotactic index and FMI of the path to ``target_um``, and arrest after it.
+#: what :meth:`_ImmunePaths.approach` measures of each arriving immune cell
+_APPROACH_KEYS = (
+    "speed_um_per_min",
+    "chemotactic_index",
+    "forward_migration_index",
+    "arrested_on_arrival",
+)
 
-    ``target_um`` is ``(y, x)``, or ``(y, x, z)`` for 3D paths.
 
-    The measures are :mod:`deathtrack.motility`'s (celltrackR definitions);
-    ``arrested_on_arrival`` is 1 when the mean speed over ``after`` (the
-    frames from first contact on) is below ``arrest_speed_um_per_min``.
-    """
-    from .motility import approach_metrics, speed
+class _ImmunePaths:
+    """The immune objects as arrays, by frame (who is near a place at some frames) and by
+    track (the paths of contacting cells around their arrival), for every event at once."""
 
-    target_um = np.asarray(target_um, float)
-    is_3d = len(target_um) == 3  # y, x, z
+    def __init__(self, immune: pd.DataFrame | None, is_3d: bool):
+        self.dim = 3 if is_3d else 2
+        if immune is None or not len(immune):
+            frames, ids, pos = np.empty(0, int), np.empty(0, int), np.empty((0, self.dim))
+        else:
+            frames = immune[col.FRAME].to_numpy(int)
+            ids, pos = immune[col.TRACK_ID].to_numpy(), _positions(immune, is_3d)
+        order = np.argsort(frames, kind="stable")  # by frame
+        self.frames, self.ids, self.pos = frames[order], ids[order], pos[order]
+        order = np.lexsort((frames, ids))  # by track, then frame
+        self.t_ids, self.t_frames, self.t_pos = ids[order], frames[order], pos[order]
+        # frames where a track has more than one object (not as linked, but possible in a
+        # table from elsewhere): there a track is counted once
+        order = np.lexsort((ids, frames))
+        twice = (np.diff(frames[order]) == 0) & (np.diff(ids[order]) == 0)
+        self.twice = set(frames[order][1:][twice].tolist())
 
-    def track(g: pd.DataFrame) -> np.ndarray:
-        return np.column_stack([g[col.FRAME].to_numpy(float) * interval_s, _positions(g, is_3d)])
+    def near_counts(
+        self, t0: int, t1: int, centers_um: np.ndarray, radius_um: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct immune tracks within ``radius_um`` of each of ``centers_um`` (k, 2 or 3)
+        at each frame ``t0 .. t1 - 1`` (``(t1 - t0, k)``), and the number of immune
+        objects at each of those frames."""
+        n = max(t1 - t0, 0)
+        a, b = np.searchsorted(self.frames, [t0, max(t1, t0)])
+        at = self.frames[a:b] - t0
+        ids, pos = self.ids[a:b], self.pos[a:b]
+        near = _distance(pos[:, None, :], np.asarray(centers_um, float)[None, :, :]) <= radius_um
+        n_all = np.bincount(at, minlength=n)
+        counts = np.zeros((n, near.shape[1]))
+        some = n_all > 0  # rows come by frame: sums over each frame's run of rows
+        if some.any():
+            starts = np.searchsorted(at, np.flatnonzero(some))
+            counts[some] = np.add.reduceat(near.astype(np.int64), starts, axis=0)
+        for t in self.twice & set(range(t0, t1)):
+            here = at == t - t0
+            counts[t - t0] = [len(np.unique(ids[here][m])) for m in near[here].T]
+        return counts, n_all
 
-    m = approach_metrics(
-        track(before), target_um, t_col="t", coord_cols=("y", "x", "z")[: len(target_um)]
-    )
-    v = speed(track(after)) * 60.0  # µm/s -> µm/min; NaN for fewer than two points
-    return {
-        "speed_um_per_min": m["speed_um_per_min"],
-        "chemotactic_index": m["chemotactic_index"],
-        "forward_migration_index": m["forward_migration_index"],
-        "arrested_on_arrival": float(v < arrest_speed_um_per_min) if np.isfinite(v) else math.nan,
-    }
+    def within(self, frames: np.ndarray, center_um: np.ndarray, radius_um: float) -> set:
+        """Distinct immune track ids within ``radius_um`` of ``center_um`` at any of ``frames``."""
+        sel = np.isin(self.frames, frames)
+        d = _distance(self.pos[sel], np.asarray(center_um, float)[None, :])
+        return set(np.unique(self.ids[sel][d <= radius_um]).tolist())
+
+    def approach(
+        self,
+        arrivals: list[tuple[int, int, int, np.ndarray]],
+        approach: int,
+        *,
+        interval_s: float,
+        arrest_speed_um_per_min: float,
+    ) -> dict[str, np.ndarray]:
+        """Speed, chemotactic index and FMI of each arriving cell's path to the event, and
+        whether it arrested.
+
+        ``arrivals``: ``(event, immune track id, arrival frame, event position)``. The
+        path is the track's positions over the ``approach`` frames up to the arrival
+        (the measures are :func:`deathtrack.motility.approach_table`'s, celltrackR
+        definitions); ``arrested_on_arrival`` is 1 when its mean speed over the frames
+        from arrival to 3 frames later is below ``arrest_speed_um_per_min``, NaN with
+        fewer than two such frames. One entry per arrival whose track exists, under
+        ``event`` its event.
+        """
+        from .motility import approach_table, track_metrics
+
+        coords = ["y", "x", "z"][: self.dim]
+        paths = {"before": [], "after": []}
+        events, targets = [], []
+        for event, mid, arrive, center in arrivals:
+            a = int(np.searchsorted(self.t_ids, mid, side="left"))
+            b = int(np.searchsorted(self.t_ids, mid, side="right"))
+            if a == b:  # no such track
+                continue
+            frames = self.t_frames[a:b]
+            pair = len(events)
+            events.append(event)
+            for name, lo, hi in (
+                ("before", arrive - approach, arrive),
+                ("after", arrive, arrive + 3),
+            ):
+                keep = slice(
+                    a + np.searchsorted(frames, lo), a + np.searchsorted(frames, hi, "right")
+                )
+                rows = self.t_frames[keep]
+                paths[name].append((pair, rows.astype(float) * interval_s, self.t_pos[keep]))
+            targets.append(center)
+        n = len(events)
+        out = {"event": np.asarray(events, int)}
+        out |= {k: np.full(n, np.nan) for k in _APPROACH_KEYS}
+
+        def table(name: str) -> tuple[pd.DataFrame, np.ndarray]:
+            parts = paths[name]
+            pair = np.repeat(np.array([p for p, _, _ in parts], int), [len(t) for _, t, _ in parts])
+            xyz = np.concatenate([x for _, _, x in parts]).reshape(-1, self.dim)
+            columns = {"pair": pair, "t": np.concatenate([t for _, t, _ in parts])}
+            columns |= {c: xyz[:, i] for i, c in enumerate(coords)}
+            return pd.DataFrame(columns), pair
+
+        if n:
+            before, pair = table("before")
+            if len(before):
+                m = approach_table(
+                    before,
+                    np.asarray(targets, float)[pair],
+                    id_col="pair",
+                    t_col="t",
+                    coord_cols=coords,
+                )
+                at = m["pair"].to_numpy(int)
+                for key in _APPROACH_KEYS[:3]:
+                    out[key][at] = m[key].to_numpy(float)
+            after, _ = table("after")
+            if len(after):
+                m = track_metrics(
+                    after, id_col="pair", t_col="t", coord_cols=coords, metrics=["speed"]
+                )
+                v = m["speed"].to_numpy(float) * 60.0  # µm/s -> µm/min; NaN below two points
+                ok = np.isfinite(v)
+                arrested = np.full(len(v), np.nan)
+                arrested[ok] = (v[ok] < arrest_speed_um_per_min).astype(float)
+                out["arrested_on_arrival"][m["pair"].to_numpy(int)] = arrested
+        return out
 
 
 def _nanmean(values) -> float:

@@ -284,15 +284,30 @@ def test_pipeline_without_immune_channel_skips_recruitment_with_a_message(tmp_pa
 
 
 def test_counts_within_radius_of_many_centres_at_once():
-    from deathtrack.recruit import _count_within, _within
+    """Per frame and centre: distinct tracks within R, counted by brute force."""
+    from deathtrack.recruit import _ImmunePaths
 
     rng = np.random.default_rng(0)
-    pos = rng.uniform(0, 100, (40, 2))
+    n = 120
+    frames = rng.integers(2, 8, n)  # frames 2..7; 0, 1 and 8 have no immune cell
+    pos = rng.uniform(0, 100, (n, 2))
     centres = rng.uniform(0, 100, (7, 2))
-    for ids in (np.arange(40), rng.integers(0, 10, 40)):  # one object per track, or shared
-        got = _count_within((ids, pos), centres, 25.0)
-        assert got.tolist() == [len(_within((ids, pos), c, 25.0)) for c in centres]
-    assert _count_within(None, centres, 25.0).tolist() == [0] * 7
+    for ids in (np.arange(n), rng.integers(0, 10, n)):  # one object per track, or shared
+        table = pd.DataFrame(
+            {"frame": frames, "track_id": ids, "y_um": pos[:, 0], "x_um": pos[:, 1]}
+        )
+        counts, n_all = _ImmunePaths(table, False).near_counts(0, 9, centres, 25.0)
+        assert (
+            counts.shape == (9, 7) and n_all.tolist() == np.bincount(frames, minlength=9).tolist()
+        )
+        for t in range(9):
+            for j, c in enumerate(centres):
+                near = (frames == t) & (np.hypot(*(pos - c).T) <= 25.0)
+                assert counts[t, j] == len(set(ids[near].tolist())), (t, j)
+    assert counts[[0, 1, 8]].sum() == 0
+    empty = pd.DataFrame(columns=["frame", "track_id", "y_um", "x_um"])
+    counts, n_all = _ImmunePaths(empty, False).near_counts(3, 6, centres, 25.0)
+    assert counts.tolist() == [[0.0] * 7] * 3 and n_all.tolist() == [0, 0, 0]
 
 
 # -- 3D: distances in µm along z too ---------------------------------------------
