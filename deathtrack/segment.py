@@ -93,27 +93,67 @@ def crosstalk_ratio(
 ) -> float:
     """How much of channel ``source`` shows in channel ``target`` (bleed-through).
 
+    Used to unmix two populations' channels before segmenting them again (the
+    pipeline's ``segment.unmix``): the fraction of the source population's signal that
+    its objects leave in the other channel.
+
     The median, over the brighter half of the pixels of ``source_objects`` that are not in
-    ``target_objects``, of (target - its background) / (source - its background), the
-    backgrounds being the medians of the pixels in neither. 0 when below 0.02 (no
-    crosstalk worth correcting) or with fewer than 50 such pixels.
+    ``target_objects``, of (target - its local background) / (source - its local
+    background). Each channel's background is measured around the objects, not over the
+    whole frame: the mean of the pixels in neither population's objects (nor within a
+    quarter of the source objects' typical radius of them, their blurred rim), weighted
+    by a Gaussian of twice that radius (normalized convolution). So an illumination
+    gradient, vignetting or background texture that both channels share, which puts
+    the objects of one side of the field on a brighter background in both, is not read
+    as crosstalk. The typical radius is that of the median source object. 0 when below
+    0.02 (no crosstalk worth correcting), with fewer than 50 background pixels or fewer
+    than 100 object pixels to compare.
 
     Parameters
     ----------
     target, source : ndarray, shape (Y, X)
-        Two channels of one frame.
+        Two channels of one frame. NaN pixels are ignored.
     source_objects, target_objects : ndarray of bool, shape (Y, X)
         Where the objects of each channel's own population are.
+
+    Returns
+    -------
+    float
+        The ratio, 0 or in [0.02, ...).
     """
-    free = ~source_objects & ~target_objects
+    src_obj = np.asarray(source_objects, bool)
+    both = src_obj | np.asarray(target_objects, bool)
+    comps, n = ndi.label(src_obj)
+    if n == 0:
+        return 0.0
+    areas = np.bincount(comps.ravel())[1:]
+    radius = float(np.sqrt(np.median(areas) / np.pi))
+    t = np.asarray(target, np.float32)
+    s = np.asarray(source, np.float32)
+    finite = np.isfinite(t) & np.isfinite(s)
+    rim = max(1, int(round(radius / 4)))
+    free = ~dilate(both, rim) & finite
     if free.sum() < 50:
         return 0.0
-    bg_t, bg_s = _nanmedian64(target[free]), _nanmedian64(source[free])
-    sel = source_objects & ~target_objects
-    s_sig = np.asarray(source[sel], np.float64) - bg_s
-    t_sig = np.asarray(target[sel], np.float64) - bg_t
-    ok = np.isfinite(s_sig) & np.isfinite(t_sig)
-    s_sig, t_sig = s_sig[ok], t_sig[ok]
+    # the local backgrounds (on blocks of b x b pixels when the weighting is wide: they
+    # are smooth anyway)
+    sigma = max(2.0 * radius, 2.0)
+    b = max(1, int(sigma // 4))
+    ny, nx = t.shape
+
+    def smooth(a: np.ndarray) -> np.ndarray:
+        if b == 1:
+            return gaussian(a, sigma)
+        return _upsample(gaussian(_block_sum(a, b), sigma / b), b, ny, nx) / np.float32(b * b)
+
+    weight = smooth(free.astype(np.float32))
+    # only where the background is measured: enough free pixels within reach
+    sel = src_obj & ~np.asarray(target_objects, bool) & finite & (weight > 0.05)
+    w = weight[sel].astype(np.float64)
+    bg_t = smooth(np.where(free, t, 0).astype(np.float32))[sel] / w
+    bg_s = smooth(np.where(free, s, 0).astype(np.float32))[sel] / w
+    s_sig = s[sel].astype(np.float64) - bg_s
+    t_sig = t[sel].astype(np.float64) - bg_t
     if s_sig.size < 100:
         return 0.0
     bright = s_sig >= np.median(s_sig)
