@@ -189,6 +189,7 @@ def estimate_background(
     *,
     noise_sd: float | None = None,
     return_free: bool = False,
+    envelope: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Smooth background under objects up to ``radius_px``.
 
@@ -197,6 +198,12 @@ def estimate_background(
     local correction is fitted to the mean of the pixels outside the objects.
     Means, not minima, so the estimate is not biased low by noise, and a
     fitted surface, so it holds up to the image border.
+
+    The fit follows the background only where it sees it: a patch of brighter
+    background (uneven light, background texture) that stands above the fitted
+    surface is taken for objects and left out of the fit, so the surface stays
+    under it. With ``envelope``, the background is never below the lower envelope:
+    what is wider than ``2 * radius_px`` everywhere (no object is) is background.
 
     Parameters
     ----------
@@ -208,6 +215,11 @@ def estimate_background(
     return_free : bool
         Also return the mask of the pixels found free of objects (the background's
         own pixels).
+    envelope : bool
+        Raise the background to the lower envelope (the grey opening, over
+        ``2 * radius_px``, of block means) where that is higher. For small, separate
+        objects (immune cells); not for cells in clumps wider than ``2 * radius_px``,
+        under which the envelope rises.
 
     Returns
     -------
@@ -222,6 +234,14 @@ def estimate_background(
     sy, sx = small.shape
     size = max(3, int(np.ceil(2 * radius_px / f)) | 1)
     bg_small = ndi.grey_opening(small, size=(size, size), mode="nearest")
+    env_small = None
+    if envelope:
+        # the lower envelope again, with the blocks continued past the border by point
+        # reflection (a ramp goes on as a ramp): a background rising into the border is
+        # not a peak to cut, as it is when the border blocks are repeated
+        h = size // 2
+        padded = np.pad(small, h, mode="reflect", reflect_type="odd")
+        env_small = ndi.grey_opening(padded, size=(size, size))[h : h + sy, h : h + sx]
     sd = _noise_sd(img) if noise_sd is None else noise_sd
     if sd == 0:  # a noise-free image: anything clearly above the lower envelope is an object
         lo, hi = np.percentile(img, [0.5, 99.5])
@@ -263,7 +283,7 @@ def estimate_background(
         local = np.where(norm > 1e-3 * w.max(), local, 0)
         bg_small = trend + local
     if coef is None:
-        bg = _upsample(bg_small, f, ny, nx)
+        bg = _upsample(np.maximum(bg_small, env_small) if envelope else bg_small, f, ny, nx)
         return (bg, free) if return_free else bg
     # the fitted surface at full resolution, by broadcasting a column and a row (the full
     # design matrix would be six float64 copies of the frame)
@@ -276,6 +296,8 @@ def estimate_background(
     surface += col_part
     surface += row_part
     surface += _upsample(local, f, ny, nx)
+    if envelope:
+        np.maximum(surface, _upsample(env_small, f, ny, nx), out=surface)
     return (surface, free) if return_free else surface
 
 
@@ -949,7 +971,11 @@ def segment_frame(
     free = None
     if cfg.background_radius_um > 0:
         bg, free = estimate_background(
-            img, cfg.background_radius_um / px, noise_sd=noise_sd, return_free=True
+            img,
+            cfg.background_radius_um / px,
+            noise_sd=noise_sd,
+            return_free=True,
+            envelope=cfg.background_envelope,
         )
         img = img - bg
     sigma = cfg.smooth_sigma_um / px

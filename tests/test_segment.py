@@ -491,6 +491,31 @@ def test_crosstalk_ratio_dtypes_and_nan(dtype):
     assert crosstalk_ratio(target, source, ~none, tgt_obj) == 0.0
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_immune_cells_on_bright_textured_background(seed):
+    # a background bright and textured on one side (uneven light: 3x brighter on the left;
+    # background texture of 15 % at a 30 µm scale, as the simulator's uneven_light family
+    # draws at its finest) with 6 immune-sized cells (5 µm radius) 10 noise SDs above it:
+    # those 6 objects, not pieces of the bright patches
+    rng = np.random.default_rng(seed)
+    n = 192
+    xx = np.mgrid[:n, :n][1].astype(np.float64)
+    texture = ndi.gaussian_filter(rng.normal(size=(n, n)), 30 / PX, mode="wrap")
+    texture /= texture.std()
+    bg = (150 + 300 * (1 - xx / (n - 1))) * (1 + 0.15 * texture)
+    cells = np.zeros((n, n), np.int32)
+    centres = [(40, 30), (40, 100), (40, 160), (140, 30), (140, 100), (140, 160)]
+    for k, (cy, cx) in enumerate(centres, start=1):
+        cy, cx = cy + rng.integers(-8, 9), cx + rng.integers(-8, 9)
+        cells[_disc((n, n), cy, cx, 5 / PX)] = k
+    sd = 20.0
+    image = bg + ndi.gaussian_filter(10 * sd * (cells > 0), 1.0) + rng.normal(0, sd, (n, n))
+    labels = segment_frame(image, SegmentConfig().immune, pixel_size_um=PX)
+    matches = match_labels(cells, labels, iou_threshold=0.5)
+    assert len(matches) == 6  # the cells are found
+    assert labels.max() <= 7  # and hardly anything else (base code: 13-120 objects)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (64, 64), (100, 101), (33, 200)])
 @pytest.mark.parametrize("f", [1, 3, 7, 40])
 def test_block_count_equals_block_sum_of_the_mask(shape, f):
