@@ -122,38 +122,45 @@ def crosstalk_ratio(
         The ratio, 0 or in [0.02, ...).
     """
     src_obj = np.asarray(source_objects, bool)
-    both = src_obj | np.asarray(target_objects, bool)
+    tgt_obj = np.asarray(target_objects, bool)
     comps, n = ndi.label(src_obj)
     if n == 0:
         return 0.0
-    areas = np.bincount(comps.ravel())[1:]
+    areas = np.bincount(comps[src_obj])[1:]
     radius = float(np.sqrt(np.median(areas) / np.pi))
-    t = np.asarray(target, np.float32)
-    s = np.asarray(source, np.float32)
-    finite = np.isfinite(t) & np.isfinite(s)
-    rim = max(1, int(round(radius / 4)))
-    free = ~dilate(both, rim) & finite
+    t, s = np.asarray(target), np.asarray(source)
+    finite = None
+    if t.dtype.kind == "f" or s.dtype.kind == "f":
+        finite = np.isfinite(t) & np.isfinite(s)
+    free = ~dilate(src_obj | tgt_obj, max(1, int(round(radius / 4))))
+    if finite is not None:
+        free &= finite
     if free.sum() < 50:
         return 0.0
-    # the local backgrounds (on blocks of b x b pixels when the weighting is wide: they
-    # are smooth anyway)
+    # the local backgrounds, on blocks of b x b pixels (an eighth of the weighting's
+    # sigma on each side of their centre: they are smooth), read at the object pixels
     sigma = max(2.0 * radius, 2.0)
     b = max(1, int(sigma // 4))
-    ny, nx = t.shape
+    weight = gaussian(_block_count(free, b, free.shape), sigma / b)
+    frac = weight / _block_count(None, b, free.shape)
 
-    def smooth(a: np.ndarray) -> np.ndarray:
-        if b == 1:
-            return gaussian(a, sigma)
-        return _upsample(gaussian(_block_sum(a, b), sigma / b), b, ny, nx) / np.float32(b * b)
+    def local(img: np.ndarray) -> np.ndarray:
+        sums = _block_sum(np.where(free, img, 0), b).astype(np.float32)
+        return gaussian(sums, sigma / b) / np.maximum(weight, 1e-6)
 
-    weight = smooth(free.astype(np.float32))
+    sel = src_obj & ~tgt_obj
+    if finite is not None:
+        sel &= finite
+    iy, ix = np.nonzero(sel)
+    by, bx = iy // b, ix // b
+
+    def read(small: np.ndarray) -> np.ndarray:
+        return small[by, bx].astype(np.float64)
+
     # only where the background is measured: enough free pixels within reach
-    sel = src_obj & ~np.asarray(target_objects, bool) & finite & (weight > 0.05)
-    w = weight[sel].astype(np.float64)
-    bg_t = smooth(np.where(free, t, 0).astype(np.float32))[sel] / w
-    bg_s = smooth(np.where(free, s, 0).astype(np.float32))[sel] / w
-    s_sig = s[sel].astype(np.float64) - bg_s
-    t_sig = t[sel].astype(np.float64) - bg_t
+    ok = read(frac) > 0.05
+    s_sig = (s[iy, ix].astype(np.float64) - read(local(s)))[ok]
+    t_sig = (t[iy, ix].astype(np.float64) - read(local(t)))[ok]
     if s_sig.size < 100:
         return 0.0
     bright = s_sig >= np.median(s_sig)
