@@ -93,27 +93,74 @@ def crosstalk_ratio(
 ) -> float:
     """How much of channel ``source`` shows in channel ``target`` (bleed-through).
 
+    Used to unmix two populations' channels before segmenting them again (the
+    pipeline's ``segment.unmix``): the fraction of the source population's signal that
+    its objects leave in the other channel.
+
     The median, over the brighter half of the pixels of ``source_objects`` that are not in
-    ``target_objects``, of (target - its background) / (source - its background), the
-    backgrounds being the medians of the pixels in neither. 0 when below 0.02 (no
-    crosstalk worth correcting) or with fewer than 50 such pixels.
+    ``target_objects``, of (target - its local background) / (source - its local
+    background). Each channel's background is measured around the objects, not over the
+    whole frame: the mean of the pixels in neither population's objects (nor within a
+    quarter of the source objects' typical radius of them, their blurred rim), weighted
+    by a Gaussian of twice that radius (normalized convolution). So an illumination
+    gradient, vignetting or background texture that both channels share, which puts
+    the objects of one side of the field on a brighter background in both, is not read
+    as crosstalk. The typical radius is that of the median source object. 0 when below
+    0.02 (no crosstalk worth correcting), with fewer than 50 background pixels or fewer
+    than 100 object pixels to compare.
 
     Parameters
     ----------
     target, source : ndarray, shape (Y, X)
-        Two channels of one frame.
+        Two channels of one frame. NaN pixels are ignored.
     source_objects, target_objects : ndarray of bool, shape (Y, X)
         Where the objects of each channel's own population are.
+
+    Returns
+    -------
+    float
+        The ratio, 0 or in [0.02, ...).
     """
-    free = ~source_objects & ~target_objects
+    src_obj = np.asarray(source_objects, bool)
+    tgt_obj = np.asarray(target_objects, bool)
+    comps, n = ndi.label(src_obj)
+    if n == 0:
+        return 0.0
+    areas = np.bincount(comps[src_obj])[1:]
+    radius = float(np.sqrt(np.median(areas) / np.pi))
+    t, s = np.asarray(target), np.asarray(source)
+    finite = None
+    if t.dtype.kind == "f" or s.dtype.kind == "f":
+        finite = np.isfinite(t) & np.isfinite(s)
+    free = ~dilate(src_obj | tgt_obj, max(1, int(round(radius / 4))))
+    if finite is not None:
+        free &= finite
     if free.sum() < 50:
         return 0.0
-    bg_t, bg_s = _nanmedian64(target[free]), _nanmedian64(source[free])
-    sel = source_objects & ~target_objects
-    s_sig = np.asarray(source[sel], np.float64) - bg_s
-    t_sig = np.asarray(target[sel], np.float64) - bg_t
-    ok = np.isfinite(s_sig) & np.isfinite(t_sig)
-    s_sig, t_sig = s_sig[ok], t_sig[ok]
+    # the local backgrounds, on blocks of b x b pixels (an eighth of the weighting's
+    # sigma on each side of their centre: they are smooth), read at the object pixels
+    sigma = max(2.0 * radius, 2.0)
+    b = max(1, int(sigma // 4))
+    weight = gaussian(_block_count(free, b, free.shape), sigma / b)
+    frac = weight / _block_count(None, b, free.shape)
+
+    def local(img: np.ndarray) -> np.ndarray:
+        sums = _block_sum(np.where(free, img, 0), b).astype(np.float32)
+        return gaussian(sums, sigma / b) / np.maximum(weight, 1e-6)
+
+    sel = src_obj & ~tgt_obj
+    if finite is not None:
+        sel &= finite
+    iy, ix = np.nonzero(sel)
+    by, bx = iy // b, ix // b
+
+    def read(small: np.ndarray) -> np.ndarray:
+        return small[by, bx].astype(np.float64)
+
+    # only where the background is measured: enough free pixels within reach
+    ok = read(frac) > 0.05
+    s_sig = (s[iy, ix].astype(np.float64) - read(local(s)))[ok]
+    t_sig = (t[iy, ix].astype(np.float64) - read(local(t)))[ok]
     if s_sig.size < 100:
         return 0.0
     bright = s_sig >= np.median(s_sig)
@@ -149,6 +196,7 @@ def estimate_background(
     *,
     noise_sd: float | None = None,
     return_free: bool = False,
+    envelope: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Smooth background under objects up to ``radius_px``.
 
@@ -157,6 +205,12 @@ def estimate_background(
     local correction is fitted to the mean of the pixels outside the objects.
     Means, not minima, so the estimate is not biased low by noise, and a
     fitted surface, so it holds up to the image border.
+
+    The fit follows the background only where it sees it: a patch of brighter
+    background (uneven light, background texture) that stands above the fitted
+    surface is taken for objects and left out of the fit, so the surface stays
+    under it. With ``envelope``, the background is never below the lower envelope:
+    what is wider than ``2 * radius_px`` everywhere (no object is) is background.
 
     Parameters
     ----------
@@ -168,6 +222,11 @@ def estimate_background(
     return_free : bool
         Also return the mask of the pixels found free of objects (the background's
         own pixels).
+    envelope : bool
+        Raise the background to the lower envelope (the grey opening, over
+        ``2 * radius_px``, of block means) where that is higher. For small, separate
+        objects (immune cells); not for cells in clumps wider than ``2 * radius_px``,
+        under which the envelope rises.
 
     Returns
     -------
@@ -182,6 +241,14 @@ def estimate_background(
     sy, sx = small.shape
     size = max(3, int(np.ceil(2 * radius_px / f)) | 1)
     bg_small = ndi.grey_opening(small, size=(size, size), mode="nearest")
+    env_small = None
+    if envelope:
+        # the lower envelope again, with the blocks continued past the border by point
+        # reflection (a ramp goes on as a ramp): a background rising into the border is
+        # not a peak to cut, as it is when the border blocks are repeated
+        h = size // 2
+        padded = np.pad(small, h, mode="reflect", reflect_type="odd")
+        env_small = ndi.grey_opening(padded, size=(size, size))[h : h + sy, h : h + sx]
     sd = _noise_sd(img) if noise_sd is None else noise_sd
     if sd == 0:  # a noise-free image: anything clearly above the lower envelope is an object
         lo, hi = np.percentile(img, [0.5, 99.5])
@@ -223,7 +290,7 @@ def estimate_background(
         local = np.where(norm > 1e-3 * w.max(), local, 0)
         bg_small = trend + local
     if coef is None:
-        bg = _upsample(bg_small, f, ny, nx)
+        bg = _upsample(np.maximum(bg_small, env_small) if envelope else bg_small, f, ny, nx)
         return (bg, free) if return_free else bg
     # the fitted surface at full resolution, by broadcasting a column and a row (the full
     # design matrix would be six float64 copies of the frame)
@@ -236,6 +303,8 @@ def estimate_background(
     surface += col_part
     surface += row_part
     surface += _upsample(local, f, ny, nx)
+    if envelope:
+        np.maximum(surface, _upsample(env_small, f, ny, nx), out=surface)
     return (surface, free) if return_free else surface
 
 
@@ -909,7 +978,11 @@ def segment_frame(
     free = None
     if cfg.background_radius_um > 0:
         bg, free = estimate_background(
-            img, cfg.background_radius_um / px, noise_sd=noise_sd, return_free=True
+            img,
+            cfg.background_radius_um / px,
+            noise_sd=noise_sd,
+            return_free=True,
+            envelope=cfg.background_envelope,
         )
         img = img - bg
     sigma = cfg.smooth_sigma_um / px

@@ -386,7 +386,11 @@ def segment_volume(
         free = np.zeros(img.shape, bool)
         for k in range(img.shape[0]):
             bg, free[k] = estimate_background(
-                img[k], cfg.background_radius_um / px, noise_sd=noise_sd, return_free=True
+                img[k],
+                cfg.background_radius_um / px,
+                noise_sd=noise_sd,
+                return_free=True,
+                envelope=cfg.background_envelope,
             )
             img[k] -= bg
     sigma = np.array([cfg.smooth_sigma_um / s for s in spacing])
