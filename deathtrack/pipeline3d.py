@@ -132,15 +132,9 @@ def _helpers(seg_cfg, n_voxels: int, n_frames: int):
     if backend is None or workers < 2:
         return None, 0, False
     if backend == "loky":
-        from joblib.executor import get_memmapping_executor
+        from .pipeline import _helper_pool
 
-        # joblib's own reusable pool, the one the 2D runs' frame workers and the report's
-        # gallery use (a plain loky pool would be handed to them in this session and break
-        # joblib): its BLAS threads limited; a worker left idle stops after 300 s (loky's
-        # default, 10 s, would restart a helper, imports and all, while it waits for a
-        # frame); arrays are pickled, never memory-mapped read-only (max_nbytes=None)
-        pool = get_memmapping_executor(workers - 1, timeout=300, max_nbytes=None)
-        return pool, workers - 1, False
+        return _helper_pool(workers - 1), workers - 1, False
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="deathtrack-3d")
@@ -165,8 +159,9 @@ def segment_movie_3d(
     processes (``segment.parallel`` as in 2D), each frame read when one of them is free
     for it and its labels written to the stores at once. Memory holds one volume and its
     intermediates per worker, never the movie; this process working too saves one
-    process's imports (~240 MB) against 2D's coordinator-and-workers. Results are the
-    same whatever the workers.
+    process's imports (~240 MB) against a coordinator beside its workers (2D does the
+    same: :func:`deathtrack.pipeline._segment_with_helpers`). Results are the same
+    whatever the workers.
     """
     from concurrent.futures import FIRST_COMPLETED
     from concurrent.futures import wait as wait_for

@@ -200,13 +200,66 @@ def _fail(message):
     raise ValueError(message)
 
 
-@pytest.mark.parametrize("workers", [2, 0])
-def test_background_task_returns_its_value_or_reraises(workers):
+@pytest.mark.parametrize("helpers", [1, 0])
+def test_background_task_returns_its_value_or_reraises(helpers):
     from deathtrack.pipeline import _submit
 
-    assert _submit(workers, max, 3, 7).result() == 7
+    assert _submit(helpers, max, 3, 7).result() == 7
     with pytest.raises(ValueError, match="export failed"):
-        _submit(workers, _fail, "export failed").result()
+        _submit(helpers, _fail, "export failed").result()
+
+
+def _pid_after(seconds):
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_tasks_no_helper_has_started_run_here():
+    """Work stealing: gathering runs here the tasks still queued (the last first), so this
+    process never waits idle behind a queue it could empty; the values come in order."""
+    import os
+
+    from deathtrack.pipeline import _gather, _submit
+
+    _submit(1, _pid_after, 0.0).result()  # the helper is up
+    # loky hands a helper a few tasks at once (the one it runs and some queued)
+    tasks = [_submit(1, _pid_after, s) for s in (1.5, *[0.0] * 8)]
+    pids = _gather(tasks)
+    assert pids[0] != os.getpid()  # the helper's, started at once
+    assert pids[-3:] == [os.getpid()] * 3  # still queued behind it: run here
+    # with no helper, every task runs here, in order, when its value is needed
+    assert _gather([_submit(0, _pid_after, 0.0) for _ in range(3)]) == [os.getpid()] * 3
+    with pytest.raises(ValueError, match="writer failed"):
+        _gather([_submit(1, max, 1, 2), _submit(1, _fail, "writer failed")])
+
+
+def _touch(path):
+    from pathlib import Path
+
+    Path(path).touch()
+
+
+def test_a_cancelled_task_never_runs(tmp_path):
+    """A failed run drops the writers no helper has started (it waits for the others)."""
+    import time
+
+    from deathtrack.pipeline import _submit
+
+    _submit(1, _pid_after, 0.0).result()  # the helper is up
+    busy = [_submit(1, _pid_after, s) for s in (1.5, *[0.0] * 5)]  # loky holds a few
+    queued = _submit(1, _touch, tmp_path / "written")
+    assert queued.cancel()
+    here = _submit(0, _touch, tmp_path / "written_here")
+    assert here.cancel()
+    for task in busy:
+        task.result()
+    time.sleep(0.2)
+    assert not (tmp_path / "written").exists() and not (tmp_path / "written_here").exists()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        queued.result()
 
 
 def test_unknown_parallel_mode_is_a_config_error():
