@@ -417,6 +417,17 @@ def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | Non
     return ("loky" if mode == "processes" else "threading"), workers
 
 
+def _helper_count(workers: int) -> int:
+    """Helper processes beside this one for ``workers`` processes at work: ``workers - 1``
+    when this process works too, from its main thread (the command line, a script); all
+    ``workers`` when called from another thread (napari's worker thread: frames
+    segmented there would hold Python's lock against the viewer's own thread)."""
+    import threading
+
+    here = threading.current_thread() is threading.main_thread()
+    return max(workers - 1, 0) if here else workers
+
+
 def _helper_pool(helpers: int):
     """The pool of ``helpers`` helper processes: joblib's reusable loky pool, shared by
     the frames of 2D and 3D runs, the output writers and the report's gallery (one pool
@@ -570,7 +581,8 @@ def _segment_movie(
             for t in range(n):
                 collect(t, *_segment_measure_frame(*inputs(t)))
         elif backend == "loky":
-            _segment_with_helpers(n, inputs, collect, workers - 1, pending)
+            helpers = _helper_count(workers)
+            _segment_with_helpers(n, inputs, collect, helpers, pending, here=helpers < workers)
         else:
             from joblib import Parallel, delayed
 
@@ -604,10 +616,11 @@ def _segment_movie(
 
 
 def _segment_with_helpers(
-    n: int, inputs: Callable, collect: Callable, helpers: int, pending: dict
+    n: int, inputs: Callable, collect: Callable, helpers: int, pending: dict, *, here: bool
 ) -> None:
-    """Segment frames ``0 .. n - 1`` in this process and in ``helpers`` helper processes,
-    handing each result to ``collect`` in frame order (mending over time needs them so).
+    """Segment frames ``0 .. n - 1`` in ``helpers`` helper processes and, with ``here``,
+    in this process too, handing each result to ``collect`` in frame order (mending over
+    time needs them so).
 
     Each helper has two frames at a time (the one it works on and the next, so it never
     waits for this process); this process takes the next frame itself. One process
@@ -627,7 +640,7 @@ def _segment_with_helpers(
         while len(pending) < 2 * helpers and next_t < n:
             pending[pool.submit(_segment_measure_frame_packed, *inputs(next_t))] = next_t
             next_t += 1
-        if next_t < n:  # this process takes the next frame itself
+        if here and next_t < n:  # this process takes the next frame itself
             t, next_t = next_t, next_t + 1
             done[t] = _segment_measure_frame(*inputs(t))
             ready = [f for f in pending if f.done()]
@@ -1104,7 +1117,7 @@ def run_stack(
                 # processes when the frames had them (large movies), beside the deaths and
                 # recruitment stages here; those no helper has started by then are written
                 # here, and all are waited for before the outputs are moved in
-                aside = workers - 1 if backend == "loky" else 0
+                aside = _helper_count(workers) if backend == "loky" else 0
                 for pop, linked in zip(populations, tracks):
                     if cfg.output.write_labels:
                         pending.append(

@@ -1790,12 +1790,13 @@ def write_report(
     # a large gallery (seconds of crops to read, draw and encode) is made by the helper
     # processes while this one draws the figures, and by this one after them
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
-    # as many helpers as the run's frames had (segment.workers - 1), so loky keeps its pool
+    # as many helpers as the run's frames had, so loky keeps its pool as it is
+    from .pipeline import _helper_count
+
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
-    gallery = _Gallery(
-        res, stack, max_events=max_gallery_events, workers=workers - 1 if in_worker else 0
-    )
+    helpers = _helper_count(workers) if in_worker else 0
+    gallery = _Gallery(res, stack, max_events=max_gallery_events, workers=helpers)
     body = [
         _header(res, stack),
         _counts_section(res),

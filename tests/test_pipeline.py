@@ -135,9 +135,13 @@ def _tables(folder):
     }
 
 
-@pytest.mark.parametrize("parallel", ["processes", "threads"])
+@pytest.mark.parametrize("parallel", ["processes", "threads", "processes from a thread"])
 def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, parallel):
-    """Worker processes (loky) or threads: the same tables and label stacks as one worker."""
+    """Helper processes (loky) beside this one, or threads, or only helper processes (a
+    run from another thread, as napari's): the same tables and label stacks as one
+    worker."""
+    import threading
+
     import numpy as np
     import pandas as pd
     import tifffile
@@ -146,9 +150,20 @@ def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, paral
     serial.segment.workers = 1
     par = PipelineConfig()
     par.segment.workers = 2
-    par.segment.parallel = parallel
+    par.segment.parallel = parallel.split()[0]
     a = run_stack(small_movie["movie"], serial, tmp_path / "serial", progress=False).out_dir
-    b = run_stack(small_movie["movie"], par, tmp_path / parallel, progress=False).out_dir
+    out = {}
+
+    def run():
+        out["b"] = run_stack(small_movie["movie"], par, tmp_path / "par", progress=False).out_dir
+
+    if parallel.endswith("thread"):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+    else:
+        run()
+    b = out["b"]
     for name, table in _tables(a).items():
         pd.testing.assert_frame_equal(table, _tables(b)[name], obj=name)
     for pop in ("cells", "immune"):
@@ -198,6 +213,21 @@ def test_frame_backend_choice(monkeypatch):
 
 def _fail(message):
     raise ValueError(message)
+
+
+def test_helpers_beside_this_process_unless_called_from_another_thread():
+    """From the main thread this process works too (workers - 1 helpers); from another
+    (napari's worker thread) the helpers do all the work, so the viewer keeps Python's lock."""
+    import threading
+
+    from deathtrack.pipeline import _helper_count
+
+    assert [_helper_count(w) for w in (1, 2, 4)] == [0, 1, 3]
+    got = []
+    thread = threading.Thread(target=lambda: got.extend(_helper_count(w) for w in (1, 2, 4)))
+    thread.start()
+    thread.join()
+    assert got == [1, 2, 4]
 
 
 @pytest.mark.parametrize("helpers", [1, 0])
