@@ -448,8 +448,9 @@ class SegmentConfig(Section):
         2,
         ge=1,
         le=256,
-        description="Frames segmented in parallel (results do not depend on it; memory grows "
-        "with it by a few frames). Set it to the number of cores; 1 for no parallelism.",
+        description="Frames segmented in parallel: by the run's own process and workers - 1 "
+        "helper processes (or threads; results do not depend on it, memory grows with it by "
+        "one process). Set it to the number of cores; 1 for no parallelism.",
     )
     parallel: Literal["auto", "processes", "threads"] = Field(
         "auto",

@@ -15,7 +15,7 @@ import platform
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -417,45 +417,83 @@ def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | Non
     return ("loky" if mode == "processes" else "threading"), workers
 
 
-class _Done:
-    """The outcome of a function run here and now, with a future's ``result()``."""
+def _helper_count(workers: int) -> int:
+    """Helper processes beside this one for ``workers`` processes at work: ``workers - 1``
+    when this process works too, from its main thread (the command line, a script); all
+    ``workers`` when called from another thread (napari's worker thread: frames
+    segmented there would hold Python's lock against the viewer's own thread)."""
+    import threading
 
-    def __init__(self, func: Callable, *args, **kwargs):
-        self._value, self._error = None, None
+    here = threading.current_thread() is threading.main_thread()
+    return max(workers - 1, 0) if here else workers
+
+
+def _helper_pool(helpers: int):
+    """The pool of ``helpers`` helper processes: joblib's reusable loky pool, shared by
+    the frames of 2D and 3D runs, the output writers and the report's gallery (one pool
+    of one size, so loky never restarts or resizes it between them): BLAS threads
+    limited; a helper left idle stops after 300 s (loky's default, 10 s, would restart
+    it, imports and all, while it waits); arrays pickled, never memory-mapped read-only
+    (``max_nbytes=None``)."""
+    from joblib.executor import get_memmapping_executor
+
+    return get_memmapping_executor(helpers, timeout=300, max_nbytes=None)
+
+
+class _Task:
+    """A function handed to a helper process, or run here when there is none or when
+    its result is needed before a helper has started it (:meth:`steal`): this process
+    never waits idle for a queue it could empty itself."""
+
+    def __init__(self, pool, func: Callable, *args, **kwargs):
+        self._call = (func, args, kwargs)
+        self._future = pool.submit(func, *args, **kwargs) if pool is not None else None
+        self._done = False
+        self._value = self._error = None
+
+    def steal(self) -> bool:
+        """Run the function here if no helper has started it; whether it ran here."""
+        if self._done or (self._future is not None and not self._future.cancel()):
+            return False
+        func, args, kwargs = self._call
         try:
             self._value = func(*args, **kwargs)
         except Exception as err:
             self._error = err
+        self._done, self._future = True, None
+        return True
+
+    def cancel(self) -> bool:
+        """Drop it if it has not started; whether it was dropped."""
+        if self._done or (self._future is not None and not self._future.cancel()):
+            return False
+        self._done, self._future = True, None
+        self._error = RuntimeError("cancelled")
+        return True
 
     def result(self):
+        """Its value (run here if no helper started it), or its error re-raised."""
+        if not self._done and not self.steal():
+            self._value, self._done = self._future.result(), True
         if self._error is not None:
             raise self._error
         return self._value
 
 
-class _Background:
-    """A function run in one of joblib's loky worker processes (the frames' own, reused:
-    ``n_jobs`` should be the frames' worker count, or loky resizes its pool)."""
-
-    def __init__(self, n_jobs: int, func: Callable, *args, **kwargs):
-        from joblib import Parallel, delayed
-
-        # joblib starts the task at once; the generator hands over its result
-        self._gen = Parallel(n_jobs=max(n_jobs, 2), backend="loky", return_as="generator")(
-            [delayed(func)(*args, **kwargs)]
-        )
-
-    def result(self):
-        return next(self._gen)
+def _submit(helpers: int, func: Callable, *args, **kwargs) -> _Task:
+    """Hand ``func`` to one of ``helpers`` helper processes (see :func:`_helper_pool`),
+    or keep it for this process when ``helpers`` is 0 or this process may not start
+    others; ``.result()`` returns its value or re-raises its error either way."""
+    pool = _helper_pool(helpers) if helpers and _may_start_processes() else None
+    return _Task(pool, func, *args, **kwargs)
 
 
-def _submit(workers: int, func: Callable, *args, **kwargs):
-    """Run ``func`` in one of ``workers`` worker processes, or here and now when
-    ``workers`` is 0 or this process may not start others; ``.result()`` returns its
-    value or re-raises its error either way."""
-    if workers and _may_start_processes():
-        return _Background(workers, func, *args, **kwargs)
-    return _Done(func, *args, **kwargs)
+def _gather(tasks: Sequence[_Task]) -> list:
+    """The tasks' values in order; those no helper has started yet run here first, the
+    last ones first (the helpers take the queue from its front)."""
+    for task in reversed(tasks):
+        task.steal()
+    return [task.result() for task in tasks]
 
 
 def _segment_movie(
@@ -537,28 +575,25 @@ def _segment_movie(
     n = movie.n_frames
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
     results = None
+    pending: dict = {}  # a helper's frame (future) -> its frame index
     try:
         if backend is None:
             for t in range(n):
                 collect(t, *_segment_measure_frame(*inputs(t)))
+        elif backend == "loky":
+            helpers = _helper_count(workers)
+            _segment_with_helpers(n, inputs, collect, helpers, pending, here=helpers < workers)
         else:
             from joblib import Parallel, delayed
 
-            # results in frame order; frames are read as workers free up (a few in flight)
-            # worker processes send their labels back compressed; threads share memory
-            func = _segment_measure_frame_packed if backend == "loky" else _segment_measure_frame
+            # threads share memory: results in frame order, frames read as threads free up
             results = Parallel(
                 n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs"
-            )(delayed(func)(*inputs(t)) for t in range(n))
-            if backend == "loky":
-                # only now: joblib's own imports are done in this thread, so the two
-                # threads do not import the same modules at once
-                _warm_imports()
+            )(delayed(_segment_measure_frame)(*inputs(t)) for t in range(n))
             for t, (labels, tabs, notes) in enumerate(results):
-                labels = {pop: _unpacked(lab) for pop, lab in labels.items()}
                 collect(t, labels, tabs, notes)
     finally:
-        # on Ctrl-C or a GUI's Cancel, closing the generator drops the frames not started
+        # on Ctrl-C or a GUI's Cancel, the frames not started are dropped
         if results is not None:
             with warnings.catch_warnings():
                 # joblib's note that the frames in flight were dropped: that is the point
@@ -566,12 +601,58 @@ def _segment_movie(
                     "ignore", ".*(tasks have been successfully executed|tasks which were still)"
                 )
                 results.close()
+        for future in pending:
+            future.cancel()
+        if pending:  # frames a helper has started: a second or so
+            from concurrent.futures import wait as wait_for
+
+            wait_for(list(pending))
         bar.close()
         for stack in given.values():
             stack.close()
     refine.log()
     objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
     return objects, stores, frame_notes
+
+
+def _segment_with_helpers(
+    n: int, inputs: Callable, collect: Callable, helpers: int, pending: dict, *, here: bool
+) -> None:
+    """Segment frames ``0 .. n - 1`` in ``helpers`` helper processes and, with ``here``,
+    in this process too, handing each result to ``collect`` in frame order (mending over
+    time needs them so).
+
+    Each helper has two frames at a time (the one it works on and the next, so it never
+    waits for this process); this process takes the next frame itself. One process
+    fewer than a coordinator beside its workers: ~300 MB of imports and buffers less.
+    ``pending`` (empty, filled here): the helpers' frames in flight (future -> frame), for
+    the caller to cancel when this is interrupted."""
+    from concurrent.futures import FIRST_COMPLETED
+    from concurrent.futures import wait as wait_for
+
+    pool = _helper_pool(helpers)
+    # the later stages' imports, in a thread, while the frames are segmented (after
+    # joblib's own imports, so two threads never import the same module at once)
+    _warm_imports()
+    done: dict[int, tuple] = {}
+    next_t = next_collect = 0
+    while next_collect < n:
+        while len(pending) < 2 * helpers and next_t < n:
+            pending[pool.submit(_segment_measure_frame_packed, *inputs(next_t))] = next_t
+            next_t += 1
+        if here and next_t < n:  # this process takes the next frame itself
+            t, next_t = next_t, next_t + 1
+            done[t] = _segment_measure_frame(*inputs(t))
+            ready = [f for f in pending if f.done()]
+        else:  # no frame left for this process: wait for a helper
+            ready = wait_for(list(pending), return_when=FIRST_COMPLETED).done
+        for future in ready:
+            labels, tabs, notes = future.result()
+            labels = {pop: _unpacked(lab) for pop, lab in labels.items()}
+            done[pending.pop(future)] = (labels, tabs, notes)
+        while next_collect in done:
+            collect(next_collect, *done.pop(next_collect))
+            next_collect += 1
 
 
 def _channel_keys(movie) -> list[str]:
@@ -1032,10 +1113,11 @@ def run_stack(
 
                 t0 = time.perf_counter()
                 shape = (movie.n_frames, *movie.shape[-2:])
-                # the output files that nothing later needs are written in worker processes
-                # when the frames had them (large movies), beside the deaths and recruitment
-                # stages here; all are waited for before the outputs are moved in
-                aside = workers if backend == "loky" else 0
+                # the output files that nothing later needs are written by the helper
+                # processes when the frames had them (large movies), beside the deaths and
+                # recruitment stages here; those no helper has started by then are written
+                # here, and all are waited for before the outputs are moved in
+                aside = _helper_count(workers) if backend == "loky" else 0
                 for pop, linked in zip(populations, tracks):
                     if cfg.output.write_labels:
                         pending.append(
@@ -1109,8 +1191,8 @@ def run_stack(
                 write_table(events, staged / "events.csv", fmt)
                 t0 = time.perf_counter()
                 write_table(lineage, staged / "lineage.csv", fmt)
-                while pending:
-                    pending.pop(0).result()  # re-raises a writer's error, if any
+                _gather(pending)  # re-raises a writer's error, if any
+                pending = []
                 result.timings_s["write"] += time.perf_counter() - t0
 
                 t0 = time.perf_counter()
@@ -1142,11 +1224,12 @@ def run_stack(
                 _commit(staged, result.out_dir, run_info)
             finally:
                 try:
-                    for task in pending:  # this run failed: let the writers finish first
-                        try:
-                            task.result()
-                        except Exception:
-                            pass
+                    for task in pending:  # this run failed: let the writers started finish
+                        if not task.cancel():
+                            try:
+                                task.result()
+                            except Exception:
+                                pass
                 finally:
                     if work is not None:
                         _remove_tree(work)

@@ -132,15 +132,10 @@ def _helpers(seg_cfg, n_voxels: int, n_frames: int):
     if backend is None or workers < 2:
         return None, 0, False
     if backend == "loky":
-        from joblib.executor import get_memmapping_executor
+        from .pipeline import _helper_count, _helper_pool
 
-        # joblib's own reusable pool, the one the 2D runs' frame workers and the report's
-        # gallery use (a plain loky pool would be handed to them in this session and break
-        # joblib): its BLAS threads limited; a worker left idle stops after 300 s (loky's
-        # default, 10 s, would restart a helper, imports and all, while it waits for a
-        # frame); arrays are pickled, never memory-mapped read-only (max_nbytes=None)
-        pool = get_memmapping_executor(workers - 1, timeout=300, max_nbytes=None)
-        return pool, workers - 1, False
+        helpers = _helper_count(workers)
+        return _helper_pool(helpers), helpers, False
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="deathtrack-3d")
@@ -165,8 +160,9 @@ def segment_movie_3d(
     processes (``segment.parallel`` as in 2D), each frame read when one of them is free
     for it and its labels written to the stores at once. Memory holds one volume and its
     intermediates per worker, never the movie; this process working too saves one
-    process's imports (~240 MB) against 2D's coordinator-and-workers. Results are the
-    same whatever the workers.
+    process's imports (~240 MB) against a coordinator beside its workers (2D does the
+    same: :func:`deathtrack.pipeline._segment_with_helpers`). Results are the same
+    whatever the workers.
     """
     from concurrent.futures import FIRST_COMPLETED
     from concurrent.futures import wait as wait_for
@@ -174,7 +170,7 @@ def segment_movie_3d(
     import zarr
     from tqdm.auto import tqdm
 
-    from .pipeline import _channel_keys
+    from .pipeline import _channel_keys, _frame_backend
 
     nz, ny, nx = movie.shape[-3:]
     n = movie.n_frames
@@ -197,6 +193,9 @@ def segment_movie_3d(
     if workers is not None:
         seg_cfg = seg_cfg.model_copy(update={"workers": int(workers)})
     executor, n_helpers, own = _helpers(seg_cfg, nz * ny * nx, n)
+    # this process segments frames too unless the helpers are all the workers (a run
+    # from another thread than the main one: see pipeline._helper_count)
+    here = executor is None or n_helpers < _frame_backend(seg_cfg, nz * ny * nx, n)[1]
     done: dict[int, tuple] = {}  # frame -> (tables, notes)
     bar = tqdm(total=n, desc="segment 3D", unit="frame", disable=not progress)
 
@@ -217,7 +216,7 @@ def segment_movie_3d(
                 pending[executor.submit(_segment_store_volume, frame, next_t, job, paths)] = next_t
                 next_t += 1
                 del frame
-            if next_t < n:  # this process takes the next frame itself
+            if next_t < n and here:  # this process takes the next frame itself
                 t, next_t = next_t, next_t + 1
                 labels, tables, notes = _segment_measure_volume(movie.frame(t), t, job)
                 for pop in populations:

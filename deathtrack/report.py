@@ -78,6 +78,8 @@ GALLERY_HALF_PX = 28
 GALLERY_SCALE = 2
 #: galleries of this many deaths or more are drawn in a worker process (joblib's loky)
 GALLERY_PARALLEL_MIN_EVENTS = 40
+#: pieces a large gallery is cut into for the helper processes and this one
+GALLERY_PARTS = 6
 N_BOOTSTRAP = 1000
 
 _CSS = """
@@ -1149,9 +1151,11 @@ def _read_crops(
 class _Gallery:
     """The gallery of deaths, made in two steps: the crops are read, then drawn.
 
-    With ``workers``, each step runs in two worker processes (half of the deaths each)
-    while the caller goes on (the report's figures); :meth:`html` gathers the halves.
-    The dye's display range is shared by every death, so it is set between the steps.
+    With ``workers`` helper processes, each step is cut into :data:`GALLERY_PARTS`
+    pieces (deaths in order) handed to them while the caller goes on (the report's
+    figures); :meth:`html` makes here the pieces no helper has started and gathers the
+    rest. The dye's display range is shared by every death, so it is set between the
+    steps.
     """
 
     def __init__(
@@ -1175,7 +1179,10 @@ class _Gallery:
             )
         self.frames_rel, self.half, self.workers = tuple(frames_rel), half, workers
         self.interval = res.interval_s
-        pieces = np.array_split(np.arange(len(self.shown)), 2 if workers else 1)
+        # in pieces handed to the helper processes; this process takes the pieces none has
+        # started once its figures are drawn
+        n_parts = GALLERY_PARTS if workers else 1
+        pieces = np.array_split(np.arange(len(self.shown)), n_parts)
         self.parts = [self.shown.iloc[idx].reset_index(drop=True) for idx in pieces if len(idx)]
         self.reading = [
             _submit(workers, _gallery_crops, res, stack_path, part, self.frames_rel, half)
@@ -1183,11 +1190,11 @@ class _Gallery:
         ]
 
     def html(self) -> str:
-        from .pipeline import _submit
+        from .pipeline import _gather, _submit
 
         if self.shown.empty:
             return _note("No deaths were found, so there is nothing to show.")
-        read = [task.result() for task in self.reading]
+        read = _gather(self.reading)
         channels, has_images, has_immune, n_frames = read[0][1:5]
         # notes about the sources come once, notes about deaths in the deaths' order
         notes = list(dict.fromkeys([*self.notes, *(n for r in read for n in r[5])]))
@@ -1221,7 +1228,7 @@ class _Gallery:
             )
             for part, r in zip(self.parts, read)
         ]
-        body = [row for task in drawing for row in task.result()]
+        body = [row for rows in _gather(drawing) for row in rows]
         head = ["<tr><th></th><th></th>"]
         for dt in self.frames_rel:
             if dt == 0:
@@ -1780,15 +1787,16 @@ def write_report(
     stack = Path(stack_path) if stack_path is not None else None
     notes: list[str] = []
     key = [col.EVENT_ID]
-    # a large gallery (seconds of crops to read, draw and encode) is made in worker
-    # processes while this one draws the figures
+    # a large gallery (seconds of crops to read, draw and encode) is made by the helper
+    # processes while this one draws the figures, and by this one after them
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
-    # as many workers as the run's frames had, so loky keeps its pool as it is
+    # as many helpers as the run's frames had, so loky keeps its pool as it is
+    from .pipeline import _helper_count
+
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
-    gallery = _Gallery(
-        res, stack, max_events=max_gallery_events, workers=workers if in_worker else 0
-    )
+    helpers = _helper_count(workers) if in_worker else 0
+    gallery = _Gallery(res, stack, max_events=max_gallery_events, workers=helpers)
     body = [
         _header(res, stack),
         _counts_section(res),

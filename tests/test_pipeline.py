@@ -135,9 +135,13 @@ def _tables(folder):
     }
 
 
-@pytest.mark.parametrize("parallel", ["processes", "threads"])
+@pytest.mark.parametrize("parallel", ["processes", "threads", "processes from a thread"])
 def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, parallel):
-    """Worker processes (loky) or threads: the same tables and label stacks as one worker."""
+    """Helper processes (loky) beside this one, or threads, or only helper processes (a
+    run from another thread, as napari's): the same tables and label stacks as one
+    worker."""
+    import threading
+
     import numpy as np
     import pandas as pd
     import tifffile
@@ -146,9 +150,20 @@ def test_frames_in_parallel_give_the_serial_results(tmp_path, small_movie, paral
     serial.segment.workers = 1
     par = PipelineConfig()
     par.segment.workers = 2
-    par.segment.parallel = parallel
+    par.segment.parallel = parallel.split()[0]
     a = run_stack(small_movie["movie"], serial, tmp_path / "serial", progress=False).out_dir
-    b = run_stack(small_movie["movie"], par, tmp_path / parallel, progress=False).out_dir
+    out = {}
+
+    def run():
+        out["b"] = run_stack(small_movie["movie"], par, tmp_path / "par", progress=False).out_dir
+
+    if parallel.endswith("thread"):
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+    else:
+        run()
+    b = out["b"]
     for name, table in _tables(a).items():
         pd.testing.assert_frame_equal(table, _tables(b)[name], obj=name)
     for pop in ("cells", "immune"):
@@ -200,13 +215,81 @@ def _fail(message):
     raise ValueError(message)
 
 
-@pytest.mark.parametrize("workers", [2, 0])
-def test_background_task_returns_its_value_or_reraises(workers):
+def test_helpers_beside_this_process_unless_called_from_another_thread():
+    """From the main thread this process works too (workers - 1 helpers); from another
+    (napari's worker thread) the helpers do all the work, so the viewer keeps Python's lock."""
+    import threading
+
+    from deathtrack.pipeline import _helper_count
+
+    assert [_helper_count(w) for w in (1, 2, 4)] == [0, 1, 3]
+    got = []
+    thread = threading.Thread(target=lambda: got.extend(_helper_count(w) for w in (1, 2, 4)))
+    thread.start()
+    thread.join()
+    assert got == [1, 2, 4]
+
+
+@pytest.mark.parametrize("helpers", [1, 0])
+def test_background_task_returns_its_value_or_reraises(helpers):
     from deathtrack.pipeline import _submit
 
-    assert _submit(workers, max, 3, 7).result() == 7
+    assert _submit(helpers, max, 3, 7).result() == 7
     with pytest.raises(ValueError, match="export failed"):
-        _submit(workers, _fail, "export failed").result()
+        _submit(helpers, _fail, "export failed").result()
+
+
+def _pid_after(seconds):
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_tasks_no_helper_has_started_run_here():
+    """Work stealing: gathering runs here the tasks still queued (the last first), so this
+    process never waits idle behind a queue it could empty; the values come in order."""
+    import os
+
+    from deathtrack.pipeline import _gather, _submit
+
+    _submit(1, _pid_after, 0.0).result()  # the helper is up
+    # loky hands a helper a few tasks at once (the one it runs and some queued)
+    tasks = [_submit(1, _pid_after, s) for s in (1.5, *[0.0] * 8)]
+    pids = _gather(tasks)
+    assert pids[0] != os.getpid()  # the helper's, started at once
+    assert pids[-3:] == [os.getpid()] * 3  # still queued behind it: run here
+    # with no helper, every task runs here, in order, when its value is needed
+    assert _gather([_submit(0, _pid_after, 0.0) for _ in range(3)]) == [os.getpid()] * 3
+    with pytest.raises(ValueError, match="writer failed"):
+        _gather([_submit(1, max, 1, 2), _submit(1, _fail, "writer failed")])
+
+
+def _touch(path):
+    from pathlib import Path
+
+    Path(path).touch()
+
+
+def test_a_cancelled_task_never_runs(tmp_path):
+    """A failed run drops the writers no helper has started (it waits for the others)."""
+    import time
+
+    from deathtrack.pipeline import _submit
+
+    _submit(1, _pid_after, 0.0).result()  # the helper is up
+    busy = [_submit(1, _pid_after, s) for s in (1.5, *[0.0] * 5)]  # loky holds a few
+    queued = _submit(1, _touch, tmp_path / "written")
+    assert queued.cancel()
+    here = _submit(0, _touch, tmp_path / "written_here")
+    assert here.cancel()
+    for task in busy:
+        task.result()
+    time.sleep(0.2)
+    assert not (tmp_path / "written").exists() and not (tmp_path / "written_here").exists()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        queued.result()
 
 
 def test_unknown_parallel_mode_is_a_config_error():

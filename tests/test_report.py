@@ -522,13 +522,14 @@ def test_crop_outlines_and_colours_are_scikit_image_and_matplotlib_s():
         assert np.array_equal(got, colormaps[name](x)[:, :3])
 
 
-def test_gallery_drawn_in_a_worker_process_is_the_same(results, monkeypatch):
-    """A large gallery is made in worker processes (half of the deaths each) while the
-    figures are drawn here; the page is the same as drawn here alone."""
+def test_gallery_drawn_by_helper_processes_is_the_same(results, monkeypatch):
+    """A large gallery is made in pieces by the helper processes while the figures are
+    drawn here (and here, the pieces no helper has started); the page is the same as
+    drawn here alone."""
     import deathtrack.report as report
 
     add_optional_tables(results)
-    assert len(pd.read_csv(results / "events.csv")) >= 3  # two unequal halves
+    assert len(pd.read_csv(results / "events.csv")) >= 3  # pieces of unequal sizes
     serial = write_report(results).read_text(encoding="utf-8")
     monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
     parallel = write_report(results).read_text(encoding="utf-8")
@@ -541,8 +542,8 @@ def test_gallery_drawn_in_a_worker_process_is_the_same(results, monkeypatch):
     assert len(parallel) == len(serial)
 
 
-def test_gallery_in_halves_says_each_source_note_once(results, monkeypatch, tmp_path):
-    """Both halves find the stack missing; the reader is told once."""
+def test_gallery_in_pieces_says_each_source_note_once(results, monkeypatch, tmp_path):
+    """Every piece finds the stack missing; the reader is told once."""
     import deathtrack.report as report
 
     monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
