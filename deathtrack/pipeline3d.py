@@ -170,7 +170,7 @@ def segment_movie_3d(
     import zarr
     from tqdm.auto import tqdm
 
-    from .pipeline import _channel_keys, _frame_backend
+    from .pipeline import _channel_keys, _frame_backend, _one_blas_thread
 
     nz, ny, nx = movie.shape[-3:]
     n = movie.n_frames
@@ -209,6 +209,8 @@ def segment_movie_3d(
     # never waits for this process to finish its own frame before it gets another
     pending: dict = {}
     next_t = 0
+    # this process segments frames beside helper processes: one BLAS thread, as they have
+    lift_blas_limit = _one_blas_thread(here and n_helpers > 0 and not own)
     try:
         while len(done) < n:
             while executor is not None and len(pending) < 2 * n_helpers and next_t < n:
@@ -235,6 +237,7 @@ def segment_movie_3d(
         # frames already started finish (a few seconds): they write into `work`, which
         # the caller removes after an error or a Cancel
         wait_for(list(pending))
+        lift_blas_limit()
         if own:
             executor.shutdown(wait=True)  # a thread pool of this call (loky's is reused)
     tables_by_pop: dict[str, list[pd.DataFrame]] = {pop: [] for pop in populations}

@@ -1791,12 +1791,35 @@ def write_report(
     # processes while this one draws the figures, and by this one after them
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
     # as many helpers as the run's frames had, so loky keeps its pool as it is
-    from .pipeline import _helper_count
+    from .pipeline import _helper_count, _one_blas_thread
 
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
     helpers = _helper_count(workers) if in_worker else 0
     gallery = _Gallery(res, stack, max_events=max_gallery_events, workers=helpers)
+    # this process draws beside the helpers: one BLAS thread, as they have
+    lift_blas_limit = _one_blas_thread(0 < helpers < workers)
+    try:
+        body = _report_body(res, stack, gallery, key, notes)
+    finally:
+        lift_blas_limit()
+    nav = [
+        ("counts", "Counts"),
+        ("incidence", "Deaths over time"),
+        ("recruitment", "Recruitment"),
+        ("stats", "Statistics"),
+        ("gallery", "Gallery"),
+        ("motility", "Motility"),
+        ("parameters", "Parameters"),
+        ("warnings", "Warnings"),
+    ]
+    text = _page(f"deathtrack report: {res.stem}", nav, body)
+    return _write_atomic(text, folder / REPORT_NAME)
+
+
+def _report_body(res: _Results, stack: Path | None, gallery: _Gallery, key, notes) -> list[str]:
+    """The sections of a stack's report, the gallery's gathered last (its pieces are made
+    by the helper processes meanwhile)."""
     body = [
         _header(res, stack),
         _counts_section(res),
@@ -1829,18 +1852,7 @@ def write_report(
         _warnings_block([*(res.run.get("warnings") or []), *res.notes, *notes]),
     ]
     body[body.index(None)] = gallery.html()
-    nav = [
-        ("counts", "Counts"),
-        ("incidence", "Deaths over time"),
-        ("recruitment", "Recruitment"),
-        ("stats", "Statistics"),
-        ("gallery", "Gallery"),
-        ("motility", "Motility"),
-        ("parameters", "Parameters"),
-        ("warnings", "Warnings"),
-    ]
-    text = _page(f"deathtrack report: {res.stem}", nav, body)
-    return _write_atomic(text, folder / REPORT_NAME)
+    return body
 
 
 def _summary_rows(out_dir: Path, stack_dirs: Sequence[str | Path] | None) -> pd.DataFrame:

@@ -239,27 +239,39 @@ def test_background_task_returns_its_value_or_reraises(helpers):
         _submit(helpers, _fail, "export failed").result()
 
 
-def _pid_after(seconds):
+def _pid_after(seconds, started=None):
     import os
     import time
+    from pathlib import Path
 
+    if started is not None:
+        Path(started).touch()
     time.sleep(seconds)
     return os.getpid()
 
 
-def test_tasks_no_helper_has_started_run_here():
+def test_tasks_no_helper_has_started_run_here(tmp_path):
     """Work stealing: gathering runs here the tasks still queued (the last first), so this
     process never waits idle behind a queue it could empty; the values come in order."""
     import os
+    import time
 
     from deathtrack.pipeline import _gather, _submit
 
-    _submit(1, _pid_after, 0.0).result()  # the helper is up
-    # loky hands a helper a few tasks at once (the one it runs and some queued)
-    tasks = [_submit(1, _pid_after, s) for s in (1.5, *[0.0] * 8)]
+    started = tmp_path / "started"
+    # loky hands its helpers a few tasks at once (the ones they run and some queued): of
+    # twelve, the last ones are still queued when they are gathered
+    tasks = [
+        _submit(1, _pid_after, 1.5, started),
+        *(_submit(1, _pid_after, 0.0) for _ in range(11)),
+    ]
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:  # a helper has the first
+        time.sleep(0.01)
     pids = _gather(tasks)
     assert pids[0] != os.getpid()  # the helper's, started at once
-    assert pids[-3:] == [os.getpid()] * 3  # still queued behind it: run here
+    assert pids[-1] == os.getpid()  # still queued behind it: run here
+    assert pids.count(os.getpid()) >= 5
     # with no helper, every task runs here, in order, when its value is needed
     assert _gather([_submit(0, _pid_after, 0.0) for _ in range(3)]) == [os.getpid()] * 3
     with pytest.raises(ValueError, match="writer failed"):
