@@ -464,24 +464,31 @@ class _Task:
         self._done = False
         self._value = self._error = None
 
+    def _take_back(self) -> bool:
+        """Whether it is this process's to run or drop: not done, and no helper has
+        started it (its place in the helpers' queue is given up)."""
+        if self._done or (self._future is not None and not self._future.cancel()):
+            return False
+        self._future = None
+        return True
+
     def steal(self) -> bool:
         """Run the function here if no helper has started it; whether it ran here."""
-        if self._done or (self._future is not None and not self._future.cancel()):
+        if not self._take_back():
             return False
         func, args, kwargs = self._call
         try:
             self._value = func(*args, **kwargs)
         except Exception as err:
             self._error = err
-        self._done, self._future = True, None
+        self._done = True
         return True
 
     def cancel(self) -> bool:
         """Drop it if it has not started; whether it was dropped."""
-        if self._done or (self._future is not None and not self._future.cancel()):
+        if not self._take_back():
             return False
-        self._done, self._future = True, None
-        self._error = RuntimeError("cancelled")
+        self._done, self._error = True, RuntimeError("cancelled")
         return True
 
     def result(self):
