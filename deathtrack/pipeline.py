@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import platform
-import tempfile
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -806,11 +806,53 @@ def outputs_intact(folder: str | Path, run_info: dict, *, verify: str = "sha256"
     return True
 
 
+def _work_folder(out_dir: Path) -> Path:
+    """A new name for a run's work folder in ``out_dir`` (``.work-*``), to create once the
+    caller holds the name: a signal between the folder's creation and its name being
+    set would leave it behind."""
+    from .io import WORK_PREFIX
+
+    return out_dir / f"{WORK_PREFIX}{secrets.token_hex(6)}"
+
+
+def _settle_zarr_writes(timeout_s: float = 10.0) -> None:
+    """Wait for the writes still running in zarr's I/O thread.
+
+    zarr 3 writes in a thread of its own while the caller waits; when Ctrl-C or SIGTERM
+    interrupts the wait, the write goes on, and can put a file back (``zarr.json``, a
+    chunk) into a work folder just removed (seen once in ~40 runs SIGTERMed on a busy
+    machine). zarr's loop is internal API: if it is not where it was, nothing is waited
+    for (the next run into the folder removes what is left: ``remove_stale_work``)."""
+    import asyncio
+
+    try:
+        from zarr.core import sync as zarr_sync
+
+        loop = zarr_sync.loop[0]
+    except (ImportError, AttributeError, IndexError, TypeError):
+        return
+    if loop is None or not loop.is_running():
+        return
+
+    async def others_done():
+        me = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not me]
+        if rest:
+            await asyncio.wait(rest)
+
+    try:
+        asyncio.run_coroutine_threadsafe(others_done(), loop).result(timeout_s)
+    except Exception:  # a timeout, a loop closing: remove what can be removed
+        pass
+
+
 def _remove_tree(path: Path) -> None:
-    """Remove a work folder, even when Ctrl-C or SIGTERM lands while it is being removed."""
+    """Remove a work folder, even when Ctrl-C or SIGTERM lands while it is being removed,
+    and after the label stores' writes still under way (:func:`_settle_zarr_writes`)."""
     import shutil
 
     try:
+        _settle_zarr_writes()
         shutil.rmtree(path, ignore_errors=True)
     except KeyboardInterrupt:
         shutil.rmtree(path, ignore_errors=True)
@@ -1037,7 +1079,6 @@ def run_stack(
     from .death import detect_deaths
     from .errors import StackChangedError
     from .io import (
-        WORK_PREFIX,
         ensure_folder,
         open_input,
         remove_stale_work,
@@ -1093,7 +1134,8 @@ def run_stack(
             work = None
             lift_blas_limit = _one_blas_thread(False)
             try:
-                work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
+                work = _work_folder(result.out_dir)
+                work.mkdir()
                 staged = work / "out"  # the outputs, moved into the folder when all are done
                 staged.mkdir()
                 t0 = time.perf_counter()

@@ -27,7 +27,6 @@ label stacks (``method = "labels"``).
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -303,7 +302,7 @@ def run_movie_3d(
 
     from .death import detect_deaths
     from .errors import ConfigError, StackChangedError
-    from .io import WORK_PREFIX, ensure_folder, remove_stale_work, results_lock
+    from .io import ensure_folder, remove_stale_work, results_lock
     from .pipeline import (
         _check_signal,
         _commit,
@@ -311,8 +310,10 @@ def run_movie_3d(
         _keep_reviews,
         _link,
         _notify,
+        _remove_tree,
         _versions,
         _with_time,
+        _work_folder,
         input_checksum,
         new_run_id,
         write_table,
@@ -341,7 +342,8 @@ def run_movie_3d(
             logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
         work = None
         try:
-            work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=result.out_dir))
+            work = _work_folder(result.out_dir)
+            work.mkdir()
             staged = work / "out"
             staged.mkdir()
             t0 = time.perf_counter()
@@ -462,8 +464,6 @@ def run_movie_3d(
             _commit(staged, result.out_dir, run_info)
         finally:
             if work is not None:
-                from .pipeline import _remove_tree
-
                 _remove_tree(work)
     for w in result.warnings:
         logger.warning("%s: %s", stack, w)

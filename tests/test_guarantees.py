@@ -395,6 +395,31 @@ def test_sigterm_writes_the_summary_and_keeps_finished_outputs(tmp_path, plate):
     assert rerun.summary.skipped.tolist() == [s in done for s in ("well0", "well1", "well2")]
 
 
+def test_a_label_write_still_under_way_does_not_outlive_the_work_folder(tmp_path):
+    """zarr 3 writes in its own I/O thread; a signal that interrupts the wait leaves the
+    write running, and it put ``labels_immune.zarr/zarr.json`` back into a work folder
+    just removed (CI, SIGTERM on a busy machine). Removal waits for such writes."""
+    import asyncio
+
+    import zarr  # noqa: F401  (its I/O loop, as the label stores use it)
+    from zarr.core.sync import _get_loop
+
+    from deathtrack.pipeline import _remove_tree
+
+    work = tmp_path / ".work-test"
+    work.mkdir()
+
+    async def late_write():  # what an interrupted store write does, 0.3 s late
+        await asyncio.sleep(0.3)
+        (work / "labels_immune.zarr").mkdir(parents=True, exist_ok=True)
+        (work / "labels_immune.zarr" / "zarr.json").write_text("{}")
+
+    pending = asyncio.run_coroutine_threadsafe(late_write(), _get_loop())
+    _remove_tree(work)
+    pending.result(timeout=5)
+    assert not work.exists()
+
+
 def test_ctrl_c_with_two_workers_reports_finished_stacks_as_ok(tmp_path, plate):
     pytest.importorskip("distributed")
     stacks = tmp_path / "stacks"
