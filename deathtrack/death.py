@@ -12,6 +12,13 @@ Per track, from the measured time series (``DESIGN.md``):
   none of the other signs (reporter as concentrated as before, one piece, no
   dye) is a live cell whose outline the segmentation trimmed, not a death.
 
+Faults of the segmentation that a track carries, seen on the dense development
+movies: a cell that gets a new track a frame or two before it ruptures (a merged
+pair came apart, a swollen cell segmented whole again) is called when the dye
+comes at the rupture, against the frames before it; a shrinkage found not to be a
+death (at the field's edge, or an outline trimmed) does not hide a later rupture
+with the dye; a dying cell split in two is one death, not two calls.
+
 The reporter is normalised by the median reporter of all cells in the same
 frame, so photobleaching is not a death. Parents of divisions (which round
 up and split), tracks that leave the field and short tracks are not called.
@@ -126,10 +133,52 @@ def _windows(cfg: DeathConfig, interval_s: float) -> dict[str, int]:
     }
 
 
+def _ruptures_at(tot: np.ndarray, rep: np.ndarray, i: int, w: int, cfg: DeathConfig) -> bool:
+    """Whether the cell's whole reporter (``tot``, reporter x area, any scale) falls at index
+    ``i`` by ``rupture_drop`` of its highest level in the ``w`` frames before, stays down as
+    long after, and what is left is dim (the mean reporter ``rep`` falls too: a division
+    the tracker missed, or a merged pair coming apart, also loses half the whole, but keeps
+    its concentration)."""
+    n = len(tot)
+    pre = float(np.max(tot[max(0, i - w) : i]))
+    post = tot[i : min(i + max(w, 2), n)]
+    if not (pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre):
+        return False
+    if len(post) < min(2, n - i):
+        return False
+    last = float(np.max(rep[max(0, i - 2) : i]))
+    return bool(np.median(rep[i : i + len(post)]) <= (1 - 0.75 * cfg.rupture_drop) * last)
+
+
+def _early_rupture(
+    area: np.ndarray, rep: np.ndarray, dye: np.ndarray, k0: int, w: int, cfg: DeathConfig
+) -> int:
+    """Index ``i`` in ``1 .. k0 - 1`` where a track ruptures before its baseline is complete,
+    or -1: a cell that got its track just before it died (a merged pair that came apart, a
+    swollen cell segmented whole again). Only with the dye coming at the same frame, above
+    every frame before it by ``dye_min_rise`` and staying so, which no segmentation fault
+    gives."""
+    tot = rep * area
+    for i in range(1, min(k0, len(area))):
+        if not _ruptures_at(tot, rep, i, w, cfg):
+            continue
+        after = dye[i : min(i + max(w, 2), len(dye))]
+        if np.min(after) - np.max(dye[:i]) > cfg.dye_min_rise:
+            return i
+    return -1
+
+
 def _track_death(
-    g: pd.DataFrame, cfg: DeathConfig, has_dye: bool, win: dict[str, int], interval_s: float
+    g: pd.DataFrame,
+    cfg: DeathConfig,
+    has_dye: bool,
+    win: dict[str, int],
+    interval_s: float,
+    *,
+    shrink_ok: bool = True,
 ) -> dict | None:
-    """Death of one track (rows sorted by frame), or None. ``win``: :func:`_windows`."""
+    """Death of one track (rows sorted by frame), or None. ``win``: :func:`_windows`.
+    ``shrink_ok`` False: a rupture only (the shrinkage found before was not a death)."""
     frames = g[col.FRAME].to_numpy()
     area = g[col.AREA_UM2].to_numpy(float)
     rep = g["reporter_rel"].to_numpy(float)
@@ -137,6 +186,11 @@ def _track_death(
     if n < win["min_track"]:
         return None
     k0 = max(2, min(win["baseline"], n // 3))
+    if has_dye:
+        # a rupture within the baseline's frames: the baseline is what came before it
+        early = _early_rupture(area, rep, g["dye_rel"].to_numpy(float), k0, win["rupture"], cfg)
+        if early > 0:
+            k0 = early
     base_area = float(np.median(area[:k0]))
     base_rep = float(np.median(rep[:k0]))
     if not (base_area > 0 and base_rep > 0):
@@ -152,19 +206,13 @@ def _track_death(
     rupture = -1
     w = win["rupture"]
     for i in range(k0, n):
-        pre = float(np.max(tot[max(0, i - w) : i]))
-        post = tot[i : min(i + max(w, 2), n)]
-        if pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre and len(post) >= min(2, n - i):
-            # ...and what is left is dim: a division the tracker missed, or a merged pair
-            # coming apart, also loses half the whole, but keeps its concentration
-            last = float(np.max(r_rel[max(0, i - 2) : i]))
-            if np.median(r_rel[i : i + len(post)]) <= (1 - 0.75 * cfg.rupture_drop) * last:
-                rupture = i
-                break
+        if _ruptures_at(tot, r_rel, i, w, cfg):
+            rupture = i
+            break
     # apoptotic shrinkage: area clearly and lastingly below baseline, and no recovery later
     # (a dying cell does not grow back; a cell squeezed by a neighbour or half out of the
     # field does)
-    shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"])
+    shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"]) if shrink_ok else -1
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
         shrink = -1
     if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
@@ -262,6 +310,90 @@ def _p_necroptotic(f: dict, cfg: DeathConfig, interval_s: float) -> float:
     return float(1 / (1 + np.exp(-z)))
 
 
+def _dye_at_once(found: dict, cfg: DeathConfig, interval_s: float) -> bool:
+    """Whether the dye came within ``dye_early_min`` (or the next frame) of the death."""
+    lag = found["dye_lag_min"]
+    return bool(np.isfinite(lag) and abs(lag) <= max(cfg.dye_early_min, interval_s / 60.0))
+
+
+def _not_a_death(
+    found: dict,
+    g: pd.DataFrame,
+    is_parent: bool,
+    win: dict[str, int],
+    cfg: DeathConfig,
+    image_shape: tuple[int, int] | None,
+) -> bool:
+    """Whether the change :func:`_track_death` found in track ``g`` is something else than a
+    death: a dividing cell rounding up, a cell moving out of the field, or an outline the
+    segmentation trimmed."""
+    i = found["index"]
+    if is_parent and i >= len(g) - win["guard"]:
+        return True  # rounding up before a division
+    if "touches_border" in g and found["kind"] == "shrink":
+        border = g["touches_border"].to_numpy(bool)
+        if border[i] and not border[: win["baseline"]].any():
+            return True  # moving out of the field shrinks the visible area
+        near = border[max(0, i - win["sustain"]) : i + win["sustain"] + 1].any()
+        if image_shape is not None:
+            # or within its own (baseline) radius of the edge: the field's drift may
+            # carry a cell out, and its outline at the edge comes and goes
+            near = near or _near_edge(g, i, win, image_shape)
+        if near and found["reporter_ratio_before"] < cfg.border_min_concentration:
+            # at the edge, visible area comes and goes as the cell drifts; only a
+            # shrinkage that also concentrates the reporter is apoptosis there
+            return True
+    # an outline that shrinks with the reporter as it was, whole, and no dye: the
+    # segmentation trimmed a live cell (a neighbour pressing, the seam between them
+    # drawn elsewhere); an apoptotic cell concentrates its reporter as it shrinks, then
+    # fragments, and takes up the dye
+    return bool(
+        found["kind"] == "shrink"
+        and found["reporter_ratio_before"] < cfg.shrink_min_concentration
+        and found["fragments_max_after"] <= 1
+        and not np.isfinite(found["dye_frame"])
+    )
+
+
+def _one_call_per_death(
+    rows: list[dict], sizes: list[tuple[float, int, int]], w: int, t0: int
+) -> list[int]:
+    """Which calls to keep (indices into ``rows``) when one death was called on two tracks:
+    the pieces of one dying cell that the segmentation split (each ruptures and takes up
+    the dye at once).
+
+    ``sizes``: each call's area at the death, its track's length and first frame. Two
+    calls within ``w`` frames (at least 1) are one death when their centres are closer
+    than 0.75 x the sum of their radii (from their areas at the death; two whole cells
+    side by side are a sum of radii apart), or closer than that sum when one of the two
+    tracks began at most ``w + 1`` frames before its death, after the movie's first frame
+    ``t0`` (a piece split off a dying cell). The call on the longer track is kept (more of
+    the cell's history behind its features)."""
+    keep = list(range(len(rows)))
+    if len(rows) < 2:
+        return keep
+    frame = np.array([r[col.FRAME] for r in rows], float)
+    yx = np.array([[r[col.Y_UM], r[col.X_UM]] for r in rows], float)
+    radius = np.sqrt(np.array([a for a, _, _ in sizes]) / np.pi)
+    length = np.array([n for _, n, _ in sizes])
+    first = np.array([f for _, _, f in sizes], float)
+    # (a track there from the movie's first frame was not split off anything)
+    young = (frame - first <= w + 1) & (first > t0)
+    kept: list[int] = []
+    for k in sorted(keep, key=lambda k: (-length[k], frame[k])):
+        same = False
+        for j in kept:
+            if abs(frame[j] - frame[k]) > max(w, 1):
+                continue
+            ratio = np.hypot(*(yx[j] - yx[k])) / (radius[j] + radius[k])
+            same = ratio < 0.75 or (ratio < 1.0 and (young[j] or young[k]))
+            if same:
+                break
+        if not same:
+            kept.append(k)
+    return sorted(kept)
+
+
 def detect_deaths(
     tracks: pd.DataFrame,
     lineage: pd.DataFrame | None = None,
@@ -329,38 +461,24 @@ def detect_deaths(
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
     win = _windows(cfg, interval_s)
     rows = []
+    sizes: list[tuple[float, int, int]] = []  # area at the death; track length, first frame
     for tid, g in df.groupby(col.TRACK_ID, sort=True):
         g = g.reset_index(drop=True)
         found = _track_death(g, cfg, has_dye, win, interval_s)
-        if found is None:
+        if (
+            found is not None
+            and found["kind"] == "shrink"
+            and _not_a_death(found, g, tid in parents, win, cfg, image_shape)
+        ):
+            # the shrinkage was not a death; a rupture later in the track may be, when the
+            # dye comes with it (what made the outline shrink, a neighbour or the field's
+            # edge, may also make the reporter seem to drop)
+            found = _track_death(g, cfg, has_dye, win, interval_s, shrink_ok=False)
+            if found is not None and not _dye_at_once(found, cfg, interval_s):
+                found = None
+        if found is None or _not_a_death(found, g, tid in parents, win, cfg, image_shape):
             continue
         i = found["index"]
-        if tid in parents and i >= len(g) - win["guard"]:
-            continue  # rounding up before a division
-        if "touches_border" in g and found["kind"] == "shrink":
-            border = g["touches_border"].to_numpy(bool)
-            if border[i] and not border[: win["baseline"]].any():
-                continue  # moving out of the field shrinks the visible area
-            near = border[max(0, i - win["sustain"]) : i + win["sustain"] + 1].any()
-            if image_shape is not None:
-                # or within its own (baseline) radius of the edge: the field's drift may
-                # carry a cell out, and its outline at the edge comes and goes
-                near = near or _near_edge(g, i, win, image_shape)
-            if near and found["reporter_ratio_before"] < cfg.border_min_concentration:
-                # at the edge, visible area comes and goes as the cell drifts; only a
-                # shrinkage that also concentrates the reporter is apoptosis there
-                continue
-        if (
-            found["kind"] == "shrink"
-            and found["reporter_ratio_before"] < cfg.shrink_min_concentration
-            and found["fragments_max_after"] <= 1
-            and not np.isfinite(found["dye_frame"])
-        ):
-            # an outline that shrinks with the reporter as it was, whole, and no dye: the
-            # segmentation trimmed a live cell (a neighbour pressing, the seam between
-            # them drawn elsewhere); an apoptotic cell concentrates its reporter as it
-            # shrinks, then fragments, and takes up the dye
-            continue
         r = g.iloc[i]
         p = _p_necroptotic(found, cfg, interval_s)
         mode = mode_from_p(p, cfg.uncertain_margin)
@@ -380,6 +498,9 @@ def detect_deaths(
                 **{k: found[k] for k in EVENT_COLUMNS[12:]},
             }
         )
+        sizes.append((float(r[col.AREA_UM2]), len(g), int(g[col.FRAME].iloc[0])))
+    t0 = int(df[col.FRAME].min())
+    rows = [rows[k] for k in _one_call_per_death(rows, sizes, win["rupture"], t0)]
     events = pd.DataFrame(rows, columns=[c for c in EVENT_COLUMNS if c != col.EVENT_ID])
     if cfg.classifier and len(events):
         from .classify import load_model, predict_p_necroptotic

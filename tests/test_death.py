@@ -167,3 +167,77 @@ def test_an_outline_that_shrinks_with_no_sign_of_apoptosis_is_not_a_death():
     for track in (concentrates, fragments, dye):
         ev = detect_deaths(_with_others(track), interval_s=60)
         assert ev["mode"].tolist() == ["apoptotic"], track.track_id.iloc[0]
+
+
+def _measured(*tracks):
+    """:func:`_with_others` with the dye channel's background as the pipeline measures it
+    (``dye_bg``): a live cell's dye is then 0, not the background's 100, which the
+    reporter-to-dye crosstalk correction would take for crosstalk."""
+    return _with_others(*tracks).assign(dye_bg=100.0)
+
+
+def _begins_at(start, track):
+    """``track`` as one that begins at frame ``start`` (a cell the segmentation gave a new
+    track: a merged pair came apart, a swollen cell was segmented whole again)."""
+    return track.assign(frame=track["frame"] + start)
+
+
+def test_a_rupture_in_a_track_s_first_frames_is_a_death_when_the_dye_comes_with_it():
+    """Its baseline is then the frame before the rupture; the dye, above every frame before
+    it and staying so, is what a segmentation fault never gives."""
+    n = 14  # min_track_min 12 minutes at 60 s
+    area = np.full(n, 250.0)
+    rep = np.r_[600.0, np.full(n - 1, 150.0)]
+    dye = np.r_[100.0, np.full(n - 1, 900.0)]
+    ev = detect_deaths(_measured(_begins_at(10, _track(1, area, rep, dye))), interval_s=60)
+    assert ev[["frame", "mode", "track_id"]].values.tolist() == [[11, "necroptotic", 1]]
+    assert ev.dye_frame.tolist() == [11] and ev.reporter_drop.iloc[0] == pytest.approx(0.75)
+    # the same drop with no dye coming: a track's first frames are too few to call it
+    no_dye = _track(1, area, rep, np.full(n, 100.0))
+    assert detect_deaths(_measured(_begins_at(10, no_dye)), interval_s=60).empty
+
+
+def test_a_rupture_after_a_shrinkage_that_was_not_a_death_is_the_death():
+    """A cell at the field's edge whose visible outline shrinks (not apoptosis: the reporter
+    does not concentrate), then ruptures and takes up the dye at once: the rupture is
+    called, as for any cell. Without the dye, nothing is (at the edge, a reporter that
+    seems to drop is the cell leaving)."""
+    area = np.r_[np.full(8, 250.0), np.full(T - 8, 190.0)]
+    rep = np.r_[np.full(20, 600.0), np.full(T - 20, 150.0)]
+    dye = np.r_[np.full(20, 100.0), np.full(T - 20, 900.0)]
+    border = np.r_[np.zeros(8, bool), np.ones(T - 8, bool)]
+    ev = detect_deaths(_measured(_track(1, area, rep, dye, border=border)), interval_s=60)
+    assert ev[["frame", "mode"]].values.tolist() == [[20, "necroptotic"]]
+    leaving = _track(1, area, rep, border=border)
+    assert detect_deaths(_measured(leaving), interval_s=60).empty
+
+
+def test_one_death_called_on_two_pieces_of_a_cell_is_one_call():
+    """The segmentation split a dying cell in two just before it ruptured: both pieces get
+    new tracks, both rupture and take up the dye. One death. Two whole cells side by side
+    (a sum of radii apart) that die in the same frame are two."""
+    n = 14
+    rep = np.r_[600.0, np.full(n - 1, 150.0)]
+    dye = np.r_[100.0, np.full(n - 1, 900.0)]
+    # pieces of 120 and 150 µm² (radii 6.2 and 6.9 µm) whose centres are 11 µm apart
+    a = _begins_at(10, _track(1, np.full(n, 120.0), rep, dye))
+    b = _begins_at(10, _track(2, np.full(n, 150.0), rep, dye, x=50 + 11 / 0.65))
+    ev = detect_deaths(_measured(a, b), interval_s=60)
+    assert len(ev) == 1 and ev.frame.tolist() == [11]
+    # whole cells of 250 µm² (radius 8.9 µm) side by side, tracked from the start
+    rep, dye = (
+        np.r_[np.full(18, 600.0), np.full(T - 18, 150.0)],
+        np.r_[np.full(18, 100.0), np.full(T - 18, 900.0)],
+    )
+    c = _track(3, np.full(T, 250.0), rep, dye)
+    d = _track(4, np.full(T, 250.0), rep, dye, x=50 + 17.8 / 0.65)
+    ev = detect_deaths(_measured(c, d), interval_s=60)
+    assert sorted(ev.track_id.tolist()) == [3, 4] and set(ev.frame) == {18}
+    # the same pieces 11 µm apart, but each tracked from the start: two cells, two deaths
+    rep, dye = (
+        np.r_[np.full(18, 600.0), np.full(T - 18, 150.0)],
+        np.r_[np.full(18, 100.0), np.full(T - 18, 900.0)],
+    )
+    e = _track(5, np.full(T, 120.0), rep, dye)
+    f = _track(6, np.full(T, 150.0), rep, dye, x=50 + 11 / 0.65)
+    assert len(detect_deaths(_measured(e, f), interval_s=60)) == 2
