@@ -360,7 +360,7 @@ def _one_call_per_death(
 ) -> list[int]:
     """Which calls to keep (indices into ``rows``) when one death was called on two tracks:
     the pieces of one dying cell that the segmentation split (each ruptures and takes up
-    the dye at once).
+    the dye at once), or a cell and, later, its ghost.
 
     ``sizes``: each call's area at the death, its track's length and first frame. Two
     calls within ``w`` frames (at least 1) are one death when their centres are closer
@@ -368,7 +368,9 @@ def _one_call_per_death(
     side by side are a sum of radii apart), or closer than that sum when one of the two
     tracks began at most ``w + 1`` frames before its death, after the movie's first frame
     ``t0`` (a piece split off a dying cell). The call on the longer track is kept (more of
-    the cell's history behind its features)."""
+    the cell's history behind its features). A later call closer than 0.75 x the sum of
+    the radii to an earlier one, on a track begun after that death and with no dye rise of
+    its own, is the dead cell's ghost fading: dropped."""
     keep = list(range(len(rows)))
     if len(rows) < 2:
         return keep
@@ -379,19 +381,27 @@ def _one_call_per_death(
     first = np.array([f for _, _, f in sizes], float)
     # (a track there from the movie's first frame was not split off anything)
     young = (frame - first <= w + 1) & (first > t0)
+
+    def ratio(j: int, k: int) -> float:
+        return float(np.hypot(*(yx[j] - yx[k])) / (radius[j] + radius[k]))
+
     kept: list[int] = []
     for k in sorted(keep, key=lambda k: (-length[k], frame[k])):
-        same = False
-        for j in kept:
-            if abs(frame[j] - frame[k]) > max(w, 1):
-                continue
-            ratio = np.hypot(*(yx[j] - yx[k])) / (radius[j] + radius[k])
-            same = ratio < 0.75 or (ratio < 1.0 and (young[j] or young[k]))
-            if same:
-                break
-        if not same:
+        if not any(
+            abs(frame[j] - frame[k]) <= max(w, 1)
+            and (ratio(j, k) < 0.75 or (ratio(j, k) < 1.0 and (young[j] or young[k])))
+            for j in kept
+        ):
             kept.append(k)
-    return sorted(kept)
+    # the ghost of a cell whose death was called before: a track begun after that death,
+    # in its place, whose call has no dye rise of its own (what it loses is the ghost
+    # fading); the earlier call is the death
+    no_dye_rise = np.array([not np.isfinite(r[col.DYE_FRAME]) for r in rows])
+    deaths: list[int] = []
+    for k in sorted(kept, key=lambda k: frame[k]):
+        if not any(first[k] > frame[j] and no_dye_rise[k] and ratio(j, k) < 0.75 for j in deaths):
+            deaths.append(k)
+    return sorted(deaths)
 
 
 def detect_deaths(

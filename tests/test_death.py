@@ -241,3 +241,22 @@ def test_one_death_called_on_two_pieces_of_a_cell_is_one_call():
     e = _track(5, np.full(T, 120.0), rep, dye)
     f = _track(6, np.full(T, 150.0), rep, dye, x=50 + 11 / 0.65)
     assert len(detect_deaths(_measured(e, f), interval_s=60)) == 2
+
+
+def test_the_ghost_of_a_cell_already_dead_is_not_a_second_death():
+    """A cell ruptures and takes up the dye (its death); later its ghost gets a track of its
+    own, in its place, dye-positive from its first frame; the ghost fades, which looks like
+    a rupture with no dye rise. One death. The same fading track elsewhere is called."""
+    rep = np.r_[np.full(15, 600.0), np.full(T - 15, 150.0)]
+    dye = np.r_[np.full(15, 100.0), np.full(T - 15, 900.0)]
+    cell = _track(1, np.full(T, 250.0), rep, dye)
+    n = 12  # frames 18-29: the ghost's track; it fades at frame 25
+    fading = np.r_[np.full(7, 300.0), np.full(n - 7, 100.0)]
+
+    def ghost(x):
+        return _begins_at(18, _track(2, np.full(n, 250.0), fading, np.full(n, 900.0), x=x))
+
+    ev = detect_deaths(_measured(cell, ghost(50.0)), interval_s=60)
+    assert ev[["track_id", "frame"]].values.tolist() == [[1, 15]]
+    elsewhere = detect_deaths(_measured(cell, ghost(50.0 + 30 / 0.65)), interval_s=60)
+    assert elsewhere[["track_id", "frame"]].values.tolist() == [[1, 15], [2, 25]]
