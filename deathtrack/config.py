@@ -399,9 +399,9 @@ class PopulationSegmentConfig(Section):
         le=1000,
         description="A carried cell's pixels stand this many noise SDs (of the smoothed "
         "image) above the median of its own surroundings (2.5, against 3 and 4: chosen on "
-        "development seeds 1-4 of coarse_slow and low_snr, where fading ghosts and bodies "
-        "were lost (cells F1 +0.01-0.04), and checked on seeds 1-2 of the other families, "
-        "which did not change by more than 0.003; scoring seeds never seen).",
+        "development seeds 1-4 of coarse_slow and low_snr, where fading ghosts were lost "
+        "(cells F1 up to +0.04), and checked on seeds 1-2 of the other families, which did "
+        "not change by more than 0.003; scoring seeds never seen).",
     )
 
     @model_validator(mode="after")

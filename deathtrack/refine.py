@@ -16,10 +16,7 @@ faults that no single frame can see:
   a lower threshold relative to its own surroundings: the faint ghost of a
   ruptured necroptotic cell, or a cell missed in one frame. Such objects are
   marked ``carried``. Only places where a cell just was are searched, so
-  uneven background elsewhere never becomes an object. A cell already in
-  pieces (apoptotic bodies, one label) is looked for as pieces: each body
-  found where the bodies were, outlined at a fraction of its own plateau, so
-  the bodies stay the one cell while they fade at their own pace.
+  uneven background elsewhere never becomes an object.
 
 This replaces a frame-wide search for dim objects, which drew objects into
 uneven background and the glow around bright cells.
@@ -254,23 +251,16 @@ def _find_faded(
     best, best_key = None, None
     signal = fill - bg
     mine = np.isin(cur[sl], pieces) if pieces else None
-    # a cell already in pieces (apoptotic bodies, one label since merge_fragments) is looked
-    # for as pieces: every piece found on it, each fading at its own pace, at the finest
-    # scale only (coarser ones blur bodies, the background between them and any texture
-    # there into one blob)
-    fragmented = ndi.label(ref, structure=np.ones((3, 3)))[1] >= 2
-    scales = (fine, max(2 * fine, 0.12 * diameter_um), max(4 * fine, 0.25 * diameter_um))
-    for scale_um in scales[:1] if fragmented else scales:
+    for scale_um in (fine, max(2 * fine, 0.12 * diameter_um), max(4 * fine, 0.25 * diameter_um)):
         found, clear = _faded_at(
-            signal, noise, a_mask, region, near_others, finite, scale_um / px, cfg, fragmented
+            signal, noise, a_mask, region, near_others, finite, scale_um / px, cfg
         )
         if found is None:
             continue
         found = ndi.binary_fill_holes(found) & ~others
-        if not fragmented and mine is not None and mine.any() and (found & ~mine).any():
+        if mine is not None and mine.any() and (found & ~mine).any():
             # one faint cell seen only where its texture peaks has signal between its
             # pieces; apoptotic bodies have background between them: they stay pieces
-            # (unless the cell was in pieces already: then they are its pieces)
             between = float(np.mean(signal[found & ~mine]))
             if between < 0.3 * float(np.mean(signal[mine])):
                 continue
@@ -283,20 +273,10 @@ def _find_faded(
     return best
 
 
-def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg, pieces=False):
+def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     """:func:`_find_faded` at one smoothing scale (``sigma`` pixels): the object or None,
     and whether its outline is clear of the noise (its plateau 8 noise SDs up, so the edge
-    at ``edge_fraction`` of it stands well out of the noise). With ``pieces``, every
-    component found on ``a_mask`` is kept (a cell in pieces), else the one most on it."""
-
-    def on_it(lab: np.ndarray, n: int) -> tuple[np.ndarray, int]:
-        overlap = np.bincount(lab[a_mask], minlength=n + 1)
-        overlap[0] = 0
-        if pieces:
-            return np.isin(lab, np.flatnonzero(overlap)), int(overlap.sum())
-        best = int(np.argmax(overlap))
-        return (lab == best) & (best > 0), int(overlap[best])
-
+    at ``edge_fraction`` of it stands well out of the noise)."""
     sigma = max(1.0, sigma)
     # smoothed over the pixels that are not other objects (their glow is not this cell's)
     w = gaussian((~near_others).astype(np.float32), sigma)
@@ -305,27 +285,27 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg, pi
     cand = (sm > cfg.carry_k * noise_s) & region & ~near_others & finite
     if not cand.any():
         return None, False
-    piece, on = on_it(*ndi.label(cand))
-    if on == 0:
+    lab, n = ndi.label(cand)
+    overlap = np.bincount(lab[a_mask], minlength=n + 1)
+    overlap[0] = 0
+    best = int(np.argmax(overlap))
+    if best == 0:
         return None, False
+    piece = lab == best
     # the outline where the signal falls to a fraction of the object's own plateau, as for
     # any object (segment.py): at the noise threshold alone the outline of a faint object
     # frays into the noise, and would grow frame after frame
     plateau = float(np.percentile(sm[piece], 90))
-    if pieces:  # each piece's outline at a fraction of its own plateau (bodies fade apart)
-        comp, n = ndi.label(piece)
-        level = np.zeros(n + 1)
-        for j, sl_j in enumerate(ndi.find_objects(comp), start=1):
-            level[j] = cfg.edge_fraction * np.percentile(sm[sl_j][comp[sl_j] == j], 90)
-        piece &= sm > np.maximum(cfg.carry_k * noise_s, level[comp])
-    else:
-        piece &= sm > max(cfg.carry_k * noise_s, cfg.edge_fraction * plateau)
+    piece &= sm > max(cfg.carry_k * noise_s, cfg.edge_fraction * plateau)
     lab, n = ndi.label(piece)
     if n == 0:
         return None, False
-    piece, on = on_it(lab, n)
+    overlap = np.bincount(lab[a_mask], minlength=n + 1)
+    overlap[0] = 0
+    best = int(np.argmax(overlap))
+    piece = lab == best
     a_area = a_mask.sum()
-    if on == 0 or piece.sum() < 0.3 * a_area or on < 0.3 * a_area:
+    if best == 0 or piece.sum() < 0.3 * a_area or overlap[best] < 0.3 * a_area:
         return None, False
     return piece, plateau >= 8 * noise_s
 
@@ -458,16 +438,7 @@ def refine_frame(
                     continue
                 whole = found.sum() >= 0.7 * area_prev[k]
                 if covered[k] >= 0.2 * area_prev[k] and not whole:
-                    # a cell in pieces (apoptotic bodies) whose fainter pieces were found
-                    # again: more of it than this frame's pieces, and all of them
-                    more = (
-                        len(pieces) > 0
-                        and ndi.label(a_mask, structure=np.ones((3, 3)))[1] >= 2
-                        and found.sum() > area_cur[pieces].sum()
-                        and np.isin(pieces, lab[sl][found]).all()
-                    )
-                    if not more:
-                        continue
+                    continue
                 if pieces:
                     lab[np.isin(lab, pieces)] = 0
                 lab[sl][found] = next_label
