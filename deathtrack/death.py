@@ -475,19 +475,21 @@ def detect_deaths(
     for tid, g in df.groupby(col.TRACK_ID, sort=True):
         g = g.reset_index(drop=True)
         found = _track_death(g, cfg, has_dye, win, interval_s)
-        if (
-            found is not None
-            and found["kind"] == "shrink"
-            and _not_a_death(found, g, tid in parents, win, cfg, image_shape)
-        ):
+        if found is None:
+            continue
+        if _not_a_death(found, g, tid in parents, win, cfg, image_shape):
+            if found["kind"] != "shrink":
+                continue
             # the shrinkage was not a death; a rupture later in the track may be, when the
             # dye comes with it (what made the outline shrink, a neighbour or the field's
             # edge, may also make the reporter seem to drop)
             found = _track_death(g, cfg, has_dye, win, interval_s, shrink_ok=False)
-            if found is not None and not _dye_at_once(found, cfg, interval_s):
-                found = None
-        if found is None or _not_a_death(found, g, tid in parents, win, cfg, image_shape):
-            continue
+            if (
+                found is None
+                or not _dye_at_once(found, cfg, interval_s)
+                or _not_a_death(found, g, tid in parents, win, cfg, image_shape)
+            ):
+                continue
         i = found["index"]
         r = g.iloc[i]
         p = _p_necroptotic(found, cfg, interval_s)
