@@ -156,16 +156,33 @@ def _early_rupture(
     """Index ``i`` in ``1 .. k0 - 1`` where a track ruptures before its baseline is complete,
     or -1: a cell that got its track just before it died (a merged pair that came apart, a
     swollen cell segmented whole again). Only with the dye coming at the same frame, above
-    every frame before it by ``dye_min_rise`` and staying so, which no segmentation fault
+    every frame before it by ``dye_min_rise_sd`` and staying so, which no segmentation fault
     gives."""
     tot = rep * area
     for i in range(1, min(k0, len(area))):
         if not _ruptures_at(tot, rep, i, w, cfg):
             continue
         after = dye[i : min(i + max(w, 2), len(dye))]
-        if np.min(after) - np.max(dye[:i]) > cfg.dye_min_rise:
+        if np.min(after) - np.max(dye[:i]) > cfg.dye_min_rise_sd:
             return i
     return -1
+
+
+def _dye_noise(df: pd.DataFrame, dye: pd.Series) -> float:
+    """The dye channel's unit of intensity in a movie: the median, over all cell rows, of
+    the dye's standard deviation within the cell (``dye_std``; most cells are alive, so
+    this is the pixel noise of a live cell in the dye channel). Without that column, the
+    median over frames of the spread of ``dye`` (above the frame's live level) across
+    cells (interquartile range / 1.349). 1 when neither is positive (no noise to scale by:
+    the raw units are kept)."""
+    std = df.get(f"{col.ROLE_DYE}_std")
+    if std is not None:
+        s = float(np.nanmedian(std.to_numpy(float))) if len(std) else np.nan
+        if s > 0:
+            return s
+    q = dye.groupby(df[col.FRAME]).quantile([0.25, 0.75]).unstack()
+    s = float(np.nanmedian((q[0.75] - q[0.25]).to_numpy(float))) / 1.349 if len(q) else np.nan
+    return s if s > 0 else 1.0
 
 
 def _track_death(
@@ -267,7 +284,7 @@ def _track_death(
         dye = g["dye_rel"].to_numpy(float)
         lo = float(np.median(dye[:k0]))
         hi = float(np.max(_rolling_median(dye)))
-        if hi - lo > cfg.dye_min_rise:
+        if hi - lo > cfg.dye_min_rise_sd:
             hit = np.flatnonzero(dye >= lo + 0.5 * (hi - lo))
             hit = hit[hit >= k0 - 1]
             if hit.size:
@@ -467,7 +484,10 @@ def detect_deaths(
         ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
         if ratio > 0.02:
             d = d - ratio * signal
-        df["dye_rel"] = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
+        d = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
+        # in units of the dye's pixel noise, so that ``dye_min_rise_sd`` means the same in
+        # any camera's units (8-bit, 16-bit, float scaled to 0-1)
+        df["dye_rel"] = d / _dye_noise(df, d)
     parents = set(lineage[col.PARENT_ID]) if lineage is not None and len(lineage) else set()
     win = _windows(cfg, interval_s)
     rows = []

@@ -42,6 +42,15 @@ def test_unknown_key_is_named(tmp_path):
         load_config(path)
 
 
+def test_a_renamed_key_names_its_new_name(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text("[death]\ndye_min_rise = 20\n")
+    with pytest.raises(
+        ConfigError, match=r"'death.dye_min_rise': it is now 'death.dye_min_rise_sd'"
+    ):
+        load_config(path)
+
+
 def test_unknown_section_is_named(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[segmnet]\nx = 1\n")

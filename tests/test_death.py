@@ -260,3 +260,27 @@ def test_the_ghost_of_a_cell_already_dead_is_not_a_second_death():
     assert ev[["track_id", "frame"]].values.tolist() == [[1, 15]]
     elsewhere = detect_deaths(_measured(cell, ghost(50.0 + 30 / 0.65)), interval_s=60)
     assert elsewhere[["track_id", "frame"]].values.tolist() == [[1, 15], [2, 25]]
+
+
+def test_the_dye_rise_is_read_in_units_of_the_dye_s_pixel_noise():
+    """``dye_min_rise_sd`` counts the dye's pixel noise within cells (``dye_std``), so the
+    same movie gives the same calls in any camera's units: 16-bit counts, 8-bit, or float
+    scaled to 0-1 (where a threshold in raw units would never see the dye)."""
+    area = np.r_[np.full(12, 250.0), 250 - 20 * np.arange(1, 6), np.full(T - 17, 150.0)]
+    rep = 600 * (250 / area) ** 0.6
+
+    def movie(rise, scale):
+        dye = np.r_[np.full(26, 100.0), np.full(T - 26, 100.0 + rise)]
+        df = _measured(_track(1, area, rep, dye)).assign(dye_std=10.0)
+        cols = ["cells_mean", "dye_mean", "dye_bg", "dye_std"]
+        return df.assign(**{c: df[c] * scale for c in cols})
+
+    for scale in (1.0, 255 / 4095, 1 / 65535):
+        # 1.5 noise SDs: uptake; 0.5: not (the default is 1)
+        ev = detect_deaths(movie(15.0, scale), interval_s=120)
+        assert ev[["frame", "mode", "dye_frame"]].values.tolist() == [[13, "apoptotic", 26]]
+        assert np.isnan(detect_deaths(movie(5.0, scale), interval_s=120).dye_frame).all()
+    # without ``dye_std``, the unit is the spread of the dye across cells (here none, so
+    # raw units are kept and any rise above 1 counts)
+    ev = detect_deaths(movie(5.0, 1.0).drop(columns="dye_std"), interval_s=120)
+    assert ev.dye_frame.tolist() == [26]

@@ -166,3 +166,33 @@ def test_deaths_found_do_not_depend_on_pixel_size_or_interval(movies):
     assert abs(n["movie"] - n_true) <= 0.1 * n_true, (n, n_true)
     for name in ("binned", "half"):
         assert abs(n[name] - n["movie"]) <= 0.1 * n["movie"], (n, n_true)
+
+
+def test_the_same_movie_in_another_camera_s_units_gives_the_same_deaths(movies):
+    """The movie as float32 scaled to 0-1 (as Fiji's 32-bit or a normalising export writes
+    it): the same deaths, and the same dye uptake found. No threshold is in raw intensity
+    units (``death.dye_min_rise_sd`` is in units of the dye's pixel noise)."""
+    movie = movies("baseline", 1101)
+    cfg = movie["config"]
+    stack = tifffile.imread(movie["paths"]["movie"])
+    _write_like(
+        movie["work"] / "scaled.ome.tif",
+        (stack / 65535.0).astype("float32"),
+        ["cells", "immune", "dye"],
+        cfg.pixel_size_um,
+        cfg.interval_s,
+    )
+    ref = movie["work"] / "out_movie" / "movie" / "events.csv"  # shared with the test above
+    if not ref.is_file():
+        _run(movie, movie["paths"]["movie"], name="out_movie")
+    events = {
+        "movie": pd.read_csv(ref),
+        "scaled": pd.read_csv(
+            _run(movie, movie["work"] / "scaled.ome.tif", "out_scaled") / "events.csv"
+        ),
+    }
+    n = {k: len(e) for k, e in events.items()}
+    dyed = {k: int(e.dye_frame.notna().sum()) for k, e in events.items()}
+    assert n["movie"] >= 10 and dyed["movie"] >= 5, (n, dyed)
+    assert abs(n["scaled"] - n["movie"]) <= 0.1 * n["movie"], n
+    assert abs(dyed["scaled"] - dyed["movie"]) <= 0.1 * dyed["movie"], dyed
