@@ -428,13 +428,15 @@ def _helper_count(workers: int) -> int:
     return max(workers - 1, 0) if here else workers
 
 
-def _one_blas_thread(active: bool) -> Callable[[], None]:
-    """Limit this process to one BLAS thread while it works beside helper processes
-    (``active``), as loky limits each helper; returns the function that lifts the limit.
+def _one_blas_thread(helpers: int, workers: int) -> Callable[[], None]:
+    """Limit this process to one BLAS thread while it works beside helper processes (of
+    ``workers`` processes at work, ``helpers`` are helpers: so when
+    ``0 < helpers < workers``), as loky limits each helper; returns the function that
+    lifts the limit.
 
     OpenBLAS's threads wait for work by spinning: two of them in this process took ~13 s
     of CPU from the helper over a 60-frame 1024² run (109 s of CPU against 95 s)."""
-    if not active:
+    if not 0 < helpers < workers:
         return lambda: None
     from threadpoolctl import threadpool_limits
 
@@ -1132,7 +1134,7 @@ def run_stack(
                 logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
             pending: list = []  # output files being written in worker processes
             work = None
-            lift_blas_limit = _one_blas_thread(False)
+            lift_blas_limit = _one_blas_thread(0, 1)
             try:
                 work = _work_folder(result.out_dir)
                 work.mkdir()
@@ -1146,7 +1148,7 @@ def run_stack(
                 )
                 # this process segments frames beside helper processes: one BLAS thread
                 lift_blas_limit = _one_blas_thread(
-                    backend == "loky" and _helper_count(workers) < workers
+                    _helper_count(workers) if backend == "loky" else 0, workers
                 )
                 objects, stores, frame_notes = _segment_movie(
                     movie,

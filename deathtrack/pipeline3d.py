@@ -194,7 +194,8 @@ def segment_movie_3d(
     executor, n_helpers, own = _helpers(seg_cfg, nz * ny * nx, n)
     # this process segments frames too unless the helpers are all the workers (a run
     # from another thread than the main one: see pipeline._helper_count)
-    here = executor is None or n_helpers < _frame_backend(seg_cfg, nz * ny * nx, n)[1]
+    frame_workers = _frame_backend(seg_cfg, nz * ny * nx, n)[1]
+    here = executor is None or n_helpers < frame_workers
     done: dict[int, tuple] = {}  # frame -> (tables, notes)
     bar = tqdm(total=n, desc="segment 3D", unit="frame", disable=not progress)
 
@@ -209,7 +210,7 @@ def segment_movie_3d(
     pending: dict = {}
     next_t = 0
     # this process segments frames beside helper processes: one BLAS thread, as they have
-    lift_blas_limit = _one_blas_thread(here and n_helpers > 0 and not own)
+    lift_blas_limit = _one_blas_thread(0 if own else n_helpers, frame_workers)
     try:
         while len(done) < n:
             while executor is not None and len(pending) < 2 * n_helpers and next_t < n:

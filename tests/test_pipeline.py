@@ -323,3 +323,27 @@ def test_cancel_with_worker_processes_leaves_no_half_written_outputs(tmp_path, s
     with pytest.raises(Cancelled):
         run_stack(small_movie["movie"], cfg, tmp_path, progress=False, on_progress=cancel_at_3)
     assert sorted(p.name for p in (tmp_path / "small").iterdir()) == []
+
+
+def test_one_blas_thread_only_beside_helper_processes():
+    """This process keeps one BLAS thread while it works beside helpers (0 < helpers <
+    workers) and gets its threads back after; with no helper, or when the helpers do all
+    the work, it is not limited."""
+    from threadpoolctl import threadpool_info
+
+    from deathtrack.pipeline import _one_blas_thread
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("this machine's BLAS has one thread: nothing to limit")
+    for helpers, workers in ((0, 2), (2, 2), (0, 1)):
+        lift = _one_blas_thread(helpers, workers)
+        assert blas_threads() == before
+        lift()
+    lift = _one_blas_thread(1, 2)
+    assert set(blas_threads()) == {1}
+    lift()
+    assert blas_threads() == before
