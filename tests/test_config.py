@@ -32,38 +32,33 @@ def test_simulation_config_round_trip(tmp_path):
     assert load_config(path, SimulationConfig) == cfg
 
 
-def test_unknown_key_is_named(tmp_path):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # a misspelt key: named with its section
+        (
+            "[input]\npixle_size_um = 0.5\n",
+            r"bad.toml: invalid configuration:\n  - unknown key 'input.pixle_size_um'",
+        ),
+        # a key of an earlier version: its new name
+        (
+            "[death]\ndye_min_rise = 20\n",
+            r"'death.dye_min_rise': it is now 'death.dye_min_rise_sd'",
+        ),
+        # a misspelt section
+        ("[segmnet]\nx = 1\n", "unknown key 'segmnet'"),
+        # a bad value: the key, the rule and the value
+        (
+            "[input]\npixel_size_um = -0.5\n",
+            r"input.pixel_size_um: Input should be greater than 0 \(got -0.5\)",
+        ),
+    ],
+    ids=["unknown key", "renamed key", "unknown section", "bad value"],
+)
+def test_a_bad_config_file_names_the_key_and_what_to_do(tmp_path, text, message):
     path = tmp_path / "bad.toml"
-    path.write_text("[input]\npixle_size_um = 0.5\n")
-    with pytest.raises(
-        ConfigError,
-        match=r"bad.toml: invalid configuration:\n  - unknown key 'input.pixle_size_um'",
-    ):
-        load_config(path)
-
-
-def test_a_renamed_key_names_its_new_name(tmp_path):
-    path = tmp_path / "old.toml"
-    path.write_text("[death]\ndye_min_rise = 20\n")
-    with pytest.raises(
-        ConfigError, match=r"'death.dye_min_rise': it is now 'death.dye_min_rise_sd'"
-    ):
-        load_config(path)
-
-
-def test_unknown_section_is_named(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text("[segmnet]\nx = 1\n")
-    with pytest.raises(ConfigError, match="unknown key 'segmnet'"):
-        load_config(path)
-
-
-def test_bad_value_names_key_value_and_rule(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text("[input]\npixel_size_um = -0.5\n")
-    with pytest.raises(
-        ConfigError, match=r"input.pixel_size_um: Input should be greater than 0 \(got -0.5\)"
-    ):
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(path)
 
 
