@@ -437,7 +437,8 @@ def detect_deaths(
     tracks
         Target-cell rows of ``tracks.csv``: ``frame, track_id, y, x, y_um,
         x_um, area_um2, <reporter>_mean`` (and ``dye_mean``, ``circularity``,
-        ``solidity``, ``n_fragments``, ``touches_border`` when present).
+        ``solidity``, ``n_fragments``, ``touches_border`` when present; ``dye_std``, the
+        dye's spread within each cell, sets the unit of ``dye_min_rise_sd``).
     lineage
         ``parent_id, child_id, frame``: parents of divisions are not deaths.
     config
