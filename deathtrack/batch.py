@@ -409,8 +409,14 @@ def _local_cluster(workers: int):
     from distributed import LocalCluster
 
     with _worker_env():
+        # no dashboard, and the scheduler's HTTP endpoints on a free port: by default they
+        # take 8787 and warn when another cluster (a notebook's, a second run) holds it
         return LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
         )
 
 

@@ -179,6 +179,28 @@ def test_local_dask_cluster_gives_byte_identical_tables(tmp_path, movies):
     assert info["status"] == "ok"
 
 
+def test_local_cluster_starts_when_port_8787_is_taken():
+    """Another Dask cluster (a notebook's, a second run, a parallel test) holds the default
+    dashboard port: the run's cluster starts anyway, without a warning (pytest turns
+    warnings into errors here)."""
+    pytest.importorskip("distributed")
+    import socket
+
+    from deathtrack.batch import _local_cluster
+
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:
+        pass  # something else holds it already: the same situation
+    try:
+        cluster = _local_cluster(1)
+        cluster.close()
+    finally:
+        holder.close()
+
+
 def test_unreachable_scheduler_is_one_clear_error(tmp_path, movies, monkeypatch):
     pytest.importorskip("distributed")
     import deathtrack.batch
