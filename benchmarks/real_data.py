@@ -45,6 +45,7 @@ from tracking_accuracy import ctc_scores, overlay  # noqa: E402
 
 from deathtrack.config import PipelineConfig, apply_overrides, load_config  # noqa: E402
 from deathtrack.evaluate import detection_scores  # noqa: E402
+from deathtrack.measure import measure_frame  # noqa: E402
 from deathtrack.pipeline import run_stack  # noqa: E402
 from deathtrack.segment import segment_frame  # noqa: E402
 
@@ -139,16 +140,13 @@ def adcc() -> list[dict]:
     bg = float(np.median(outside))
     noise = 1.4826 * float(np.median(np.abs(outside - bg)))
     n = int(pred.max())
-    mean_pi = np.bincount(pred.ravel(), pi.ravel(), n + 1)[1:] / np.maximum(
-        np.bincount(pred.ravel(), minlength=n + 1)[1:], 1
-    )
+    # each nucleus's PI: mean and spread (measured as the pipeline measures every channel)
+    nuclei = measure_frame(pred, {"pi": pi}, pixel_size_um=px, features=())
     # the dye rise a death needs is in units of the dye's pixel noise within cells (the
     # median over nuclei of the PI's standard deviation inside each), as in detect_deaths
-    count = np.maximum(np.bincount(pred.ravel(), minlength=n + 1)[1:], 1)
-    mean_sq = np.bincount(pred.ravel(), pi.ravel().astype(np.float64) ** 2, n + 1)[1:] / count
-    unit = float(np.median(np.sqrt(np.maximum(mean_sq - mean_pi**2, 0)))) if n else 0.0
+    unit = float(nuclei["pi_std"].median()) if n else 0.0
     rise = max(cfg.death.dye_min_rise_sd * unit, 3 * noise)
-    positive = np.flatnonzero(mean_pi - bg > rise) + 1
+    positive = nuclei.loc[nuclei["pi_mean"] - bg > rise, "label"].to_numpy()
     # bright PI objects that no nucleus covers (a dead cell whose Hoechst is faint)
     from scipy import ndimage as ndi
 
