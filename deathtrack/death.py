@@ -402,13 +402,15 @@ def _one_call_per_death(
     def ratio(j: int, k: int) -> float:
         return float(np.hypot(*(yx[j] - yx[k])) / (radius[j] + radius[k]))
 
+    def one_death(j: int, k: int) -> bool:
+        if abs(frame[j] - frame[k]) > max(w, 1):
+            return False
+        r = ratio(j, k)
+        return r < 0.75 or (r < 1.0 and bool(young[j] or young[k]))
+
     kept: list[int] = []
     for k in sorted(keep, key=lambda k: (-length[k], frame[k])):
-        if not any(
-            abs(frame[j] - frame[k]) <= max(w, 1)
-            and (ratio(j, k) < 0.75 or (ratio(j, k) < 1.0 and (young[j] or young[k])))
-            for j in kept
-        ):
+        if not any(one_death(j, k) for j in kept):
             kept.append(k)
     # the ghost of a cell whose death was called before: a track begun after that death,
     # in its place, whose call has no dye rise of its own (what it loses is the ghost
