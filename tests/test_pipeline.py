@@ -347,3 +347,70 @@ def test_one_blas_thread_only_beside_helper_processes():
     assert set(blas_threads()) == {1}
     lift()
     assert blas_threads() == before
+
+
+# --- crosstalk -------------------------------------------------------------------------------
+
+
+def test_movie_crosstalk_is_the_median_of_the_first_frames():
+    from deathtrack.pipeline import _movie_crosstalk
+
+    notes = [
+        {"crosstalk": {"cells": 0.15, "immune": 0.0}},
+        {"crosstalk": {"cells": 0.17, "immune": 0.025}},
+        {"crosstalk": {"cells": 0.16}},  # no immune cell seen in this frame
+        {},  # a frame from before the notes had the key
+    ]
+    got = _movie_crosstalk(notes, ["cells", "immune"])
+    # immune: median of 0 and 0.025 is 0.0125, below 0.02: no crosstalk
+    assert got == {"cells": ("immune", pytest.approx(0.16)), "immune": ("cells", 0.0)}
+    # a population no frame measured is left to later frames
+    assert _movie_crosstalk([{"crosstalk": {"cells": 0.1}}], ["cells", "immune"]) == {
+        "cells": ("immune", pytest.approx(0.1))
+    }
+
+
+def test_crosstalk_is_measured_once_and_taken_out_of_every_frame(tmp_path):
+    """Bleed-through both ways: measured on the first frames, recorded in run.json close to
+    the simulated ratios, and taken out of every later frame before it is segmented. The
+    results do not depend on the workers (no frame after the first ones starts before the
+    movie's ratio is known)."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import tifffile
+
+    from deathtrack.pipeline import CROSSTALK_FRAMES
+    from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+
+    truth = {"cells_to_immune": 0.12, "immune_to_cells": 0.15}
+    sim = simulate(
+        SimulationConfig(
+            seed=5, shape_yx=(160, 160), n_frames=10, n_cells=10, n_immune=10, crosstalk=truth
+        )
+    )
+    movie = write_simulation(sim, tmp_path / "sim", name="xt")["movie"]
+    assert sim.config.n_frames > CROSSTALK_FRAMES
+    outs = {}
+    for workers, parallel in ((1, "threads"), (2, "processes")):
+        cfg = PipelineConfig()
+        cfg.segment.workers = workers
+        cfg.segment.parallel = parallel
+        outs[workers] = run_stack(movie, cfg, tmp_path / f"w{workers}", progress=False).out_dir
+    run = json.loads((outs[1] / "run.json").read_text())
+    assert run["crosstalk"]["cells"]["from"] == "immune"
+    assert run["crosstalk"]["cells"]["ratio"] == pytest.approx(truth["immune_to_cells"], abs=0.03)
+    assert run["crosstalk"]["immune"]["ratio"] == pytest.approx(truth["cells_to_immune"], abs=0.03)
+    # and the report says so
+    from deathtrack.report import write_report
+
+    report = write_report(outs[1], max_gallery_events=0).read_text()
+    assert "Crosstalk taken out" in report and "x the immune channel" in report
+    for name, table in _tables(outs[1]).items():
+        pd.testing.assert_frame_equal(table, _tables(outs[2])[name], obj=name)
+    for pop in ("cells", "immune"):
+        assert np.array_equal(
+            tifffile.imread(outs[1] / f"labels_{pop}.tif"),
+            tifffile.imread(outs[2] / f"labels_{pop}.tif"),
+        )
