@@ -232,7 +232,21 @@ def _track_death(
     shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"]) if shrink_ok else -1
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
         shrink = -1
-    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
+    # the dye's lasting rise, as an index (-1: none)
+    dye_at = -1
+    if has_dye:
+        dye = g["dye_rel"].to_numpy(float)
+        lo = float(np.median(dye[:k0]))
+        hi = float(np.max(_rolling_median(dye)))
+        if hi - lo > cfg.dye_min_rise_sd:
+            hit = np.flatnonzero(dye >= lo + 0.5 * (hi - lo))
+            hit = hit[hit >= k0 - 1]
+            if hit.size:
+                dye_at = int(hit[0])
+    # a shrinkage that ends in a jump to a smaller object is a division the tracker did
+    # not see, unless the cell takes up the dead-cell dye afterwards (a dividing cell never
+    # does; an apoptotic one that falls apart into bodies does, when it dies)
+    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg) and dye_at < shrink:
         shrink = -1
 
     if rupture < 0 and shrink < 0:
@@ -279,16 +293,7 @@ def _track_death(
         if "n_fragments" in g
         else 1.0,
     }
-    dye_frame = np.nan
-    if has_dye:
-        dye = g["dye_rel"].to_numpy(float)
-        lo = float(np.median(dye[:k0]))
-        hi = float(np.max(_rolling_median(dye)))
-        if hi - lo > cfg.dye_min_rise_sd:
-            hit = np.flatnonzero(dye >= lo + 0.5 * (hi - lo))
-            hit = hit[hit >= k0 - 1]
-            if hit.size:
-                dye_frame = float(frames[hit[0]])
+    dye_frame = float(frames[dye_at]) if dye_at >= 0 else np.nan
     feats["dye_lag_min"] = (
         float(dye_frame - frames[death]) * interval_s / 60.0 if np.isfinite(dye_frame) else np.nan
     )

@@ -150,6 +150,28 @@ def test_a_division_the_tracker_missed_is_not_apoptosis():
     assert detect_deaths(_with_others(dying), interval_s=60)["mode"].tolist() == ["apoptotic"]
 
 
+def test_an_apoptotic_cell_falling_into_bodies_is_a_death_when_it_takes_up_the_dye():
+    """Shrinks in place over three frames, then the track jumps to its largest body (a
+    third of the area, its centre beside the cell's): what a missed division also shows,
+    except that the dead-cell dye comes later. Found on coarse development movies
+    (9-10 min frames), where the shrinkage and the break-up are one frame apart."""
+    area = np.r_[np.full(12, 250.0), [205.0, 185.0, 180.0], np.full(T - 15, 70.0)]
+    rep = 600 * (250 / np.minimum(area, 180.0)) ** 0.6
+    dye = np.r_[np.full(22, 100.0), np.full(T - 22, 900.0)]
+    track = _track(1, area, rep, dye)
+    track.loc[track.frame >= 15, "x_um"] += 5.0  # the largest body, beside the cell's centre
+    ev = detect_deaths(_with_others(track), interval_s=540)
+    assert (ev["mode"].tolist(), ev.frame.tolist(), ev.dye_frame.tolist()) == (
+        ["apoptotic"],
+        [12],
+        [22],
+    )
+    # no dye: the same track reads as a division the tracker missed
+    assert detect_deaths(
+        _with_others(_track(1, area, rep).assign(x_um=track.x_um)), interval_s=540
+    ).empty
+
+
 def test_an_outline_that_shrinks_with_no_sign_of_apoptosis_is_not_a_death():
     """A live cell whose outline the segmentation trims (a neighbour pressing, the seam
     drawn elsewhere): the area falls and stays down, but the reporter does not concentrate,
