@@ -194,9 +194,8 @@ def _segment_measure_frame(
     other's cells (bleed-through). Its ratio is the microscope's, the same in every frame:
     ``job["crosstalk"]`` holds the movie's (population -> (other population, ratio)), and
     the other's channel is then taken out before segmenting. A population it does not
-    hold (the movie's first frames, :data:`CROSSTALK_FRAMES`, and every frame when those
-    disagreed, see :func:`_movie_crosstalk`) has the ratio measured in this frame where
-    the other's cells are, and is segmented again when there is some.
+    hold (the movie's first frames, :data:`CROSSTALK_FRAMES`) has the ratio measured in
+    this frame where the other's cells are, and is segmented again when there is some.
     """
     from .segment import crosstalk_ratio
 
@@ -274,29 +273,18 @@ def _warm_helper() -> None:
 CROSSTALK_FRAMES = 4
 
 
-#: the first frames' ratios make the movie's only when they agree: all 0, or all within
-#: this factor of one another
-CROSSTALK_AGREE = 1.5
-
-
 def _movie_crosstalk(notes: list[dict], populations) -> dict[str, tuple[str, float]]:
     """The movie's crosstalk from the ratios its first frames measured: population ->
-    (other population, ratio). Only where they agree: 0 when every frame found none, the
-    median when every frame found some and the largest is at most
-    :data:`CROSSTALK_AGREE` x the smallest. Otherwise (a confluent field, where the
-    other's cells lie on this population's and little background is left to measure
-    against, gave 0.08, 0.05, 0, 0.12 for a true 0.028), or with fewer than 3 frames
-    measured, the population is left out and each later frame measures its own."""
+    (other population, median ratio; 0 below 0.02, as for one frame). A population no
+    frame measured (the other's cells not seen yet) is left out: later frames measure
+    theirs."""
     out = {}
     for pop in populations:
-        values = np.array([f["crosstalk"][pop] for f in notes if pop in f.get("crosstalk", {})])
-        if len(values) < 3:
-            continue
-        other = next(p for p in populations if p != pop)
-        if not values.any():
-            out[pop] = (other, 0.0)
-        elif values.min() > 0 and values.max() <= CROSSTALK_AGREE * values.min():
-            out[pop] = (other, float(np.median(values)))
+        values = [f["crosstalk"][pop] for f in notes if pop in f.get("crosstalk", {})]
+        if values:
+            other = next(p for p in populations if p != pop)
+            ratio = float(np.median(values))
+            out[pop] = (other, ratio if ratio >= 0.02 else 0.0)
     return out
 
 
@@ -1290,10 +1278,6 @@ def run_stack(
                     pop: {"from": other, "ratio": round(ratio, 4)}
                     for pop, (other, ratio) in crosstalk.items()
                 }
-                if cfg.segment.unmix and len(populations) == 2:
-                    for pop in populations:  # the first frames disagreed: frame by frame
-                        other = next(p for p in populations if p != pop)
-                        result.crosstalk.setdefault(pop, {"from": other, "ratio": "per frame"})
                 result.timings_s["segment_measure"] = time.perf_counter() - t0
                 result.stages.append("segment")
                 result.stages.append("measure")

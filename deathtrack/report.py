@@ -1708,20 +1708,17 @@ def _parameters_block(run: dict) -> str:
     ]
     crosstalk = {p: c for p, c in (run.get("crosstalk") or {}).items() if c.get("ratio")}
     if crosstalk:
-
-        def how(c: dict) -> str:
-            if isinstance(c["ratio"], str):  # the first frames disagreed
-                return f"measured in each frame (from the {_e(c['from'])} channel)"
-            return f"{_num(c['ratio'])} x the {_e(c['from'])} channel"
-
         out.append(
             "<h3>Crosstalk taken out</h3>"
             + _note(
                 "Bleed-through between the two populations' channels, measured on the "
-                "movie's first frames and, where they agreed, subtracted from every later "
-                "frame before it was segmented (segment.unmix)."
+                "movie's first frames and subtracted from every later frame before it was "
+                "segmented (segment.unmix)."
             )
-            + _kv_table((f"{_e(pop)} channel", how(c)) for pop, c in crosstalk.items())
+            + _kv_table(
+                (f"{_e(pop)} channel", f"{_num(c['ratio'])} x the {_e(c['from'])} channel")
+                for pop, c in crosstalk.items()
+            )
         )
     extra = []
     if run.get("versions"):

@@ -329,26 +329,6 @@ def test_report_with_no_deaths(results):
     check_self_contained(page)
 
 
-def test_report_says_what_crosstalk_was_taken_out(results):
-    """A ratio for the movie, or measured frame by frame when the first frames disagreed;
-    nothing when none was found."""
-    import json
-
-    run = json.loads((results / "run.json").read_text())
-    run["crosstalk"] = {
-        "cells": {"from": "immune", "ratio": "per frame"},
-        "immune": {"from": "cells", "ratio": 0.112},
-    }
-    (results / "run.json").write_text(json.dumps(run))
-    text = read_page(write_report(results)).text
-    assert "Crosstalk taken out" in text
-    assert "0.112 x the cells channel" in text
-    assert "measured in each frame (from the immune channel)" in text
-    run["crosstalk"] = {"immune": {"from": "cells", "ratio": 0.0}}
-    (results / "run.json").write_text(json.dumps(run))
-    assert "Crosstalk taken out" not in read_page(write_report(results)).text
-
-
 def test_reviewed_calls_win_and_text_is_escaped(results):
     events = pd.read_csv(results / "events.csv")
     events["reviewed_mode"] = ""
