@@ -257,17 +257,6 @@ def _segment_measure_frame(
     return labels, tables, notes
 
 
-#: whether a helper process has returned a frame to this process (its imports are done):
-#: the movie's first frames (see :data:`CROSSTALK_FRAMES`) then go to the helpers too
-_HELPERS_WARM = False
-
-
-def _warm_helper() -> None:
-    """Run in a helper process: the imports its frames need, done while this process
-    segments a movie's first frames."""
-    from . import measure, segment  # noqa: F401
-
-
 #: the movie's crosstalk ratios are measured on its first frames (each measures them, the
 #: median is the movie's), then taken out of every later frame before it is segmented
 CROSSTALK_FRAMES = 4
@@ -695,18 +684,8 @@ def _segment_movie(
         if first >= n:
             segment(range(n))
         else:
-            if backend == "loky" and not _HELPERS_WARM:
-                # helpers that have not worked yet spend seconds on their imports: this
-                # process segments the first frames alone meanwhile
-                pool = _helper_pool(_helper_count(workers))
-                for _ in range(_helper_count(workers)):
-                    pool.submit(_warm_helper)
-                for t in range(first):
-                    collect(t, *_segment_measure_frame(*inputs(t)))
-            else:
-                # a helper has one frame at a time in the first frames, so that they end
-                # together
-                segment(range(first), ahead=1)
+            # a helper has one frame at a time in the first frames, so that they end together
+            segment(range(first), ahead=1)
             job["crosstalk"] = _movie_crosstalk(frame_notes, populations)
             for pop, (other, ratio) in job["crosstalk"].items():
                 logger.info(
@@ -765,7 +744,6 @@ def _segment_with_helpers(
     from concurrent.futures import FIRST_COMPLETED
     from concurrent.futures import wait as wait_for
 
-    global _HELPERS_WARM
     pool = _helper_pool(helpers)
     done: dict[int, tuple] = {}
     n = frames.stop
@@ -782,7 +760,6 @@ def _segment_with_helpers(
             ready = wait_for(list(pending), return_when=FIRST_COMPLETED).done
         for future in ready:
             labels, tabs, notes = future.result()
-            _HELPERS_WARM = True
             labels = {pop: _unpacked(lab) for pop, lab in labels.items()}
             done[pending.pop(future)] = (labels, tabs, notes)
         while next_collect in done:

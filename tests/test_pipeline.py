@@ -370,19 +370,17 @@ def test_movie_crosstalk_is_the_median_of_the_first_frames():
     }
 
 
-def test_crosstalk_is_measured_once_and_taken_out_of_every_frame(tmp_path, monkeypatch):
+def test_crosstalk_is_measured_once_and_taken_out_of_every_frame(tmp_path):
     """Bleed-through both ways: measured on the first frames, recorded in run.json close to
     the simulated ratios, and taken out of every later frame before it is segmented. The
     results do not depend on the workers (no frame after the first ones starts before the
-    movie's ratio is known), nor on whether the helper processes had worked before (the
-    first frames are then theirs too)."""
+    movie's ratio is known)."""
     import json
 
     import numpy as np
     import pandas as pd
     import tifffile
 
-    from deathtrack import pipeline
     from deathtrack.pipeline import CROSSTALK_FRAMES
     from deathtrack.simulate import SimulationConfig, simulate, write_simulation
 
@@ -395,27 +393,24 @@ def test_crosstalk_is_measured_once_and_taken_out_of_every_frame(tmp_path, monke
     movie = write_simulation(sim, tmp_path / "sim", name="xt")["movie"]
     assert sim.config.n_frames > CROSSTALK_FRAMES
     outs = {}
-    for name, workers, warm in (("serial", 1, None), ("cold", 2, False), ("warm", 2, True)):
+    for workers, parallel in ((1, "threads"), (2, "processes")):
         cfg = PipelineConfig()
         cfg.segment.workers = workers
-        cfg.segment.parallel = "processes"
-        if warm is not None:
-            monkeypatch.setattr(pipeline, "_HELPERS_WARM", warm)
-        outs[name] = run_stack(movie, cfg, tmp_path / name, progress=False).out_dir
-    run = json.loads((outs["serial"] / "run.json").read_text())
+        cfg.segment.parallel = parallel
+        outs[workers] = run_stack(movie, cfg, tmp_path / f"w{workers}", progress=False).out_dir
+    run = json.loads((outs[1] / "run.json").read_text())
     assert run["crosstalk"]["cells"]["from"] == "immune"
     assert run["crosstalk"]["cells"]["ratio"] == pytest.approx(truth["immune_to_cells"], abs=0.03)
     assert run["crosstalk"]["immune"]["ratio"] == pytest.approx(truth["cells_to_immune"], abs=0.03)
     # and the report says so
     from deathtrack.report import write_report
 
-    report = write_report(outs["serial"], max_gallery_events=0).read_text()
+    report = write_report(outs[1], max_gallery_events=0).read_text()
     assert "Crosstalk taken out" in report and "x the immune channel" in report
-    for other in ("cold", "warm"):
-        for name, table in _tables(outs["serial"]).items():
-            pd.testing.assert_frame_equal(table, _tables(outs[other])[name], obj=name)
-        for pop in ("cells", "immune"):
-            assert np.array_equal(
-                tifffile.imread(outs["serial"] / f"labels_{pop}.tif"),
-                tifffile.imread(outs[other] / f"labels_{pop}.tif"),
-            )
+    for name, table in _tables(outs[1]).items():
+        pd.testing.assert_frame_equal(table, _tables(outs[2])[name], obj=name)
+    for pop in ("cells", "immune"):
+        assert np.array_equal(
+            tifffile.imread(outs[1] / f"labels_{pop}.tif"),
+            tifffile.imread(outs[2] / f"labels_{pop}.tif"),
+        )
