@@ -68,8 +68,6 @@ class RunResult:
     counts: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    #: the crosstalk taken out of each channel: population -> {"from": other, "ratio": r}
-    crosstalk: dict[str, Any] = field(default_factory=dict)
 
 
 def input_checksum(path: str | Path, *, chunk: int = 1 << 22) -> str:
@@ -187,94 +185,44 @@ def _segment_measure_frame(
     Non-finite pixels are replaced (see :func:`_sanitize_frame`); a population
     whose channel is constant in this frame (no signal) gets no objects here.
     Notes: ``nonfinite`` (pixels replaced), ``no_finite`` (channels without a
-    finite pixel), ``blank`` (population -> the constant value of its channel),
-    ``crosstalk`` (population -> the ratio measured in this frame, see below).
-
-    Crosstalk (``job["unmix"]``, two populations): each population's channel may show the
-    other's cells (bleed-through). Its ratio is the microscope's, the same in every frame:
-    ``job["crosstalk"]`` holds the movie's (population -> (other population, ratio)), and
-    the other's channel is then taken out before segmenting. A population it does not
-    hold (the movie's first frames, :data:`CROSSTALK_FRAMES`) has the ratio measured in
-    this frame where the other's cells are, and is segmented again when there is some.
+    finite pixel), ``blank`` (population -> the constant value of its channel).
     """
     from .segment import crosstalk_ratio
 
     frame, n_bad, no_finite = _sanitize_frame(np.asarray(frame))
-    notes: dict[str, Any] = {
-        "nonfinite": n_bad,
-        "no_finite": no_finite,
-        "blank": {},
-        "crosstalk": {},
-    }
-    pops = job["populations"]
-    raw = {pop: frame[job["roles"][pop]].astype(np.float32) for pop in pops}
-    for pop in pops:
-        lo, hi = float(raw[pop].min()), float(raw[pop].max())
-        if pop not in given and lo == hi:  # no signal: nothing to segment
-            notes["blank"][pop] = lo
-    own = [pop for pop in pops if pop not in given and pop not in notes["blank"]]
-    pair = bool(job.get("unmix")) and len(pops) == 2
-    fixed = (job.get("crosstalk") or {}) if pair else {}
-    images = dict(raw)
-    unmixed: dict[str, tuple[str, float, float]] = {}
-
-    def unmix(pop: str, other: str, ratio: float, bg: float) -> None:
-        images[pop] = raw[pop] - np.float32(ratio) * (raw[other] - np.float32(bg))
-        unmixed[pop] = (other, ratio, bg)
-
-    for pop, (other, ratio) in fixed.items():
-        if ratio > 0 and pop in own:
-            # any constant will do for the other's background: the segmentation does not
-            # depend on a constant added to the image
-            unmix(pop, other, ratio, float(np.median(raw[other])))
+    notes: dict[str, Any] = {"nonfinite": n_bad, "no_finite": no_finite, "blank": {}}
+    images = {pop: frame[job["roles"][pop]].astype(np.float32) for pop in job["populations"]}
     labels = {}
-    for pop in pops:
+    for pop in job["populations"]:
+        image = images[pop]
+        lo, hi = float(image.min()), float(image.max())
         if pop in given:
             labels[pop] = given[pop]
-        elif pop in notes["blank"]:
-            # (a threshold would cut noise-free flat)
-            labels[pop] = np.zeros(raw[pop].shape, np.int32)
+        elif lo == hi:  # no signal: nothing to segment (a threshold would cut noise-free flat)
+            notes["blank"][pop] = lo
+            labels[pop] = np.zeros(image.shape, np.int32)
         else:
-            labels[pop] = _segment(images[pop], job, pop)
-    measure_here = [pop for pop in own if pop not in fixed]
-    if pair and measure_here:
-        # measured where the other's cells are, and the frame segmented again when there
-        # is some
-        a, b = pops
+            labels[pop] = _segment(image, job, pop)
+    own = [pop for pop in job["populations"] if pop not in given and pop not in notes["blank"]]
+    unmixed: dict[str, tuple[str, float, float]] = {}
+    if job.get("unmix") and len(job["populations"]) == 2 and own:
+        # each population's channel may show the other's cells (crosstalk, bleed-through):
+        # estimated in this frame from where the other's cells are, subtracted, and the
+        # frame segmented again when it is there
+        a, b = job["populations"]
         mask = {pop: labels[pop] > 0 for pop in (a, b)}
-        for pop in measure_here:
-            other = b if pop == a else a
-            if not mask[other].any():
-                continue  # nothing to measure it on
-            ratio = crosstalk_ratio(raw[pop], raw[other], mask[other], mask[pop])
-            notes["crosstalk"][pop] = ratio
-            if ratio > 0:
-                unmix(pop, other, ratio, float(np.nanmedian(raw[other][~mask[a] & ~mask[b]])))
-                labels[pop] = _segment(images[pop], job, pop)
-    tables = {pop: _measure(labels[pop], frame, t, job, pop) for pop in pops}
+        for pop, other in ((a, b), (b, a)):
+            ratio = crosstalk_ratio(images[pop], images[other], mask[other], mask[pop])
+            if ratio > 0 and pop in own:
+                bg = float(np.nanmedian(images[other][~mask[a] & ~mask[b]]))
+                unmixed[pop] = (other, ratio, bg)
+        for pop, (other, ratio, bg) in unmixed.items():
+            images[pop] = images[pop] - ratio * (images[other] - bg)
+            labels[pop] = _segment(images[pop], job, pop)
+    tables = {pop: _measure(labels[pop], frame, t, job, pop) for pop in job["populations"]}
     for pop, how in unmixed.items():
         tables[pop].attrs["unmix"] = how  # (other population, ratio, its background)
     return labels, tables, notes
-
-
-#: the movie's crosstalk ratios are measured on its first frames (each measures them, the
-#: median is the movie's), then taken out of every later frame before it is segmented
-CROSSTALK_FRAMES = 4
-
-
-def _movie_crosstalk(notes: list[dict], populations) -> dict[str, tuple[str, float]]:
-    """The movie's crosstalk from the ratios its first frames measured: population ->
-    (other population, median ratio; 0 below 0.02, as for one frame). A population no
-    frame measured (the other's cells not seen yet) is left out: later frames measure
-    theirs."""
-    out = {}
-    for pop in populations:
-        values = [f["crosstalk"][pop] for f in notes if pop in f.get("crosstalk", {})]
-        if values:
-            other = next(p for p in populations if p != pop)
-            ratio = float(np.median(values))
-            out[pop] = (other, ratio if ratio >= 0.02 else 0.0)
-    return out
 
 
 class _PackedLabels:
@@ -588,8 +536,7 @@ def _segment_movie(
     grow with the number of frames. Results are the same whatever the workers.
     ``backend, workers``: from :func:`_frame_backend`.
 
-    Returns (objects per population, label stores, notes per frame, the movie's crosstalk:
-    population -> (other population, ratio), see :func:`_movie_crosstalk`).
+    Returns (objects per population, label stores, notes per frame).
     """
     import zarr
     from tqdm.auto import tqdm
@@ -651,52 +598,22 @@ def _segment_movie(
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
     results = None
     pending: dict = {}  # a helper's frame (future) -> its frame index
-
-    def segment(frames: range, ahead: int = 3) -> None:
-        nonlocal results
+    try:
         if backend is None:
-            for t in frames:
+            for t in range(n):
                 collect(t, *_segment_measure_frame(*inputs(t)))
         elif backend == "loky":
             helpers = _helper_count(workers)
-            _segment_with_helpers(
-                frames, inputs, collect, helpers, pending, here=helpers < workers, ahead=ahead
-            )
+            _segment_with_helpers(n, inputs, collect, helpers, pending, here=helpers < workers)
         else:
             from joblib import Parallel, delayed
 
             # threads share memory: results in frame order, frames read as threads free up
             results = Parallel(
                 n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs"
-            )(delayed(_segment_measure_frame)(*inputs(t)) for t in frames)
-            for t, (labels, tabs, notes) in zip(frames, results):
+            )(delayed(_segment_measure_frame)(*inputs(t)) for t in range(n))
+            for t, (labels, tabs, notes) in enumerate(results):
                 collect(t, labels, tabs, notes)
-
-    # crosstalk: measured by the first frames, then the movie's (see _segment_measure_frame);
-    # no later frame starts before it is known, so the results do not depend on the workers
-    first = CROSSTALK_FRAMES if job["unmix"] and len(populations) == 2 else n
-    try:
-        if backend == "loky":
-            # the later stages' imports, in a thread, while the frames are segmented (after
-            # joblib's own imports, so two threads never import the same module at once)
-            _helper_pool(_helper_count(workers))
-            _warm_imports()
-        if first >= n:
-            segment(range(n))
-        else:
-            # a helper has one frame at a time in the first frames, so that they end together
-            segment(range(first), ahead=1)
-            job["crosstalk"] = _movie_crosstalk(frame_notes, populations)
-            for pop, (other, ratio) in job["crosstalk"].items():
-                logger.info(
-                    "crosstalk: %.3f of the %s channel in the %s channel (median of frames "
-                    "0-%d), taken out of every later frame",
-                    ratio,
-                    other,
-                    pop,
-                    first - 1,
-                )
-            segment(range(first, n))
     finally:
         # on Ctrl-C or a GUI's Cancel, the frames not started are dropped
         if results is not None:
@@ -717,39 +634,34 @@ def _segment_movie(
             stack.close()
     refine.log()
     objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
-    return objects, stores, frame_notes, job.get("crosstalk") or {}
+    return objects, stores, frame_notes
 
 
 def _segment_with_helpers(
-    frames: range,
-    inputs: Callable,
-    collect: Callable,
-    helpers: int,
-    pending: dict,
-    *,
-    here: bool,
-    ahead: int = 3,
+    n: int, inputs: Callable, collect: Callable, helpers: int, pending: dict, *, here: bool
 ) -> None:
-    """Segment ``frames`` (a range) in ``helpers`` helper processes and, with ``here``,
+    """Segment frames ``0 .. n - 1`` in ``helpers`` helper processes and, with ``here``,
     in this process too, handing each result to ``collect`` in frame order (mending over
     time needs them so).
 
-    Each helper has ``ahead`` frames at a time (three: the one it works on and two more,
-    so it never waits while this process segments, mends and measures; with two, the
-    segmentation of the 60-frame 1024² movie took ~2 s longer); this process takes the
-    next frame itself. One process fewer than a coordinator beside its workers: ~300 MB
-    of imports and buffers less.
+    Each helper has three frames at a time (the one it works on and two more, so it never
+    waits while this process segments, mends and measures; with two, the segmentation of
+    the 60-frame 1024² movie took ~2 s longer); this process takes the next frame
+    itself. One process fewer than a coordinator beside its workers: ~300 MB of imports
+    and buffers less.
     ``pending`` (empty, filled here): the helpers' frames in flight (future -> frame), for
     the caller to cancel when this is interrupted."""
     from concurrent.futures import FIRST_COMPLETED
     from concurrent.futures import wait as wait_for
 
     pool = _helper_pool(helpers)
+    # the later stages' imports, in a thread, while the frames are segmented (after
+    # joblib's own imports, so two threads never import the same module at once)
+    _warm_imports()
     done: dict[int, tuple] = {}
-    n = frames.stop
-    next_t = next_collect = frames.start
+    next_t = next_collect = 0
     while next_collect < n:
-        while len(pending) < ahead * helpers and next_t < n:
+        while len(pending) < 3 * helpers and next_t < n:
             pending[pool.submit(_segment_measure_frame_packed, *inputs(next_t))] = next_t
             next_t += 1
         if here and next_t < n:  # this process takes the next frame itself
@@ -1238,7 +1150,7 @@ def run_stack(
                 lift_blas_limit = _one_blas_thread(
                     _helper_count(workers) if backend == "loky" else 0, workers
                 )
-                objects, stores, frame_notes, crosstalk = _segment_movie(
+                objects, stores, frame_notes = _segment_movie(
                     movie,
                     cfg,
                     work,
@@ -1249,12 +1161,6 @@ def run_stack(
                     workers=workers,
                 )
                 _check_signal(movie, cfg, objects, frame_notes, populations, result)
-                # what was taken out of each channel (run.json): target population ->
-                # {"from": the other, "ratio": ...}
-                result.crosstalk = {
-                    pop: {"from": other, "ratio": round(ratio, 4)}
-                    for pop, (other, ratio) in crosstalk.items()
-                }
                 result.timings_s["segment_measure"] = time.perf_counter() - t0
                 result.stages.append("segment")
                 result.stages.append("measure")
@@ -1384,7 +1290,6 @@ def run_stack(
                     "versions": _versions(),
                     "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
                     "counts": result.counts,
-                    "crosstalk": result.crosstalk,
                     "warnings": result.warnings,
                 }
                 _commit(staged, result.out_dir, run_info)

@@ -1706,20 +1706,6 @@ def _parameters_block(run: dict) -> str:
         ),
         "\n".join(rows),
     ]
-    crosstalk = {p: c for p, c in (run.get("crosstalk") or {}).items() if c.get("ratio")}
-    if crosstalk:
-        out.append(
-            "<h3>Crosstalk taken out</h3>"
-            + _note(
-                "Bleed-through between the two populations' channels, measured on the "
-                "movie's first frames and subtracted from every later frame before it was "
-                "segmented (segment.unmix)."
-            )
-            + _kv_table(
-                (f"{_e(pop)} channel", f"{_num(c['ratio'])} x the {_e(c['from'])} channel")
-                for pop, c in crosstalk.items()
-            )
-        )
     extra = []
     if run.get("versions"):
         extra.append(
