@@ -244,10 +244,17 @@ def _track_death(
             if hit.size:
                 dye_at = int(hit[0])
     # a shrinkage that ends in a jump to a smaller object is a division the tracker did
-    # not see, unless the cell takes up the dead-cell dye afterwards (a dividing cell never
-    # does; an apoptotic one that falls apart into bodies does, when it dies)
-    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg) and dye_at < shrink:
-        shrink = -1
+    # not see, unless the cell concentrated its reporter as it shrank and takes up the
+    # dead-cell dye afterwards: an apoptotic cell falling apart into bodies (a dividing
+    # cell never takes up the dye; a live cell whose outline a neighbour's merge or split
+    # trimmed keeps its concentration, even when the dye of a dying neighbour comes later)
+    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
+        concentrated = (
+            np.max(r_rel[max(0, shrink - win["before"]) : shrink + 1])
+            >= cfg.shrink_min_concentration
+        )
+        if not (concentrated and dye_at >= shrink):
+            shrink = -1
 
     if rupture < 0 and shrink < 0:
         return None

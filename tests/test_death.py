@@ -156,7 +156,7 @@ def test_an_apoptotic_cell_falling_into_bodies_is_a_death_when_it_takes_up_the_d
     except that the dead-cell dye comes later. Found on coarse development movies
     (9-10 min frames), where the shrinkage and the break-up are one frame apart."""
     area = np.r_[np.full(12, 250.0), [205.0, 185.0, 180.0], np.full(T - 15, 70.0)]
-    rep = 600 * (250 / np.minimum(area, 180.0)) ** 0.6
+    rep = 600 * (250 / np.maximum(area, 180.0)) ** 0.6  # concentrates as it shrinks
     dye = np.r_[np.full(22, 100.0), np.full(T - 22, 900.0)]
     track = _track(1, area, rep, dye)
     track.loc[track.frame >= 15, "x_um"] += 5.0  # the largest body, beside the cell's centre
@@ -166,6 +166,11 @@ def test_an_apoptotic_cell_falling_into_bodies_is_a_death_when_it_takes_up_the_d
         [12],
         [22],
     )
+    # the reporter as it was (a live cell's outline cut by a neighbour's merge or split,
+    # and the dye of a dying neighbour later): not a death (found on dense development
+    # seed 3, where it called one necroptotic death twice)
+    flat = _track(1, area, np.full(T, 600.0), dye).assign(x_um=track.x_um)
+    assert detect_deaths(_with_others(flat), interval_s=540).empty
     # no dye: the same track reads as a division the tracker missed
     assert detect_deaths(
         _with_others(_track(1, area, rep).assign(x_um=track.x_um)), interval_s=540
