@@ -232,9 +232,10 @@ def _track_death(
     shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"]) if shrink_ok else -1
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
         shrink = -1
-    # the dye's lasting rise, as an index (-1: none)
+    # the dye's lasting rise, as an index (-1: none; not looked for in a track with no
+    # change to call)
     dye_at = -1
-    if has_dye:
+    if has_dye and (rupture >= 0 or shrink >= 0):
         dye = g["dye_rel"].to_numpy(float)
         lo = float(np.median(dye[:k0]))
         hi = float(np.max(_rolling_median(dye)))
