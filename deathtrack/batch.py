@@ -404,6 +404,33 @@ def _worker_env():
             os.environ[key] = old_env
 
 
+class _DaskCancelRace(logging.Filter):
+    """Drops one known log record: Ctrl-C during a call into Dask's event loop, in the
+    moment before that call has started, makes ``distributed.utils.sync``'s ``cancel``
+    callback raise ``NameError`` (its ``future`` is not set yet), and tornado logs that
+    with a traceback. The interruption itself is handled (outputs finished are kept); the
+    traceback would only tell the user that something went wrong. Any other record
+    passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info
+        if not (exc and exc[0] is NameError and exc[2] is not None):
+            return True
+        tb = exc[2]
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        path = Path(code.co_filename)
+        return not (code.co_name == "cancel" and path.parts[-2:] == ("distributed", "utils.py"))
+
+
+def _quiet_dask_cancel_race() -> None:
+    """Install :class:`_DaskCancelRace` on tornado's callback logger (once)."""
+    log = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _DaskCancelRace) for f in log.filters):
+        log.addFilter(_DaskCancelRace())
+
+
 def _local_cluster(workers: int):
     """A local Dask cluster of ``workers`` processes (see :func:`_worker_env`)."""
     from distributed import LocalCluster
@@ -435,6 +462,7 @@ def _client(workers: int, scheduler: str | None):
         raise ConfigError(
             "--workers and --scheduler need Dask distributed: pip install 'deathtrack[dask]'"
         ) from None
+    _quiet_dask_cancel_race()
     if scheduler is not None:
         try:
             return Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s"), None
