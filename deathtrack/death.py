@@ -119,6 +119,12 @@ def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) 
     return False
 
 
+def _concentration_before(r_rel: np.ndarray, i: int, win: dict[str, int]) -> float:
+    """The reporter's highest level, relative to the baseline, over the ``before`` window
+    up to and including index ``i`` (it concentrates as an apoptotic cell shrinks)."""
+    return float(np.max(r_rel[max(0, i - win["before"]) : i + 1]))
+
+
 def _windows(cfg: DeathConfig, interval_s: float) -> dict[str, int]:
     """The config's durations (minutes) in frames at this frame interval."""
     return {
@@ -250,10 +256,7 @@ def _track_death(
     # cell never takes up the dye; a live cell whose outline a neighbour's merge or split
     # trimmed keeps its concentration, even when the dye of a dying neighbour comes later)
     if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
-        concentrated = (
-            np.max(r_rel[max(0, shrink - win["before"]) : shrink + 1])
-            >= cfg.shrink_min_concentration
-        )
+        concentrated = _concentration_before(r_rel, shrink, win) >= cfg.shrink_min_concentration
         if not (concentrated and dye_at >= shrink):
             shrink = -1
 
@@ -290,7 +293,7 @@ def _track_death(
         if death > 0
         else 0.0,
         # up to and including the death frame: the reporter concentrates as the cell shrinks
-        "reporter_ratio_before": float(np.max(r_rel[max(0, death - win["before"]) : death + 1])),
+        "reporter_ratio_before": _concentration_before(r_rel, death, win),
         "circularity_change": float(
             g["circularity"].iloc[pre_idx] - g["circularity"].iloc[:k0].median()
         )
