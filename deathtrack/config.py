@@ -245,15 +245,24 @@ class PopulationSegmentConfig(Section):
         gt=0,
         le=1,
         description="A frame whose foreground covers more than this fraction is confluent: "
-        "there, only what is brighter than its surroundings (confluent_window_um) is a cell "
-        "body, so the seams between cells cut the sheet; 1 turns this off.",
+        "there, the sheet of cells is cut at the seams between them (confluent_seam_um); "
+        "1 turns this off.",
     )
     confluent_window_um: float = Field(
         20.0,
         gt=0,
         le=1000,
         description="Side of the window (µm, about a cell across) whose mean a confluent "
-        "cell body must exceed.",
+        "cell body must exceed; used only when confluent_seam_um is 0.",
+    )
+    confluent_seam_um: float = Field(
+        2.5,
+        ge=0,
+        le=100,
+        description="In a confluent frame, the sheet is cut at its seams: dark lines narrower "
+        "than this (µm) that a grey closing fills; a cell's dim centre or nucleus is wider "
+        "and stays. 0: keep only what is brighter than its surroundings "
+        "(confluent_window_um) instead.",
     )
     confluent_grow_um: float = Field(
         2.0,

@@ -995,11 +995,22 @@ def segment_frame(
     sheet = None
     if fg.mean() > cfg.confluent_fraction:
         # a confluent field: cells cover most of it and the seams between them stand above
-        # the noise, so the threshold finds one sheet; keep what is brighter than its
-        # surroundings (the cell bodies), which cuts the sheet at the seams
+        # the noise, so the threshold finds one sheet, to be cut at the seams
         sheet = _fill_holes(fg)
-        size = int(round(cfg.confluent_window_um / px)) | 1
-        fg &= _fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
+        if cfg.confluent_seam_um > 0:
+            # the seams are thin dark lines: what a grey closing over confluent_seam_um
+            # fills (a cell's dim centre or nucleus is wider, and stays), above Otsu's
+            # threshold of that fill within the sheet
+            w = max(3, int(round(cfg.confluent_seam_um / px)) | 1)
+            dark = ndi.grey_closing(smoothed, size=(w, w)) - smoothed
+            inside = dark[sheet & ~nan]
+            if inside.size and inside.max() > inside.min():
+                fg &= ~(dark > filters.threshold_otsu(inside))
+        else:
+            # keep what is brighter than its surroundings (the cell bodies): this also cuts
+            # the dim patches out of textured cells
+            size = int(round(cfg.confluent_window_um / px)) | 1
+            fg &= _fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
     min_px = cfg.min_area_um2 / px**2
     edge_sigma = cfg.edge_sigma_um / px
     edge_image = (

@@ -232,8 +232,9 @@ def test_split_oversized_keeps_round_objects_and_needs_enough_objects():
 
 def test_confluent_cells_keep_their_dim_parts():
     """A confluent field (89 % covered) of cells with a dimmer nucleus and thinner edges:
-    the confluent cut at the seams also bites into each cell's dim parts; the bodies grow
-    back (confluent_grow_um) and are drawn whole."""
+    the cut that keeps what is brighter than its surroundings (confluent_seam_um 0) also
+    bites into each cell's dim parts; the bodies grow back (confluent_grow_um) and are
+    drawn whole."""
     from scipy import ndimage as ndi
 
     shape, radius = (176, 176), 12.5
@@ -252,15 +253,65 @@ def test_confluent_cells_keep_their_dim_parts():
         [
             (
                 truth,
-                segment_frame(img, PopulationSegmentConfig(confluent_grow_um=0), pixel_size_um=PX),
+                segment_frame(
+                    img,
+                    PopulationSegmentConfig(confluent_grow_um=0, confluent_seam_um=0),
+                    pixel_size_um=PX,
+                ),
             )
         ]
     )[0]
     whole = detection_scores(
-        [(truth, segment_frame(img, PopulationSegmentConfig(), pixel_size_um=PX))]
+        [
+            (
+                truth,
+                segment_frame(img, PopulationSegmentConfig(confluent_seam_um=0), pixel_size_um=PX),
+            )
+        ]
     )[0]
     assert whole["mean_iou"] >= 0.82 and whole["f1"] >= 0.75, whole
     assert whole["mean_iou"] > bitten["mean_iou"] + 0.05, (whole, bitten)
+
+
+def _confluent_cells_with_dim_patches(seed, shape=(192, 192), spacing=24, radius=14.0):
+    """A confluent field (~92 % covered) of cells packed against each other, thin dark seams
+    where two meet, and in each cell a dim patch (0.7 of its brightness) off its centre that
+    reaches its edge, as the textured cells of a real confluent culture have."""
+    rng = np.random.default_rng(seed)
+    cy, cx = np.mgrid[12 : shape[0] : spacing, 12 : shape[1] : spacing].reshape(2, -1)
+    cy = cy + rng.uniform(-3, 3, cy.shape)
+    cx = cx + rng.uniform(-3, 3, cx.shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    d = np.hypot(yy[None] - cy[:, None, None], xx[None] - cx[:, None, None])
+    nearest, second = np.sort(d, axis=0)[:2]
+    owner = np.argmin(d, axis=0)
+    truth = np.where(nearest < radius, owner + 1, 0)
+    angle = rng.uniform(0, 2 * np.pi, cy.size)
+    py = cy + 0.45 * radius * np.sin(angle)
+    px = cx + 0.45 * radius * np.cos(angle)
+    patch = np.hypot(yy - py[owner], xx - px[owner]) < 0.45 * radius
+    level = np.where(second - nearest < 1.5, 0.3, np.where(patch, 0.7, 1.0))
+    img = rng.poisson(100 + ndi.gaussian_filter(500 * level * (truth > 0), 1.0)).astype(float)
+    return img, truth
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_confluent_cells_are_cut_at_their_seams_not_their_dim_patches(seed):
+    """Confluent cells with a dim patch that opens onto their edge: the confluent cut follows
+    the thin dark seams between cells and keeps each cell whole. Keeping only what is
+    brighter than its surroundings (confluent_seam_um 0) bites the patches out, and no
+    confluent cut at all (confluent_fraction 1) leaves cells merged."""
+    img, truth = _confluent_cells_with_dim_patches(seed)
+    assert (truth > 0).mean() > PopulationSegmentConfig().confluent_fraction
+
+    def score(**kw):
+        labels = segment_frame(img, PopulationSegmentConfig(**kw), pixel_size_um=PX)
+        return detection_scores([(truth, labels)])[0]
+
+    seams, window, none = score(), score(confluent_seam_um=0), score(confluent_fraction=1.0)
+    assert seams["f1"] >= 0.97 and seams["mean_iou"] >= 0.92, seams
+    assert window["mean_iou"] < seams["mean_iou"] - 0.05, (window, seams)
+    assert none["f1"] < seams["f1"] - 0.1, (none, seams)
 
 
 def test_faint_ghost_beside_bright_cell_is_its_own_object():
