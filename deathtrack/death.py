@@ -403,7 +403,9 @@ def _one_call_per_death(
     ``t0`` (a piece split off a dying cell). The call on the longer track is kept (more of
     the cell's history behind its features). A later call closer than 0.75 x the sum of
     the radii to an earlier one, on a track begun after that death and with no dye rise of
-    its own, is the dead cell's ghost fading: dropped."""
+    its own, is the dead cell's ghost fading: dropped; so is a later call within the earlier
+    death's radius on a track begun after it, with or without a dye rise (the dead cell's
+    remains: an apoptotic cell's bodies take up the dye hours later)."""
     keep = list(range(len(rows)))
     if len(rows) < 2:
         return keep
@@ -428,13 +430,21 @@ def _one_call_per_death(
     for k in sorted(keep, key=lambda k: (-length[k], frame[k])):
         if not any(one_death(j, k) for j in kept):
             kept.append(k)
-    # the ghost of a cell whose death was called before: a track begun after that death,
-    # in its place, whose call has no dye rise of its own (what it loses is the ghost
-    # fading); the earlier call is the death
+    # the remains of a cell whose death was called before, on a track begun after that
+    # death: in its place, with no dye rise of their own (what they lose is the ghost
+    # fading), or within the dead cell's own radius whatever the dye (an apoptotic cell's
+    # bodies take up the dye later, and break up further); the earlier call is the death
     no_dye_rise = np.array([not np.isfinite(r[col.DYE_FRAME]) for r in rows])
+
+    def remains(j: int, k: int) -> bool:
+        if first[k] <= frame[j]:
+            return False
+        inside = float(np.hypot(*(yx[j] - yx[k]))) < radius[j]
+        return inside or (bool(no_dye_rise[k]) and ratio(j, k) < 0.75)
+
     deaths: list[int] = []
     for k in sorted(kept, key=lambda k: frame[k]):
-        if not any(first[k] > frame[j] and no_dye_rise[k] and ratio(j, k) < 0.75 for j in deaths):
+        if not any(remains(j, k) for j in deaths):
             deaths.append(k)
     return sorted(deaths)
 

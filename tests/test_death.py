@@ -289,6 +289,34 @@ def test_the_ghost_of_a_cell_already_dead_is_not_a_second_death():
     assert elsewhere[["track_id", "frame"]].values.tolist() == [[1, 15], [2, 25]]
 
 
+def test_the_remains_of_a_dead_cell_taking_up_the_dye_later_are_not_a_second_death():
+    """A cell dies (frame 15); its remains get a track of their own from frame 18, within the
+    dead cell's outline, and lose their reporter as the dye rises in them at frame 25 (an
+    apoptotic cell's bodies taking up the dye hours later). One death. The same track 1.2
+    dead-cell radii away, beyond the dead cell's outline, is another cell: two deaths."""
+    rep = np.r_[np.full(15, 600.0), np.full(T - 15, 150.0)]
+    dye = np.r_[np.full(15, 100.0), np.full(T - 15, 900.0)]
+    cell = _track(1, np.full(T, 250.0), rep, dye)  # radius 8.9 µm
+    n = 20  # frames 18-37: the later track; reporter lost and dye up at frame 25
+
+    def later(dx_um):
+        return _begins_at(
+            18,
+            _track(
+                2,
+                np.full(n, 250.0),
+                np.r_[np.full(7, 600.0), np.full(n - 7, 150.0)],
+                np.r_[np.full(7, 100.0), np.full(n - 7, 900.0)],
+                x=50.0 + dx_um / 0.65,
+            ),
+        )
+
+    ev = detect_deaths(_measured(cell, later(4.0)), interval_s=60)
+    assert ev[["track_id", "frame"]].values.tolist() == [[1, 15]]
+    apart = detect_deaths(_measured(cell, later(1.2 * 8.92)), interval_s=60)
+    assert apart[["track_id", "frame"]].values.tolist() == [[1, 15], [2, 25]]
+
+
 def test_the_dye_rise_is_read_in_units_of_the_dye_s_pixel_noise():
     """``dye_min_rise_sd`` counts the dye's pixel noise within cells (``dye_std``), so the
     same movie gives the same calls in any camera's units: 16-bit counts, 8-bit, or float
