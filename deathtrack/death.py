@@ -417,8 +417,11 @@ def _one_call_per_death(
     # (a track there from the movie's first frame was not split off anything)
     young = (frame - first <= w + 1) & (first > t0)
 
+    def dist(j: int, k: int) -> float:
+        return float(np.hypot(*(yx[j] - yx[k])))
+
     def ratio(j: int, k: int) -> float:
-        return float(np.hypot(*(yx[j] - yx[k])) / (radius[j] + radius[k]))
+        return dist(j, k) / float(radius[j] + radius[k])
 
     def one_death(j: int, k: int) -> bool:
         if abs(frame[j] - frame[k]) > max(w, 1):
@@ -439,8 +442,7 @@ def _one_call_per_death(
     def remains(j: int, k: int) -> bool:
         if first[k] <= frame[j]:
             return False
-        inside = float(np.hypot(*(yx[j] - yx[k]))) < radius[j]
-        return inside or (bool(no_dye_rise[k]) and ratio(j, k) < 0.75)
+        return dist(j, k) < radius[j] or (bool(no_dye_rise[k]) and ratio(j, k) < 0.75)
 
     deaths: list[int] = []
     for k in sorted(kept, key=lambda k: frame[k]):

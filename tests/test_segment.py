@@ -230,6 +230,13 @@ def test_split_oversized_keeps_round_objects_and_needs_enough_objects():
     assert np.array_equal(split_oversized(few, 1.6), few)
 
 
+def _frame_scores(img, truth, **kw):
+    """Detection scores of one frame segmented with the target-cell defaults changed by
+    ``kw`` (PopulationSegmentConfig fields)."""
+    labels = segment_frame(img, PopulationSegmentConfig(**kw), pixel_size_um=PX)
+    return detection_scores([(truth, labels)])[0]
+
+
 def test_confluent_cells_keep_their_dim_parts():
     """A confluent field (89 % covered) of cells with a dimmer nucleus and thinner edges:
     the cut that keeps what is brighter than its surroundings (confluent_seam_um 0) also
@@ -249,26 +256,8 @@ def test_confluent_cells_keep_their_dim_parts():
     level = np.where(rel < 0.4, 0.8, 1.0) * (0.6 + 0.4 * np.clip((1 - rel) / 0.35, 0, 1))
     img = rng.poisson(100 + ndi.gaussian_filter(500 * level * (truth > 0), 1.0)).astype(float)
     assert (truth > 0).mean() > PopulationSegmentConfig().confluent_fraction
-    bitten = detection_scores(
-        [
-            (
-                truth,
-                segment_frame(
-                    img,
-                    PopulationSegmentConfig(confluent_grow_um=0, confluent_seam_um=0),
-                    pixel_size_um=PX,
-                ),
-            )
-        ]
-    )[0]
-    whole = detection_scores(
-        [
-            (
-                truth,
-                segment_frame(img, PopulationSegmentConfig(confluent_seam_um=0), pixel_size_um=PX),
-            )
-        ]
-    )[0]
+    bitten = _frame_scores(img, truth, confluent_grow_um=0, confluent_seam_um=0)
+    whole = _frame_scores(img, truth, confluent_seam_um=0)
     assert whole["mean_iou"] >= 0.82 and whole["f1"] >= 0.75, whole
     assert whole["mean_iou"] > bitten["mean_iou"] + 0.05, (whole, bitten)
 
@@ -303,12 +292,9 @@ def test_confluent_cells_are_cut_at_their_seams_not_their_dim_patches(seed):
     confluent cut at all (confluent_fraction 1) leaves cells merged."""
     img, truth = _confluent_cells_with_dim_patches(seed)
     assert (truth > 0).mean() > PopulationSegmentConfig().confluent_fraction
-
-    def score(**kw):
-        labels = segment_frame(img, PopulationSegmentConfig(**kw), pixel_size_um=PX)
-        return detection_scores([(truth, labels)])[0]
-
-    seams, window, none = score(), score(confluent_seam_um=0), score(confluent_fraction=1.0)
+    seams = _frame_scores(img, truth)
+    window = _frame_scores(img, truth, confluent_seam_um=0)
+    none = _frame_scores(img, truth, confluent_fraction=1.0)
     assert seams["f1"] >= 0.97 and seams["mean_iou"] >= 0.92, seams
     assert window["mean_iou"] < seams["mean_iou"] - 0.05, (window, seams)
     assert none["f1"] < seams["f1"] - 0.1, (none, seams)
