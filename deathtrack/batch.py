@@ -48,7 +48,7 @@ import pandas as pd
 
 from . import columns as col
 from .config import PipelineConfig, config_from_dict, config_to_dict
-from .errors import DeathtrackError
+from .errors import DeathtrackError, interrupt_behind
 from .pipeline import read_table, table_path
 
 logger = logging.getLogger(__name__)
@@ -348,6 +348,9 @@ def process_stack(
     except DeathtrackError as err:
         row["reason"] = str(err)
     except Exception as err:
+        stop = interrupt_behind(err)
+        if stop is not None:
+            raise stop from None
         # a bug or an unforeseen input: this stack fails, the batch goes on, the log has it all
         logger.error("%s: unexpected error\n%s", stack, traceback.format_exc(),
                      extra={"deathtrack_console": False})  # fmt: skip

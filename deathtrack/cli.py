@@ -24,7 +24,7 @@ from pathlib import Path
 
 import click
 
-from .errors import DeathtrackError
+from .errors import DeathtrackError, interrupt_behind
 
 logger = logging.getLogger("deathtrack")
 
@@ -63,7 +63,13 @@ def _friendly_errors(func):
     def wrapper(*args, **kwargs):
         try:
             with _sigterm_as_interrupt():
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                except Exception as err:
+                    stop = interrupt_behind(err)
+                    if stop is None:
+                        raise
+                    raise stop from None
         except DeathtrackError as err:
             click.echo(f"deathtrack: error: {err}", err=True)
             sys.exit(2)

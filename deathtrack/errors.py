@@ -24,6 +24,7 @@ __all__ = [
     "StackDataError",
     "StackNotFoundError",
     "StackReadError",
+    "interrupt_behind",
 ]
 
 
@@ -77,3 +78,17 @@ class OutputError(DeathtrackError, OSError):
 
 class ResultsLockedError(DeathtrackError, RuntimeError):
     """Another deathtrack run is writing into the same results folder."""
+
+
+def interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``err``, if there is one.
+
+    An interrupt that lands while a compiled function (numba's dispatcher) calls back into
+    Python comes back as ``SystemError: ... returned a result with an exception set``,
+    caused by the interrupt: that is the user stopping the run, not a failed stack."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        err, seen = err.__cause__, seen + 1
+    return None

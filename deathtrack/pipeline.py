@@ -14,7 +14,6 @@ import logging
 import platform
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -390,7 +389,9 @@ def _warm_imports() -> None:
             except Exception:  # pragma: no cover - the stage will raise it properly
                 return
 
-    threading.Thread(target=run, name="deathtrack-warm-imports", daemon=True).start()
+    # not a daemon: the interpreter waits for it on exit (a second or two at most), rather
+    # than stopping it inside an extension module's C++ initialisation, which aborts
+    threading.Thread(target=run, name="deathtrack-warm-imports").start()
 
 
 def _may_start_processes() -> bool:
@@ -402,7 +403,8 @@ def _may_start_processes() -> bool:
 
 
 def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
-    """(joblib backend or None for a plain loop, number of workers) for the frames."""
+    """("loky": helper processes, "threading": threads, or None for a plain loop; the
+    number of workers) for the frames."""
     workers = min(seg_cfg.workers, max(n_frames, 1))
     if workers <= 1:
         return None, 1
@@ -596,8 +598,8 @@ def _segment_movie(
 
     n = movie.n_frames
     bar = tqdm(total=n, desc="segment", unit="frame", disable=not progress)
-    results = None
-    pending: dict = {}  # a helper's frame (future) -> its frame index
+    threads = None
+    pending: dict = {}  # a helper's or thread's frame (future) -> its frame index
     try:
         if backend is None:
             for t in range(n):
@@ -606,35 +608,47 @@ def _segment_movie(
             helpers = _helper_count(workers)
             _segment_with_helpers(n, inputs, collect, helpers, pending, here=helpers < workers)
         else:
-            from joblib import Parallel, delayed
+            from concurrent.futures import ThreadPoolExecutor
 
-            # threads share memory: results in frame order, frames read as threads free up
-            results = Parallel(
-                n_jobs=workers, backend=backend, return_as="generator", pre_dispatch="2*n_jobs"
-            )(delayed(_segment_measure_frame)(*inputs(t)) for t in range(n))
-            for t, (labels, tabs, notes) in enumerate(results):
-                collect(t, labels, tabs, notes)
+            # joined when the interpreter exits, unlike joblib's threading backend's threads
+            threads = ThreadPoolExecutor(workers, thread_name_prefix="deathtrack-frame")
+            _segment_in_threads(n, inputs, collect, threads, workers, pending)
     finally:
-        # on Ctrl-C or a GUI's Cancel, the frames not started are dropped
-        if results is not None:
-            with warnings.catch_warnings():
-                # joblib's note that the frames in flight were dropped: that is the point
-                warnings.filterwarnings(
-                    "ignore", ".*(tasks have been successfully executed|tasks which were still)"
-                )
-                results.close()
+        # on Ctrl-C or a GUI's Cancel, the frames not started are dropped and those started
+        # are waited for: a frame thread still at work when the interpreter exits is stopped
+        # inside numpy's C++ and aborts the process (SIGTERM, exit status -6 instead of 143)
         for future in pending:
             future.cancel()
-        if pending:  # frames a helper has started: a second or so
+        if pending:  # frames a helper or thread has started: a second or so
             from concurrent.futures import wait as wait_for
 
             wait_for(list(pending))
+        if threads is not None:
+            threads.shutdown(wait=True, cancel_futures=True)
         bar.close()
         for stack in given.values():
             stack.close()
     refine.log()
     objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
     return objects, stores, frame_notes
+
+
+def _segment_in_threads(
+    n: int, inputs: Callable, collect: Callable, threads, workers: int, pending: dict
+) -> None:
+    """Segment frames ``0 .. n - 1`` in ``threads`` (an executor of ``workers`` threads),
+    two frames in hand per thread (threads share memory: frames are read as threads free
+    up), handing each result to ``collect`` in frame order. ``pending`` as in
+    :func:`_segment_with_helpers` (frames are submitted, and so listed, in order)."""
+    next_t = 0
+    for t in range(n):
+        while next_t < n and len(pending) < 2 * workers:
+            pending[threads.submit(_segment_measure_frame, *inputs(next_t))] = next_t
+            next_t += 1
+        oldest = next(iter(pending))
+        result = oldest.result()
+        del pending[oldest]
+        collect(t, *result)
 
 
 def _segment_with_helpers(
