@@ -412,6 +412,22 @@ class PopulationSegmentConfig(Section):
         "(cells F1 up to +0.04), and checked on seeds 1-2 of the other families, which did "
         "not change by more than 0.003; scoring seeds never seen).",
     )
+    carry_dye_k: float = Field(
+        3.0,
+        ge=0,
+        le=1000,
+        description="Target cells, in a movie with a dead-cell dye: a cell that vanished "
+        "(no object where it was but neighbours that lie mostly where they were, and no "
+        "faded ghost found in its own channel) is kept "
+        "as its ruptured ghost, its last outline, when the dye there stands out: the "
+        "90th percentile of the dye inside the outline (the stained nucleus, a quarter "
+        "of the cell across) this many noise SDs above the median of a 4 µm ring around "
+        "it. A swelling necroptotic cell in a confluent field is otherwise lost a frame "
+        "or more before it ruptures, and its death with it. 0: off. (Made for dense "
+        "development seeds 3, 5, 6-15, where such cells were the largest class of missed "
+        "deaths; 3 SDs was the only value tried; checked on seeds 1-2 of every other "
+        "family and 1-4 of coarse_slow and low_snr; scoring seeds never seen.)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PopulationSegmentConfig:

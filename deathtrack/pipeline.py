@@ -322,8 +322,14 @@ class _Refiner:
             tables[pop]["carried"] = False
         for pop, mend in self.menders.items():
             how = tables[pop].attrs.get("unmix")
+            dye = None
+            if pop == col.CELLS and col.ROLE_DYE in self.job["roles"]:
+                # a vanished cell whose outline shows the dye is kept as its ghost
+                dye = lambda raw=raw: self._channel(col.ROLE_DYE, t, raw)  # noqa: E731
             lab, carried = mend(
-                labels[pop], lambda pop=pop, how=how, raw=raw: self._image(pop, t, how, raw)
+                labels[pop],
+                lambda pop=pop, how=how, raw=raw: self._image(pop, t, how, raw),
+                dye,
             )
             if lab is not labels[pop]:
                 self.changed[pop] += 1
@@ -341,15 +347,15 @@ class _Refiner:
         """The population's channel at ``t``, with the other's crosstalk taken out as it
         was for segmenting (``how``: from :func:`_segment_measure_frame`)."""
 
-        def channel(role: str) -> np.ndarray:
-            c = self.job["roles"][role]
-            return _finite(raw[c] if raw is not None else self.movie.read(c, t))
-
-        image = channel(pop)
+        image = self._channel(pop, t, raw)
         if how is not None:
             other, ratio, bg = how
-            image = image - ratio * (channel(other) - bg)
+            image = image - ratio * (self._channel(other, t, raw) - bg)
         return image
+
+    def _channel(self, role: str, t: int, raw: np.ndarray | None) -> np.ndarray:
+        c = self.job["roles"][role]
+        return _finite(raw[c] if raw is not None else self.movie.read(c, t))
 
     def log(self) -> None:
         for pop, n in self.changed.items():

@@ -310,6 +310,47 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     return piece, plateau >= 8 * noise_s
 
 
+def _not_anothers(b: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """For each pair (previous object, current object ``b``) of :func:`_pair_counts`, with
+    ``inside`` the share of ``b`` on that previous object: False where ``b`` lies mostly
+    (>= 50 %) on another previous object."""
+    main = np.zeros(int(b.max(initial=0)) + 1)
+    np.maximum.at(main, b, inside)
+    return (inside >= main[b]) | (main[b] < 0.5)
+
+
+def _dye_ghost(
+    lab: np.ndarray,
+    a_mask: np.ndarray,
+    sl: tuple[slice, slice],
+    dye: np.ndarray,
+    px: float,
+    pieces: list[int],
+    k_sd: float,
+) -> np.ndarray | None:
+    """A vanished cell whose last outline now shows the dead-cell dye: its ruptured ghost
+    (the outline, less other objects), or None.
+
+    The dye stains the dead cell's nucleus, a disc about a quarter of the cell across:
+    the 90th percentile inside the outline is compared with the median of a 4 µm ring
+    around it (other objects left out), in noise SDs of that ring."""
+    others = lab[sl] > 0
+    if pieces:
+        others &= ~np.isin(lab[sl], pieces)
+    mask = a_mask & ~others
+    if mask.sum() < 0.7 * a_mask.sum():
+        return None  # another cell has taken its place
+    d = dye[sl]
+    ring = dilate(a_mask, max(2, int(round(4.0 / px)))) & ~dilate(a_mask, 1) & ~others
+    ring &= np.isfinite(d)
+    if ring.sum() < 30 or not np.isfinite(d[mask]).any():
+        return None
+    bg = float(np.median(d[ring]))
+    sd = _noise_sd(np.where(np.isfinite(d), d, bg), ring)
+    inside = float(np.nanpercentile(d[mask], 90))
+    return mask if sd > 0 and inside > bg + k_sd * sd else None
+
+
 def refine_frame(
     prev: np.ndarray | None,
     cur: np.ndarray,
@@ -319,6 +360,7 @@ def refine_frame(
     pixel_size_um: float,
     prev_carried: dict[int, tuple[int, int, np.ndarray]] | None = None,
     prev_age: np.ndarray | None = None,
+    dye: Callable[[], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, dict[int, tuple[int, int, np.ndarray]]]:
     """Mend frame ``cur``'s labels with the previous frame's (see the module docstring).
 
@@ -343,6 +385,11 @@ def refine_frame(
         ``CARRY_MIN_FRAMES`` frames is carried when it fades: a blob of noise or
         texture that shows in one frame is not looked for in the next. Without it,
         every object counts as seen long enough.
+    dye : callable, optional
+        Returns this frame's dead-cell dye image (Y, X), for target cells in a movie
+        with a dye; called only when a cell vanished and no faded ghost of it was found.
+        A vanished cell whose last outline shows the dye is kept as its ghost
+        (``config.carry_dye_k``).
 
     Returns
     -------
@@ -399,31 +446,42 @@ def refine_frame(
 
     if config.carry_objects:
         covered = np.bincount(a, weights=n, minlength=n_prev + 1)
+        # with the dye: how much is covered by objects that are not mostly another
+        # previous cell (a neighbour spreading into the space a swollen cell leaves does
+        # not stand for it; the cell itself, moved on, half on background, does)
+        by_dye = dye is not None and config.carry_dye_k > 0
+        if by_dye:
+            own = _not_anothers(b, inside)
+            covered_own = np.bincount(a[own], weights=n[own], minlength=n_prev + 1)
+        dye_image = None
         min_px = config.min_area_um2 / px**2
-        todo: list[tuple[int, list[int]]] = []
+        todo: list[tuple[int, list[int], bool]] = []  # (cell, its pieces, vanished)
         for k in range(1, n_prev + 1):
             if area_prev[k] < min_px or k in done:
                 continue
             if prev_age is not None and k < len(prev_age) and prev_age[k] < CARRY_MIN_FRAMES:
                 continue
-            if covered[k] >= 0.7 * area_prev[k]:
+            vanished = covered[k] < 0.2 * area_prev[k]
+            if by_dye and covered_own[k] < 0.2 * area_prev[k]:
+                vanished = True
+            elif covered[k] >= 0.7 * area_prev[k]:
                 continue
             mine = a == k
             pieces = b[mine]
             within = (inside[mine] >= 0.7) & ~np.isin(pieces, b[~mine & (inside > 0.3)])
-            if covered[k] < 0.2 * area_prev[k]:
+            if vanished:
                 # vanished (small pieces within it may be what is left of it); at the image
                 # edge too: a cell leaving the field goes gradually (after the drift is
                 # taken out), a whole cell does not vanish from one frame to the next
-                todo.append((k, [int(p) for p in pieces[within]]))
+                todo.append((k, [int(p) for p in pieces[within]], True))
             elif within.all():
                 # broken into pieces that all lie within it: a faint cell (a ghost) found
                 # only where its texture peaks; looked for as a whole, kept only if whole
-                todo.append((k, [int(p) for p in pieces]))
+                todo.append((k, [int(p) for p in pieces], False))
         if todo:
             boxes = ndi.find_objects(prev_s)
             grow = int(round((config.carry_reach_um + 15.0) / px))
-            for k, pieces in todo:
+            for k, pieces, vanished in todo:
                 if boxes[k - 1] is None:
                     continue
                 lab, im = working()
@@ -433,11 +491,19 @@ def refine_frame(
                 # anchor), not around its last faded outline: else it could grow, frame
                 # after frame, into a touching faded neighbour
                 anchor = _placed(prev_carried[k], dy, dx, sl) if k in prev_carried else None
-                found = _find_faded(lab, a_mask, sl, im, config, px, pieces, anchor)
+                found = None
+                if covered[k] < 0.7 * area_prev[k]:
+                    found = _find_faded(lab, a_mask, sl, im, config, px, pieces, anchor)
+                if found is None and vanished and by_dye:
+                    # (not when pieces of it are left: an apoptotic cell's bodies take
+                    # the dye up late, and are not its last outline)
+                    if dye_image is None:
+                        dye_image = np.asarray(dye(), dtype=np.float32)
+                    found = _dye_ghost(lab, a_mask, sl, dye_image, px, pieces, config.carry_dye_k)
                 if found is None:
                     continue
                 whole = found.sum() >= 0.7 * area_prev[k]
-                if covered[k] >= 0.2 * area_prev[k] and not whole:
+                if not vanished and not whole:
                     continue
                 if pieces:
                     lab[np.isin(lab, pieces)] = 0
@@ -513,8 +579,10 @@ class Mender:
     """Mends frames given in order (:func:`refine_frame`), keeping what it needs of the
     frames before: the last labels, the anchors of faded cells and each object's age.
 
-    Call it with each frame's labels (as segmented on their own) and a function that
-    returns the frame's image; it returns the mended labels and the carried labels.
+    Call it with each frame's labels (as segmented on their own), a function that
+    returns the frame's image and, for target cells in a movie with a dead-cell dye,
+    one that returns the frame's dye image; it returns the mended labels and the
+    carried labels.
     """
 
     def __init__(self, config: PopulationSegmentConfig, *, pixel_size_um: float):
@@ -524,7 +592,10 @@ class Mender:
         self.age: np.ndarray | None = None
 
     def __call__(
-        self, labels: np.ndarray, image: Callable[[], np.ndarray]
+        self,
+        labels: np.ndarray,
+        image: Callable[[], np.ndarray],
+        dye: Callable[[], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, set[int]]:
         out, carried = refine_frame(
             self.prev,
@@ -534,6 +605,7 @@ class Mender:
             pixel_size_um=self.px,
             prev_carried=self.carried,
             prev_age=self.age,
+            dye=dye,
         )
         self.age = object_age(self.prev, self.age, out)
         self.prev, self.carried = out, carried

@@ -347,3 +347,71 @@ def test_one_blas_thread_only_beside_helper_processes():
     assert set(blas_threads()) == {1}
     lift()
     assert blas_threads() == before
+
+
+def _swelling_cell_lost_before_it_ruptures(path):
+    """Two channels (cells, dye), 16 frames of 128² px at 0.65 µm, 5 min apart: four
+    steady cells and one that swells from frame 6 (area x2 by frame 9, its reporter
+    diluting) and ruptures at frame 10: from then on nothing of it in the cells channel
+    (the ghost at background level, as in confluent fields), its nucleus in the dye."""
+    import numpy as np
+    import tifffile
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:128, :128]
+
+    def disc(cy, cx, r):
+        return (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+
+    def image(objects, bg):
+        a = np.full((128, 128), float(bg))
+        for mask, level in objects:
+            a = a + mask * level
+        return rng.poisson(ndi.gaussian_filter(a, 1.2)).astype(np.uint16)
+
+    rng = np.random.default_rng(0)
+    radii = [12] * 6 + [14, 15, 16, 17]
+    frames = []
+    for t in range(16):
+        cells = [(disc(y, x, 11), 500) for y, x in ((30, 30), (30, 98), (98, 30), (98, 98))]
+        dye = []
+        if t < len(radii):
+            cells.append((disc(64, 64, radii[t]), 500 * (12 / radii[t]) ** 2))
+        else:
+            dye.append((disc(64, 64, 4), 400))
+        frames.append(np.stack([image(cells, 100), image(dye, 60)]))
+    tifffile.imwrite(
+        path,
+        np.stack(frames),
+        ome=True,
+        metadata={
+            "axes": "TCYX",
+            "PhysicalSizeX": 0.65,
+            "PhysicalSizeY": 0.65,
+            "TimeIncrement": 300,
+            "TimeIncrementUnit": "s",
+            "Channel": {"Name": ["cells", "dye"]},
+        },
+    )
+    return path
+
+
+def test_a_swelling_cell_lost_before_it_ruptures_is_one_necroptotic_death(tmp_path):
+    """Its track ends a frame before the rupture unless its outline is kept while the dye
+    stains it (segment.cells.carry_dye_k): the death, at frame 10, is found only so."""
+    import pandas as pd
+
+    from deathtrack.config import apply_overrides
+
+    movie = _swelling_cell_lost_before_it_ruptures(tmp_path / "swell.ome.tif")
+    found = {}
+    for k in (3.0, 0.0):
+        cfg = apply_overrides(PipelineConfig(), [f"segment.cells.carry_dye_k={k}"])
+        res = run_stack(movie, cfg, tmp_path / f"k{k}", progress=False)
+        found[k] = pd.read_csv(res.out_dir / "events.csv")
+    ev = found[3.0]
+    assert len(ev) == 1, ev
+    assert ev["mode"].iloc[0] == "necroptotic"
+    assert abs(ev["frame"].iloc[0] - 10) <= 1
+    assert abs(ev["y_um"].iloc[0] - 64 * 0.65) < 3 and abs(ev["x_um"].iloc[0] - 64 * 0.65) < 3
+    assert found[0.0].empty  # without it the track ends at frame 9: no death

@@ -204,3 +204,76 @@ def test_mender_reports_carried_labels():
         img = _image([(cell, 450 if t < CARRY_MIN_FRAMES else 10)], rng)
         labels, carried = mend(segment_frame(img, pixel_size_um=PX), lambda img=img: img)
     assert carried == set(np.unique(labels[labels > 0]).tolist())
+
+
+def _ruptured_with_dye(nucleus_level: float, neighbour=((48, 95, 12), (48, 95, 12)), seed=6):
+    """A cell (r 15 px, 9.8 µm) and a neighbour, seen for a few frames; then the cell is
+    gone from its channel (a ruptured necroptotic cell's ghost at background level, as
+    in dense fields) while the dye stains its nucleus (r 4 px) ``nucleus_level`` above
+    a dye background of 50. ``neighbour``: its disc (y, x, r) before and after."""
+    rng = np.random.default_rng(seed)
+    cell, other = _disc(48, 40, 15), _disc(*neighbour[0])
+    n_live = CARRY_MIN_FRAMES + 1
+    cells = [_image([(cell, 450), (other, 500)], rng) for _ in range(n_live)]
+    cells += [_image([(_disc(*neighbour[1]), 500)], rng) for _ in range(3)]
+    dye = [_image([], rng, bg=50.0) for _ in range(n_live)]
+    dye += [_image([(_disc(48, 40, 4), nucleus_level)], rng, bg=50.0) for _ in range(3)]
+    return cell, cells, dye
+
+
+def _mend(cells, dye, config=None):
+    from deathtrack.segment import segment_frame
+
+    config = config or PopulationSegmentConfig()
+    mend = Mender(config, pixel_size_um=PX)
+    out = []
+    for img, d in zip(cells, dye):
+        labels = segment_frame(img, config, pixel_size_um=PX)
+        out.append(mend(labels, lambda img=img: img, None if d is None else lambda d=d: d))
+    return out
+
+
+def test_a_vanished_cell_whose_outline_takes_up_the_dye_is_kept_as_its_ghost():
+    """The cell's track must run through its rupture for the death to be called: its last
+    outline is kept while the dye shows in it, though its own channel shows nothing."""
+    cell, cells, dye = _ruptured_with_dye(nucleus_level=150)
+    n_live = CARRY_MIN_FRAMES + 1
+    for t, (labels, carried) in enumerate(_mend(cells, dye)):
+        m = match_labels(cell.astype(int), labels)
+        assert len(m) == 1 and m["iou"].iloc[0] > 0.9, (t, m)
+        ghost = int(m["pred_label"].iloc[0])
+        assert (ghost in carried) == (t >= n_live), (t, carried)
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["no nucleus stained", "no dye channel", "carry_dye_k = 0", "dye only in the ring"],
+)
+def test_a_vanished_cell_without_the_dye_is_not_kept(why):
+    cell, cells, dye = _ruptured_with_dye(nucleus_level=0 if why == "no nucleus stained" else 150)
+    config = PopulationSegmentConfig()
+    if why == "no dye channel":
+        dye = [None] * len(dye)
+    elif why == "carry_dye_k = 0":
+        config = PopulationSegmentConfig(carry_dye_k=0)
+    elif why == "dye only in the ring":
+        # dye everywhere around as much as inside (a bright dye background, debris): no
+        # contrast with the surroundings
+        dye = [d + 150 * ~_disc(48, 40, 1) for d in dye]
+    labels, _ = _mend(cells, dye, config)[-1]
+    assert not (labels[cell] > 0).any(), why
+
+
+def test_a_neighbour_spreading_into_a_vanished_cell_does_not_stand_for_it():
+    """The swollen cell's touching neighbour spreads into the space the cell leaves: it
+    lies mostly where it was, so the cell is still missing, and kept while the dye shows."""
+    before, after = (48, 70, 16), (48, 61, 17)
+    cell, cells, dye = _ruptured_with_dye(nucleus_level=150, neighbour=(before, after))
+    assert 0.2 < (cell & _disc(*after)).sum() / cell.sum() < 0.3
+    assert (_disc(*after) & _disc(*before)).sum() / _disc(*after).sum() > 0.6
+    for labels, carried in _mend(cells, dye)[CARRY_MIN_FRAMES + 1 :][:2]:
+        ghost = np.bincount(labels[cell], minlength=labels.max() + 1)
+        ghost[0] = 0
+        best = int(np.argmax(ghost))
+        assert best in carried
+        assert ghost[best] >= 0.65 * cell.sum()
