@@ -16,13 +16,15 @@ faults that no single frame can see:
   a lower threshold relative to its own surroundings: the faint ghost of a
   ruptured necroptotic cell, or a cell missed in one frame. Such objects are
   marked ``carried``. Only places where a cell just was are searched, so
-  uneven background elsewhere never becomes an object.
+  uneven background elsewhere never becomes an object. With a dead-cell dye,
+  a target cell whose ghost is at background level (confluent fields) is kept
+  as its last outline while the dye stains it there (``carry_dye_k``).
 
 This replaces a frame-wide search for dim objects, which drew objects into
 uneven background and the glow around bright cells.
 
-Every size is physical (µm); the pass needs the images only in the frames it
-changes.
+Every size is physical (µm); the pass needs the images (and the dye) only in
+the frames it changes.
 """
 
 from __future__ import annotations
