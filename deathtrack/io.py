@@ -1344,6 +1344,13 @@ def write_ome_tiff(
     return final
 
 
+def label_dtype(max_label: int) -> np.dtype:
+    """The dtype of a label stack whose values go up to ``max_label``: uint16 when they
+    fit (as Fiji, napari and the Cell Tracking Challenge store labels; half the bytes of
+    int32 to compress and to store), int32 beyond 65535."""
+    return np.dtype(np.uint16 if int(max_label) <= np.iinfo(np.uint16).max else np.int32)
+
+
 def write_labels(
     path: str | Path,
     labels: np.ndarray | Iterable[np.ndarray],

@@ -1335,12 +1335,13 @@ def _write_label_stack(store_path: str, tracks: pd.DataFrame, path: Path, shape)
     """``labels_<pop>.tif`` from the raw label store: values become ``track_id``."""
     import zarr
 
-    from .io import write_labels
+    from .io import label_dtype, write_labels
     from .track import relabel_frames
 
     store = zarr.open_array(store_path, mode="r")
-    frames = relabel_frames((store[t] for t in range(shape[0])), tracks)
-    return write_labels(path, frames, shape=shape, dtype=np.int32)
+    dtype = label_dtype(tracks[col.TRACK_ID].max() if len(tracks) else 0)
+    frames = relabel_frames((store[t] for t in range(shape[0])), tracks, dtype)
+    return write_labels(path, frames, shape=shape, dtype=dtype)
 
 
 def _labels_at(store, tracks: pd.DataFrame):

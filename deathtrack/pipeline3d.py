@@ -254,11 +254,12 @@ def segment_movie_3d(
 def _write_label_stack_3d(store, tracks: pd.DataFrame, path: Path, shape) -> Path:
     """``labels_<pop>.tif`` (T, Z, Y, X) from the raw label store: values become
     ``track_id``; written frame by frame."""
-    from .io import write_labels
+    from .io import label_dtype, write_labels
     from .track import relabel_frames
 
-    frames = relabel_frames((store[t] for t in range(shape[0])), tracks)
-    return write_labels(path, frames, shape=shape, dtype=np.int32)
+    dtype = label_dtype(tracks[col.TRACK_ID].max() if len(tracks) else 0)
+    frames = relabel_frames((store[t] for t in range(shape[0])), tracks, dtype)
+    return write_labels(path, frames, shape=shape, dtype=dtype)
 
 
 def _with_z(events: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:

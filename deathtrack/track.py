@@ -22,6 +22,7 @@ import logging
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -255,14 +256,16 @@ def find_divisions(
     return out, lin.sort_values([col.FRAME, col.PARENT_ID, col.CHILD_ID]).reset_index(drop=True)
 
 
-def relabel_frame(labels: np.ndarray, objects: pd.DataFrame | None) -> np.ndarray:
+def relabel_frame(
+    labels: np.ndarray, objects: pd.DataFrame | None, dtype: Any = np.int32
+) -> np.ndarray:
     """One label image (Y, X) with values ``track_id`` instead of per-frame labels.
 
     ``objects`` holds that frame's ``label, track_id`` rows (None: no object
-    is tracked, the result is all background).
+    is tracked, the result is all background). The result has ``dtype``.
     """
     labels = np.asarray(labels)
-    lut = np.zeros(int(labels.max(initial=0)) + 1, np.int32)
+    lut = np.zeros(int(labels.max(initial=0)) + 1, dtype)
     if objects is not None and len(objects):
         lab = objects[col.LABEL].to_numpy()
         keep = lab < lut.size
@@ -270,7 +273,9 @@ def relabel_frame(labels: np.ndarray, objects: pd.DataFrame | None) -> np.ndarra
     return lut[labels]
 
 
-def relabel_frames(frames: Iterable[np.ndarray], tracks: pd.DataFrame) -> Iterator[np.ndarray]:
+def relabel_frames(
+    frames: Iterable[np.ndarray], tracks: pd.DataFrame, dtype: Any = np.int32
+) -> Iterator[np.ndarray]:
     """Yield label images whose values are ``track_id`` instead of per-frame labels.
 
     Parameters
@@ -279,10 +284,12 @@ def relabel_frames(frames: Iterable[np.ndarray], tracks: pd.DataFrame) -> Iterat
         Per-frame label images (Y, X), in frame order from frame 0.
     tracks
         ``frame, label, track_id``; objects without a track become background.
+    dtype
+        Of the images (it must hold every ``track_id``).
     """
     groups = {f: g for f, g in tracks.groupby(col.FRAME)}
     for t, lab in enumerate(frames):
-        yield relabel_frame(lab, groups.get(t))
+        yield relabel_frame(lab, groups.get(t), dtype)
 
 
 def export_ctc(

@@ -117,6 +117,7 @@ def test_outputs_contract(scored):
     ]
     assert set(tracks.population) == {"cells", "immune"}
     labels = tifffile.imread(out / "labels_cells.tif")
+    assert labels.dtype == np.uint16  # fewer than 65536 tracks: half the bytes of int32
     cells = tracks[tracks.population == "cells"]
     for t in (0, 15, 29):
         assert set(np.unique(labels[t])) - {0} == set(cells[cells.frame == t].track_id)

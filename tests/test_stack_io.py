@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -15,7 +16,8 @@ from deathtrack.errors import (
     StackNotFoundError,
     StackReadError,
 )
-from deathtrack.io import open_stack, stack_stem, write_labels, write_ome_tiff
+from deathtrack.io import label_dtype, open_stack, stack_stem, write_labels, write_ome_tiff
+from deathtrack.track import relabel_frame
 
 RNG = np.random.default_rng(0)
 
@@ -236,6 +238,22 @@ def test_write_labels_round_trip(tmp_path):
     with pytest.raises(ValueError, match=r"label frame 0 has shape \(8, 8\), expected \(16, 16\)"):
         write_labels(tmp_path / "bad.tif", [np.zeros((8, 8))], shape=(1, 16, 16), dtype=np.int32)
     assert not (tmp_path / "bad.tif").exists()
+
+
+def test_label_stacks_are_uint16_while_the_track_ids_fit():
+    assert label_dtype(0) == np.uint16
+    assert label_dtype(65535) == np.uint16
+    assert label_dtype(65536) == np.int32  # a label image must never wrap around
+
+
+def test_relabelled_frames_have_the_dtype_asked_for():
+    raw = np.array([[0, 1, 2], [2, 3, 0]], np.int32)
+    objs = pd.DataFrame({"label": [1, 2, 3], "track_id": [7, 65535, 9]})
+    out = relabel_frame(raw, objs, np.uint16)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, [[0, 7, 65535], [65535, 9, 0]])
+    big = relabel_frame(raw, objs.assign(track_id=[7, 70000, 9]), label_dtype(70000))
+    assert big.dtype == np.int32 and big[0, 2] == 70000
 
 
 def test_folder_of_lzw_tiffs_in_natural_order(tmp_path):
