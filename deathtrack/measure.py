@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
 from . import columns as col
-from ._kernels import object_shapes, sort_by_label
+from ._kernels import masked_histogram, object_shapes, sort_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,8 @@ _BUILTIN_FUNCS = {name: f.func for name, f in FEATURES.items() if f.func is not 
 
 def _object_pixels(labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """Every object pixel's label, row and column, and per label (indexed by label value)
-    the pixel count and mean row and column: the centroids, and the moments' centre."""
+    the pixel count and mean row and column: the centroids, and the moments' centre; last,
+    the object pixels' flat indices (for :func:`_intensity_stats`)."""
     lab = labels.ravel()
     idx = np.flatnonzero(lab)
     ly = lab[idx]
@@ -208,7 +209,7 @@ def _object_pixels(labels: np.ndarray) -> tuple[np.ndarray, ...]:
     cnt = np.bincount(ly, minlength=size)
     my = np.bincount(ly, weights=yy, minlength=size) / np.maximum(cnt, 1)
     mx = np.bincount(ly, weights=xx, minlength=size) / np.maximum(cnt, 1)
-    return ly, yy, xx, cnt, my, mx
+    return ly, yy, xx, cnt, my, mx, idx
 
 
 def _builtin_morphology(
@@ -220,7 +221,7 @@ def _builtin_morphology(
     pieces come from one compiled pass over the objects (:mod:`deathtrack._kernels`).
     """
     out: dict[str, np.ndarray] = {}
-    ly, yy, xx, cnt, my, mx = pixels
+    ly, yy, xx, cnt, my, mx = pixels[:6]
     area = cnt[ids].astype(np.float64) * px * px
     if col.AREA_UM2 in names:
         out[col.AREA_UM2] = area
@@ -267,14 +268,24 @@ def _builtin_morphology(
 
 
 def _intensity_stats(
-    labels: np.ndarray, image: np.ndarray, ids: np.ndarray
+    labels: np.ndarray,
+    image: np.ndarray,
+    ids: np.ndarray,
+    pixels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """NaN-aware per-label statistics, vectorised over labels (sorted by label)."""
-    lab = labels.ravel()
-    sel = np.flatnonzero(lab)  # object pixels only: most of a frame is background
-    lab = lab[sel]
-    val = np.asarray(image).ravel()[sel].astype(np.float64)
-    if val.dtype.kind == "f":
+    """NaN-aware per-label statistics, vectorised over labels (sorted by label).
+
+    ``pixels``: the object pixels' flat indices and labels, when already known (every
+    channel of a frame has the same)."""
+    if pixels is None:
+        lab = labels.ravel()
+        sel = np.flatnonzero(lab)  # object pixels only: most of a frame is background
+        lab = lab[sel]
+    else:
+        sel, lab = pixels
+    image = np.asarray(image)
+    val = image.ravel()[sel].astype(np.float64)
+    if image.dtype.kind == "f":  # integer pixels are never NaN
         keep = ~np.isnan(val)
         if not keep.all():
             lab, val = lab[keep], val[keep]
@@ -300,7 +311,17 @@ def _intensity_stats(
 
 def _background_median(image: np.ndarray, background: np.ndarray) -> float:
     """Median of the finite pixels outside every object (NaN if there are none)."""
-    values = np.asarray(image)[background]
+    image = np.asarray(image)
+    if image.dtype in (np.uint8, np.uint16):
+        # the median from the histogram of the pixels in place (no copy of them), exact
+        hist = np.cumsum(masked_histogram(image, background))
+        n = int(hist[-1])
+        if not n:
+            return float("nan")
+        lo = int(np.searchsorted(hist, (n - 1) // 2, side="right"))
+        hi = int(np.searchsorted(hist, n // 2, side="right"))
+        return (lo + hi) / 2
+    values = image[background]
     if values.dtype.kind in "ui" and values.size and values.dtype.itemsize <= 2:
         # 8/16-bit pixels: the median from a histogram, exact, without sorting
         shift = int(values.min())
@@ -404,7 +425,7 @@ def measure_frame(
     background = labels == 0
     for cname, img in intensities.items():
         stats = (
-            _intensity_stats(labels, img, ids)
+            _intensity_stats(labels, img, ids, (pixels[6], pixels[0]))
             if len(ids)
             else {s: np.zeros(0) for s in INTENSITY_STATS}
         )

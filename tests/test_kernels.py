@@ -11,6 +11,7 @@ from deathtrack._kernels import (
     gaussian,
     label_percentile,
     label_sums,
+    masked_histogram,
     object_shapes,
     pair_counts,
     sort_by_label,
@@ -76,6 +77,23 @@ def test_object_shapes_of_an_absent_label_are_zero_and_ids_may_be_a_subset():
     assert pieces.tolist() == [1, 0] and hull.tolist() == [4, 0]
     p, pieces, hull, hull_p = object_shapes(labels, np.array([2]), hull=False)
     assert hull.tolist() == [0] and hull_p.tolist() == [0.0] and pieces.tolist() == [1]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_masked_histogram_equals_bincount_of_the_masked_pixels(dtype):
+    rng = np.random.default_rng(4)
+    top = np.iinfo(dtype).max
+    img = rng.integers(0, top + 1, (37, 23)).astype(dtype)
+    img[0, 0], img[-1, -1] = 0, top  # both ends of the range
+    mask = rng.random(img.shape) > 0.3
+    got = masked_histogram(img, mask)
+    np.testing.assert_array_equal(got, np.bincount(img[mask], minlength=top + 1))
+    assert masked_histogram(img[:, ::2], mask[:, ::2]).sum() == mask[:, ::2].sum()  # views
+    assert masked_histogram(img, np.zeros(img.shape, bool)).sum() == 0
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        masked_histogram(img.astype(np.int16), mask)
+    with pytest.raises(ValueError, match="shape"):
+        masked_histogram(img, mask[1:])
 
 
 def test_sort_by_label_equals_a_two_key_lexsort():
