@@ -17,6 +17,16 @@ cheaper.
 - :func:`sort_by_label`: per-label percentiles without sorting a frame's pixels.
 - :func:`label_percentile`: one percentile per label, by selection (no sort, no copies
   of the frame).
+- :func:`block_sum`: sums of f x f blocks (the background's block means), optionally of
+  the pixels in a mask, without padded or masked copies of the frame, to the bit.
+- :func:`relabel_sequential`: labels renumbered 1..N in the order of their values, two
+  passes, no copies (scikit-image's ``relabel_sequential``).
+- :func:`median`, :func:`percentiles` and :func:`histogram`: NumPy's ``median``,
+  ``percentile`` (linear) and
+  ``histogram`` (equal bins over a range) of a float32 image's pixels, in a mask or all,
+  to the bit: the order statistics selected through a fine histogram instead of
+  partitioning a copy, the bins found as NumPy finds them (float64 arithmetic, then
+  corrected against the bin edges).
 - :func:`masked_histogram`: the histogram of an 8/16-bit image's pixels in a mask (the
   background's median) without copying them out.
 - :func:`mix_upsample`: the background's linear upsampling without full-size temporaries.
@@ -39,16 +49,21 @@ import numba
 import numpy as np
 
 __all__ = [
+    "block_sum",
     "dilate",
     "distance_to_background",
     "erode",
     "gaussian",
+    "histogram",
     "label_percentile",
     "masked_histogram",
+    "median",
     "mix_upsample",
     "object_shapes",
     "one_top_patch",
     "opening",
+    "percentiles",
+    "relabel_sequential",
     "sort_by_label",
 ]
 
@@ -344,6 +359,220 @@ def label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) -
     if val.dtype not in (np.float32, np.float64):
         val = val.astype(np.float64)
     return _label_percentile(lab, val, int(n), float(q))
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_sum(a, f, mask, use_mask, zero):
+    """Each block row's run of ``f`` pixels summed as NumPy's add.reduce inner loop sums
+    it (``pairwise_sum``: plain for fewer than 8 values, else eight accumulators, then
+    the rest one by one), zeros past the row's end and outside the mask, the runs added
+    to the block's sum row by row: NumPy's additions in NumPy's order."""
+    ny, nx = a.shape
+    sy, sx = (ny + f - 1) // f, (nx + f - 1) // f
+    out = np.zeros((sy, sx), a.dtype)
+    run = np.zeros(sx * f, a.dtype)  # one row, zero-padded, masked
+    tail = f % 8
+    for y in range(ny):
+        for x in range(nx):
+            run[x] = a[y, x] if (not use_mask or mask[y, x]) else zero
+        row = out[y // f]
+        for bx in range(sx):
+            x0 = bx * f
+            if f < 8:
+                res = zero
+                for i in range(f):
+                    res += run[x0 + i]
+            else:
+                r0, r1, r2, r3 = run[x0], run[x0 + 1], run[x0 + 2], run[x0 + 3]
+                r4, r5, r6, r7 = run[x0 + 4], run[x0 + 5], run[x0 + 6], run[x0 + 7]
+                i = 8
+                while i < f - tail:
+                    x = x0 + i
+                    r0 += run[x]
+                    r1 += run[x + 1]
+                    r2 += run[x + 2]
+                    r3 += run[x + 3]
+                    r4 += run[x + 4]
+                    r5 += run[x + 5]
+                    r6 += run[x + 6]
+                    r7 += run[x + 7]
+                    i += 8
+                res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+                while i < f:
+                    res += run[x0 + i]
+                    i += 1
+            row[bx] += res
+    return out
+
+
+def block_sum(a: np.ndarray, f: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Sums of the ``f`` x ``f`` blocks of a 2D float image (a last partial row or column
+    of blocks sums the pixels it has), of the pixels where ``mask`` only when given:
+    ``np.pad(np.where(mask, a, 0), ...).reshape(sy, f, sx, f).sum(axis=(1, 3))`` to the
+    bit (each block row's run summed as NumPy sums it, the runs added row by row), in
+    the image's dtype. One column of blocks (NumPy then sums whole blocks at once, in
+    another order) and f > 128 go to NumPy."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"`a` must be 2D, got shape {a.shape}")
+    if mask is not None and np.shape(mask) != a.shape:
+        raise ValueError(f"`mask` has shape {np.shape(mask)}, `a` {a.shape}")
+    f = int(f)
+    ny, nx = a.shape
+    if a.dtype not in (np.float32, np.float64) or nx <= f or f > 128:
+        x = a if mask is None else np.where(mask, a, 0)
+        x = np.pad(x, ((0, (-ny) % f), (0, (-nx) % f)))
+        return x.reshape(x.shape[0] // f, f, x.shape[1] // f, f).sum(axis=(1, 3))
+    use = mask is not None
+    m = np.asarray(mask, bool) if use else np.zeros((1, 1), bool)
+    return _block_sum(a, f, m, use, a.dtype.type(0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _relabel_sequential(labels):
+    flat = labels.ravel()
+    top = 0
+    for i in range(flat.size):
+        if flat[i] > top:
+            top = flat[i]
+    lut = np.zeros(top + 1, np.int32)
+    for i in range(flat.size):
+        lut[flat[i]] = 1
+    lut[0] = 0
+    k = 0
+    for v in range(1, top + 1):
+        if lut[v]:
+            k += 1
+            lut[v] = k
+    out = np.empty(flat.size, np.int32)
+    for i in range(flat.size):
+        out[i] = lut[flat[i]]
+    return out.reshape(labels.shape)
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """int32 labels 1..N in the order of the values of ``labels`` (non-negative ints; 0
+    stays background)."""
+    labels = np.ascontiguousarray(labels)
+    if labels.size == 0:
+        return np.zeros(labels.shape, np.int32)
+    return _relabel_sequential(labels)
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_stats(values, mask, use_mask, ranks):
+    """The values at ``ranks`` (sorted ascending, within 0 .. n - 1) of the sorted
+    selected values: a histogram of 4096 bins between their extremes (the bin is a
+    non-decreasing function of the value), then the few values of each wanted bin
+    sorted."""
+    lo, hi, n = np.inf, -np.inf, 0
+    for i in range(values.size):
+        if not use_mask or mask[i]:
+            v = values[i]
+            lo = min(lo, v)
+            hi = max(hi, v)
+            n += 1
+    out = np.empty(ranks.size, np.float64)
+    if lo == hi:
+        out[:] = lo
+        return out
+    n_bins = 4096
+    scale = n_bins / (np.float64(hi) - np.float64(lo))
+    counts = np.zeros(n_bins + 1, np.int64)
+    for i in range(values.size):
+        if not use_mask or mask[i]:
+            k = min(int((np.float64(values[i]) - np.float64(lo)) * scale), n_bins - 1)
+            counts[k + 1] += 1
+    for k in range(n_bins):
+        counts[k + 1] += counts[k]
+    for j in range(ranks.size):
+        r = ranks[j]
+        b = np.searchsorted(counts, r, side="right") - 1
+        m = counts[b + 1] - counts[b]
+        inside = np.empty(m, values.dtype)
+        c = 0
+        for i in range(values.size):
+            if not use_mask or mask[i]:
+                k = min(int((np.float64(values[i]) - np.float64(lo)) * scale), n_bins - 1)
+                if k == b:
+                    inside[c] = values[i]
+                    c += 1
+        inside.sort()
+        out[j] = inside[r - counts[b]]
+    return out
+
+
+def percentiles(image: np.ndarray, q, mask: np.ndarray | None = None) -> np.ndarray:
+    """``np.percentile(image[mask], q)`` (``image`` whole without a mask) for a float32
+    image without NaN, bit for bit (float64)."""
+    image = np.ascontiguousarray(image, np.float32)
+    use = mask is not None
+    m = np.ascontiguousarray(mask, bool).ravel() if use else np.zeros(1, bool)
+    n = int(m.sum()) if use else image.size
+    if n == 0:
+        raise ValueError("no values to take percentiles of")
+    # NumPy's linear method: virtual index (n - 1) q, its floor and the next, the weight
+    virtual = (n - 1) * np.true_divide(np.asanyarray(q, np.float64), 100)
+    prev = np.floor(virtual).astype(np.intp)
+    nxt = np.minimum(prev + 1, n - 1)
+    top = virtual >= n - 1
+    prev[top] = nxt[top] = n - 1
+    gamma = virtual - np.floor(virtual)
+    ranks = np.unique(np.concatenate([prev, nxt]))
+    vals = _order_stats(image.ravel(), m, use, ranks.astype(np.int64)).astype(np.float32)
+    a = vals[np.searchsorted(ranks, prev)]
+    b = vals[np.searchsorted(ranks, nxt)]
+    diff = b - a  # float32, as NumPy's _lerp
+    out = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return out
+
+
+def median(image: np.ndarray) -> np.float32:
+    """``np.median(image)`` of a float32 array without NaN, bit for bit (the mean, in
+    float32, of the middle value or two)."""
+    image = np.ascontiguousarray(image, np.float32)
+    n = image.size
+    if n == 0:
+        raise ValueError("no values to take the median of")
+    ranks = np.array([n // 2 - 1, n // 2] if n % 2 == 0 else [(n - 1) // 2], np.int64)
+    middle = _order_stats(image.ravel(), np.zeros(1, bool), False, ranks)
+    return np.mean(middle.astype(np.float32))
+
+
+@numba.njit(cache=True, nogil=True)
+def _histogram(values, mask, use_mask, lo, hi, edges):
+    n_bins = edges.size - 1
+    hist = np.zeros(n_bins, np.int64)
+    denom = hi - lo
+    for i in range(values.size):
+        if use_mask and not mask[i]:
+            continue
+        v = np.float64(values[i])
+        if not (v >= lo and v <= hi):
+            continue
+        k = int(((v - lo) / denom) * n_bins)
+        if k == n_bins:
+            k -= 1
+        if v < edges[k]:
+            k -= 1
+        if k != n_bins - 1 and v >= edges[k + 1]:
+            k += 1
+        hist[k] += 1
+    return hist
+
+
+def histogram(
+    image: np.ndarray, bins: int, lo: float, hi: float, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """``np.histogram(image[mask], bins, range=(lo, hi))[0]`` of a float32 image (lo <
+    hi), the same counts (NumPy's equal-bins path, float64 edges from ``np.linspace``)."""
+    image = np.ascontiguousarray(image, np.float32)
+    use = mask is not None
+    m = np.ascontiguousarray(mask, bool).ravel() if use else np.zeros(1, bool)
+    lo, hi = np.float64(lo), np.float64(hi)
+    edges = np.linspace(lo, hi, int(bins) + 1, endpoint=True, dtype=np.float64)
+    return _histogram(image.ravel(), m, use, lo, hi, edges)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -8,12 +8,17 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
 from deathtrack._kernels import (
+    block_sum,
     gaussian,
+    histogram,
     label_percentile,
     label_sums,
     masked_histogram,
+    median,
     object_shapes,
     pair_counts,
+    percentiles,
+    relabel_sequential,
     sort_by_label,
 )
 
@@ -77,6 +82,71 @@ def test_object_shapes_of_an_absent_label_are_zero_and_ids_may_be_a_subset():
     assert pieces.tolist() == [1, 0] and hull.tolist() == [4, 0]
     p, pieces, hull, hull_p = object_shapes(labels, np.array([2]), hull=False)
     assert hull.tolist() == [0] and hull_p.tolist() == [0.0] and pieces.tolist() == [1]
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (13, 70), (1, 300), (5, 1), (97, 131)])
+@pytest.mark.parametrize("f", [1, 3, 7, 8, 12, 13, 17, 38])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_sum_equals_numpy_padded_block_sums_to_the_bit(shape, f, dtype):
+    rng = np.random.default_rng(5)
+    a = (rng.normal(100, 20, shape) * rng.uniform(0.01, 100)).astype(dtype)
+    mask = rng.random(shape) > 0.5
+    ny, nx = shape
+
+    def numpy_sums(x):  # what segment.py computed before the kernel
+        x = np.pad(x, ((0, (-ny) % f), (0, (-nx) % f)))
+        return x.reshape(x.shape[0] // f, f, x.shape[1] // f, f).sum(axis=(1, 3))
+
+    got = block_sum(a, f)
+    assert got.dtype == dtype and got.shape == (-(-ny // f), -(-nx // f))
+    np.testing.assert_array_equal(got, numpy_sums(a))  # same additions, same order
+    np.testing.assert_array_equal(block_sum(a, f, mask), numpy_sums(np.where(mask, a, 0)))
+    with pytest.raises(ValueError, match="shape"):
+        block_sum(a, f, np.zeros((ny + 1, nx), bool))
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "half zeros", "few values"])
+def test_percentiles_histogram_and_median_equal_numpy_to_the_bit(kind):
+    rng = np.random.default_rng(7)
+    for trial in range(150):
+        n = int(rng.integers(1, 2000))
+        x = rng.normal(0, rng.uniform(0.1, 100), n).astype(np.float32)
+        if kind == "ties":
+            x = np.round(x).astype(np.float32)
+        elif kind == "half zeros":
+            x[: n // 2] = 0
+        elif kind == "few values":
+            x = rng.integers(0, 5, n).astype(np.float32)
+        x = x.reshape(1, -1) if trial % 2 else x
+        mask = rng.random(x.shape) > 0.3 if trial % 3 == 0 else None
+        sel = x[mask] if mask is not None else x
+        assert median(x) == np.median(x) and median(x).dtype == np.median(x).dtype
+        if not sel.size:
+            with pytest.raises(ValueError, match="no values"):
+                percentiles(x, [50], mask)
+            continue
+        ref = np.percentile(sel, [0.5, 99.5])
+        got = percentiles(x, [0.5, 99.5], mask)
+        np.testing.assert_array_equal(got, ref)
+        assert got.dtype == ref.dtype
+        if ref[1] > ref[0]:
+            np.testing.assert_array_equal(
+                histogram(x, 256, ref[0], ref[1], mask),
+                np.histogram(sel, bins=256, range=(ref[0], ref[1]))[0],
+            )
+
+
+def test_relabel_sequential_equals_scikit_image():
+    from skimage.segmentation import relabel_sequential as skimage_relabel
+
+    rng = np.random.default_rng(6)
+    lab = rng.choice([0, 3, 7, 8, 40, 41, 1000], size=(30, 20)).astype(np.int32)
+    got = relabel_sequential(lab)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, skimage_relabel(lab)[0])
+    assert relabel_sequential(np.zeros((4, 4), np.int32)).max() == 0
+    assert relabel_sequential(np.zeros((0, 3), np.int32)).shape == (0, 3)
+    np.testing.assert_array_equal(relabel_sequential(lab[:, ::2]), skimage_relabel(lab[:, ::2])[0])
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
