@@ -229,14 +229,14 @@ def crop_labels(
     z_range: tuple[int, int] | None = None,
     z: float | None = None,
 ) -> np.ndarray:
-    """A label crop with the geometry of :func:`crop_image`; -1 outside the image.
+    """An int32 label crop with the geometry of :func:`crop_image`; -1 outside the image.
 
     ``labels`` is (Y, X), or (Z, Y, X): then each (y, x) of the crop holds the object of
     the slice of ``z_range`` nearest ``z`` (the cell's centre; the range's middle when
     None) that has one, so the centre cell's footprint is its own.
     """
     size = 2 * half + 1
-    out = np.full((size, size), -1, np.int64)
+    out = np.full((size, size), -1, np.int32)  # track ids (label stacks: uint16 or int32)
     labels = np.asarray(labels)
     box = _box(labels.shape[-2:], cy, cx, half)
     if box is None:
@@ -247,7 +247,7 @@ def crop_labels(
         return out
     lo, hi = z_range if z_range is not None else (0, labels.shape[0])
     centre = (lo + hi - 1) / 2 if z is None or not np.isfinite(z) else float(z)
-    proj = np.zeros(out[dst].shape, np.int64)
+    proj = np.zeros(out[dst].shape, np.int32)
     for k in sorted(range(lo, hi), key=lambda k: (abs(k - centre), k)):
         sl = labels[(k, *src)]
         empty = proj == 0

@@ -552,3 +552,13 @@ def test_gallery_in_pieces_says_each_source_note_once(results, monkeypatch, tmp_
     gallery = page[page.index('<h2 id="gallery">') : page.index('<h2 id="motility">')]
     assert gallery.count("was not found: showing outlines only") == 1
     assert gallery.count('class="crop"') >= 7  # outlines are still drawn
+
+
+def test_label_crops_are_int32_and_keep_every_track_id():
+    from deathtrack.gallery import crop_labels
+
+    labels = np.zeros((40, 40), np.uint16)
+    labels[5:15, 5:15] = 65535  # the largest id of a uint16 label stack
+    crop = crop_labels(labels, 3, 3, 4)  # 9 x 9, partly outside the image
+    assert crop.dtype == np.int32  # half the bytes of int64: the gallery ships thousands
+    assert crop[0, 0] == -1 and crop[-1, -1] == 65535 and crop[4, 4] == 0
