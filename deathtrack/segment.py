@@ -150,7 +150,7 @@ def crosstalk_ratio(
     frac = weight / _block_count(None, b, free.shape)
 
     def local(img: np.ndarray) -> np.ndarray:
-        sums = _block_sum(img, b, free)
+        sums = _block_sum(img, b, free).astype(np.float32, copy=False)  # integer images too
         return gaussian(sums, sigma / b) / np.maximum(weight, 1e-6)
 
     sel = src_obj & ~tgt_obj
@@ -176,7 +176,8 @@ def crosstalk_ratio(
 
 
 def _block_sum(a: np.ndarray, f: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """float32 sums of ``f`` x ``f`` blocks (of the pixels in ``mask`` when given)."""
+    """Sums of ``f`` x ``f`` blocks (of the pixels in ``mask`` when given), as NumPy sums
+    them (:func:`deathtrack._kernels.block_sum`)."""
     return block_sum(a, f, mask)
 
 
