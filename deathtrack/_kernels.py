@@ -49,6 +49,7 @@ import numba
 import numpy as np
 
 __all__ = [
+    "apply_lut",
     "block_sum",
     "dilate",
     "distance_to_background",
@@ -485,20 +486,35 @@ def _order_stats(values, mask, use_mask, ranks):
             counts[k + 1] += 1
     for k in range(n_bins):
         counts[k + 1] += counts[k]
+    # the bins of the wanted ranks, and all their values gathered in one more pass
+    bins = np.empty(ranks.size, np.int64)
     for j in range(ranks.size):
-        r = ranks[j]
-        b = np.searchsorted(counts, r, side="right") - 1
-        m = counts[b + 1] - counts[b]
-        inside = np.empty(m, values.dtype)
-        c = 0
-        for i in range(values.size):
-            if not use_mask or mask[i]:
-                k = min(int((np.float64(values[i]) - np.float64(lo)) * scale), n_bins - 1)
-                if k == b:
-                    inside[c] = values[i]
-                    c += 1
-        inside.sort()
-        out[j] = inside[r - counts[b]]
+        bins[j] = np.searchsorted(counts, ranks[j], side="right") - 1
+    wanted = np.full(n_bins, -1, np.int64)  # bin -> its place in the buffer
+    sizes = np.zeros(ranks.size + 1, np.int64)
+    n_wanted = 0
+    for j in range(ranks.size):
+        b = bins[j]
+        if wanted[b] < 0:
+            wanted[b] = n_wanted
+            sizes[n_wanted + 1] = counts[b + 1] - counts[b]
+            n_wanted += 1
+    for j in range(n_wanted):
+        sizes[j + 1] += sizes[j]
+    buf = np.empty(sizes[n_wanted], values.dtype)
+    fill = sizes[:n_wanted].copy()
+    for i in range(values.size):
+        if not use_mask or mask[i]:
+            k = min(int((np.float64(values[i]) - np.float64(lo)) * scale), n_bins - 1)
+            w = wanted[k]
+            if w >= 0:
+                buf[fill[w]] = values[i]
+                fill[w] += 1
+    for j in range(n_wanted):
+        buf[sizes[j] : sizes[j + 1]].sort()
+    for j in range(ranks.size):
+        b = bins[j]
+        out[j] = buf[sizes[wanted[b]] + ranks[j] - counts[b]]
     return out
 
 
@@ -573,6 +589,24 @@ def histogram(
     lo, hi = np.float64(lo), np.float64(hi)
     edges = np.linspace(lo, hi, int(bins) + 1, endpoint=True, dtype=np.float64)
     return _histogram(image.ravel(), m, use, lo, hi, edges)
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_lut(labels, lut):
+    flat = labels.ravel()
+    out = np.empty(flat.size, lut.dtype)
+    for i in range(flat.size):
+        out[i] = lut[flat[i]]
+    return out.reshape(labels.shape)
+
+
+def apply_lut(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` for a label image of non-negative ints below ``lut.size``, in one
+    pass (NumPy's fancy indexing takes ~3x as long on a 1024² frame)."""
+    labels = np.ascontiguousarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"`labels` must be integers, got {labels.dtype}")
+    return _apply_lut(labels, np.ascontiguousarray(lut))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -270,6 +270,10 @@ def relabel_frame(
         lab = objects[col.LABEL].to_numpy()
         keep = lab < lut.size
         lut[lab[keep]] = objects[col.TRACK_ID].to_numpy()[keep]
+    if labels.dtype.kind in "iu" and labels.size:
+        from ._kernels import apply_lut
+
+        return apply_lut(labels, lut)  # lut[labels], in one pass
     return lut[labels]
 
 

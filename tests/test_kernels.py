@@ -8,6 +8,7 @@ from scipy import ndimage as ndi
 from skimage.measure import perimeter, regionprops
 
 from deathtrack._kernels import (
+    apply_lut,
     block_sum,
     gaussian,
     histogram,
@@ -134,6 +135,19 @@ def test_percentiles_histogram_and_median_equal_numpy_to_the_bit(kind):
                 histogram(x, 256, ref[0], ref[1], mask),
                 np.histogram(sel, bins=256, range=(ref[0], ref[1]))[0],
             )
+
+
+def test_apply_lut_equals_numpy_fancy_indexing():
+    rng = np.random.default_rng(9)
+    for dtype in (np.int32, np.uint16, np.int64):
+        lab = rng.integers(0, 50, (3, 20, 30)).astype(dtype)
+        lut = rng.integers(0, 70000, 50).astype(np.int32)
+        got = apply_lut(lab, lut)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, lut[lab])
+        np.testing.assert_array_equal(apply_lut(lab[:, ::2], lut), lut[lab[:, ::2]])
+    with pytest.raises(TypeError, match="integers"):
+        apply_lut(lab.astype(float), lut)
 
 
 def test_relabel_sequential_equals_scikit_image():
