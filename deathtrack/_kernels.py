@@ -22,17 +22,18 @@ cheaper.
 - :func:`relabel_sequential`: labels renumbered 1..N in the order of their values, two
   passes, no copies (scikit-image's ``relabel_sequential``).
 - :func:`median`, :func:`percentiles` and :func:`histogram`: NumPy's ``median``,
-  ``percentile`` (linear) and
-  ``histogram`` (equal bins over a range) of a float32 image's pixels, in a mask or all,
-  to the bit: the order statistics selected through a fine histogram instead of
-  partitioning a copy, the bins found as NumPy finds them (float64 arithmetic, then
-  corrected against the bin edges).
+  ``percentile`` (linear) and ``histogram`` (equal bins over a range) of a float32
+  image's pixels, in a mask or all, to the bit: the order statistics selected through a
+  fine histogram instead of partitioning a copy, the bins found as NumPy finds them
+  (float64 arithmetic, then corrected against the bin edges).
+- :func:`apply_lut`: ``lut[labels]`` (relabelling to track ids) in one pass.
 - :func:`masked_histogram`: the histogram of an 8/16-bit image's pixels in a mask (the
   background's median) without copying them out.
 - :func:`mix_upsample`: the background's linear upsampling without full-size temporaries.
 - :func:`gaussian`: SciPy's Gaussian filter of a float32 frame, bit for bit, 5-7x faster.
 - :func:`dilate`, :func:`erode`, :func:`opening`: SciPy's iterated cross-shaped binary
-  morphology as one two-pass city-block distance.
+  morphology: up to 6 steps as shifted ORs / ANDs of the mask, beyond as one two-pass
+  city-block distance.
 - :func:`distance_to_background`: SciPy's exact Euclidean distance transform (Meijster's
   integer algorithm) and :func:`one_top_patch`, the single-maximum test of touching-cell
   seeds, for the small boxes of single objects where SciPy's overhead dominates.
