@@ -313,25 +313,25 @@ def _background_median(image: np.ndarray, background: np.ndarray) -> float:
     """Median of the finite pixels outside every object (NaN if there are none)."""
     image = np.asarray(image)
     if image.dtype in (np.uint8, np.uint16):
-        # the median from the histogram of the pixels in place (no copy of them), exact
+        # the histogram of the pixels in place (no copy of them)
         hist = np.cumsum(masked_histogram(image, background))
-        n = int(hist[-1])
-        if not n:
-            return float("nan")
-        lo = int(np.searchsorted(hist, (n - 1) // 2, side="right"))
-        hi = int(np.searchsorted(hist, n // 2, side="right"))
-        return (lo + hi) / 2
+        return _counts_median(hist) if hist[-1] else float("nan")
     values = image[background]
-    if values.dtype.kind in "ui" and values.size and values.dtype.itemsize <= 2:
-        # 8/16-bit pixels: the median from a histogram, exact, without sorting
+    if values.dtype.kind == "i" and values.size and values.dtype.itemsize <= 2:
+        # signed 8/16-bit pixels: from a histogram of the values shifted to start at 0
         shift = int(values.min())
-        hist = np.cumsum(np.bincount((values.astype(np.int64) - shift).ravel()))
-        n = values.size
-        lo = int(np.searchsorted(hist, (n - 1) // 2, side="right"))
-        hi = int(np.searchsorted(hist, n // 2, side="right"))
-        return (lo + hi) / 2 + shift
+        return _counts_median(np.cumsum(np.bincount(values.astype(np.int64) - shift))) + shift
     values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
     return float(np.median(values)) if values.size else float("nan")
+
+
+def _counts_median(cumulative: np.ndarray) -> float:
+    """The median, exact, of the integers 0, 1, ... counted ``np.cumsum`` of their counts
+    times (at least one): the middle value, or the mean of the middle two."""
+    n = int(cumulative[-1])
+    lo = int(np.searchsorted(cumulative, (n - 1) // 2, side="right"))
+    hi = int(np.searchsorted(cumulative, n // 2, side="right"))
+    return (lo + hi) / 2
 
 
 def measure_frame(
