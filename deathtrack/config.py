@@ -669,6 +669,34 @@ class DeathConfig(Section):
         description="...and the centroid jumps by more than this fraction of the cell's "
         "radius (the track went on with one daughter). Such a shrinkage is not apoptosis.",
     )
+    dye_onsets: bool = Field(
+        True,
+        description="Also call a death where the dye shows one and no track does: a "
+        "dye-positive spot of a cell's size (onset_min_cell_fraction) appearing where there "
+        "was no dye in the 8 minutes before and staying 6 minutes (sustain_min). A "
+        "necroptotic cell takes up the dye all over at once even when the segmentation "
+        "merged it into a neighbour or cut it into pieces as it swelled. Such a call has no "
+        "track_id unless a track ended there shortly before.",
+    )
+    onset_min_cell_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=100,
+        description="A dye onset is a death only when its spot (its area at half its "
+        "height) covers at least this fraction of the median cell's area: an apoptotic "
+        "cell's bodies take up the dye later, each a small spot; a necroptotic cell's "
+        "nucleus (or the whole cell) at once. 0.2, against 0.15 and 0.25 (and the area "
+        "above the detection threshold): chosen on development seeds (dense 3, 5, 6-15; "
+        "coarse_slow and low_snr 1-4; the other families 1-2), where it recovered 27 "
+        "missed deaths with no false call added (0.15: 33 and 2); scoring seeds never seen.",
+    )
+    onset_min_sd: float = Field(
+        8.0,
+        gt=0,
+        le=1e6,
+        description="A dye spot is brighter than this many noise SDs of the dye channel "
+        "(smoothed over 1 µm; the SD from the frame's median absolute deviation).",
+    )
     uncertain_margin: float = Field(
         0.15, ge=0, lt=0.5, description="Calls with |p_necroptotic - 0.5| below this are uncertain."
     )

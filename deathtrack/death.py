@@ -29,6 +29,7 @@ from an interpretable score; calls with ``p`` near 0.5 are ``uncertain``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -172,6 +173,70 @@ def _early_rupture(
         if np.min(after) - np.max(dye[:i]) > cfg.dye_min_rise_sd:
             return i
     return -1
+
+
+#: columns of :func:`find_dye_spots`' array: centroid (pixels), area (µm²), peak (noise SDs)
+#: and the reporter's mean over the spot above the frame's background
+SPOT_COLUMNS = ("y", "x", "area_um2", "peak_sd", "reporter")
+
+
+def find_dye_spots(
+    dye: np.ndarray,
+    reporter: np.ndarray,
+    *,
+    pixel_size_um: float,
+    dye_bg: float,
+    reporter_bg: float,
+    crosstalk: float = 0.0,
+    min_sd: float = 8.0,
+) -> np.ndarray:
+    """The dye-positive spots of one frame: an array of :data:`SPOT_COLUMNS`, one row each.
+
+    The dye channel, less its background ``dye_bg`` and the reporter's crosstalk into it
+    (``crosstalk`` x the reporter above ``reporter_bg``), is averaged into pixels of about
+    1 µm and smoothed over 1 µm; a spot is a connected region more than ``min_sd`` noise
+    SDs above the frame's median (the SD from the median absolute deviation, so in any
+    camera's units). Its area is that at half its height (at least 1 µm²): its size, not
+    its brightness. :func:`detect_deaths` finds deaths among their onsets
+    (``dye_spots``)."""
+    from scipy import ndimage as ndi
+
+    f = max(1, int(1.0 / pixel_size_um))  # pixels averaged along each axis
+    ny, nx = (dye.shape[0] // f) * f, (dye.shape[1] // f) * f
+    if ny == 0 or nx == 0:
+        return np.zeros((0, len(SPOT_COLUMNS)))
+
+    def binned(image: np.ndarray) -> np.ndarray:
+        a = np.asarray(image[:ny, :nx], np.float32)
+        return a.reshape(ny // f, f, nx // f, f).mean(axis=(1, 3)) if f > 1 else a
+
+    rep = binned(reporter) - np.float32(reporter_bg)
+    d = binned(dye) - np.float32(dye_bg)
+    if crosstalk > 0:
+        d -= np.float32(crosstalk) * rep
+    d = ndi.gaussian_filter(d, 1.0 / (pixel_size_um * f))
+    sample = d[:: max(1, d.shape[0] // 256), :: max(1, d.shape[1] // 256)]
+    med = float(np.median(sample))
+    sd = 1.4826 * float(np.median(np.abs(sample - med)))
+    if not sd > 0:
+        return np.zeros((0, len(SPOT_COLUMNS)))
+    z = (d - med) / sd
+    lab, n = ndi.label(z > min_sd)
+    if n == 0:
+        return np.zeros((0, len(SPOT_COLUMNS)))
+    flat = lab.ravel()
+    count = np.bincount(flat, minlength=n + 1)[1:].astype(float)
+    yy, xx = np.indices(lab.shape)
+    cy = np.bincount(flat, yy.ravel(), n + 1)[1:] / count
+    cx = np.bincount(flat, xx.ravel(), n + 1)[1:] / count
+    peak = np.asarray(ndi.maximum(z, lab, np.arange(1, n + 1)), float)
+    rep_mean = np.bincount(flat, rep.ravel().astype(float), n + 1)[1:] / count
+    # the area at half the spot's height: its size, whatever its brightness (at the
+    # detection threshold, the blur around a bright spot would count too)
+    half = np.r_[np.inf, peak / 2][flat]
+    area = np.bincount(flat[z.ravel() >= half], minlength=n + 1)[1:] * (pixel_size_um * f) ** 2
+    out = np.column_stack([(cy + 0.5) * f - 0.5, (cx + 0.5) * f - 0.5, area, peak, rep_mean])
+    return out[area >= 1.0]
 
 
 def _dye_noise(df: pd.DataFrame, dye: pd.Series) -> float:
@@ -451,6 +516,97 @@ def _one_call_per_death(
     return sorted(deaths)
 
 
+def _dye_onsets(
+    dye_spots: Sequence[np.ndarray],
+    df: pd.DataFrame,
+    trend: pd.Series,
+    parents: set,
+    called: set,
+    win: dict[str, int],
+    cfg: DeathConfig,
+    interval_s: float,
+    pixel_size_um: float,
+    image_shape: tuple[int, int] | None,
+) -> tuple[list[dict], list[tuple[float, int, int]]]:
+    """Deaths seen in the dye channel: a spot at least ``onset_min_cell_fraction`` of the
+    median cell's area where no spot was in the ``before`` window (8 minutes) and that
+    stays for the ``sustain`` window. A necroptotic cell takes up the dye all over at
+    once, whatever its outline: on dense development movies the swelling cell had been
+    merged into a neighbour or cut into pieces for frames before it ruptured, so no track
+    ended there. An apoptotic cell's bodies take up the dye later, each a small spot.
+    Returns event rows and their sizes (as :func:`_one_call_per_death` takes them; a
+    length of 0, so a call on a track wins over a dye onset of the same death). A track
+    that ended near the spot shortly before gives its ``track_id``, unless it divided or
+    already has a call (``parents``, ``called``)."""
+    area = df[col.AREA_UM2].to_numpy(float)
+    typical = float(np.nanmedian(area)) if len(area) else np.nan
+    if not typical > 0:
+        return [], []
+    min_area = cfg.onset_min_cell_fraction * typical
+    near = 0.75 * np.sqrt(typical / np.pi) / pixel_size_um  # pixels
+    back, ahead = win["before"], win["sustain"]
+    # every spot of at least 1 µm² counts as the dye having been (or stayed) there
+    yx = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS))[:, :2] for s in dye_spots]
+
+    def any_near(t: int, y: float, x: float) -> bool:
+        p = yx[t]
+        return bool(len(p)) and bool((np.hypot(p[:, 0] - y, p[:, 1] - x) < near).any())
+
+    last = df.groupby(col.TRACK_ID, sort=False).tail(1)
+    last = last[~last[col.TRACK_ID].isin(parents | called)]
+    rows, sizes = [], []
+    for t in range(back, len(dye_spots) - ahead):
+        spots = np.asarray(dye_spots[t], float).reshape(-1, len(SPOT_COLUMNS))
+        for y, x, a, _peak, rep in spots[spots[:, 2] >= min_area]:
+            if (
+                image_shape is not None
+                and min(y, x, image_shape[0] - 1 - y, image_shape[1] - 1 - x) < near
+            ):
+                continue  # at the edge: a dead cell drifting in looks new
+            if any(any_near(t - k, y, x) for k in range(1, back + 1)):
+                continue
+            if not all(any_near(t + k, y, x) for k in range(1, ahead + 1)):
+                continue
+            # the dying cell's own track, when one ended there shortly before (merged into
+            # a neighbour, or lost as it swelled)
+            cand = last[
+                last[col.FRAME].between(t - 2 * back, t)
+                & (
+                    np.hypot(last[col.Y] - y, last[col.X] - x)
+                    < near + np.sqrt(last[col.AREA_UM2] / np.pi) / pixel_size_um
+                )
+            ]
+            tid = None
+            if len(cand):
+                d = np.hypot(cand[col.Y] - y, cand[col.X] - x).to_numpy()
+                tid = int(cand[col.TRACK_ID].iloc[int(np.argmin(d))])
+            level = float(trend.get(t, np.nan))
+            drop = float(np.clip(1.0 - rep / level, 0.0, 1.0)) if level > 0 else np.nan
+            # the built-in score's terms that a spot has: the reporter lost, dye at once
+            z = 1.5 + (4.0 * (drop - 0.3) if np.isfinite(drop) else 0.0)
+            p = float(1 / (1 + np.exp(-z)))
+            rows.append(
+                {
+                    col.TRACK_ID: tid,
+                    col.FRAME: t,
+                    col.T_S: t * interval_s,
+                    col.Y: y,
+                    col.X: x,
+                    col.Y_UM: y * pixel_size_um,
+                    col.X_UM: x * pixel_size_um,
+                    col.MODE: mode_from_p(p, cfg.uncertain_margin),
+                    col.P_NECROPTOTIC: round(p, 4),
+                    col.ONSET_FRAME: t,
+                    col.DYE_FRAME: float(t),
+                    **{k: np.nan for k in EVENT_COLUMNS[12:]},
+                    "reporter_drop": drop,
+                    "dye_lag_min": 0.0,
+                }
+            )
+            sizes.append((float(a), 0, t))
+    return rows, sizes
+
+
 def detect_deaths(
     tracks: pd.DataFrame,
     lineage: pd.DataFrame | None = None,
@@ -459,8 +615,10 @@ def detect_deaths(
     interval_s: float,
     reporter: str = col.ROLE_CELLS,
     image_shape: tuple[int, int] | None = None,
+    dye_spots: Sequence[np.ndarray] | None = None,
+    pixel_size_um: float | None = None,
 ) -> pd.DataFrame:
-    """One row per death among target-cell tracks.
+    """One row per death among target-cell tracks, and among the dye's onsets.
 
     Parameters
     ----------
@@ -477,6 +635,14 @@ def detect_deaths(
         Frame interval, for ``t_s``.
     reporter
         Prefix of the cytoplasmic reporter's intensity columns.
+    image_shape
+        (Y, X) of the frames: calls at the field's edge are judged with it.
+    dye_spots, pixel_size_um
+        The dye's spots in every frame of the movie (:func:`find_dye_spots`, one array per
+        frame) and the pixel size: with ``config.dye_onsets``, a death that no track shows
+        but the dye does (a spot of a cell's size appearing where there was none, see
+        :func:`_dye_onsets`) is called too, with no ``track_id`` unless a track ended there
+        shortly before, and its shape features empty.
 
     Returns
     -------
@@ -562,9 +728,26 @@ def detect_deaths(
             }
         )
         sizes.append((float(r[col.AREA_UM2]), len(g), int(g[col.FRAME].iloc[0])))
+    if has_dye and cfg.dye_onsets and dye_spots is not None and pixel_size_um:
+        found, found_sizes = _dye_onsets(
+            dye_spots,
+            df,
+            trend,
+            parents,
+            {r[col.TRACK_ID] for r in rows},
+            win,
+            cfg,
+            interval_s,
+            pixel_size_um,
+            image_shape,
+        )
+        rows += found
+        sizes += found_sizes
     t0 = int(df[col.FRAME].min())
     rows = [rows[k] for k in _one_call_per_death(rows, sizes, win["rupture"], t0)]
     events = pd.DataFrame(rows, columns=[c for c in EVENT_COLUMNS if c != col.EVENT_ID])
+    if events[col.TRACK_ID].isna().any():
+        events[col.TRACK_ID] = events[col.TRACK_ID].astype("Int64")  # empty: no track
     if cfg.classifier and len(events):
         from .classify import load_model, predict_p_necroptotic
 

@@ -221,7 +221,36 @@ def _segment_measure_frame(
     tables = {pop: _measure(labels[pop], frame, t, job, pop) for pop in job["populations"]}
     for pop, how in unmixed.items():
         tables[pop].attrs["unmix"] = how  # (other population, ratio, its background)
+    if job.get("dye_spots") is not None:
+        notes["dye_spots"] = _dye_spots(frame, tables[col.CELLS], job)
     return labels, tables, notes
+
+
+def _dye_spots(frame: np.ndarray, cells: pd.DataFrame, job: dict) -> np.ndarray:
+    """The frame's dye-positive spots (:func:`deathtrack.death.find_dye_spots`), against
+    the backgrounds measured with the cells, and with the reporter's crosstalk into the dye
+    taken out at the ratio the frame's cells show (as :func:`detect_deaths` does)."""
+    from .death import find_dye_spots
+
+    dye, rep = frame[job["roles"][col.ROLE_DYE]], frame[job["roles"][col.ROLE_CELLS]]
+    if len(cells):
+        dye_bg = float(cells[f"{col.ROLE_DYE}_bg"].iloc[0])
+        rep_bg = float(cells[f"{col.ROLE_CELLS}_bg"].iloc[0])
+        signal = (cells[f"{col.ROLE_CELLS}_mean"] - rep_bg).to_numpy(float)
+        d = (cells[f"{col.ROLE_DYE}_mean"] - dye_bg).to_numpy(float)
+        live = signal > 0
+        ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
+    else:
+        dye_bg, rep_bg, ratio = float(np.median(dye)), float(np.median(rep)), 0.0
+    return find_dye_spots(
+        dye,
+        rep,
+        pixel_size_um=job["px"],
+        dye_bg=dye_bg,
+        reporter_bg=rep_bg,
+        crosstalk=ratio if ratio > 0.02 else 0.0,
+        min_sd=job["dye_spots"],
+    )
 
 
 class _PackedLabels:
@@ -570,6 +599,12 @@ def _segment_movie(
         "roles": dict(movie.roles),
         "configs": {pop: getattr(cfg.segment, pop) for pop in populations},
         "unmix": cfg.segment.unmix,
+        # the dye's spots, for the deaths only the dye shows
+        "dye_spots": (
+            cfg.death.onset_min_sd
+            if cfg.death.dye_onsets and col.ROLE_DYE in movie.roles and col.CELLS in populations
+            else None
+        ),
     }
     given = {}  # bring-your-own label stacks (Cellpose, StarDist, ...), read frame by frame
     for pop in populations:
@@ -958,6 +993,12 @@ def _frames_text(frames: list[int]) -> str:
     return shown + (f", ... ({len(frames)} frames)" if len(frames) > 10 else "")
 
 
+def _dye_spots_of(frame_notes: list[dict]) -> list[np.ndarray] | None:
+    """Every frame's dye spots, when they were looked for (None otherwise)."""
+    spots = [f.get("dye_spots") for f in frame_notes]
+    return None if not spots or any(s is None for s in spots) else spots
+
+
 def _check_signal(movie, cfg, objects, frame_notes, populations, result) -> None:
     """Named failures for a stack without signal or without cells; warnings for frames
     without signal, replaced non-finite pixels and an empty immune channel."""
@@ -1264,6 +1305,8 @@ def run_stack(
                     cfg.death,
                     interval_s=movie.calibration.interval_s,
                     image_shape=tuple(movie.shape[-2:]),
+                    dye_spots=_dye_spots_of(frame_notes),
+                    pixel_size_um=movie.calibration.pixel_size_um,
                 )
                 result.counts["n_events"] = len(events)
                 for mode in (col.APOPTOTIC, col.NECROPTOTIC, col.UNCERTAIN):

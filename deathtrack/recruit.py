@@ -499,7 +499,9 @@ def recruitment_curves(
     post = frames_for(cfg.post_min, interval_s, at_least=0)
     rows, jobs = [], []
     for ev in events.sort_values(col.EVENT_ID).itertuples(index=False):
-        eid, f0, tid = int(ev.event_id), int(ev.frame), int(ev.track_id)
+        eid, f0 = int(ev.event_id), int(ev.frame)
+        # a death only the dye showed may have no track (0 here): its contacts are unknown
+        tid = int(ev.track_id) if pd.notna(ev.track_id) else 0
         center = np.array([ev.y_um, ev.x_um, ev.z_um] if is_3d else [ev.y_um, ev.x_um], float)
         frac_ev = float(geo.fraction(center)[0])
         ctl = controls[eid]
@@ -516,7 +518,7 @@ def recruitment_curves(
             c = counts[t - t0, 1:]
             expected = float(np.mean(c[ok] / fctl[ok]) * frac_ev) if ok.any() else math.nan
             uniform = int(n_all[t - t0]) * frac_ev * geo.region / geo.field
-            if with_contacts:
+            if with_contacts and tid > 0:
                 # the cell's own mask at t, else at the nearest frame its track has
                 tm = int(own[np.argmin(np.abs(own - t))]) if len(own) else t
                 jobs.append((t, tm, tid, eid, dt, len(rows)))

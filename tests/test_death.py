@@ -339,3 +339,129 @@ def test_the_dye_rise_is_read_in_units_of_the_dye_s_pixel_noise():
     # raw units are kept and any rise above 1 counts)
     ev = detect_deaths(movie(5.0, 1.0).drop(columns="dye_std"), interval_s=120)
     assert ev.dye_frame.tolist() == [26]
+
+
+# --- deaths seen in the dye only (dye onsets) ------------------------------------------
+
+
+def _noisy(shape, level, sd, seed=0):
+    return np.random.default_rng(seed).normal(level, sd, shape).astype(np.float32)
+
+
+def test_dye_spots_are_found_where_the_dye_is_with_their_area_in_square_microns():
+    """A disc of 10 px (0.5 µm pixels: 78.5 µm²) and one of 2 px, 40 noise SDs above a
+    background of 100: two spots, each where its disc is, the large one's area within
+    15 %; no spot in a flat frame (no noise to scale by)."""
+    from deathtrack.death import SPOT_COLUMNS, find_dye_spots
+
+    yy, xx = np.mgrid[:200, :200]
+    dye = _noisy((200, 200), 100.0, 5.0)
+    dye[(yy - 60) ** 2 + (xx - 140) ** 2 < 100] += 200
+    dye[(yy - 150) ** 2 + (xx - 40) ** 2 < 4] += 200
+    rep = _noisy((200, 200), 50.0, 5.0, seed=1)
+    spots = find_dye_spots(dye, rep, pixel_size_um=0.5, dye_bg=100.0, reporter_bg=50.0)
+    assert spots.shape[1] == len(SPOT_COLUMNS)
+    spots = spots[np.argsort(-spots[:, 2])]
+    assert len(spots) == 2, spots
+    y, x, area, peak, reporter = spots[0]
+    assert abs(y - 60) < 1 and abs(x - 140) < 1
+    assert abs(area - np.pi * 25) < 0.15 * np.pi * 25
+    assert peak > 8 and abs(reporter) < 5  # no reporter there: its background only
+    assert abs(spots[1, 0] - 150) < 1.5 and abs(spots[1, 1] - 40) < 1.5
+    assert spots[1, 2] < 10
+    flat = np.full((200, 200), 7.0, np.float32)
+    assert find_dye_spots(flat, flat, pixel_size_um=0.5, dye_bg=7, reporter_bg=7).shape == (0, 5)
+
+
+def test_the_reporter_s_crosstalk_into_the_dye_is_not_a_spot():
+    """A live cell 1000 above background in the reporter shows at 10 % in the dye channel:
+    a spot unless the crosstalk is taken out."""
+    from deathtrack.death import find_dye_spots
+
+    yy, xx = np.mgrid[:160, :160]
+    cell = ((yy - 80) ** 2 + (xx - 80) ** 2 < 15**2) * 1000.0
+    rep = _noisy((160, 160), 50.0, 5.0) + cell
+    dye = _noisy((160, 160), 100.0, 5.0, seed=1) + 0.1 * cell
+    kw = dict(pixel_size_um=0.65, dye_bg=100.0, reporter_bg=50.0)
+    assert len(find_dye_spots(dye, rep, **kw)) == 1
+    assert len(find_dye_spots(dye, rep, crosstalk=0.1, **kw)) == 0
+
+
+def _spots(n, at=(), y=50.0, x=50.0, area=120.0, reporter=0.0):
+    """``n`` frames of dye spots (as :func:`find_dye_spots` gives them): one of ``area`` µm²
+    at (y, x) px in each frame of ``at``."""
+    out = [np.zeros((0, 5)) for _ in range(n)]
+    for t in at:
+        out[t] = np.array([[y, x, area, 40.0, reporter]])
+    return out
+
+
+def _lost(last=12):
+    """Track 1 (250 µm², as every cell here) whole and steady until frame ``last``, then no
+    more of it: merged into a neighbour, or cut into pieces as it swelled."""
+    return _track(1, np.full(last + 1, 250.0), np.full(last + 1, 600.0))
+
+
+def test_a_cell_the_tracks_lost_is_a_necroptotic_death_when_the_dye_fills_its_place():
+    """The tracks show no death (track 1 just ends at frame 12); from frame 14 on, a spot of
+    half a cell takes up the dye where it was, with no reporter left: one necroptotic death
+    at frame 14, on track 1, the dye at once. The same from a spot a tenth of a cell (the
+    late dye of apoptotic bodies), a spot that comes for one frame, one where small spots
+    were already, one at the image's edge, or with ``dye_onsets`` off: none."""
+    df = _measured(_lost())
+    kw = dict(interval_s=60, pixel_size_um=0.65, image_shape=(200, 200))
+    assert detect_deaths(df, **kw).empty  # the tracks alone
+
+    ev = detect_deaths(df, dye_spots=_spots(T, range(14, T)), **kw)
+    assert ev[["track_id", "frame", "mode", "dye_frame"]].values.tolist() == [
+        [1, 14, "necroptotic", 14.0]
+    ]
+    assert ev["reporter_drop"].iloc[0] == 1.0 and ev["dye_lag_min"].iloc[0] == 0.0
+    assert np.isnan(ev["area_ratio_before"].iloc[0])  # no outline to measure
+    assert list(ev.columns) == EVENT_COLUMNS
+
+    for spots in (
+        _spots(T, range(14, T), area=25.0),  # a tenth of a cell
+        _spots(T, [14]),  # one frame only
+    ):
+        assert detect_deaths(df, dye_spots=spots, **kw).empty
+    bodies = _spots(T, range(14, T))
+    bodies[11] = np.array([[52.0, 49.0, 5.0, 12.0, 400.0]])  # an apoptotic body before
+    assert detect_deaths(df, dye_spots=bodies, **kw).empty
+    edge = _measured(_track(1, np.full(13, 250.0), np.full(13, 600.0), y=4.0))
+    assert detect_deaths(edge, dye_spots=_spots(T, range(14, T), y=4.0), **kw).empty
+    off = DeathConfig(dye_onsets=False)
+    assert detect_deaths(df, config=off, dye_spots=_spots(T, range(14, T)), **kw).empty
+    # without the pixel size or the frames' spots, the tracks alone
+    assert detect_deaths(df, dye_spots=_spots(T, range(14, T)), interval_s=60).empty
+
+
+def test_a_dye_onset_where_no_track_ended_has_no_track_id():
+    """The spot appears where no track was (a cell never segmented apart from its
+    neighbours): a death with an empty ``track_id`` (pandas' nullable integer), every other
+    event keeping its own."""
+    area = np.r_[np.full(10, 250.0), np.full(T - 10, 300.0)]  # swells, then ruptures
+    rep = np.r_[np.full(15, 600.0), np.full(T - 15, 150.0)]
+    dye = np.r_[np.full(15, 100.0), np.full(T - 15, 900.0)]
+    df = _measured(_track(1, area, rep, dye, y=150.0, x=150.0))
+    kw = dict(interval_s=60, pixel_size_um=0.65, image_shape=(200, 200))
+    ev = detect_deaths(df, dye_spots=_spots(T, range(20, T), y=100.0, x=60.0), **kw)
+    assert ev["frame"].tolist() == [15, 20]
+    assert str(ev["track_id"].dtype) == "Int64"
+    assert ev["track_id"].iloc[0] == 1 and pd.isna(ev["track_id"].iloc[1])
+
+
+def test_a_death_both_a_track_and_the_dye_show_is_one_death_on_the_track():
+    """A necroptotic rupture at frame 15 that the track shows; the dye fills the cell from
+    frame 15 (its onset) and stays: one call, on track 1; and the same cell's dye seen again
+    later (its remains) is no second death."""
+    area = np.r_[np.full(10, 250.0), np.full(T - 10, 300.0)]
+    rep = np.r_[np.full(15, 600.0), np.full(T - 15, 150.0)]
+    dye = np.r_[np.full(15, 100.0), np.full(T - 15, 900.0)]
+    df = _measured(_track(1, area, rep, dye))
+    kw = dict(interval_s=60, pixel_size_um=0.65, image_shape=(200, 200))
+    alone = detect_deaths(df, **kw)
+    assert alone[["track_id", "frame"]].values.tolist() == [[1, 15]]
+    spots = _spots(T, list(range(15, 20)) + list(range(26, T)))  # gone, then back
+    ev = detect_deaths(df, dye_spots=spots, **kw)
+    assert ev[["track_id", "frame", "mode"]].values.tolist() == [[1, 15, "necroptotic"]]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 
 from deathtrack.config import PipelineConfig
@@ -349,11 +353,12 @@ def test_one_blas_thread_only_beside_helper_processes():
     assert blas_threads() == before
 
 
-def _swelling_cell_lost_before_it_ruptures(path):
+def _swelling_cell_lost_before_it_ruptures(path, nucleus=4, at=(64, 64), cell=True):
     """Two channels (cells, dye), 16 frames of 128² px at 0.65 µm, 5 min apart: four
     steady cells and one that swells from frame 6 (area x2 by frame 9, its reporter
     diluting) and ruptures at frame 10: from then on nothing of it in the cells channel
-    (the ghost at background level, as in confluent fields), its nucleus in the dye."""
+    (the ghost at background level, as in confluent fields), its nucleus in the dye (a
+    disc of ``nucleus`` px at ``at``; ``cell=False``: no swelling cell was ever seen)."""
     import numpy as np
     import tifffile
     from scipy import ndimage as ndi
@@ -376,9 +381,10 @@ def _swelling_cell_lost_before_it_ruptures(path):
         cells = [(disc(y, x, 11), 500) for y, x in ((30, 30), (30, 98), (98, 30), (98, 98))]
         dye = []
         if t < len(radii):
-            cells.append((disc(64, 64, radii[t]), 500 * (12 / radii[t]) ** 2))
+            if cell:
+                cells.append((disc(*at, radii[t]), 500 * (12 / radii[t]) ** 2))
         else:
-            dye.append((disc(64, 64, 4), 400))
+            dye.append((disc(*at, nucleus), 400))
         frames.append(np.stack([image(cells, 100), image(dye, 60)]))
     tifffile.imwrite(
         path,
@@ -415,3 +421,35 @@ def test_a_swelling_cell_lost_before_it_ruptures_is_one_necroptotic_death(tmp_pa
     assert abs(ev["frame"].iloc[0] - 10) <= 1
     assert abs(ev["y_um"].iloc[0] - 64 * 0.65) < 3 and abs(ev["x_um"].iloc[0] - 64 * 0.65) < 3
     assert found[0.0].empty  # without it the track ends at frame 9: no death
+
+
+def test_a_cell_lost_before_it_ruptures_is_found_by_the_dye_filling_its_nucleus(tmp_path):
+    """As above with the swelling cell's outline not kept (carry_dye_k=0), and a nucleus
+    of 8 px (half a cell's area) taking up the dye at frame 10: one necroptotic death
+    there, on the track that ended at frame 9 (the tracks alone show none: the test
+    above). The same dye where no cell was ever seen: one death with no track_id, in the
+    written tables and the report."""
+    from deathtrack.config import apply_overrides
+    from deathtrack.report import write_report
+
+    cfg = apply_overrides(PipelineConfig(), ["segment.cells.carry_dye_k=0"])
+    movie = _swelling_cell_lost_before_it_ruptures(tmp_path / "lost.ome.tif", nucleus=8)
+    res = run_stack(movie, cfg, tmp_path / "lost", progress=False)
+    ev = pd.read_csv(res.out_dir / "events.csv")
+    tracks = pd.read_csv(res.out_dir / "tracks.csv")
+    centre = tracks[(tracks["frame"] == 9) & (np.hypot(tracks["y"] - 64, tracks["x"] - 64) < 5)]
+    assert len(ev) == 1 and len(centre) == 1, (ev, centre)
+    assert ev[["frame", "mode", "track_id"]].values.tolist() == [
+        [10, "necroptotic", centre["track_id"].iloc[0]]
+    ]
+    assert abs(ev["y_um"].iloc[0] - 64 * 0.65) < 2 and abs(ev["x_um"].iloc[0] - 64 * 0.65) < 2
+
+    movie = _swelling_cell_lost_before_it_ruptures(
+        tmp_path / "unseen.ome.tif", nucleus=8, at=(64, 112), cell=False
+    )
+    res = run_stack(movie, cfg, tmp_path / "unseen", progress=False)
+    ev = pd.read_csv(res.out_dir / "events.csv")
+    assert ev[["frame", "mode"]].values.tolist() == [[10, "necroptotic"]]
+    assert ev["track_id"].isna().all()
+    report = write_report(res.out_dir)
+    assert "necroptotic" in Path(report).read_text()

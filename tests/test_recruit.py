@@ -108,6 +108,39 @@ def test_contacts_from_label_images_and_the_cells_last_mask_after_its_track_ends
     assert no_tol["n_contact"].tolist() == [0] * 6
 
 
+def test_a_death_with_no_track_is_counted_around_its_place_and_its_contacts_are_unknown():
+    """A death only the dye showed has an empty ``track_id``: immune cells are counted
+    around it like any other; with no mask of its own its contacts are NaN, while the
+    death beside it on track 7 has its own."""
+    T = 4
+    cells = np.zeros((T, *SHAPE), np.int32)
+    immune = np.zeros((T, *SHAPE), np.int32)
+    cells[:, 90:110, 90:110] = 7
+    immune[:, 95:105, 110:117] = 21
+    ev = _events(
+        (1, 7, 1, 100.0, 100.0, "necroptotic"), (2, None, 1, 40.0, 40.0, "necroptotic")
+    ).astype({"track_id": "Int64"})
+    imm = _immune(
+        [(t, 21, 100.0, 114.5) for t in range(T)] + [(t, 22, 50.0, 40.0) for t in range(T)]
+    )
+    cell_tracks = pd.DataFrame({"frame": range(T), "track_id": 7, "y_um": 100.0, "x_um": 100.0})
+    curves, contacts = recruitment_curves(
+        ev,
+        imm,
+        cell_tracks,
+        _cfg(),
+        n_frames=T,
+        cell_labels=lambda t: cells[t],
+        immune_labels=lambda t: immune[t],
+        **GEOM,
+    )
+    by = dict(tuple(curves.groupby("event_id")))
+    assert by[2]["n_within_r"].tolist() == [1, 1, 1, 1]  # track 22, 10 µm away
+    assert by[2]["n_contact"].isna().all()
+    assert by[1]["n_contact"].tolist() == [1, 1, 1, 1]
+    assert set(contacts["event_id"]) == {1}
+
+
 def test_summary_measures_by_hand():
     ev = _events((1, 7, 2, 100.0, 100.0, "necroptotic"))
     rows = []
