@@ -687,8 +687,9 @@ class DeathConfig(Section):
         "cell's bodies take up the dye later, each a small spot; a necroptotic cell's "
         "nucleus (or the whole cell) at once. 0.2, against 0.15 and 0.25 (and the area "
         "above the detection threshold): chosen on development seeds (dense 3, 5, 6-15; "
-        "coarse_slow and low_snr 1-4; the other families 1-2), where it recovered 27 "
-        "missed deaths with no false call added (0.15: 33 and 2); scoring seeds never seen.",
+        "coarse_slow and low_snr 1-4; the other families 1-2), where it recovered 28 "
+        "missed deaths with no false call added (0.15: 33 and 2 false; 0.25: 23 and 0); "
+        "scoring seeds never seen.",
     )
     onset_min_sd: float = Field(
         8.0,

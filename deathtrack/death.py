@@ -201,40 +201,55 @@ def find_dye_spots(
     (``dye_spots``)."""
     from scipy import ndimage as ndi
 
-    f = max(1, int(1.0 / pixel_size_um))  # pixels averaged along each axis
+    f = max(1, round(1.0 / pixel_size_um))  # pixels averaged along each axis
     ny, nx = (dye.shape[0] // f) * f, (dye.shape[1] // f) * f
+    none = np.zeros((0, len(SPOT_COLUMNS)))
     if ny == 0 or nx == 0:
-        return np.zeros((0, len(SPOT_COLUMNS)))
+        return none
 
     def binned(image: np.ndarray) -> np.ndarray:
         a = np.asarray(image[:ny, :nx], np.float32)
-        return a.reshape(ny // f, f, nx // f, f).mean(axis=(1, 3)) if f > 1 else a
+        if f == 1:
+            return a
+        # the blocks' means from strided views (~10x faster than a reshaped mean)
+        out = a[::f, ::f].copy()
+        for i in range(f):
+            for j in range(f):
+                if i or j:
+                    out += a[i::f, j::f]
+        return out * np.float32(1.0 / (f * f))
 
+    px = pixel_size_um * f  # of the binned image
     rep = binned(reporter) - np.float32(reporter_bg)
     d = binned(dye) - np.float32(dye_bg)
     if crosstalk > 0:
         d -= np.float32(crosstalk) * rep
-    d = ndi.gaussian_filter(d, 1.0 / (pixel_size_um * f))
+    d = ndi.gaussian_filter(d, 1.0 / px, truncate=3.0)
     sample = d[:: max(1, d.shape[0] // 256), :: max(1, d.shape[1] // 256)]
     med = float(np.median(sample))
     sd = 1.4826 * float(np.median(np.abs(sample - med)))
     if not sd > 0:
-        return np.zeros((0, len(SPOT_COLUMNS)))
-    z = (d - med) / sd
+        return none
+    z = (d - med) / np.float32(sd)
     lab, n = ndi.label(z > min_sd)
     if n == 0:
-        return np.zeros((0, len(SPOT_COLUMNS)))
-    flat = lab.ravel()
-    count = np.bincount(flat, minlength=n + 1)[1:].astype(float)
-    yy, xx = np.indices(lab.shape)
-    cy = np.bincount(flat, yy.ravel(), n + 1)[1:] / count
-    cx = np.bincount(flat, xx.ravel(), n + 1)[1:] / count
-    peak = np.asarray(ndi.maximum(z, lab, np.arange(1, n + 1)), float)
-    rep_mean = np.bincount(flat, rep.ravel().astype(float), n + 1)[1:] / count
+        return none
+    # statistics over the spots' pixels only (a few hundred in a frame of a million)
+    idx = np.flatnonzero(lab)
+    which = lab.ravel()[idx]
+    zs = z.ravel()[idx]
+    order = np.lexsort((zs, which))  # by spot, brightest last
+    which, idx, zs = which[order], idx[order], zs[order]
+    ends = np.r_[np.flatnonzero(np.diff(which)), len(which) - 1]
+    peak = zs[ends].astype(float)
+    count = np.bincount(which, minlength=n + 1)[1:].astype(float)
+    cy = np.bincount(which, idx // d.shape[1], n + 1)[1:] / count
+    cx = np.bincount(which, idx % d.shape[1], n + 1)[1:] / count
+    rep_mean = np.bincount(which, rep.ravel()[idx], n + 1)[1:] / count
     # the area at half the spot's height: its size, whatever its brightness (at the
     # detection threshold, the blur around a bright spot would count too)
-    half = np.r_[np.inf, peak / 2][flat]
-    area = np.bincount(flat[z.ravel() >= half], minlength=n + 1)[1:] * (pixel_size_um * f) ** 2
+    half = zs >= (peak / 2)[which - 1]
+    area = np.bincount(which[half], minlength=n + 1)[1:] * px**2
     out = np.column_stack([(cy + 0.5) * f - 0.5, (cx + 0.5) * f - 0.5, area, peak, rep_mean])
     return out[area >= 1.0]
 
