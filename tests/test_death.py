@@ -449,6 +449,13 @@ def test_a_dye_onset_where_no_track_ended_has_no_track_id():
     assert ev["frame"].tolist() == [15, 20]
     assert str(ev["track_id"].dtype) == "Int64"
     assert ev["track_id"].iloc[0] == 1 and pd.isna(ev["track_id"].iloc[1])
+    # a track that ended there but already has a death of its own elsewhere (track 1,
+    # ending at frame 19 near the spot) does not lend its id
+    near = df[(df["track_id"] != 1) | (df["frame"] <= 19)].copy()
+    moved = near["track_id"].eq(1) & near["frame"].ge(17)
+    near.loc[moved, ["y", "x"]] = (100.0, 62.0)
+    ev = detect_deaths(near, dye_spots=_spots(T, range(20, T), y=100.0, x=60.0), **kw)
+    assert ev["frame"].tolist() == [15, 20] and pd.isna(ev["track_id"].iloc[1])
 
 
 def test_a_death_both_a_track_and_the_dye_show_is_one_death_on_the_track():
