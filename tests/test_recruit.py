@@ -39,6 +39,20 @@ def _cfg(**kw):
     return RecruitConfig(**{"pre_min": 2, "post_min": 3, "n_controls": 4, **kw})
 
 
+def _with_labels(ev, imm, cell_tracks, cells, immune, **cfg):
+    """:func:`recruitment_curves` with label image stacks for the contacts."""
+    return recruitment_curves(
+        ev,
+        imm,
+        cell_tracks,
+        _cfg(**cfg),
+        n_frames=len(cells),
+        cell_labels=lambda t: cells[t],
+        immune_labels=lambda t: immune[t],
+        **GEOM,
+    )
+
+
 def test_disc_fraction_inside_center_edge_corner():
     assert disc_fraction_inside(100, 100, 30, SHAPE) == 1.0
     assert disc_fraction_inside(-0.5, 100, 30, SHAPE) == pytest.approx(0.5, abs=0.02)
@@ -83,28 +97,10 @@ def test_contacts_from_label_images_and_the_cells_last_mask_after_its_track_ends
         [(t, 21, 100.0, 114.5) for t in range(T)] + [(t, 22, 15.0, 15.0) for t in range(T)]
     )
     cell_tracks = pd.DataFrame({"frame": range(3), "track_id": 7, "y_um": 100.0, "x_um": 100.0})
-    curves, contacts = recruitment_curves(
-        ev,
-        imm,
-        cell_tracks,
-        _cfg(),
-        n_frames=T,
-        cell_labels=lambda t: cells[t],
-        immune_labels=lambda t: immune[t],
-        **GEOM,
-    )
+    curves, contacts = _with_labels(ev, imm, cell_tracks, cells, immune)
     assert curves["n_contact"].tolist() == [1, 1, 1, 1, 1, 1]  # frames 3-5 use frame 2's mask
     assert set(contacts["immune_track_id"]) == {21}
-    no_tol, _ = recruitment_curves(
-        ev,
-        imm,
-        cell_tracks,
-        _cfg(contact_tolerance_um=0),
-        n_frames=T,
-        cell_labels=lambda t: cells[t],
-        immune_labels=lambda t: immune[t],
-        **GEOM,
-    )
+    no_tol, _ = _with_labels(ev, imm, cell_tracks, cells, immune, contact_tolerance_um=0)
     assert no_tol["n_contact"].tolist() == [0] * 6
 
 
@@ -124,16 +120,7 @@ def test_a_death_with_no_track_is_counted_around_its_place_and_its_contacts_are_
         [(t, 21, 100.0, 114.5) for t in range(T)] + [(t, 22, 50.0, 40.0) for t in range(T)]
     )
     cell_tracks = pd.DataFrame({"frame": range(T), "track_id": 7, "y_um": 100.0, "x_um": 100.0})
-    curves, contacts = recruitment_curves(
-        ev,
-        imm,
-        cell_tracks,
-        _cfg(),
-        n_frames=T,
-        cell_labels=lambda t: cells[t],
-        immune_labels=lambda t: immune[t],
-        **GEOM,
-    )
+    curves, contacts = _with_labels(ev, imm, cell_tracks, cells, immune)
     by = dict(tuple(curves.groupby("event_id")))
     assert by[2]["n_within_r"].tolist() == [1, 1, 1, 1]  # track 22, 10 µm away
     assert by[2]["n_contact"].isna().all()
