@@ -180,6 +180,16 @@ def _early_rupture(
 SPOT_COLUMNS = ("y", "x", "area_um2", "peak_sd", "reporter")
 
 
+def reporter_crosstalk(reporter: np.ndarray, dye: np.ndarray) -> float:
+    """The reporter's crosstalk into the dye channel: the median, over cells with reporter
+    above background, of their dye over their reporter (both above background; most
+    cells are alive, so this is what a live cell shows); 0 with fewer than 10 such cells or
+    below 0.02 (none worth taking out)."""
+    live = reporter > 0
+    ratio = float(np.median(dye[live] / reporter[live])) if live.sum() >= 10 else 0.0
+    return ratio if ratio > 0.02 else 0.0
+
+
 def find_dye_spots(
     dye: np.ndarray,
     reporter: np.ndarray,
@@ -692,9 +702,8 @@ def detect_deaths(
         # the reporter's crosstalk into the dye channel: in proportion to each cell's own
         # reporter (so a rupture would lower the "dye"), taken out at the ratio most cells,
         # the live ones, show
-        live = signal > 0
-        ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
-        if ratio > 0.02:
+        ratio = reporter_crosstalk(signal.to_numpy(float), d.to_numpy(float))
+        if ratio > 0:
             d = d - ratio * signal
         d = d - d.groupby(df[col.FRAME]).transform(lambda x: x.quantile(0.25))
         # in units of the dye's pixel noise, so that ``dye_min_rise_sd`` means the same in

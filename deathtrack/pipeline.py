@@ -230,16 +230,16 @@ def _dye_spots(frame: np.ndarray, cells: pd.DataFrame, job: dict) -> np.ndarray:
     """The frame's dye-positive spots (:func:`deathtrack.death.find_dye_spots`), against
     the backgrounds measured with the cells, and with the reporter's crosstalk into the dye
     taken out at the ratio the frame's cells show (as :func:`detect_deaths` does)."""
-    from .death import find_dye_spots
+    from .death import find_dye_spots, reporter_crosstalk
 
     dye, rep = frame[job["roles"][col.ROLE_DYE]], frame[job["roles"][col.ROLE_CELLS]]
     if len(cells):
         dye_bg = float(cells[f"{col.ROLE_DYE}_bg"].iloc[0])
         rep_bg = float(cells[f"{col.ROLE_CELLS}_bg"].iloc[0])
-        signal = (cells[f"{col.ROLE_CELLS}_mean"] - rep_bg).to_numpy(float)
-        d = (cells[f"{col.ROLE_DYE}_mean"] - dye_bg).to_numpy(float)
-        live = signal > 0
-        ratio = float(np.median(d[live] / signal[live])) if live.sum() >= 10 else 0.0
+        ratio = reporter_crosstalk(
+            (cells[f"{col.ROLE_CELLS}_mean"] - rep_bg).to_numpy(float),
+            (cells[f"{col.ROLE_DYE}_mean"] - dye_bg).to_numpy(float),
+        )
     else:
         dye_bg, rep_bg, ratio = float(np.median(dye)), float(np.median(rep)), 0.0
     return find_dye_spots(
@@ -248,7 +248,7 @@ def _dye_spots(frame: np.ndarray, cells: pd.DataFrame, job: dict) -> np.ndarray:
         pixel_size_um=job["px"],
         dye_bg=dye_bg,
         reporter_bg=rep_bg,
-        crosstalk=ratio if ratio > 0.02 else 0.0,
+        crosstalk=ratio,
         min_sd=job["dye_spots"],
     )
 

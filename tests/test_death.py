@@ -472,3 +472,19 @@ def test_a_death_both_a_track_and_the_dye_show_is_one_death_on_the_track():
     spots = _spots(T, list(range(15, 20)) + list(range(26, T)))  # gone, then back
     ev = detect_deaths(df, dye_spots=spots, **kw)
     assert ev[["track_id", "frame", "mode"]].values.tolist() == [[1, 15, "necroptotic"]]
+
+
+def test_the_reporter_s_crosstalk_is_what_most_cells_show_in_the_dye():
+    """The median dye / reporter over cells with reporter: a dying cell's own dye does
+    not move it; fewer than 10 cells, or below 0.02, is no crosstalk."""
+    from deathtrack.death import reporter_crosstalk
+
+    rep = np.full(20, 1000.0)
+    dye = 0.1 * rep
+    dye[:3] = 5000.0  # three dead cells
+    assert reporter_crosstalk(rep, dye) == pytest.approx(0.1)
+    assert reporter_crosstalk(rep[:9], dye[:9]) == 0.0
+    assert reporter_crosstalk(rep, 0.01 * rep) == 0.0
+    assert reporter_crosstalk(np.r_[rep, np.zeros(30)], np.r_[dye, np.ones(30)]) == pytest.approx(
+        0.1
+    )
