@@ -433,6 +433,26 @@ def test_selecting_an_event_jumps_to_its_frame_and_centres_it(make_napari_viewer
     assert widget.strip.data.rows
 
 
+def test_a_death_with_no_track_is_shown_reviewed_and_saved(make_napari_viewer, qtbot, results):
+    """A death only the dye showed has an empty track_id in events.csv: the review selects
+    it, shows its crops and saves its label like any other."""
+    events = pd.read_csv(results / "events.csv")
+    target = int(events[col.EVENT_ID].iloc[0])
+    events[col.TRACK_ID] = events[col.TRACK_ID].astype("Int64")
+    events.loc[events[col.EVENT_ID] == target, col.TRACK_ID] = pd.NA
+    events.to_csv(results / "events.csv", index=False)
+    _viewer, widget = _open_review(make_napari_viewer, qtbot, results)
+    widget.select_event(target)
+    _wait_strip(qtbot, widget)
+    assert [role for role, _ in widget.strip.data.rows] == ["cells", "dye"]
+    assert widget.strip.data.title.startswith(f"#{target}")
+    qtbot.keyClick(widget.table, Qt.Key.Key_N)
+    _wait_saved(qtbot, widget)
+    assert _saved_label(results, target) == "necroptotic"
+    saved = pd.read_csv(results / "events.csv")
+    assert saved.loc[saved[col.EVENT_ID] == target, col.TRACK_ID].isna().all()
+
+
 def test_crops_are_a_fixed_size_in_um_and_outside_the_image_is_background(
     make_napari_viewer, qtbot, results
 ):
