@@ -17,7 +17,10 @@ movies: a cell that gets a new track a frame or two before it ruptures (a merged
 pair came apart, a swollen cell segmented whole again) is called when the dye
 comes at the rupture, against the frames before it; a shrinkage found not to be a
 death (at the field's edge, or an outline trimmed) does not hide a later rupture
-with the dye; a dying cell split in two is one death, not two calls.
+with the dye; a dying cell split in two is one death, not two calls. With a dead-cell
+dye, a death that no track shows (the swelling cell merged into a neighbour or cut into
+pieces before it ruptured) is found where a spot of the dye the size of a nucleus or
+more appears and stays (:func:`find_dye_spots`, ``dye_spots`` of :func:`detect_deaths`).
 
 The reporter is normalised by the median reporter of all cells in the same
 frame, so photobleaching is not a death. Parents of divisions (which round
