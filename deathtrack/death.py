@@ -573,18 +573,18 @@ def _dye_onsets(
     min_area = cfg.onset_min_cell_fraction * typical
     near = 0.75 * np.sqrt(typical / np.pi) / pixel_size_um  # pixels
     back, ahead = win["before"], win["sustain"]
-    # every spot of at least 1 µm² counts as the dye having been (or stayed) there
-    yx = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS))[:, :2] for s in dye_spots]
+    frames = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS)) for s in dye_spots]
 
     def any_near(t: int, y: float, x: float) -> bool:
-        p = yx[t]
+        # every spot of at least 1 µm² counts as the dye having been (or stayed) there
+        p = frames[t]
         return bool(len(p)) and bool((np.hypot(p[:, 0] - y, p[:, 1] - x) < near).any())
 
     last = df.groupby(col.TRACK_ID, sort=False).tail(1)
     last = last[~last[col.TRACK_ID].isin(parents | called)]
     rows, sizes = [], []
-    for t in range(back, len(dye_spots) - ahead):
-        spots = np.asarray(dye_spots[t], float).reshape(-1, len(SPOT_COLUMNS))
+    for t in range(back, len(frames) - ahead):
+        spots = frames[t]
         for y, x, a, _peak, rep in spots[spots[:, 2] >= min_area]:
             if (
                 image_shape is not None
