@@ -482,7 +482,11 @@ def _not_a_death(
 
 
 def _one_call_per_death(
-    rows: list[dict], sizes: list[tuple[float, int, int]], w: int, t0: int
+    rows: list[dict],
+    sizes: list[tuple[float, int, int]],
+    w: int,
+    t0: int,
+    spot_keys: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[int]:
     """Which calls to keep (indices into ``rows``) when one death was called on two tracks:
     the pieces of one dying cell that the segmentation split (each ruptures and takes up
@@ -498,7 +502,11 @@ def _one_call_per_death(
     the radii to an earlier one, on a track begun after that death and with no dye rise of
     its own, is the dead cell's ghost fading: dropped; so is a later call within the earlier
     death's radius on a track begun after it, with or without a dye rise (the dead cell's
-    remains: an apoptotic cell's bodies take up the dye hours later)."""
+    remains: an apoptotic cell's bodies take up the dye hours later).
+
+    ``spot_keys``: each call's dye spot (:func:`_spot_keys`), or None; two calls within
+    ``w`` frames on the same spot are one death whatever their distance (one nucleus took up
+    the dye: a swollen cell cut in two, or a neighbour merged with it, ruptures once)."""
     keep = list(range(len(rows)))
     if len(rows) < 2:
         return keep
@@ -519,6 +527,8 @@ def _one_call_per_death(
     def one_death(j: int, k: int) -> bool:
         if abs(frame[j] - frame[k]) > max(w, 1):
             return False
+        if spot_keys is not None and spot_keys[j] is not None and spot_keys[j] == spot_keys[k]:
+            return True
         r = ratio(j, k)
         return r < 0.75 or (r < 1.0 and bool(young[j] or young[k]))
 
@@ -544,8 +554,37 @@ def _one_call_per_death(
     return sorted(deaths)
 
 
+def _spot_keys(
+    rows: list[dict],
+    frames: Sequence[np.ndarray],
+    typical_area: float,
+    pixel_size_um: float,
+    cfg: DeathConfig,
+    interval_s: float,
+) -> list[tuple[int, int] | None]:
+    """Each call's dye spot, as (frame, index into that frame's spots): for a call whose
+    dye came at once (a rupture; an apoptotic cell's dye comes late, in its bodies), the
+    spot nearest its centre within a median cell's radius, at its death's frame or, with
+    none there, the next; None for the other calls."""
+    reach = np.sqrt(typical_area / np.pi) / pixel_size_um  # pixels
+    keys: list[tuple[int, int] | None] = []
+    for r in rows:
+        key = None
+        if _dye_at_once(r, cfg, interval_s):
+            for t in (int(r[col.FRAME]), int(r[col.FRAME]) + 1):
+                p = frames[t] if t < len(frames) else ()
+                if len(p):
+                    d = np.hypot(p[:, 0] - r[col.Y], p[:, 1] - r[col.X])
+                    if d.min() < reach:
+                        key = (t, int(np.argmin(d)))
+                        break
+        keys.append(key)
+    return keys
+
+
 def _dye_onsets(
-    dye_spots: Sequence[np.ndarray],
+    frames: Sequence[np.ndarray],
+    typical: float,
     df: pd.DataFrame,
     trend: pd.Series,
     parents: set,
@@ -565,15 +604,11 @@ def _dye_onsets(
     Returns event rows and their sizes (as :func:`_one_call_per_death` takes them; a
     length of 0, so a call on a track wins over a dye onset of the same death). A track
     that ended near the spot shortly before gives its ``track_id``, unless it divided or
-    already has a call (``parents``, ``called``)."""
-    area = df[col.AREA_UM2].to_numpy(float)
-    typical = float(np.nanmedian(area)) if len(area) else np.nan
-    if not typical > 0:
-        return [], []
+    already has a call (``parents``, ``called``). ``frames``: each frame's spots (an array
+    of :data:`SPOT_COLUMNS`); ``typical``: the median cell's area (µm²)."""
     min_area = cfg.onset_min_cell_fraction * typical
     near = 0.75 * np.sqrt(typical / np.pi) / pixel_size_um  # pixels
     back, ahead = win["before"], win["sustain"]
-    frames = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS)) for s in dye_spots]
 
     def any_near(t: int, y: float, x: float) -> bool:
         # every spot of at least 1 µm² counts as the dye having been (or stayed) there
@@ -670,7 +705,8 @@ def detect_deaths(
         frame) and the pixel size: with ``config.dye_onsets``, a death that no track shows
         but the dye does (a spot of a cell's size appearing where there was none, see
         :func:`_dye_onsets`) is called too, with no ``track_id`` unless a track ended there
-        shortly before, and its shape features empty.
+        shortly before, and its shape features empty. Two calls whose dye came at once
+        and whose nearest spot is the same spot are one death (:func:`_spot_keys`).
 
     Returns
     -------
@@ -755,9 +791,16 @@ def detect_deaths(
             }
         )
         sizes.append((float(r[col.AREA_UM2]), len(g), int(g[col.FRAME].iloc[0])))
-    if has_dye and cfg.dye_onsets and dye_spots is not None and pixel_size_um:
+    spot_frames, typical = None, np.nan  # each frame's dye spots; the median cell's area
+    if has_dye and dye_spots is not None and pixel_size_um:
+        area = df[col.AREA_UM2].to_numpy(float)
+        typical = float(np.nanmedian(area)) if np.isfinite(area).any() else np.nan
+    if typical > 0:
+        spot_frames = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS)) for s in dye_spots]
+    if spot_frames is not None and cfg.dye_onsets:
         found, found_sizes = _dye_onsets(
-            dye_spots,
+            spot_frames,
+            typical,
             df,
             trend,
             parents,
@@ -771,7 +814,10 @@ def detect_deaths(
         rows += found
         sizes += found_sizes
     t0 = int(df[col.FRAME].min())
-    rows = [rows[k] for k in _one_call_per_death(rows, sizes, win["rupture"], t0)]
+    keys = None
+    if spot_frames is not None:
+        keys = _spot_keys(rows, spot_frames, typical, pixel_size_um, cfg, interval_s)
+    rows = [rows[k] for k in _one_call_per_death(rows, sizes, win["rupture"], t0, keys)]
     events = pd.DataFrame(rows, columns=[c for c in EVENT_COLUMNS if c != col.EVENT_ID])
     if events[col.TRACK_ID].isna().any():
         events[col.TRACK_ID] = events[col.TRACK_ID].astype("Int64")  # empty: no track

@@ -474,6 +474,28 @@ def test_a_death_both_a_track_and_the_dye_show_is_one_death_on_the_track():
     assert ev[["track_id", "frame", "mode"]].values.tolist() == [[1, 15, "necroptotic"]]
 
 
+def test_two_ruptures_on_one_dye_spot_are_one_death():
+    """Two tracks 11 µm apart (the pieces of test_one_death_called_on_two_pieces_of_a_cell_
+    is_one_call, but each tracked from the movie's start: a swollen cell cut in two early, or
+    one merged with a neighbour) rupture in the same frame with the dye at once. One spot
+    of dye between them: one nucleus died, one death, on the first of the two. A spot on
+    each: two deaths."""
+    rep = np.r_[np.full(18, 600.0), np.full(T - 18, 150.0)]
+    dye = np.r_[np.full(18, 100.0), np.full(T - 18, 900.0)]
+    df = _measured(
+        _track(5, np.full(T, 120.0), rep, dye),
+        _track(6, np.full(T, 150.0), rep, dye, x=50 + 11 / 0.65),
+    )
+    kw = dict(interval_s=60, pixel_size_um=0.65, image_shape=(200, 200))
+    one = _spots(T, range(18, T), x=50 + 5.5 / 0.65)
+    ev = detect_deaths(df, dye_spots=one, **kw)
+    assert ev[["track_id", "frame"]].values.tolist() == [[5, 18]]
+    shift = np.array([0.0, 11 / 0.65, 0.0, 0.0, 0.0])
+    two = [np.r_[s, s + shift] for s in _spots(T, range(18, T))]
+    ev = detect_deaths(df, dye_spots=two, **kw)
+    assert sorted(ev["track_id"].tolist()) == [5, 6] and set(ev["frame"]) == {18}
+
+
 def test_the_reporter_s_crosstalk_is_what_most_cells_show_in_the_dye():
     """The median dye / reporter over cells with reporter: a dying cell's own dye does
     not move it; fewer than 10 cells, or below 0.02, is no crosstalk."""
