@@ -47,6 +47,7 @@ from typing import Any
 import pandas as pd
 
 from . import columns as col
+from ._memory import give_back_memory as _give_back_memory
 from .config import PipelineConfig, config_from_dict, config_to_dict
 from .errors import DeathtrackError, interrupt_behind
 from .pipeline import read_table, table_path
@@ -281,24 +282,6 @@ def _row_from_folder(row: dict, folder: Path, info: dict | None = None) -> dict:
                 vals = pd.to_numeric(vals, errors="coerce").dropna()
                 row[f"{metric}_{mode}"] = float(vals.mean()) if len(vals) else math.nan
     return row
-
-
-def _give_back_memory() -> None:
-    """Hand the memory the finished analysis freed back to the system (glibc keeps freed
-    heap for reuse, and it counts in the process's RSS: ~90 MB after the 60-frame 1024²
-    benchmark). Linux/glibc only (``malloc_trim``); elsewhere nothing is done."""
-    import ctypes
-    import ctypes.util
-    import gc
-
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if not name or not name.startswith("libc.so"):
-        return
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc after all
-        pass
 
 
 def process_stack(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import click
 
+from ._memory import claim_process
 from .errors import DeathtrackError, interrupt_behind
 
 logger = logging.getLogger("deathtrack")
@@ -240,6 +241,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     sample movie.
     """
     _setup_logging(verbose, quiet)
+    # this process is deathtrack's own: its large arrays go back to the system when freed,
+    # and trackpy comes without the optional modules it would load
+    claim_process()
     ctx.obj = {"progress": not quiet}
 
 

@@ -418,9 +418,11 @@ def _warm_imports() -> None:
     import threading
 
     def run():
+        from .track import import_trackpy
+
         for name in WARM_IMPORTS:
             try:
-                importlib.import_module(name)
+                import_trackpy() if name == "trackpy" else importlib.import_module(name)
             except Exception:  # pragma: no cover - the stage will raise it properly
                 return
 
@@ -486,10 +488,13 @@ def _helper_pool(helpers: int):
     of one size, so loky never restarts or resizes it between them): BLAS threads
     limited; a helper left idle stops after 300 s (loky's default, 10 s, would restart
     it, imports and all, while it waits); arrays pickled, never memory-mapped read-only
-    (``max_nbytes=None``)."""
+    (``max_nbytes=None``); large blocks handed back to the system as soon as freed
+    (:mod:`deathtrack._memory`)."""
     from joblib.executor import get_memmapping_executor
 
-    return get_memmapping_executor(helpers, timeout=300, max_nbytes=None)
+    from ._memory import HELPER_ENV
+
+    return get_memmapping_executor(helpers, timeout=300, max_nbytes=None, env=HELPER_ENV)
 
 
 class _Task:
@@ -537,6 +542,33 @@ class _Task:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+#: what the helpers import for the work after the frames (output writers, the gallery)
+TAIL_IMPORTS = ("deathtrack.pipeline", "deathtrack.export", "deathtrack.report", "tifffile")
+
+
+def _import_tail() -> None:
+    import importlib
+
+    for name in TAIL_IMPORTS:
+        importlib.import_module(name)
+
+
+def _fresh_helpers(helpers: int) -> None:
+    """Replace the helper processes that segmented the frames with new ones for the rest
+    of the run (the output writers and the report's gallery, :func:`_submit`). A helper
+    that segmented holds ~300 MB (numba's compiler and kernels, the segmentation's
+    libraries, its heap); a new one ~150 MB with what the writers and the gallery need.
+    They start now and import (:data:`TAIL_IMPORTS`) while this process links the
+    tracks and calls the deaths, on the core the frames no longer use. The next movie's
+    frames (a batch) import the rest again in them."""
+    if not helpers or not _may_start_processes():
+        return
+    _helper_pool(helpers).shutdown(wait=True)
+    pool = _helper_pool(helpers)  # loky makes a new one in place of the one shut down
+    for _ in range(helpers):
+        pool.submit(_import_tail)
 
 
 def _submit(helpers: int, func: Callable, *args, **kwargs) -> _Task:
@@ -1221,6 +1253,8 @@ def run_stack(
                     backend=backend,
                     workers=workers,
                 )
+                if backend == "loky":
+                    _fresh_helpers(_helper_count(workers))
                 _check_signal(movie, cfg, objects, frame_notes, populations, result)
                 result.timings_s["segment_measure"] = time.perf_counter() - t0
                 result.stages.append("segment")

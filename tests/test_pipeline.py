@@ -243,6 +243,47 @@ def test_background_task_returns_its_value_or_reraises(helpers):
         _submit(helpers, _fail, "export failed").result()
 
 
+def _environ(name):
+    import os
+
+    return os.getpid(), os.environ.get(name)
+
+
+def test_helper_processes_hand_large_blocks_back_to_the_system():
+    """The helpers start with glibc's threshold for mapping blocks apart fixed (as the
+    command line's process sets its own: :mod:`deathtrack._memory`)."""
+    import os
+
+    from deathtrack.pipeline import _helper_pool
+
+    pid, value = _helper_pool(1).submit(_environ, "MALLOC_MMAP_THRESHOLD_").result()
+    assert pid != os.getpid() and value == "1048576"
+
+
+def test_the_frames_helpers_are_replaced_by_fresh_ones_for_the_rest_of_the_run():
+    """A helper that segmented frames holds numba's compiler and the segmentation's heap
+    (~300 MB at 1024²); the writers and the gallery get a new one (~150 MB), started with
+    what they import."""
+    import os
+
+    from deathtrack.pipeline import _fresh_helpers, _helper_pool
+
+    before, _ = _helper_pool(1).submit(_environ, "HOME").result()
+    _fresh_helpers(1)
+    after, _ = _helper_pool(1).submit(_environ, "HOME").result()
+    assert before != after and os.getpid() not in (before, after)
+    loaded = _helper_pool(1).submit(_loaded, "deathtrack.export", "numba").result()
+    assert loaded == [True, False]
+    _fresh_helpers(0)  # no helpers: nothing to replace
+    assert _helper_pool(1).submit(_environ, "HOME").result()[0] == after
+
+
+def _loaded(*names):
+    import sys
+
+    return [name in sys.modules for name in names]
+
+
 def _pid_after(seconds, started=None):
     import os
     import time

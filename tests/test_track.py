@@ -179,3 +179,36 @@ def test_the_pieces_of_a_ruptured_ghost_are_not_a_division():
         tracks = link_objects(objs, tracks_cfg, interval_s=60)
         _, lineage = find_divisions(tracks, DivisionConfig(max_distance_um=15))
         assert (len(lineage) == 2) is is_division, (after, lineage)
+
+
+_IMPORT_CHECK = """
+import sys
+from deathtrack._memory import claim_process
+from deathtrack.track import import_trackpy
+
+if sys.argv[1] == "own":
+    claim_process()
+trackpy = import_trackpy()
+print(sorted(m for m in ("IPython", "sklearn") if m in sys.modules))
+import sklearn  # later imports of the modules trackpy went without work
+print(hasattr(trackpy, "link"), sklearn.__name__)
+"""
+
+
+def test_the_command_line_imports_trackpy_without_ipython_or_sklearn():
+    """In deathtrack's own process trackpy comes without IPython and scikit-learn (~30 MB
+    resident it never uses for deathtrack), and both import normally afterwards; in
+    anyone else's process (a notebook, napari) trackpy is imported as it is."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+
+    def run(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", _IMPORT_CHECK, mode], capture_output=True, text=True, check=True
+        )
+        return out.stdout.splitlines()
+
+    assert run("own") == ["[]", "True sklearn"]
+    assert "sklearn" in run("lib")[0]
