@@ -1,16 +1,15 @@
-"""How deathtrack's own processes hand memory back to the system (Linux, glibc).
+"""What deathtrack does in processes it owns (the command line's) to keep memory down.
 
-glibc's ``malloc`` keeps freed memory for reuse, and it counts in a process's resident
-size. Blocks of 128 KiB or more are mapped apart and unmapped when freed, but glibc raises
-that threshold to the size of every mapped block freed since, up to 32 MiB: after the
-first frame, a frame's 1-16 MiB arrays all come from the heap and stay there. With the
-threshold fixed at :data:`MMAP_THRESHOLD`, each is given back as soon as it is freed:
-the 1024² x 60-frame benchmark's process tree peaked ~165 MB lower (1051 -> 885 MB).
+- :func:`claim_process`: marks this process as deathtrack's own, so trackpy is imported
+  without the optional modules it would load (:func:`deathtrack.track.import_trackpy`);
+  a library call in someone else's process (a notebook, napari) leaves their imports
+  alone.
+- :func:`give_back_memory`: hands freed heap back to the system (Linux, glibc).
 
-Only processes deathtrack starts itself are set so (the command line's, its helper
-processes): a library call in someone else's process (a notebook, napari) leaves their
-allocator, and their imports, alone.
-Elsewhere than glibc nothing is done.
+Tried and not kept: fixing glibc's threshold for mapping blocks apart at 1 MiB
+(``mallopt(M_MMAP_THRESHOLD)``), so that each freed frame-sized array leaves the resident
+size at once. It took the 1024² x 60-frame benchmark's peak ~60 MB lower and its CPU
+time from ~72 to ~101-107 s (every large array mapped afresh and its pages faulted in).
 """
 
 from __future__ import annotations
@@ -18,24 +17,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-#: blocks of at least this many bytes (a 1024² frame of bytes) are mapped apart
-MMAP_THRESHOLD = 1 << 20
-
-#: the same setting for a process not started yet (glibc reads it at start-up)
-HELPER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter (malloc.h)
-
 _OWN_PROCESS = False
 
 
 def claim_process() -> None:
-    """Mark this process as deathtrack's own (the command line's): large blocks are
-    handed back at once (:func:`return_large_blocks`) and trackpy is imported without
-    the optional modules it would load (:func:`deathtrack.track.import_trackpy`)."""
+    """Mark this process as deathtrack's own (the command line's): trackpy is imported
+    without the optional modules it would load (:func:`deathtrack.track.import_trackpy`)."""
     global _OWN_PROCESS
     _OWN_PROCESS = True
-    return_large_blocks()
 
 
 def own_process() -> bool:
@@ -52,16 +41,6 @@ def _libc():
         return ctypes.CDLL(name)
     except OSError:
         return None
-
-
-def return_large_blocks() -> bool:
-    """Fix glibc's threshold for mapping blocks apart at :data:`MMAP_THRESHOLD` in this
-    process (see the module's text); whether it was set."""
-    libc = _libc()
-    try:
-        return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except AttributeError:  # not glibc after all
-        return False
 
 
 def give_back_memory() -> None:

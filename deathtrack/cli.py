@@ -241,8 +241,8 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     sample movie.
     """
     _setup_logging(verbose, quiet)
-    # this process is deathtrack's own: its large arrays go back to the system when freed,
-    # and trackpy comes without the optional modules it would load
+    # this process is deathtrack's own: trackpy comes without the optional modules it
+    # would load
     claim_process()
     ctx.obj = {"progress": not quiet}
 

@@ -488,13 +488,10 @@ def _helper_pool(helpers: int):
     of one size, so loky never restarts or resizes it between them): BLAS threads
     limited; a helper left idle stops after 300 s (loky's default, 10 s, would restart
     it, imports and all, while it waits); arrays pickled, never memory-mapped read-only
-    (``max_nbytes=None``); large blocks handed back to the system as soon as freed
-    (:mod:`deathtrack._memory`)."""
+    (``max_nbytes=None``)."""
     from joblib.executor import get_memmapping_executor
 
-    from ._memory import HELPER_ENV
-
-    return get_memmapping_executor(helpers, timeout=300, max_nbytes=None, env=HELPER_ENV)
+    return get_memmapping_executor(helpers, timeout=300, max_nbytes=None)
 
 
 class _Task:

@@ -300,32 +300,13 @@ def test_give_back_memory_calls_malloc_trim(monkeypatch):
     assert trimmed == [0]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_the_command_line_hands_large_blocks_back_to_the_system(monkeypatch):
-    """deathtrack's own process fixes glibc's threshold for mapping blocks apart at 1 MiB
-    (M_MMAP_THRESHOLD, -3), so a frame's freed arrays leave its resident size at once."""
-    import ctypes
-
+def test_the_command_line_claims_its_process(monkeypatch):
+    """A command's process is deathtrack's own (trackpy is then imported without IPython
+    and scikit-learn, test_track); a library call leaves that to the caller."""
     import deathtrack._memory as memory
 
-    set_to = []
-
-    class Libc:
-        def mallopt(self, param, value):
-            set_to.append((param, value))
-            return 1
-
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
-    assert memory.return_large_blocks() is True
-    assert set_to == [(-3, 1 << 20)]
-    assert memory.HELPER_ENV == {"MALLOC_MMAP_THRESHOLD_": "1048576"}
-    set_to.clear()
+    monkeypatch.setattr(memory, "_OWN_PROCESS", False)
     assert CliRunner().invoke(main, ["--help"]).exit_code == 0  # a group's help: no call
-    result = CliRunner().invoke(main, ["config", "--help"])
-    assert result.exit_code == 0 and set_to == [(-3, 1 << 20)]
-
-    class NotGlibc:  # (a C library without mallopt)
-        pass
-
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: NotGlibc())
-    assert memory.return_large_blocks() is False
+    assert not memory.own_process()
+    assert CliRunner().invoke(main, ["config", "--help"]).exit_code == 0
+    assert memory.own_process()

@@ -249,17 +249,6 @@ def _environ(name):
     return os.getpid(), os.environ.get(name)
 
 
-def test_helper_processes_hand_large_blocks_back_to_the_system():
-    """The helpers start with glibc's threshold for mapping blocks apart fixed (as the
-    command line's process sets its own: :mod:`deathtrack._memory`)."""
-    import os
-
-    from deathtrack.pipeline import _helper_pool
-
-    pid, value = _helper_pool(1).submit(_environ, "MALLOC_MMAP_THRESHOLD_").result()
-    assert pid != os.getpid() and value == "1048576"
-
-
 def test_the_frames_helpers_are_replaced_by_fresh_ones_for_the_rest_of_the_run():
     """A helper that segmented frames holds numba's compiler and the segmentation's heap
     (~300 MB at 1024²); the writers and the gallery get a new one (~150 MB), started with
