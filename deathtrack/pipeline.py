@@ -422,7 +422,10 @@ def _warm_imports() -> None:
 
         for name in WARM_IMPORTS:
             try:
-                import_trackpy() if name == "trackpy" else importlib.import_module(name)
+                if name == "trackpy":
+                    import_trackpy()
+                else:
+                    importlib.import_module(name)
             except Exception:  # pragma: no cover - the stage will raise it properly
                 return
 
@@ -556,7 +559,8 @@ def _fresh_helpers(helpers: int) -> None:
     """Replace the helper processes that segmented the frames with new ones for the rest
     of the run (the output writers and the report's gallery, :func:`_submit`). A helper
     that segmented holds ~300 MB (numba's compiler and kernels, the segmentation's
-    libraries, its heap); a new one ~150 MB with what the writers and the gallery need.
+    libraries, its heap); a new one 150-190 MB with what the writers and the gallery need
+    (no numba: :func:`deathtrack.track.relabel_frame`), on the 1024² benchmark movie.
     They start now and import (:data:`TAIL_IMPORTS`) while this process links the
     tracks and calls the deaths, on the core the frames no longer use. The next movie's
     frames (a batch) import the rest again in them."""

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -53,7 +54,6 @@ def import_trackpy():
     :func:`deathtrack._memory.claim_process`) without :data:`TRACKPY_OPTIONAL` when they
     are not loaded yet: ~30 MB less resident. Elsewhere (a notebook, napari) a plain
     import."""
-    import sys
 
     from ._memory import own_process
 
@@ -291,7 +291,8 @@ def relabel_frame(
     """One label image (Y, X) with values ``track_id`` instead of per-frame labels.
 
     ``objects`` holds that frame's ``label, track_id`` rows (None: no object
-    is tracked, the result is all background). The result has ``dtype``.
+    is tracked, the result is all background). The result has ``dtype``. In one compiled
+    pass (:func:`deathtrack._kernels.apply_lut`) where those kernels are loaded already.
     """
     labels = np.asarray(labels)
     lut = np.zeros(int(labels.max(initial=0)) + 1, dtype)
@@ -299,10 +300,12 @@ def relabel_frame(
         lab = objects[col.LABEL].to_numpy()
         keep = lab < lut.size
         lut[lab[keep]] = objects[col.TRACK_ID].to_numpy()[keep]
-    if labels.dtype.kind in "iu" and labels.size:
+    if labels.dtype.kind in "iu" and labels.size and "deathtrack._kernels" in sys.modules:
         from ._kernels import apply_lut
 
         return apply_lut(labels, lut)  # lut[labels], in one pass
+    # where the compiled kernels are not loaded (a helper process writing the label
+    # stacks), NumPy's ~3x slower indexing costs less than loading numba (~90 MB)
     return lut[labels]
 
 

@@ -212,3 +212,25 @@ def test_the_command_line_imports_trackpy_without_ipython_or_sklearn():
 
     assert run("own") == ["[]", "True sklearn"]
     assert "sklearn" in run("lib")[0]
+
+
+def test_relabelling_is_the_same_with_or_without_the_compiled_kernels(monkeypatch):
+    """Where deathtrack's compiled kernels are loaded (a process that segmented) labels
+    become track ids in one compiled pass; elsewhere (a helper writing the label stacks,
+    which would load numba for it) by NumPy's indexing: the same image."""
+    import sys
+
+    from deathtrack.track import relabel_frame
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 40, (64, 48)).astype(np.int32)
+    objects = pd.DataFrame({"label": np.arange(1, 45), "track_id": np.arange(101, 145)})
+    import deathtrack._kernels  # noqa: F401
+
+    compiled = relabel_frame(labels, objects, np.uint16)
+    monkeypatch.delitem(sys.modules, "deathtrack._kernels")
+    plain = relabel_frame(labels, objects, np.uint16)
+    assert plain.dtype == compiled.dtype == np.uint16
+    np.testing.assert_array_equal(plain, compiled)
+    assert plain[labels == 7].tolist() == [107] * int((labels == 7).sum())
+    assert (plain[labels == 0] == 0).all()
