@@ -795,8 +795,8 @@ def detect_deaths(
     if has_dye and dye_spots is not None and pixel_size_um:
         area = df[col.AREA_UM2].to_numpy(float)
         typical = float(np.nanmedian(area)) if np.isfinite(area).any() else np.nan
-    if typical > 0:
-        spot_frames = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS)) for s in dye_spots]
+        if typical > 0:
+            spot_frames = [np.asarray(s, float).reshape(-1, len(SPOT_COLUMNS)) for s in dye_spots]
     if spot_frames is not None and cfg.dye_onsets:
         found, found_sizes = _dye_onsets(
             spot_frames,

@@ -54,7 +54,6 @@ def import_trackpy():
     :func:`deathtrack._memory.claim_process`) without :data:`TRACKPY_OPTIONAL` when they
     are not loaded yet: ~30 MB less resident. Elsewhere (a notebook, napari) a plain
     import."""
-
     from ._memory import own_process
 
     if "trackpy" in sys.modules or not own_process():
