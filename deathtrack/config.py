@@ -632,14 +632,16 @@ class DeathConfig(Section):
         "with the same deaths called; scoring seeds never seen).",
     )
     shrink_min_concentration: float = Field(
-        1.08,
+        1.15,
         ge=1,
         le=100,
         description="Shrinkage is called apoptosis only with a second sign of it: the "
-        "reporter concentrated (mean above baseline by this factor), the cell broke into "
-        "fragments, or the dye came. A cell whose outline shrinks with none of them is one "
-        "the segmentation trims (a neighbour pressing, a seam drawn elsewhere); 1 turns this "
-        "off.",
+        "reporter concentrated (mean above baseline by this factor, at its highest from "
+        "shortly before the death to sustain_min after it), the cell broke into fragments, "
+        "or the dye came. A cell shrunk to shrink_fraction of its area with all its "
+        "reporter is 1 / 0.85 = 1.18 times as concentrated; a live cell whose outline the "
+        "segmentation trims (a neighbour pressing, a seam drawn elsewhere) keeps most of "
+        "its dimmer rim outside, and less. 1 turns this off.",
     )
     border_min_concentration: float = Field(
         1.08,

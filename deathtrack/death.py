@@ -102,8 +102,9 @@ def _first_sustained(mask: np.ndarray, start: int, run: int) -> int:
     return -1
 
 
-def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) -> bool:
-    """Whether the area drop around index ``i`` is a division the tracker did not see.
+def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) -> int:
+    """The index at which the area drop around index ``i`` turns out a division the
+    tracker did not see, or 0 when it is none.
 
     The track then follows one daughter: within one frame the area falls to at most
     ``division_area_ratio`` of the frame before and the centroid jumps by more than
@@ -111,7 +112,7 @@ def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) 
     and the cell stays where it is.
     """
     if not {col.Y_UM, col.X_UM} <= set(g.columns):
-        return False
+        return 0
     yx = g[[col.Y_UM, col.X_UM]].to_numpy(float)
     # a dividing cell rounds up (shrinking a little) for a few frames before it splits
     for j in range(max(1, i - 2), min(len(area), i + 4)):
@@ -119,8 +120,40 @@ def _splits_in_two(g: pd.DataFrame, area: np.ndarray, i: int, cfg: DeathConfig) 
             continue
         jump = float(np.hypot(*(yx[j] - yx[j - 1])))
         if jump > cfg.division_jump_fraction * np.sqrt(area[j - 1] / np.pi):
-            return True
-    return False
+            return j
+    return 0
+
+
+def _shrink_start(
+    area: np.ndarray,
+    a_rel: np.ndarray,
+    shrink: int,
+    k0: int,
+    base_area: float,
+    sustain: int,
+    cfg: DeathConfig,
+) -> int:
+    """When the shrinkage found at index ``shrink`` began, or -1 when there was none.
+
+    Two faults of the segmentation make it seem to begin early: a track's first frames
+    drawn larger than the cell (a piece of a neighbour in its outline), so that its
+    baseline is high; and a seam drawn through the cell for a few frames, from which its
+    outline recovers. Against the level of every frame before it, the shrinkage must still
+    be one; and a dying cell does not grow back, so a dip the outline recovers from (back
+    within half ``1 - shrink_fraction`` of the baseline for ``sustain`` frames) gives way
+    to the next shrinkage after it, when there is one."""
+    level = float(np.median(area[:shrink]))
+    if 0 < level < base_area:
+        a_rel = _rolling_median(area / level)
+        shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, sustain)
+    back_at = 1 - 0.5 * (1 - cfg.shrink_fraction)
+    while shrink >= 0:
+        back = _first_sustained(a_rel >= back_at, shrink, sustain)
+        later = _first_sustained(a_rel <= cfg.shrink_fraction, back, sustain) if back >= 0 else -1
+        if later < 0:
+            break
+        shrink = later
+    return shrink
 
 
 def _concentration_before(r_rel: np.ndarray, i: int, win: dict[str, int]) -> float:
@@ -331,6 +364,8 @@ def _track_death(
     shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, win["sustain"]) if shrink_ok else -1
     if shrink >= 0 and np.median(a_rel[shrink:]) > cfg.shrink_fraction + 0.05:
         shrink = -1
+    if shrink >= 0:
+        shrink = _shrink_start(area, a_rel, shrink, k0, base_area, win["sustain"], cfg)
     # the dye's lasting rise, as an index (-1: none; not looked for in a track with no
     # change to call)
     dye_at = -1
@@ -348,9 +383,11 @@ def _track_death(
     # dead-cell dye afterwards: an apoptotic cell falling apart into bodies (a dividing
     # cell never takes up the dye; a live cell whose outline a neighbour's merge or split
     # trimmed keeps its concentration, even when the dye of a dying neighbour comes later)
-    if shrink >= 0 and _splits_in_two(g, area, shrink, cfg):
-        concentrated = _concentration_before(r_rel, shrink, win) >= cfg.shrink_min_concentration
-        if not (concentrated and dye_at >= shrink):
+    split = _splits_in_two(g, area, shrink, cfg) if shrink >= 0 else 0
+    if split:
+        # the concentration up to the jump (after it, the track follows a piece)
+        level = np.max(r_rel[max(0, shrink - win["before"]) : max(split, shrink + 1)])
+        if not (level >= cfg.shrink_min_concentration and dye_at >= shrink):
             shrink = -1
 
     if rupture < 0 and shrink < 0:
@@ -397,6 +434,12 @@ def _track_death(
         if "n_fragments" in g
         else 1.0,
     }
+    # the reporter's concentration over the shrinkage as it goes on (it takes the
+    # ``sustain`` frames after the death that a shrinkage must last to build up where the
+    # frames are fast): whether the outline shrank with the cell, not only whether it did
+    feats["concentration"] = float(
+        np.max(r_rel[max(0, death - win["before"]) : death + win["sustain"]])
+    )
     dye_frame = float(frames[dye_at]) if dye_at >= 0 else np.nan
     feats["dye_lag_min"] = (
         float(dye_frame - frames[death]) * interval_s / 60.0 if np.isfinite(dye_frame) else np.nan
@@ -475,7 +518,7 @@ def _not_a_death(
     # fragments, and takes up the dye
     return bool(
         found["kind"] == "shrink"
-        and found["reporter_ratio_before"] < cfg.shrink_min_concentration
+        and found["concentration"] < cfg.shrink_min_concentration
         and found["fragments_max_after"] <= 1
         and not np.isfinite(found["dye_frame"])
     )

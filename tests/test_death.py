@@ -137,6 +137,40 @@ def test_transient_shrinkage_that_recovers_is_not_a_death():
     assert ev.empty
 
 
+def test_shrinkage_is_timed_from_the_level_before_it_not_from_a_faulty_start():
+    """Two faults of the segmentation made apoptosis seem to begin 10-20 frames early on
+    dense development seeds 10 and 15 (a false call and a missed death each): the track's
+    first frames drawn larger than the cell (a neighbour's piece in the outline), and a
+    seam through the cell for a few frames that the outline recovers from."""
+    gradual = np.r_[np.full(16, 200.0), [180.0, 165.0, 150.0], np.full(T - 19, 150.0)]
+    rep = 600 * (200 / gradual) ** 0.6  # concentrates as it shrinks (x 1.19)
+    dye = np.r_[np.full(27, 100.0), np.full(T - 27, 900.0)]
+    # at 2 min a frame the baseline is the first 5 frames: 250 sets 0.85 x 250 = 212, below
+    # which the cell's own 215 dips to 190 for three frames, before it shrinks to 150
+    big_start = np.r_[
+        np.full(5, 250.0), np.full(6, 215.0), np.full(3, 190.0), np.full(2, 215.0), gradual[16:]
+    ]
+    big_start[16:19] = [190.0, 170.0, 150.0]
+    seam = gradual.copy()
+    seam[5:8] = 150.0  # cut for three frames, then whole again
+    for area in (gradual, big_start, seam):
+        ev = detect_deaths(_with_others(_track(1, area, rep, dye)), interval_s=120)
+        assert (ev["mode"].tolist(), ev.frame.tolist()) == (["apoptotic"], [17])
+
+
+def test_the_reporter_may_concentrate_over_the_frames_a_shrinkage_lasts():
+    """With fast frames the reporter concentrates over the frames after the area first
+    falls below 0.85 x the baseline (fine_fast development seed 1: 1.12 there, 1.4 four
+    frames later); a live cell the segmentation trims stays as it was or a little above
+    (1.09-1.11 on dense development seeds 0, 4 and 15)."""
+    area = np.r_[np.full(12, 250.0), np.linspace(240, 160, 9), np.full(T - 21, 160.0)]
+    late = 600 * np.r_[np.full(14, 1.0), np.linspace(1.05, 1.4, 5), np.full(T - 19, 1.4)]
+    ev = detect_deaths(_with_others(_track(1, area, late)), interval_s=30)
+    assert ev["mode"].tolist() == ["apoptotic"]
+    trimmed = 600 * np.r_[np.full(12, 1.0), np.full(T - 12, 1.1)]
+    assert detect_deaths(_with_others(_track(1, area, trimmed)), interval_s=30).empty
+
+
 def test_a_division_the_tracker_missed_is_not_apoptosis():
     """The track goes on with one daughter: half the area in one frame, centroid jumps."""
     area = np.r_[np.full(14, 250.0), np.full(T - 14, 140.0)]
