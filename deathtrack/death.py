@@ -138,15 +138,16 @@ def _shrink_start(
     Two faults of the segmentation make it seem to begin early: a track's first frames
     drawn larger than the cell (a piece of a neighbour in its outline), so that its
     baseline is high; and a seam drawn through the cell for a few frames, from which its
-    outline recovers. Against the level of every frame before it, the shrinkage must still
-    be one; and a dying cell does not grow back, so a dip the outline recovers from (back
+    outline recovers. Against the level of every frame before it, when that is lower than
+    the baseline by half ``1 - shrink_fraction`` or more, the shrinkage must still be one;
+    and a dying cell does not grow back, so a dip the outline recovers from (back
     within half ``1 - shrink_fraction`` of the baseline for ``sustain`` frames) gives way
     to the next shrinkage after it, when there is one."""
+    back_at = 1 - 0.5 * (1 - cfg.shrink_fraction)  # 0.925: half-way back to the baseline
     level = float(np.median(area[:shrink]))
-    if 0 < level < base_area:
+    if 0 < level < back_at * base_area:
         a_rel = _rolling_median(area / level)
         shrink = _first_sustained(a_rel <= cfg.shrink_fraction, k0, sustain)
-    back_at = 1 - 0.5 * (1 - cfg.shrink_fraction)
     while shrink >= 0:
         back = _first_sustained(a_rel >= back_at, shrink, sustain)
         later = _first_sustained(a_rel <= cfg.shrink_fraction, back, sustain) if back >= 0 else -1
