@@ -338,6 +338,8 @@ def event_gallery(
     -------
     Path of the PNG.
     """
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,9 +385,11 @@ def event_gallery(
         label = "\n".join(_fmt(c, e[c]) for c in title_columns if c in e)
         if movie.is_3d:
             label += "\n" + z_range_text(z_ranges[i], n_z=n_z)
-        axes[i, 0].set_ylabel(
-            f"#{e.get(col.EVENT_ID, i + 1)} {label}\nframe {int(e[col.FRAME])}", fontsize=7
-        )
+        text = f"#{e.get(col.EVENT_ID, i + 1)} {label}\nframe {int(e[col.FRAME])}"
+        # lines short enough for the row's height (a long mode, "no death -> necroptotic",
+        # ran into the next row's label)
+        lines = [w for line in text.split("\n") for w in textwrap.wrap(line, 18) or [""]]
+        axes[i, 0].set_ylabel("\n".join(lines), fontsize=7)
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -713,6 +713,26 @@ def test_event_gallery_png_of_a_z_stack(hand_3d_results, tmp_path):
     assert out.is_file() and out.stat().st_size > 0
 
 
+def test_event_gallery_row_labels_are_wrapped_to_the_rows_height(
+    hand_3d_results, tmp_path, monkeypatch
+):
+    """A long label (death_accuracy's "no death -> necroptotic") ran into the next row's."""
+    import matplotlib.axes
+
+    from deathtrack.gallery import event_gallery
+    from deathtrack.io import open_stack
+
+    labels = []
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_ylabel", lambda self, text, **kw: labels.append(text)
+    )
+    events = pd.read_csv(hand_3d_results / "events.csv").assign(mode="no death -> necroptotic")
+    with open_stack(hand_3d_results.parent / "hand3d.ome.tif", channels={"cells": 0}) as movie:
+        event_gallery(movie, events, tmp_path / "g.png", half_size_px=10)
+    assert labels and all(len(line) <= 18 for text in labels for line in text.split("\n"))
+    assert "necroptotic" in labels[0]
+
+
 def test_review_strip_crops_project_the_dying_cells_own_z_range(hand_3d_results, hand3d):
     """The napari review strip (computed in a worker; no GUI needed here): the brighter
     cell at another depth is not in the crops, and the strip says which slices it shows."""
