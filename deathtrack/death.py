@@ -157,10 +157,14 @@ def _shrink_start(
     return shrink
 
 
-def _concentration_before(r_rel: np.ndarray, i: int, win: dict[str, int]) -> float:
-    """The reporter's highest level, relative to the baseline, over the ``before`` window
-    up to and including index ``i`` (it concentrates as an apoptotic cell shrinks)."""
-    return float(np.max(r_rel[max(0, i - win["before"]) : i + 1]))
+def _concentration_before(
+    r_rel: np.ndarray, i: int, win: dict[str, int], until: int | None = None
+) -> float:
+    """The reporter's highest level, relative to the baseline, from the ``before`` window
+    ahead of index ``i`` up to and including ``i`` (it concentrates as an apoptotic cell
+    shrinks), or up to ``until`` (excluded) when that is later."""
+    stop = i + 1 if until is None else max(until, i + 1)
+    return float(np.max(r_rel[max(0, i - win["before"]) : stop]))
 
 
 def _windows(cfg: DeathConfig, interval_s: float) -> dict[str, int]:
@@ -387,7 +391,7 @@ def _track_death(
     split = _splits_in_two(g, area, shrink, cfg) if shrink >= 0 else 0
     if split:
         # the concentration up to the jump (after it, the track follows a piece)
-        level = np.max(r_rel[max(0, shrink - win["before"]) : max(split, shrink + 1)])
+        level = _concentration_before(r_rel, shrink, win, until=split)
         if not (level >= cfg.shrink_min_concentration and dye_at >= shrink):
             shrink = -1
 
@@ -438,9 +442,7 @@ def _track_death(
     # the reporter's concentration over the shrinkage as it goes on (it takes the
     # ``sustain`` frames after the death that a shrinkage must last to build up where the
     # frames are fast): whether the outline shrank with the cell, not only whether it did
-    feats["concentration"] = float(
-        np.max(r_rel[max(0, death - win["before"]) : death + win["sustain"]])
-    )
+    feats["concentration"] = _concentration_before(r_rel, death, win, until=death + win["sustain"])
     dye_frame = float(frames[dye_at]) if dye_at >= 0 else np.nan
     feats["dye_lag_min"] = (
         float(dye_frame - frames[death]) * interval_s / 60.0 if np.isfinite(dye_frame) else np.nan
