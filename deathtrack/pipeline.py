@@ -413,21 +413,27 @@ WARM_IMPORTS = (
 )
 
 
-def _warm_imports() -> None:
+def _import_modules(names: Sequence[str]) -> None:
+    """Import ``names`` in order (trackpy by :func:`deathtrack.track.import_trackpy`)."""
     import importlib
+
+    for name in names:
+        if name == "trackpy":
+            from .track import import_trackpy
+
+            import_trackpy()
+        else:
+            importlib.import_module(name)
+
+
+def _warm_imports() -> None:
     import threading
 
     def run():
-        from .track import import_trackpy
-
-        for name in WARM_IMPORTS:
-            try:
-                if name == "trackpy":
-                    import_trackpy()
-                else:
-                    importlib.import_module(name)
-            except Exception:  # pragma: no cover - the stage will raise it properly
-                return
+        try:
+            _import_modules(WARM_IMPORTS)
+        except Exception:  # pragma: no cover - the stage will raise it properly
+            return
 
     # not a daemon: the interpreter waits for it on exit (a second or two at most), rather
     # than stopping it inside an extension module's C++ initialisation, which aborts
@@ -548,13 +554,6 @@ class _Task:
 TAIL_IMPORTS = ("deathtrack.pipeline", "deathtrack.export", "deathtrack.report", "tifffile")
 
 
-def _import_tail() -> None:
-    import importlib
-
-    for name in TAIL_IMPORTS:
-        importlib.import_module(name)
-
-
 def _fresh_helpers(helpers: int) -> None:
     """Replace the helper processes that segmented the frames with new ones for the rest
     of the run (the output writers and the report's gallery, :func:`_submit`). A helper
@@ -569,7 +568,7 @@ def _fresh_helpers(helpers: int) -> None:
     _helper_pool(helpers).shutdown(wait=True)
     pool = _helper_pool(helpers)  # loky makes a new one in place of the one shut down
     for _ in range(helpers):
-        pool.submit(_import_tail)
+        pool.submit(_import_modules, TAIL_IMPORTS)
 
 
 def _submit(helpers: int, func: Callable, *args, **kwargs) -> _Task:
