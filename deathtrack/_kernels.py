@@ -36,7 +36,9 @@ cheaper.
   city-block distance.
 - :func:`distance_to_background`: SciPy's exact Euclidean distance transform (Meijster's
   integer algorithm) and :func:`one_top_patch`, the single-maximum test of touching-cell
-  seeds, for the small boxes of single objects where SciPy's overhead dominates.
+  seeds, for the small boxes of single objects where SciPy's overhead dominates;
+  :func:`single_tops`, that test for every object of a frame in one call (most objects
+  are one cell; the split's Python loop then only sees the others).
 
 numba compiles these on their first call and caches the machine code beside this file
 (``__pycache__``), so only the first run after installing pays for it (~10 s).
@@ -66,6 +68,7 @@ __all__ = [
     "opening",
     "percentiles",
     "relabel_sequential",
+    "single_tops",
     "sort_by_label",
 ]
 
@@ -907,6 +910,15 @@ def _smooth_rows(src, w, out):
             out[y, x] = np.float32(acc[x])
 
 
+def _half_weights(sigma: float) -> np.ndarray:
+    """SciPy's Gaussian weights (``truncate=4``), exactly: the centre and one side."""
+    radius = int(4.0 * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
+    phi = phi / phi.sum()
+    return np.ascontiguousarray(phi[radius:], np.float64)
+
+
 def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
     """:func:`scipy.ndimage.gaussian_filter` of a 2D float32 image (``mode="reflect"``,
     ``truncate=4``), equal to it bit for bit: the same kernel, summed in float64 in the
@@ -918,17 +930,93 @@ def gaussian(image: np.ndarray, sigma: float) -> np.ndarray:
         from scipy import ndimage as ndi
 
         return ndi.gaussian_filter(image, sigma)
-    radius = int(4.0 * float(sigma) + 0.5)
-    x = np.arange(-radius, radius + 1)
-    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x**2)
-    phi = phi / phi.sum()  # SciPy's weights, exactly
-    half = np.ascontiguousarray(phi[radius:], np.float64)
+    half = _half_weights(sigma)
     src = np.ascontiguousarray(image)
     mid = np.empty(src.shape, np.float32)
     _smooth_columns(src, half, mid)
     out = np.empty(src.shape, np.float32)
     _smooth_rows(mid, half, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _single_tops(labels, boxes, rel, rel_f32, w, px, half):
+    n = boxes.shape[0]
+    out = np.zeros(n + 1, np.bool_)
+    for k in range(1, n + 1):
+        y0, y1, x0, x1 = boxes[k - 1, 0], boxes[k - 1, 1], boxes[k - 1, 2], boxes[k - 1, 3]
+        h, wd = y1 - y0, x1 - x0
+        if h <= 0 or wd <= 0:
+            continue
+        comp = np.empty((h, wd), np.bool_)
+        background = False
+        for r in range(h):
+            for c in range(wd):
+                comp[r, c] = labels[y0 + r, x0 + c] == k
+                background |= not comp[r, c]
+        if not background:  # SciPy's distance convention for a full box: the caller's path
+            continue
+        sq = _edt(comp)
+        land = np.zeros((h, wd), np.float32)
+        for r in range(h):
+            for c in range(wd):
+                if not comp[r, c]:
+                    continue
+                d = math.sqrt(np.float64(sq[r, c])) * px
+                if rel_f32:  # NumPy's float32 arithmetic with Python floats
+                    t32 = np.float32(np.float32(1.0 - w) * np.float32(rel[y0 + r, x0 + c]))
+                    land[r, c] = np.float32(d * np.float64(np.float32(np.float32(w) + t32)))
+                else:
+                    land[r, c] = np.float32(d * (w + (1.0 - w) * np.float64(rel[y0 + r, x0 + c])))
+        mid = np.empty((h, wd), np.float32)
+        _smooth_columns(land, half, mid)
+        sub = np.empty((h, wd), np.float32)
+        _smooth_rows(mid, half, sub)
+        for r in range(h):
+            for c in range(wd):
+                if not comp[r, c]:
+                    sub[r, c] = 0
+        out[k] = _one_top_patch(sub, comp)
+    return out
+
+
+def single_tops(labels: np.ndarray, grow: int, rel: np.ndarray, w: float, px: float) -> np.ndarray:
+    """For each object 1..n of ``labels``, whether the touching-cell split's landscape has
+    one regional maximum (then the object is one cell), all objects in one call.
+
+    Object by object, in its bounding box grown by ``grow`` pixels, exactly as
+    ``segment._split_touching`` builds it: ``dist * (w + (1 - w) * rel)`` in the object
+    (``dist``: :func:`distance_to_background` of its mask times ``px``; ``rel``: the
+    relative brightness, a frame), Gaussian-smoothed (sigma 1) and tested by
+    :func:`one_top_patch`. False where the box has no background pixel (the caller's
+    own path decides). One compiled call instead of a few NumPy calls per object: the
+    small objects' Python overhead, and no giving up and taking back of Python's lock
+    per object when frames are segmented in threads."""
+    from scipy import ndimage as ndi
+
+    ny, nx = labels.shape
+    found = ndi.find_objects(labels)
+    boxes = np.zeros((len(found), 4), np.int64)
+    for i, sl in enumerate(found):
+        if sl is not None:
+            boxes[i] = (
+                max(sl[0].start - grow, 0),
+                min(sl[0].stop + grow, ny),
+                max(sl[1].start - grow, 0),
+                min(sl[1].stop + grow, nx),
+            )
+    rel = np.ascontiguousarray(rel)
+    if rel.dtype not in (np.float32, np.float64):
+        rel = rel.astype(np.float64)
+    return _single_tops(
+        np.ascontiguousarray(labels),
+        boxes,
+        rel,
+        rel.dtype == np.float32,
+        float(w),
+        float(px),
+        _half_weights(1.0),
+    )
 
 
 @numba.njit(cache=True, nogil=True)

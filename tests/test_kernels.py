@@ -330,3 +330,36 @@ def test_label_sums_and_pair_counts_equal_numpy(seed):
         assert g.dtype == np.int64
     empty = pair_counts(a, np.zeros_like(b))
     assert all(len(e) == 0 for e in empty)
+
+
+@pytest.mark.parametrize("rel_dtype", [np.float32, np.float64])
+def test_single_tops_equals_the_object_by_object_landscape_test(rel_dtype):
+    """Each object's landscape built in its own grown box (distance to its edge times the
+    relative brightness, smoothed, masked) and tested for one top, as the touching-cell
+    split does object by object; an object that fills its box has no background there and
+    is left to the caller (False)."""
+    from deathtrack._kernels import distance_to_background, one_top_patch, single_tops
+
+    rng = np.random.default_rng(3)
+    blobs = ndi.gaussian_filter(rng.random((120, 150)), 3) > 0.52
+    labels, n = ndi.label(blobs)
+    rel = np.clip(rng.normal(0.7, 0.3, labels.shape), 0, 1).astype(rel_dtype)
+    rel[labels == 5] = np.nan
+    w, px, grow = 0.6, 0.65, 5
+    got = single_tops(labels, grow, rel, w, px)
+    expected = np.zeros(n + 1, bool)
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        sl = tuple(
+            slice(max(s.start - grow, 0), min(s.stop + grow, m)) for s, m in zip(sl, labels.shape)
+        )
+        comp = labels[sl] == k
+        if comp.all():
+            continue
+        dist = distance_to_background(comp) * px
+        land = np.where(comp, dist * (w + (1 - w) * rel[sl]), 0).astype(np.float32)
+        expected[k] = one_top_patch(np.where(comp, gaussian(land, 1.0), 0), comp)
+    np.testing.assert_array_equal(got, expected)
+    assert expected[1:].any() and not expected[1:].all()  # both answers were tested
+    # an object filling the whole frame: no background in its box
+    full = single_tops(np.ones((6, 7), np.int32), grow, rel[:6, :7], w, px)
+    np.testing.assert_array_equal(full, [False, False])

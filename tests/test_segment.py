@@ -588,3 +588,37 @@ def test_background_enclosed_by_a_ring_of_cells_is_no_cell():
         found = np.bincount(labels[cells == i]).argmax()
         assert 0.9 < (labels == found).sum() / (cells == i).sum() < 1.15
     assert len(np.unique(labels[one])) == 1 and (labels[nucleus] > 0).all()
+
+
+@pytest.mark.parametrize(("name", "population"), [("dense", "cells"), ("default", "immune")])
+def test_the_one_call_test_of_single_cells_gives_the_object_by_object_labels(name, population):
+    """The touching-cell split decides which objects are one cell for all of a frame's
+    objects in one compiled call; the labels are those of the object-by-object path, on
+    crowded frames (many objects split, many not), with NaN pixels and cells cut by the
+    frame's border."""
+    import deathtrack.segment as seg
+
+    sim = simulate(preset(name, seed=7, n_frames=12))
+    cfg = getattr(SegmentConfig(), population)
+    ch = 0 if population == "cells" else 1
+    split = 0
+    yy, xx = np.mgrid[:256, :256]
+    for t in (0, 11):
+        img = sim.render_frame(t)[ch].astype(np.float32)
+        for cy, cx in ((40, 200), (40, 213), (200, 40), (212, 48)):  # touching pairs
+            dome = 1 - ((yy - cy) ** 2 + (xx - cx) ** 2) / 7.0**2
+            img += np.float32(3 * img.std()) * np.clip(dome, 0, 1).astype(np.float32)
+        img[5:9, 20:60] = np.nan
+        for image in (img, img[7:, 13:]):  # the second: objects cut by the border
+            fast = segment_frame(image, cfg, pixel_size_um=PX)
+            seg._FAST_SINGLE_TOPS = False
+            try:
+                reference = segment_frame(image, cfg, pixel_size_um=PX)
+            finally:
+                seg._FAST_SINGLE_TOPS = True
+            np.testing.assert_array_equal(fast, reference)
+            unsplit = segment_frame(
+                image, cfg.model_copy(update={"split_touching": False}), pixel_size_um=PX
+            )
+            split += int(fast.max()) - int(unsplit.max())
+    assert split > 0  # objects were split: both paths were taken
