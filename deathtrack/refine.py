@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._kernels import dilate, erode, gaussian, label_sums, pair_counts
+from ._kernels import components, dilate, erode, fill_holes, gaussian, label_sums, pair_counts
 from .config import PopulationSegmentConfig
 
 logger = logging.getLogger(__name__)
@@ -259,7 +259,7 @@ def _find_faded(
         )
         if found is None:
             continue
-        found = ndi.binary_fill_holes(found) & ~others
+        found = fill_holes(found) & ~others
         if mine is not None and mine.any() and (found & ~mine).any():
             # one faint cell seen only where its texture peaks has signal between its
             # pieces; apoptotic bodies have background between them: they stay pieces
@@ -287,7 +287,7 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     cand = (sm > cfg.carry_k * noise_s) & region & ~near_others & finite
     if not cand.any():
         return None, False
-    lab, n = ndi.label(cand)
+    lab, n = components(cand)
     overlap = np.bincount(lab[a_mask], minlength=n + 1)
     overlap[0] = 0
     best = int(np.argmax(overlap))
@@ -299,7 +299,7 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     # frays into the noise, and would grow frame after frame
     plateau = float(np.percentile(sm[piece], 90))
     piece &= sm > max(cfg.carry_k * noise_s, cfg.edge_fraction * plateau)
-    lab, n = ndi.label(piece)
+    lab, n = components(piece)
     if n == 0:
         return None, False
     overlap = np.bincount(lab[a_mask], minlength=n + 1)

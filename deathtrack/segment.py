@@ -42,8 +42,10 @@ from skimage.segmentation import expand_labels
 from ._kernels import (
     apply_lut,
     block_sum,
+    components,
     dilate,
     distance_to_background,
+    fill_holes,
     gaussian,
     histogram,
     label_percentile,
@@ -130,7 +132,7 @@ def crosstalk_ratio(
     """
     src_obj = np.asarray(source_objects, bool)
     tgt_obj = np.asarray(target_objects, bool)
-    comps, n = ndi.label(src_obj)
+    comps, n = components(src_obj)
     if n == 0:
         return 0.0
     areas = np.bincount(comps[src_obj])[1:]
@@ -443,16 +445,9 @@ def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by labelling the
-    background once instead of propagating a dilation from the border."""
-    bg, n = ndi.label(~mask)
-    if n == 0:
-        return mask.copy()
-    edge = np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]])
-    outside = np.zeros(n + 1, bool)
-    outside[np.unique(edge)] = True
-    outside[0] = True
-    return mask | ~outside[bg]
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by one flood of the
+    background from the border (:func:`deathtrack._kernels.fill_holes`)."""
+    return fill_holes(mask)
 
 
 def _grown(sl: tuple[slice, slice], g: int, shape: tuple[int, int]) -> tuple[slice, slice]:
@@ -476,7 +471,7 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     small_mask = is_small[labels]
     big_mask = (labels > 0) & ~small_mask
     gap = max(1, int(round(config.fragment_gap_um / px / 2)))
-    clusters, _ = ndi.label(dilate(small_mask, gap))
+    clusters, _ = components(dilate(small_mask, gap))
     lut = np.arange(labels.max() + 1)
     small_ids = np.flatnonzero(is_small)
     piece_cluster = _label_max(clusters, labels, int(labels.max()))[small_ids].astype(int)
@@ -506,7 +501,7 @@ def _typical_spacing_um(fg: np.ndarray, min_px: float, px: float) -> float:
     """Spacing of the seeds of touching objects (µm) for ``min_distance_um = 'auto'``: 1.2 x
     the radius of the lower quartile of the foreground's pieces (most are single cells;
     clumps are the large ones), within 2-20 µm; 4 µm (a T cell's radius) with fewer than 3."""
-    areas = np.bincount(ndi.label(fg)[0].ravel())[1:]
+    areas = np.bincount(components(fg)[0].ravel())[1:]
     areas = areas[areas >= min_px]
     if len(areas) < 3:
         return 4.0
@@ -560,23 +555,21 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
             # h-maxima transform would find just that
             if one_top_patch(sub, comp):
                 return None, sub
-            return ndi.label(morphology.h_maxima(sub, prominence) & comp)[0], sub
+            return components(morphology.h_maxima(sub, prominence) & comp)[0], sub
 
         # boxes grown by the reach of the landscape's smoothing (4 px); each object's
         # landscape is its own: a touching neighbour's does not blur into it. Most objects
         # are one cell: their one-top test is made for all of them in one compiled call
         # (the same landscape, to the bit), and only the others come back to ``seeds``
         grow = 5
+        found = ndi.find_objects(labels)
+        single = None
         if _FAST_SINGLE_TOPS:
-            divisor = np.maximum(plate, 1e-6)
-            rel = np.clip((bright - bg_level) / divisor[labels], 0, 1)
-            single = single_tops(labels, grow, rel, w, px)
+            single = single_tops(labels, found, grow, bright, bg_level, plate, w, px)
             # a plateau under 1e-6: the per-object division would be by a Python float
             # (float32 arithmetic); such objects take the per-object path
             single &= plate >= 1e-6
-        else:
-            single = None
-        return _split_objects(labels, grow, seeds, single)
+        return _split_objects(labels, grow, seeds, single, found)
 
     # "spacing": maxima at least min_distance_um apart, object by object (as
     # peak_local_max does with labels), in boxes grown by one pixel of background
@@ -605,15 +598,17 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
     return _split_objects(labels, 1, peaks)
 
 
-def _split_objects(labels: np.ndarray, grow: int, seeds, single=None) -> np.ndarray:
+def _split_objects(labels: np.ndarray, grow: int, seeds, single=None, found=None) -> np.ndarray:
     """Split each object by a seeded watershed in its own bounding box (grown by ``grow``
     pixels; most of a frame is background) and number the cells 1..N in object order.
 
     ``seeds(k, box, comp)`` returns (markers or None for one cell, landscape) for the
     object ``k`` (``comp``: its mask in ``box``). ``single``: per object 0..n, True
-    where the object is known to be one cell (``seeds`` is not called for it).
+    where the object is known to be one cell (``seeds`` is not called for it);
+    ``found``: :func:`scipy.ndimage.find_objects` of ``labels`` when the caller has it.
     """
-    found = ndi.find_objects(labels)
+    if found is None:
+        found = ndi.find_objects(labels)
     count = np.ones(len(found) + 1, np.int64)  # cells per object
     count[0] = 0
     parts = []
@@ -662,7 +657,7 @@ def _segment_level(
     ``bright``: see :func:`_split_touching`. ``edge_image``: the image, smoothed less than
     ``smoothed``, on which edges are placed (default: ``smoothed``).
     """
-    labels, n = ndi.label(candidates)
+    labels, n = components(candidates)
     if n == 0:
         return labels
     plateau = _label_percentile(smoothed, labels, n, 90.0)
@@ -692,7 +687,7 @@ def _segment_level(
     # smallest object (their middle would seed a "cell"); after the split, a gap goes to
     # the one object around it, or to none.
     mask = _fill_holes(candidates)
-    holes, n_holes = ndi.label(mask & ~candidates)
+    holes, n_holes = components(mask & ~candidates)
     if n_holes:
         size = np.bincount(holes.ravel(), minlength=n_holes + 1)
         # a gap reaches down to the background: a tenth of it below the threshold
@@ -700,10 +695,10 @@ def _segment_level(
         gap[0] = False
         if gap.any():
             mask &= ~(gap & (size > cfg.min_area_um2 / px**2))[holes]
-            holes, n_holes = ndi.label(np.where(gap[holes], holes, 0) > 0)
+            holes, n_holes = components(np.where(gap[holes], holes, 0) > 0)
         else:
             n_holes = 0
-    labels, n = ndi.label(mask)
+    labels, n = components(mask)
     if n and cfg.split_touching:
         labels = _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd)
         if cfg.seed_method == "prominence+size":
@@ -765,7 +760,7 @@ def _split_oversized(labels, bright, bg_level, cfg, px) -> np.ndarray:
     spacing = 0.8 * np.sqrt(typical / np.pi) * px
     sub_cfg = cfg.model_copy(update={"seed_method": "spacing", "min_distance_um": spacing})
     sub = np.where(np.isin(labels, big), labels, 0)
-    sub, m = ndi.label(sub > 0)
+    sub, m = components(sub > 0)
     parts = _split_touching(sub, m, bright, bg_level, sub_cfg, px)
     out = np.where(parts > 0, parts + n, labels)
     return _relabel_sequential(out)
@@ -875,7 +870,7 @@ def split_oversized(
         groups[comp] = best[2] + 1
         markers = np.zeros(comp.shape, np.int32)
         for i in range(1, m + 1):
-            pieces, n_pieces = ndi.label(groups == i)
+            pieces, n_pieces = components(groups == i)
             if n_pieces:
                 size = np.bincount(pieces.ravel())
                 size[0] = 0
@@ -960,7 +955,7 @@ def _regrow_faint(
         if level < 3 * noise_s:
             continue
         cand = (sm > max(cfg.edge_fraction * level, 3 * noise_s)) & ~near
-        lab, m = ndi.label(cand)
+        lab, m = components(cand)
         if m == 0:
             continue
         overlap = np.bincount(lab[own], minlength=m + 1)

@@ -332,34 +332,70 @@ def test_label_sums_and_pair_counts_equal_numpy(seed):
     assert all(len(e) == 0 for e in empty)
 
 
-@pytest.mark.parametrize("rel_dtype", [np.float32, np.float64])
-def test_single_tops_equals_the_object_by_object_landscape_test(rel_dtype):
+@pytest.mark.parametrize("bright_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bg_type", [float, np.float64])
+def test_single_tops_equals_the_object_by_object_landscape_test(bright_dtype, bg_type):
     """Each object's landscape built in its own grown box (distance to its edge times the
     relative brightness, smoothed, masked) and tested for one top, as the touching-cell
-    split does object by object; an object that fills its box has no background there and
-    is left to the caller (False)."""
+    split does object by object, in NumPy's types (float32 brightness less a Python float
+    stays float32, less a NumPy float64 does not); an object that fills its box has no
+    background there and is left to the caller (False)."""
     from deathtrack._kernels import distance_to_background, one_top_patch, single_tops
 
     rng = np.random.default_rng(3)
     blobs = ndi.gaussian_filter(rng.random((120, 150)), 3) > 0.52
     labels, n = ndi.label(blobs)
-    rel = np.clip(rng.normal(0.7, 0.3, labels.shape), 0, 1).astype(rel_dtype)
-    rel[labels == 5] = np.nan
+    bright = (ndi.gaussian_filter(rng.random(labels.shape), 2) * 900 + 100).astype(bright_dtype)
+    bright[labels == 5] = np.nan
+    bg = bg_type(180.3)
+    plate = label_percentile(bright, labels, n, 95.0) - bg
     w, px, grow = 0.6, 0.65, 5
-    got = single_tops(labels, grow, rel, w, px)
+    found = ndi.find_objects(labels)
+    got = single_tops(labels, found, grow, bright, bg, plate, w, px)
     expected = np.zeros(n + 1, bool)
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+    for k, sl in enumerate(found, start=1):
         sl = tuple(
             slice(max(s.start - grow, 0), min(s.stop + grow, m)) for s, m in zip(sl, labels.shape)
         )
         comp = labels[sl] == k
-        if comp.all():
-            continue
         dist = distance_to_background(comp) * px
-        land = np.where(comp, dist * (w + (1 - w) * rel[sl]), 0).astype(np.float32)
+        rel = np.clip((bright[sl] - bg) / max(plate[k], 1e-6), 0, 1)
+        land = np.where(comp, dist * (w + (1 - w) * rel), 0).astype(np.float32)
         expected[k] = one_top_patch(np.where(comp, gaussian(land, 1.0), 0), comp)
     np.testing.assert_array_equal(got, expected)
     assert expected[1:].any() and not expected[1:].all()  # both answers were tested
     # an object filling the whole frame: no background in its box
-    full = single_tops(np.ones((6, 7), np.int32), grow, rel[:6, :7], w, px)
-    np.testing.assert_array_equal(full, [False, False])
+    full = np.ones((6, 7), np.int32)
+    got = single_tops(full, ndi.find_objects(full), grow, bright[:6, :7], bg, plate[:2], w, px)
+    np.testing.assert_array_equal(got, [False, False])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_components_and_fill_holes_equal_scipy(seed):
+    """Same labels, numbered in the same (raster) order, and the same filled masks as
+    ``scipy.ndimage.label`` and ``binary_fill_holes``: smooth blobs with holes, salt and
+    pepper, empty and full masks, single rows and columns, and a spiral corridor."""
+    from deathtrack._kernels import components, fill_holes
+
+    rng = np.random.default_rng(seed)
+    spiral = np.ones((80, 80), bool)
+    for i in range(2, 40, 4):
+        spiral[i, i : 80 - i] = False
+        spiral[i : 80 - i, 80 - i - 1] = False
+        spiral[80 - i - 1, i + 2 : 80 - i] = False
+        spiral[i + 2 : 80 - i, i + 2] = False
+    masks = [spiral, ~spiral]
+    for shape in [(1, 1), (1, 9), (7, 1), (31, 44), (120, 90)]:
+        masks += [
+            ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 4)) > rng.uniform(0.4, 0.6),
+            rng.random(shape) > rng.uniform(0.2, 0.8),
+            np.zeros(shape, bool),
+            np.ones(shape, bool),
+        ]
+    for m in masks:
+        got, n = components(m)
+        expected, n_expected = ndi.label(m)
+        assert n == n_expected and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(fill_holes(m), ndi.binary_fill_holes(m))
+    assert any(ndi.binary_fill_holes(m).sum() > m.sum() for m in masks)  # holes were filled
