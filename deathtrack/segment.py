@@ -40,7 +40,9 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import expand_labels
 
 from ._kernels import (
+    above_upsampled,
     apply_lut,
+    block_count,
     block_sum,
     components,
     dilate,
@@ -195,8 +197,7 @@ def _block_count(mask: np.ndarray | None, f: int, shape: tuple[int, int]) -> np.
         rows = np.minimum(f, ny - f * np.arange(sy))
         cols = np.minimum(f, nx - f * np.arange(sx))
         return np.outer(rows, cols).astype(np.float32)
-    per_row = np.add.reduceat(mask, np.arange(0, nx, f), axis=1, dtype=np.int32)
-    return np.add.reduceat(per_row, np.arange(0, ny, f), axis=0).astype(np.float32)
+    return block_count(mask, f)
 
 
 def estimate_background(
@@ -281,8 +282,11 @@ def estimate_background(
     # was missed on the held-out dense movies of benchmarks/death_accuracy.py)
     blurred = gaussian(img, 1.5)
     for _ in range(2):
-        bg_full = _upsample(bg_small, f, ny, nx)
-        objects = blurred - bg_full > 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
+        # blurred - _upsample(bg_small) > level, without the upsampled frame
+        i0, i1, wy = _zoom_weights(sy, f, ny)
+        j0, j1, wx = _zoom_weights(sx, f, nx)
+        level = 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
+        objects = above_upsampled(blurred, bg_small, i0, i1, wy, j0, j1, wx, level)
         free = ~dilate(objects, 3)
         w = _block_count(free, f, img.shape)
         mean_bg = _block_sum(img, f, free) / np.maximum(w, 1)

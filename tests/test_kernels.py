@@ -399,3 +399,28 @@ def test_components_and_fill_holes_equal_scipy(seed):
         np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(fill_holes(m), ndi.binary_fill_holes(m))
     assert any(ndi.binary_fill_holes(m).sum() > m.sum() for m in masks)  # holes were filled
+
+
+@pytest.mark.parametrize("level_type", [float, np.float64])
+def test_above_upsampled_and_block_count_equal_numpy(level_type):
+    """The background's object mask without the upsampled frame, compared as NumPy
+    compares (float32 with a Python float, float64 with a NumPy float64), and block counts
+    of a mask, partial blocks at the edges included."""
+    from deathtrack._kernels import above_upsampled, block_count, mix_upsample
+    from deathtrack.segment import _zoom_weights
+
+    rng = np.random.default_rng(5)
+    for ny, nx, f in [(64, 48, 8), (101, 77, 9), (5, 3, 2)]:
+        sy, sx = -(-ny // f), -(-nx // f)
+        small = rng.normal(100, 5, (sy, sx))  # float64, as the fitted background is
+        image = (rng.normal(100, 5, (ny, nx))).astype(np.float32)
+        i0, i1, wy = _zoom_weights(sy, f, ny)
+        j0, j1, wx = _zoom_weights(sx, f, nx)
+        for level in (level_type(0.1), level_type(1 / 3), level_type(2.7)):
+            expected = image - mix_upsample(small, i0, i1, wy, j0, j1, wx) > level
+            got = above_upsampled(image, small, i0, i1, wy, j0, j1, wx, level)
+            np.testing.assert_array_equal(got, expected)
+        mask = rng.random((ny, nx)) > 0.3
+        padded = np.pad(mask, ((0, sy * f - ny), (0, sx * f - nx)))
+        expected = padded.reshape(sy, f, sx, f).sum(axis=(1, 3)).astype(np.float32)
+        np.testing.assert_array_equal(block_count(mask, f), expected)
