@@ -50,6 +50,7 @@ from ._kernels import (
     fill_holes,
     gaussian,
     histogram,
+    label_max,
     label_percentile,
     median,
     mix_upsample,
@@ -437,15 +438,10 @@ def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) 
 def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     """Maximum of ``values`` inside each label 0..n (-inf where a label is empty; 0 for index 0).
 
-    ``scipy.ndimage.maximum`` with an index sorts the whole image; this looks at the
-    labelled pixels only.
+    ``scipy.ndimage.maximum`` with an index sorts the whole image; this looks at each
+    pixel once (:func:`deathtrack._kernels.label_max`).
     """
-    lab = labels.ravel()
-    sel = lab > 0
-    out = np.full(n + 1, -np.inf)
-    np.maximum.at(out, lab[sel], values.ravel()[sel])
-    out[0] = 0
-    return out
+    return label_max(values, labels, n)
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -424,3 +424,26 @@ def test_above_upsampled_and_block_count_equal_numpy(level_type):
         padded = np.pad(mask, ((0, sy * f - ny), (0, sx * f - nx)))
         expected = padded.reshape(sy, f, sx, f).sum(axis=(1, 3)).astype(np.float32)
         np.testing.assert_array_equal(block_count(mask, f), expected)
+
+
+def test_label_max_equals_maximum_at():
+    from deathtrack._kernels import label_max
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 9, (40, 30)).astype(np.int32)
+    labels[labels == 4] = 0  # an empty label
+    for values in (
+        rng.normal(size=labels.shape),
+        rng.integers(-5, 50, labels.shape).astype(np.int32),
+    ):
+        if values.dtype.kind == "f":
+            values[3, 3] = np.nan
+            labels[3, 3] = 7
+        expected = np.full(9, -np.inf)
+        sel = labels.ravel() > 0
+        with np.errstate(invalid="ignore"):  # NumPy warns of the NaN it propagates
+            np.maximum.at(expected, labels.ravel()[sel], values.ravel()[sel])
+        expected[0] = 0
+        np.testing.assert_array_equal(label_max(values, labels, 8), expected)
+    with pytest.raises(IndexError):
+        label_max(values, labels, 5)
