@@ -42,6 +42,8 @@ cheaper.
 - :func:`above_upsampled` and :func:`block_count`: the background's object mask (the
   frame less the upsampled block background, above a level) without the upsampled frame,
   and per-block pixel counts of a mask, in one pass each.
+- :func:`h_maxima`: scikit-image's h-maxima (the touching-cell split's seeds) with its
+  grey reconstruction by compiled sweeps (~8x faster on an object's box).
 - :func:`label_max`: each label's maximum value in one pass (``np.maximum.at``).
 - :func:`components` and :func:`fill_holes`: SciPy's ``label`` (4-connected, the same
   numbering) and ``binary_fill_holes`` of a 2D mask, by a two-pass union-find: about half
@@ -69,6 +71,7 @@ __all__ = [
     "erode",
     "fill_holes",
     "gaussian",
+    "h_maxima",
     "histogram",
     "label_max",
     "label_percentile",
@@ -763,6 +766,70 @@ def block_count(mask: np.ndarray, f: int) -> np.ndarray:
     column of blocks counts the pixels it has), as float32: whole numbers, so equal to
     any order of summing them."""
     return _block_count(np.ascontiguousarray(mask, np.bool_), int(f))
+
+
+@numba.njit(cache=True, nogil=True)
+def _reconstruct(seed, mask):
+    # grey reconstruction by dilation of seed under mask, 8-connected: raster sweeps,
+    # forward then backward, each pixel raised to the largest of itself and its neighbours
+    # already swept, capped by the mask, until a pair of sweeps changes nothing. The result
+    # is the unique reconstruction: only seed and mask values are taken, none computed
+    h, w = seed.shape
+    rec = seed.copy()
+    changed = True
+    while changed:
+        changed = False
+        for r in range(h):
+            for c in range(w):
+                v = rec[r, c]
+                for dr, dc in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+                    rr, cc = r + dr, c + dc
+                    if 0 <= rr and 0 <= cc < w and rec[rr, cc] > v:
+                        v = rec[rr, cc]
+                if v > mask[r, c]:
+                    v = mask[r, c]
+                if v > rec[r, c]:
+                    rec[r, c] = v
+                    changed = True
+        for r in range(h - 1, -1, -1):
+            for c in range(w - 1, -1, -1):
+                v = rec[r, c]
+                for dr, dc in ((1, 1), (1, 0), (1, -1), (0, 1)):
+                    rr, cc = r + dr, c + dc
+                    if rr < h and 0 <= cc < w and rec[rr, cc] > v:
+                        v = rec[rr, cc]
+                if v > mask[r, c]:
+                    v = mask[r, c]
+                if v > rec[r, c]:
+                    rec[r, c] = v
+                    changed = True
+    return rec
+
+
+def h_maxima(image: np.ndarray, h) -> np.ndarray:
+    """:func:`skimage.morphology.h_maxima` of a 2D float32 image (its default 3x3
+    footprint): the same uint8 mask, to the bit. scikit-image's own steps in NumPy (the
+    shifted image, in its types; rounded to float32 as its reconstruction stores it; the
+    residue compared with ``h``), and the grey reconstruction, whose result is unique, by
+    compiled sweeps instead of its sort of every pixel. Other images go to
+    scikit-image."""
+    image = np.asarray(image)
+    if image.dtype != np.float32 or image.ndim != 2 or 0 in image.shape:
+        from skimage.morphology import h_maxima as reference
+
+        return reference(image, h)
+    if h > np.ptp(image):
+        return np.zeros(image.shape, dtype=np.uint8)
+    if h == 0:
+        raise ValueError("h = 0 is ambiguous, use local_maxima() instead?")
+    resolution = 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    shifted = image - h - resolution
+    if np.any(shifted > image):
+        raise ValueError("the shifted image rose above the image")  # as scikit-image
+    rec = _reconstruct(
+        np.ascontiguousarray(shifted, np.float32), np.ascontiguousarray(image, np.float32)
+    )
+    return (image - rec >= h).astype(np.uint8)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -49,6 +49,7 @@ from ._kernels import (
     distance_to_background,
     fill_holes,
     gaussian,
+    h_maxima,
     histogram,
     label_max,
     label_percentile,
@@ -555,7 +556,7 @@ def _split_touching(labels, n, bright, bg_level, cfg, px, noise_sd=None):
             # h-maxima transform would find just that
             if one_top_patch(sub, comp):
                 return None, sub
-            return components(morphology.h_maxima(sub, prominence) & comp)[0], sub
+            return components(h_maxima(sub, prominence) & comp)[0], sub
 
         # boxes grown by the reach of the landscape's smoothing (4 px); each object's
         # landscape is its own: a touching neighbour's does not blur into it. Most objects
