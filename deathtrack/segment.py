@@ -446,8 +446,8 @@ def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes`` (4-connected background), by one flood of the
-    background from the border (:func:`deathtrack._kernels.fill_holes`)."""
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background): the background's
+    components that do not reach the border (:func:`deathtrack._kernels.fill_holes`)."""
     return fill_holes(mask)
 
 
