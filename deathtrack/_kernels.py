@@ -681,25 +681,28 @@ def masked_histogram(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _mix_upsample(small, i0, i1, wy, j0, j1, wx):
-    ny, nx, sx = len(i0), len(j0), small.shape[1]
+def _upsampled_row(small, i0, i1, wy, j0, j1, wx, y, row, out):
+    # output row y (float32, as NumPy computes it): rows i0[y] and i1[y] of small mixed by
+    # wy[y] into ``row``, then its columns j0 and j1 mixed by wx into ``out``
     one = np.float32(1)
-    out = np.empty((ny, nx), np.float32)
-    row = np.empty(sx, np.float32)
-    for y in range(ny):
-        a, b = one - wy[y], wy[y]
-        for c in range(sx):
-            row[c] = small[i0[y], c] * a + small[i1[y], c] * b
-        for x in range(nx):
-            out[y, x] = row[j0[x]] * (one - wx[x]) + row[j1[x]] * wx[x]
+    a, b = one - wy[y], wy[y]
+    for c in range(small.shape[1]):
+        row[c] = small[i0[y], c] * a + small[i1[y], c] * b
+    for x in range(len(j0)):
+        out[x] = row[j0[x]] * (one - wx[x]) + row[j1[x]] * wx[x]
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix_upsample(small, i0, i1, wy, j0, j1, wx):
+    out = np.empty((len(i0), len(j0)), np.float32)
+    row = np.empty(small.shape[1], np.float32)
+    for y in range(len(i0)):
+        _upsampled_row(small, i0, i1, wy, j0, j1, wx, y, row, out[y])
     return out
 
 
-def mix_upsample(small, i0, i1, wy, j0, j1, wx) -> np.ndarray:
-    """float32 ``out[y, x]``: rows ``i0, i1`` of ``small`` mixed by ``wy``, then columns
-    ``j0, j1`` of that by ``wx`` (``a * (1 - w) + b * w``, float32 as NumPy computes it),
-    without the two full-size temporaries NumPy makes."""
-    return _mix_upsample(
+def _upsample_args(small, i0, i1, wy, j0, j1, wx) -> tuple:
+    return (
         np.ascontiguousarray(small, np.float32),
         np.asarray(i0, np.int64),
         np.asarray(i1, np.int64),
@@ -710,19 +713,23 @@ def mix_upsample(small, i0, i1, wy, j0, j1, wx) -> np.ndarray:
     )
 
 
+def mix_upsample(small, i0, i1, wy, j0, j1, wx) -> np.ndarray:
+    """float32 ``out[y, x]``: rows ``i0, i1`` of ``small`` mixed by ``wy``, then columns
+    ``j0, j1`` of that by ``wx`` (``a * (1 - w) + b * w``, float32 as NumPy computes it),
+    without the two full-size temporaries NumPy makes."""
+    return _mix_upsample(*_upsample_args(small, i0, i1, wy, j0, j1, wx))
+
+
 @numba.njit(cache=True, nogil=True)
 def _above_upsampled(image, small, i0, i1, wy, j0, j1, wx, level, in_float64):
-    ny, nx, sx = len(i0), len(j0), small.shape[1]
-    one = np.float32(1)
+    ny, nx = len(i0), len(j0)
     out = np.empty((ny, nx), np.bool_)
-    row = np.empty(sx, np.float32)
+    row = np.empty(small.shape[1], np.float32)
+    up = np.empty(nx, np.float32)
     for y in range(ny):
-        a, b = one - wy[y], wy[y]
-        for c in range(sx):
-            row[c] = small[i0[y], c] * a + small[i1[y], c] * b
+        _upsampled_row(small, i0, i1, wy, j0, j1, wx, y, row, up)
         for x in range(nx):
-            up = row[j0[x]] * (one - wx[x]) + row[j1[x]] * wx[x]
-            diff = image[y, x] - up
+            diff = image[y, x] - up[x]
             if in_float64:
                 out[y, x] = np.float64(diff) > level
             else:
@@ -736,13 +743,7 @@ def above_upsampled(image, small, i0, i1, wy, j0, j1, wx, level: float) -> np.nd
     with a NumPy float64), without the upsampled frame and the difference."""
     return _above_upsampled(
         np.ascontiguousarray(image, np.float32),
-        np.ascontiguousarray(small, np.float32),
-        np.asarray(i0, np.int64),
-        np.asarray(i1, np.int64),
-        np.asarray(wy, np.float32),
-        np.asarray(j0, np.int64),
-        np.asarray(j1, np.int64),
-        np.asarray(wx, np.float32),
+        *_upsample_args(small, i0, i1, wy, j0, j1, wx),
         float(level),
         np.result_type(np.float32, level) == np.float64,
     )
@@ -773,7 +774,9 @@ def _reconstruct(seed, mask):
     # grey reconstruction by dilation of seed under mask, 8-connected: raster sweeps,
     # forward then backward, each pixel raised to the largest of itself and its neighbours
     # already swept, capped by the mask, until a pair of sweeps changes nothing. The result
-    # is the unique reconstruction: only seed and mask values are taken, none computed
+    # is the unique reconstruction: only seed and mask values are taken, none computed.
+    # The two sweeps are written out with their offsets as constants: one helper taking
+    # the direction as an argument ran 2.5-7x slower (40x40 box, numba 0.68)
     h, w = seed.shape
     rec = seed.copy()
     changed = True
