@@ -436,21 +436,6 @@ def _label_percentile(values: np.ndarray, labels: np.ndarray, n: int, q: float) 
     return label_percentile(values, labels, n, q)
 
 
-def _label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """Maximum of ``values`` inside each label 0..n (-inf where a label is empty; 0 for index 0).
-
-    ``scipy.ndimage.maximum`` with an index sorts the whole image; this looks at each
-    pixel once (:func:`deathtrack._kernels.label_max`).
-    """
-    return label_max(values, labels, n)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes`` (4-connected background): the background's
-    components that do not reach the border (:func:`deathtrack._kernels.fill_holes`)."""
-    return fill_holes(mask)
-
-
 def _grown(sl: tuple[slice, slice], g: int, shape: tuple[int, int]) -> tuple[slice, slice]:
     """A bounding box grown by ``g`` pixels on every side, within the image."""
     return tuple(slice(max(s.start - g, 0), min(s.stop + g, n)) for s, n in zip(sl, shape))  # type: ignore[return-value]
@@ -475,7 +460,7 @@ def _merge_fragments(labels: np.ndarray, areas: np.ndarray, config, px: float) -
     clusters, _ = components(dilate(small_mask, gap))
     lut = np.arange(labels.max() + 1)
     small_ids = np.flatnonzero(is_small)
-    piece_cluster = _label_max(clusters, labels, int(labels.max()))[small_ids].astype(int)
+    piece_cluster = label_max(clusters, labels, int(labels.max()))[small_ids].astype(int)
     touch = dilate(small_mask, 2)
     # each cluster is looked at inside its own bounding box (grown by the 3 px the two
     # dilations reach), not over the whole frame
@@ -687,7 +672,7 @@ def _segment_level(
     # gaps, which reach below the threshold, are left out of the split when larger than the
     # smallest object (their middle would seed a "cell"); after the split, a gap goes to
     # the one object around it, or to none.
-    mask = _fill_holes(candidates)
+    mask = fill_holes(candidates)
     holes, n_holes = components(mask & ~candidates)
     if n_holes:
         size = np.bincount(holes.ravel(), minlength=n_holes + 1)
@@ -962,7 +947,7 @@ def _regrow_faint(
         overlap = np.bincount(lab[own], minlength=m + 1)
         overlap[0] = 0
         best = int(np.argmax(overlap))
-        piece = _fill_holes(lab == best) & ~others
+        piece = fill_holes(lab == best) & ~others
         # a faint object regrown, not a stretch of uneven background taken along
         if overlap[best] < 0.5 * own.sum() or piece.sum() > 3 * own.sum():
             continue
@@ -1039,7 +1024,7 @@ def segment_frame(
     if fg.mean() > cfg.confluent_fraction:
         # a confluent field: cells cover most of it and the seams between them stand above
         # the noise, so the threshold finds one sheet, to be cut at the seams
-        sheet = _fill_holes(fg)
+        sheet = fill_holes(fg)
         if cfg.confluent_seam_um > 0:
             # the seams are thin dark lines: what a grey closing over confluent_seam_um
             # fills (a cell's dim centre or nucleus is wider, and stays), above Otsu's
@@ -1053,7 +1038,7 @@ def segment_frame(
             # keep what is brighter than its surroundings (the cell bodies): this also cuts
             # the dim patches out of textured cells
             size = int(round(cfg.confluent_window_um / px)) | 1
-            fg &= _fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
+            fg &= fill_holes(smoothed > ndi.uniform_filter(smoothed, size))
     min_px = cfg.min_area_um2 / px**2
     edge_sigma = cfg.edge_sigma_um / px
     edge_image = (

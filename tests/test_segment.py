@@ -412,18 +412,19 @@ def test_scikit_image_submodules_load_at_import_not_in_worker_threads():
 def test_label_helpers_equal_scipy(seed):
     from scipy import ndimage as ndi
 
-    from deathtrack.segment import _fill_holes, _label_max, _label_percentile
+    from deathtrack._kernels import fill_holes, label_max
+    from deathtrack.segment import _label_percentile
 
     rng = np.random.default_rng(seed)
     mask = ndi.gaussian_filter(rng.random((80, 90)), 2) > 0.5
     mask[30:40, 30:40] = True
     mask[33:36, 33:36] = False  # a hole
-    assert np.array_equal(_fill_holes(mask), ndi.binary_fill_holes(mask))
+    assert np.array_equal(fill_holes(mask), ndi.binary_fill_holes(mask))
     labels, n = ndi.label(mask)
     values = rng.integers(0, 6, mask.shape).astype(np.float32)  # many ties
     ids = np.arange(1, n + 1)
     np.testing.assert_array_equal(
-        _label_max(values, labels, n)[1:], ndi.maximum(values, labels, ids)
+        label_max(values, labels, n)[1:], ndi.maximum(values, labels, ids)
     )
     for q in (0, 50, 90, 95, 100):
         ref = [
@@ -434,10 +435,10 @@ def test_label_helpers_equal_scipy(seed):
 
 
 def test_fill_holes_of_empty_and_full_masks():
-    from deathtrack.segment import _fill_holes
+    from deathtrack._kernels import fill_holes
 
-    assert not _fill_holes(np.zeros((5, 5), bool)).any()
-    assert _fill_holes(np.ones((5, 5), bool)).all()
+    assert not fill_holes(np.zeros((5, 5), bool)).any()
+    assert fill_holes(np.ones((5, 5), bool)).all()
 
 
 def test_upsample_equals_scipy_zoom():
