@@ -283,11 +283,11 @@ def estimate_background(
     # necroptotic cell between neighbours went into the background and one more death
     # was missed on the held-out dense movies of benchmarks/death_accuracy.py)
     blurred = gaussian(img, 1.5)
+    # objects: blurred - _upsample(bg_small) > level, without the upsampled frame
+    i0, i1, wy = _zoom_weights(sy, f, ny)
+    j0, j1, wx = _zoom_weights(sx, f, nx)
+    level = 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
     for _ in range(2):
-        # blurred - _upsample(bg_small) > level, without the upsampled frame
-        i0, i1, wy = _zoom_weights(sy, f, ny)
-        j0, j1, wx = _zoom_weights(sx, f, nx)
-        level = 3 * sd / (2 * 1.5 * np.sqrt(np.pi))
         objects = above_upsampled(blurred, bg_small, i0, i1, wy, j0, j1, wx, level)
         free = ~dilate(objects, 3)
         w = _block_count(free, f, img.shape)
