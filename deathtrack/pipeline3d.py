@@ -209,8 +209,8 @@ def segment_movie_3d(
     # never waits for this process to finish its own frame before it gets another
     pending: dict = {}
     next_t = 0
-    # this process segments frames beside helper processes: one BLAS thread, as they have
-    lift_blas_limit = _one_blas_thread(0 if own else n_helpers, frame_workers)
+    # frames segmented in threads, or here beside helper processes: one BLAS thread
+    lift_blas_limit = _one_blas_thread(executor is not None and (own or here))
     try:
         while len(done) < n:
             while executor is not None and len(pending) < 2 * n_helpers and next_t < n:

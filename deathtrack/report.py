@@ -1798,7 +1798,7 @@ def write_report(
     helpers = _helper_count(workers) if in_worker else 0
     gallery = _Gallery(res, stack, max_events=max_gallery_events, workers=helpers)
     # this process draws beside the helpers: one BLAS thread, as they have
-    lift_blas_limit = _one_blas_thread(helpers, workers)
+    lift_blas_limit = _one_blas_thread(0 < helpers < workers)
     try:
         body = _report_body(res, stack, gallery, key, notes)
     finally:

@@ -359,28 +359,57 @@ def test_cancel_with_worker_processes_leaves_no_half_written_outputs(tmp_path, s
     assert sorted(p.name for p in (tmp_path / "small").iterdir()) == []
 
 
-def test_one_blas_thread_only_beside_helper_processes():
-    """This process keeps one BLAS thread while it works beside helpers (0 < helpers <
-    workers) and gets its threads back after; with no helper, or when the helpers do all
-    the work, it is not limited."""
+def _blas_threads() -> list[int]:
     from threadpoolctl import threadpool_info
 
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_one_blas_thread_only_beside_others():
+    """This process keeps one BLAS thread while it works beside others (helper processes
+    or frame threads) and gets its threads back after; otherwise it is not limited."""
     from deathtrack.pipeline import _one_blas_thread
 
-    def blas_threads():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-    before = blas_threads()
+    before = _blas_threads()
     if not before or max(before) < 2:
         pytest.skip("this machine's BLAS has one thread: nothing to limit")
-    for helpers, workers in ((0, 2), (2, 2), (0, 1)):
-        lift = _one_blas_thread(helpers, workers)
-        assert blas_threads() == before
-        lift()
-    lift = _one_blas_thread(1, 2)
-    assert set(blas_threads()) == {1}
+    lift = _one_blas_thread(False)
+    assert _blas_threads() == before
     lift()
-    assert blas_threads() == before
+    lift = _one_blas_thread(True)
+    assert set(_blas_threads()) == {1}
+    lift()
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_frames_in_parallel_have_one_blas_thread(small_movie, tmp_path, monkeypatch, parallel):
+    """While frames are segmented in threads (or here beside a helper process), this
+    process has one BLAS thread: the threads' background fits (NumPy's least squares,
+    which holds Python's lock) otherwise wait on OpenBLAS's spinning threads; the limit
+    is lifted when the run ends. With one worker, nothing is limited."""
+    import deathtrack.pipeline as pl
+
+    before = _blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("this machine's BLAS has one thread: nothing to limit")
+    seen = []
+    segment_one = pl._segment_measure_frame
+
+    def spy(*args):
+        seen.append(max(_blas_threads()))
+        return segment_one(*args)
+
+    monkeypatch.setattr(pl, "_segment_measure_frame", spy)
+    for workers, expect in ((2, {1}), (1, {max(before)})):
+        seen.clear()
+        cfg = PipelineConfig()
+        cfg.segment.workers = workers
+        cfg.segment.parallel = parallel
+        pl.run_stack(small_movie["movie"], cfg, tmp_path / f"{parallel}{workers}", progress=False)
+        # with helper processes, this process segments some of the frames itself
+        assert seen and set(seen) == expect
+        assert _blas_threads() == before
 
 
 def _swelling_cell_lost_before_it_ruptures(path, nucleus=4, at=(64, 64), cell=True):
