@@ -574,10 +574,42 @@ def _fresh_helpers(helpers: int) -> None:
         pool.submit(_import_modules, TAIL_IMPORTS)
 
 
-def _submit(helpers: int, func: Callable, *args, **kwargs) -> _Task:
-    """Hand ``func`` to one of ``helpers`` helper processes (see :func:`_helper_pool`),
-    or keep it for this process when ``helpers`` is 0 or this process may not start
-    others; ``.result()`` returns its value or re-raises its error either way."""
+_THREADS: dict[int, Any] = {}  # helper threads (:func:`_helper_threads`), by count
+
+
+def _helper_threads(helpers: int):
+    """A pool of ``helpers`` helper threads for the work after the frames of a run whose
+    frames were segmented in threads (:func:`_aside`), kept for the next runs of this
+    process: the run stays one process (no helper process's imports and heap, ~150-210
+    MB on the 1024² benchmark movie, nor loky's two resource trackers, ~50 MB)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if helpers not in _THREADS:
+        _THREADS[helpers] = ThreadPoolExecutor(helpers, thread_name_prefix="deathtrack-aside")
+    return _THREADS[helpers]
+
+
+def frames_in(backend: str | None) -> str:
+    """run.json's ``frames_in``: "processes", "threads" or "this thread" for a backend of
+    :func:`_frame_backend` (the report's gallery is made the same way)."""
+    return {"loky": "processes", "threading": "threads"}.get(backend, "this thread")
+
+
+def _aside(backend: str | None, workers: int):
+    """Where a run puts the work beside its own (:func:`_submit`): helper processes
+    (their number) when its frames had them, helper threads (a pool) when its frames
+    were in threads, 0 (nothing beside: this process does it all) with one worker."""
+    helpers = _helper_count(workers) if backend else 0
+    return _helper_threads(helpers) if backend == "threading" and helpers else helpers
+
+
+def _submit(helpers, func: Callable, *args, **kwargs) -> _Task:
+    """Hand ``func`` to one of ``helpers`` helper processes (an int: see
+    :func:`_helper_pool`) or to a pool of helper threads (:func:`_helper_threads`), or keep
+    it for this process when ``helpers`` is 0 or this process may not start others;
+    ``.result()`` returns its value or re-raises its error either way."""
+    if not isinstance(helpers, int):
+        return _Task(helpers, func, *args, **kwargs)
     pool = _helper_pool(helpers) if helpers and _may_start_processes() else None
     return _Task(pool, func, *args, **kwargs)
 
@@ -1284,10 +1316,10 @@ def run_stack(
                 t0 = time.perf_counter()
                 shape = (movie.n_frames, *movie.shape[-2:])
                 # the output files that nothing later needs are written by the helper
-                # processes when the frames had them (large movies), beside the deaths and
-                # recruitment stages here; those no helper has started by then are written
-                # here, and all are waited for before the outputs are moved in
-                aside = _helper_count(workers) if backend == "loky" else 0
+                # processes (or threads) the frames had, beside the deaths and recruitment
+                # stages here; those no helper has started by then are written here, and
+                # all are waited for before the outputs are moved in
+                aside = _aside(backend, workers)
                 for pop, linked in zip(populations, tracks):
                     if cfg.output.write_labels:
                         pending.append(
@@ -1390,6 +1422,8 @@ def run_stack(
                     "config": config_to_dict(cfg),
                     "versions": _versions(),
                     "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+                    # how the frames were segmented: the report's gallery works the same way
+                    "frames_in": frames_in(backend),
                     "counts": result.counts,
                     "warnings": result.warnings,
                 }

@@ -308,6 +308,7 @@ def run_movie_3d(
     from .pipeline import (
         _check_signal,
         _commit,
+        _frame_backend,
         _input_stat,
         _keep_reviews,
         _link,
@@ -316,6 +317,7 @@ def run_movie_3d(
         _versions,
         _with_time,
         _work_folder,
+        frames_in,
         input_checksum,
         new_run_id,
         write_table,
@@ -460,6 +462,9 @@ def run_movie_3d(
                 "config": config_to_dict(cfg),
                 "versions": _versions(),
                 "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
+                "frames_in": frames_in(
+                    _frame_backend(cfg.segment, int(np.prod(movie.shape[-3:])), movie.n_frames)[0]
+                ),
                 "counts": result.counts,
                 "warnings": result.warnings,
             }

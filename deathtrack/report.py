@@ -1151,7 +1151,8 @@ def _read_crops(
 class _Gallery:
     """The gallery of deaths, made in two steps: the crops are read, then drawn.
 
-    With ``workers`` helper processes, each step is cut into :data:`GALLERY_PARTS`
+    With ``workers`` helper processes (or a pool of helper threads: see
+    :func:`deathtrack.pipeline._aside`), each step is cut into :data:`GALLERY_PARTS`
     pieces (deaths in order) handed to them while the caller goes on (the report's
     figures); :meth:`html` makes here the pieces no helper has started and gathers the
     rest. The dye's display range is shared by every death, so it is set between the
@@ -1166,7 +1167,7 @@ class _Gallery:
         frames_rel: Sequence[int] = GALLERY_FRAMES_REL,
         half: int = GALLERY_HALF_PX,
         max_events: int | None = None,
-        workers: int = 0,
+        workers=0,
     ):
         from .pipeline import _submit
 
@@ -1790,15 +1791,17 @@ def write_report(
     # a large gallery (seconds of crops to read, draw and encode) is made by the helper
     # processes while this one draws the figures, and by this one after them
     n_shown = len(res.events) if max_gallery_events is None else max_gallery_events
-    # as many helpers as the run's frames had, so loky keeps its pool as it is
-    from .pipeline import _helper_count, _one_blas_thread
+    # as many helpers as the run's frames had, so loky keeps its pool as it is; helper
+    # threads if the frames were in threads (the run stays one process)
+    from .pipeline import _aside, _one_blas_thread
 
     workers = int(((res.run.get("config") or {}).get("segment") or {}).get("workers") or 2)
     in_worker = min(n_shown, len(res.events)) >= GALLERY_PARALLEL_MIN_EVENTS
-    helpers = _helper_count(workers) if in_worker else 0
+    backend = "threading" if res.run.get("frames_in") == "threads" else "loky"
+    helpers = _aside(backend, workers) if in_worker and workers > 1 else 0
     gallery = _Gallery(res, stack, max_events=max_gallery_events, workers=helpers)
     # this process draws beside the helpers: one BLAS thread, as they have
-    lift_blas_limit = _one_blas_thread(0 < helpers < workers)
+    lift_blas_limit = _one_blas_thread(bool(helpers))
     try:
         body = _report_body(res, stack, gallery, key, notes)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -410,6 +411,50 @@ def test_frames_in_parallel_have_one_blas_thread(small_movie, tmp_path, monkeypa
         # with helper processes, this process segments some of the frames itself
         assert seen and set(seen) == expect
         assert _blas_threads() == before
+
+
+def test_run_in_threads_stays_one_process(small_movie, tmp_path, monkeypatch):
+    """Frames segmented in threads: the output files are written by helper threads (or
+    here), never by a helper process; run.json says how the frames were segmented, and
+    the outputs are those of a run in one thread."""
+    import threading
+
+    import tifffile
+
+    import deathtrack.pipeline as pl
+
+    serial_cfg = PipelineConfig()
+    serial_cfg.segment.workers = 1
+    serial = pl.run_stack(small_movie["movie"], serial_cfg, tmp_path / "serial", progress=False)
+
+    def no_processes(helpers):
+        raise AssertionError("a helper process was asked for")
+
+    monkeypatch.setattr(pl, "_helper_pool", no_processes)
+    used = []
+    write = pl._write_label_stack
+
+    def spy(*args):
+        used.append(threading.current_thread().name)
+        return write(*args)
+
+    monkeypatch.setattr(pl, "_write_label_stack", spy)
+    cfg = PipelineConfig()
+    cfg.segment.workers = 2
+    cfg.segment.parallel = "threads"
+    res = pl.run_stack(small_movie["movie"], cfg, tmp_path / "threads", progress=False)
+    assert len(used) == 2 and set(used) <= {"MainThread", "deathtrack-aside_0"}
+    run = json.loads((res.out_dir / "run.json").read_text())
+    assert run["frames_in"] == "threads"
+    assert json.loads((serial.out_dir / "run.json").read_text())["frames_in"] == "this thread"
+    for name in ("labels_cells.tif", "labels_immune.tif"):
+        assert np.array_equal(
+            tifffile.imread(res.out_dir / name), tifffile.imread(serial.out_dir / name)
+        )
+    for name in ("tracks.csv", "events.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(res.out_dir / name), pd.read_csv(serial.out_dir / name)
+        )
 
 
 def _swelling_cell_lost_before_it_ruptures(path, nucleus=4, at=(64, 64), cell=True):

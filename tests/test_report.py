@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -540,6 +541,45 @@ def test_gallery_drawn_by_helper_processes_is_the_same(results, monkeypatch):
     assert gallery(parallel) == gallery(serial)
     assert gallery(serial).count('class="crop"') >= 7
     assert len(parallel) == len(serial)
+
+
+def test_gallery_of_a_run_in_threads_is_made_by_helper_threads(results, monkeypatch):
+    """A run whose frames were segmented in threads (run.json's ``frames_in``) stays one
+    process: its large gallery is made in pieces by helper threads, never by helper
+    processes, and is the same as drawn here alone."""
+    import deathtrack.pipeline as pl
+    import deathtrack.report as report
+
+    add_optional_tables(results)
+    serial = write_report(results).read_text(encoding="utf-8")
+    run = json.loads((results / "run.json").read_text())
+    run["frames_in"] = "threads"
+    (results / "run.json").write_text(json.dumps(run))
+
+    def no_processes(helpers):
+        raise AssertionError("a helper process was asked for")
+
+    monkeypatch.setattr(pl, "_helper_pool", no_processes)
+    monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
+    used = []
+    draw = report._gallery_rows
+
+    def spy(*args):
+        used.append(threading.current_thread().name)
+        return draw(*args)
+
+    monkeypatch.setattr(report, "_gallery_rows", spy)
+    threaded = write_report(results).read_text(encoding="utf-8")
+
+    def gallery(page):
+        return page[page.index('<h2 id="gallery">') : page.index('<h2 id="motility">')]
+
+    assert gallery(threaded) == gallery(serial)
+    n_events = len(pd.read_csv(results / "events.csv"))
+    assert n_events >= 2
+    # in pieces, each drawn by a helper thread or here
+    assert len(used) == min(report.GALLERY_PARTS, n_events)
+    assert set(used) <= {"MainThread"} | {f"deathtrack-aside_{i}" for i in range(2)}
 
 
 def test_gallery_in_pieces_says_each_source_note_once(results, monkeypatch, tmp_path):
