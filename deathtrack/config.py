@@ -482,10 +482,13 @@ class SegmentConfig(Section):
     )
     parallel: Literal["auto", "processes", "threads"] = Field(
         "auto",
-        description="How frames are segmented in parallel: 'processes' scale with the cores, "
-        "'threads' start at once but reach ~1.4x on two cores (much of the work holds "
-        "Python's lock); 'auto' uses processes for frames of 512x512 pixels and more. A Dask "
-        "worker process always uses threads.",
+        description="How frames are segmented in parallel: 'threads' (one process; about a "
+        "fifth of the work holds Python's lock, so two threads keep two cores busy) or "
+        "'processes' (this process and workers - 1 helper processes of ~300 MB each, which "
+        "scale to more cores). 'auto': threads with up to 2 workers or for frames under "
+        "512x512 pixels; processes with more workers, for z-stacks of 512x512 voxels and "
+        "more, and for a run started from another thread (napari). A Dask worker process "
+        "always uses threads.",
     )
 
 

@@ -391,10 +391,12 @@ class _Refiner:
             logger.info("%s: %d of %d frames mended over time", pop, n, self.movie.n_frames)
 
 
-#: frames at least this large (pixels) are segmented in worker processes with
-#: ``segment.parallel = "auto"``; smaller ones in threads (starting processes costs
-#: more than it saves on them)
+#: frames smaller than this (pixels) are always segmented in threads with
+#: ``segment.parallel = "auto"`` (starting processes costs more than it saves on them);
+#: larger ones too in most runs (see :func:`_auto_parallel`)
 PROCESS_MIN_PIXELS = 512 * 512
+#: ``segment.parallel = "auto"`` keeps large 2D frames in threads up to this many workers
+AUTO_THREADS_MAX_WORKERS = 2
 
 
 #: imported in the background while worker processes segment (the main process waits):
@@ -448,15 +450,41 @@ def _may_start_processes() -> bool:
     return not mp.current_process().daemon
 
 
-def _frame_backend(seg_cfg, frame_pixels: int, n_frames: int) -> tuple[str | None, int]:
+def _auto_parallel(frame_pixels: int, workers: int, volumes: bool) -> str:
+    """ "threads" or "processes" for ``segment.parallel = "auto"``.
+
+    Threads for small frames (a process's start costs more than it saves) and, in a run
+    from this process's main thread (the command line, a script, a Dask worker), for 2D
+    frames of any size with up to :data:`AUTO_THREADS_MAX_WORKERS` workers: about a fifth
+    of a frame's work holds Python's lock, so two frame threads keep two cores busy; on
+    the 1024² benchmark movie they segmented as fast as this process beside a helper
+    process (60 frames: 19.8-23.5 s against 22.8-24.4 s; 120 frames: 41.2-49.8 s against
+    53.1-55.0 s) in one process of ~530 MB instead of ~850 MB over four. Processes with
+    more workers (more threads would wait on the lock), for z-stacks (not measured in
+    threads), and for a run from another thread (napari's: frame threads would hold the
+    lock against the viewer's)."""
+    import threading
+
+    if frame_pixels < PROCESS_MIN_PIXELS:
+        return "threads"
+    here = threading.current_thread() is threading.main_thread()
+    if here and not volumes and workers <= AUTO_THREADS_MAX_WORKERS:
+        return "threads"
+    return "processes"
+
+
+def _frame_backend(
+    seg_cfg, frame_pixels: int, n_frames: int, *, volumes: bool = False
+) -> tuple[str | None, int]:
     """("loky": helper processes, "threading": threads, or None for a plain loop; the
-    number of workers) for the frames."""
+    number of workers) for the frames (z-stacks with ``volumes``; ``frame_pixels`` their
+    voxels)."""
     workers = min(seg_cfg.workers, max(n_frames, 1))
     if workers <= 1:
         return None, 1
     mode = seg_cfg.parallel
     if mode == "auto":
-        mode = "processes" if frame_pixels >= PROCESS_MIN_PIXELS else "threads"
+        mode = _auto_parallel(frame_pixels, workers, volumes)
     if mode == "processes" and not _may_start_processes():
         logger.info("segmenting frames in threads: this process may not start processes")
         mode = "threads"

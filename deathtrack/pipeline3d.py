@@ -127,7 +127,7 @@ def _helpers(seg_cfg, n_voxels: int, n_frames: int):
     which segments frames too."""
     from .pipeline import _frame_backend
 
-    backend, workers = _frame_backend(seg_cfg, n_voxels, n_frames)
+    backend, workers = _frame_backend(seg_cfg, n_voxels, n_frames, volumes=True)
     if backend is None or workers < 2:
         return None, 0, False
     if backend == "loky":
@@ -194,7 +194,7 @@ def segment_movie_3d(
     executor, n_helpers, own = _helpers(seg_cfg, nz * ny * nx, n)
     # this process segments frames too unless the helpers are all the workers (a run
     # from another thread than the main one: see pipeline._helper_count)
-    frame_workers = _frame_backend(seg_cfg, nz * ny * nx, n)[1]
+    frame_workers = _frame_backend(seg_cfg, nz * ny * nx, n, volumes=True)[1]
     here = executor is None or n_helpers < frame_workers
     done: dict[int, tuple] = {}  # frame -> (tables, notes)
     bar = tqdm(total=n, desc="segment 3D", unit="frame", disable=not progress)
@@ -463,7 +463,12 @@ def run_movie_3d(
                 "versions": _versions(),
                 "timings_s": {k: round(v, 4) for k, v in result.timings_s.items()},
                 "frames_in": frames_in(
-                    _frame_backend(cfg.segment, int(np.prod(movie.shape[-3:])), movie.n_frames)[0]
+                    _frame_backend(
+                        cfg.segment,
+                        int(np.prod(movie.shape[-3:])),
+                        movie.n_frames,
+                        volumes=True,
+                    )[0]
                 ),
                 "counts": result.counts,
                 "warnings": result.warnings,

@@ -200,13 +200,26 @@ def test_packed_labels_round_trip():
 
 def test_frame_backend_choice(monkeypatch):
     import multiprocessing as mp
+    from concurrent.futures import ThreadPoolExecutor
 
     from deathtrack.pipeline import PROCESS_MIN_PIXELS, _frame_backend
 
     cfg = PipelineConfig().segment
     assert _frame_backend(cfg, 256 * 256, 40) == ("threading", 2)
-    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == ("loky", 2)
+    # large frames: threads with two workers (one process), processes with more
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == ("threading", 2)
     assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 1) == (None, 1)  # one frame: no pool
+    cfg.workers = 3
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40) == ("loky", 3)
+    assert _frame_backend(cfg, 256 * 256, 40) == ("threading", 3)
+    cfg.workers = 2
+    # large z-stacks in processes; small ones in threads
+    assert _frame_backend(cfg, PROCESS_MIN_PIXELS, 40, volumes=True) == ("loky", 2)
+    assert _frame_backend(cfg, 64 * 64 * 10, 40, volumes=True) == ("threading", 2)
+    # from another thread (napari's): large frames in processes, away from its lock
+    with ThreadPoolExecutor(1) as other:
+        got = other.submit(_frame_backend, cfg, PROCESS_MIN_PIXELS, 40).result()
+    assert got == ("loky", 2)
     cfg.parallel = "processes"
     assert _frame_backend(cfg, 64 * 64, 40) == ("loky", 2)
     # a daemonic process (a Dask worker) may not start children: threads instead
