@@ -663,8 +663,8 @@ def _segment_movie(
 ):
     """Segment and measure every frame; raw labels go to a zarr store in ``work``.
 
-    Frames are processed by ``cfg.segment.workers`` worker processes (large
-    frames) or threads; a few frames are in flight at a time, so memory does not
+    Frames are processed by ``cfg.segment.workers`` threads or worker processes
+    (:func:`_auto_parallel`); a few frames are in flight at a time, so memory does not
     grow with the number of frames. Results are the same whatever the workers.
     ``backend, workers``: from :func:`_frame_backend`.
 
@@ -1297,8 +1297,8 @@ def run_stack(
                 staged = work / "out"  # the outputs, moved into the folder when all are done
                 staged.mkdir()
                 t0 = time.perf_counter()
-                # frames in worker processes (large movies) or threads; later work that may
-                # run beside the main process goes to the same workers
+                # frames in threads or worker processes (_auto_parallel); later work that
+                # may run beside this one goes to the same kind of helpers (_aside)
                 backend, workers = _frame_backend(
                     cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
                 )
