@@ -198,11 +198,16 @@ def main() -> None:
 
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(16, 4.2 * len(procs)))
+    height = 4.2 * len(procs) + 0.4
+    fig = Figure(figsize=(16, height))
     axes = fig.subplots(len(procs), 1, squeeze=False)[:, 0]
     for ax, (label, stacks) in zip(axes, procs.items()):
         flame(ax, stacks, args.rate, label, xmax)
-    fig.subplots_adjust(left=0.02, right=0.99, top=0.93, bottom=0.05, hspace=0.35)
+    # margins in inches, so that the title and the first plot's own title never meet
+    # (a run of one process has one plot)
+    fig.subplots_adjust(
+        left=0.02, right=0.99, top=1 - 0.75 / height, bottom=0.3 / height, hspace=0.35
+    )
     fig.suptitle(
         f"deathtrack run, 1024² × 3 channels × {args.frames} frames: where the CPU goes "
         f"(py-spy, {args.rate} Hz; wall {wall:.0f} s with py-spy attached)",
