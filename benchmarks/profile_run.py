@@ -198,7 +198,7 @@ def main() -> None:
 
     from matplotlib.figure import Figure
 
-    height = 4.2 * len(procs) + 0.4
+    height = 4.2 * len(procs) + 0.7
     fig = Figure(figsize=(16, height))
     axes = fig.subplots(len(procs), 1, squeeze=False)[:, 0]
     for ax, (label, stacks) in zip(axes, procs.items()):
@@ -206,7 +206,7 @@ def main() -> None:
     # margins in inches, so that the title and the first plot's own title never meet
     # (a run of one process has one plot)
     fig.subplots_adjust(
-        left=0.02, right=0.99, top=1 - 0.75 / height, bottom=0.3 / height, hspace=0.35
+        left=0.02, right=0.99, top=1 - 0.75 / height, bottom=0.6 / height, hspace=0.35
     )
     fig.suptitle(
         f"deathtrack run, 1024² × 3 channels × {args.frames} frames: where the CPU goes "
