@@ -174,3 +174,31 @@ def hand_3d_results(tmp_path) -> Path:
 def hand3d() -> dict:
     """What :func:`write_hand_3d_results` draws (:data:`HAND_3D`)."""
     return HAND_3D
+
+
+@pytest.fixture
+def threads_only(monkeypatch):
+    """Forbid helper processes (a call of ``deathtrack.pipeline._helper_pool`` fails the
+    test) and give ``watch(module, name)``: that function wrapped so that it lists the
+    names of the threads that call it (the list is returned)."""
+    import threading
+
+    import deathtrack.pipeline as pl
+
+    def no_processes(helpers):
+        raise AssertionError("a helper process was asked for")
+
+    monkeypatch.setattr(pl, "_helper_pool", no_processes)
+
+    def watch(module, name: str) -> list[str]:
+        used: list[str] = []
+        func = getattr(module, name)
+
+        def spy(*args, **kwargs):
+            used.append(threading.current_thread().name)
+            return func(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+        return used
+
+    return watch

@@ -426,11 +426,10 @@ def test_frames_in_parallel_have_one_blas_thread(small_movie, tmp_path, monkeypa
         assert _blas_threads() == before
 
 
-def test_run_in_threads_stays_one_process(small_movie, tmp_path, monkeypatch):
+def test_run_in_threads_stays_one_process(small_movie, tmp_path, threads_only):
     """Frames segmented in threads: the output files are written by helper threads (or
     here), never by a helper process; run.json says how the frames were segmented, and
     the outputs are those of a run in one thread."""
-    import threading
 
     import tifffile
 
@@ -440,18 +439,7 @@ def test_run_in_threads_stays_one_process(small_movie, tmp_path, monkeypatch):
     serial_cfg.segment.workers = 1
     serial = pl.run_stack(small_movie["movie"], serial_cfg, tmp_path / "serial", progress=False)
 
-    def no_processes(helpers):
-        raise AssertionError("a helper process was asked for")
-
-    monkeypatch.setattr(pl, "_helper_pool", no_processes)
-    used = []
-    write = pl._write_label_stack
-
-    def spy(*args):
-        used.append(threading.current_thread().name)
-        return write(*args)
-
-    monkeypatch.setattr(pl, "_write_label_stack", spy)
+    used = threads_only(pl, "_write_label_stack")
     cfg = PipelineConfig()
     cfg.segment.workers = 2
     cfg.segment.parallel = "threads"

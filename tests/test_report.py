@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -543,11 +542,10 @@ def test_gallery_drawn_by_helper_processes_is_the_same(results, monkeypatch):
     assert len(parallel) == len(serial)
 
 
-def test_gallery_of_a_run_in_threads_is_made_by_helper_threads(results, monkeypatch):
+def test_gallery_of_a_run_in_threads_is_made_by_helper_threads(results, monkeypatch, threads_only):
     """A run whose frames were segmented in threads (run.json's ``frames_in``) stays one
     process: its large gallery is made in pieces by helper threads, never by helper
     processes, and is the same as drawn here alone."""
-    import deathtrack.pipeline as pl
     import deathtrack.report as report
 
     add_optional_tables(results)
@@ -556,19 +554,8 @@ def test_gallery_of_a_run_in_threads_is_made_by_helper_threads(results, monkeypa
     run["frames_in"] = "threads"
     (results / "run.json").write_text(json.dumps(run))
 
-    def no_processes(helpers):
-        raise AssertionError("a helper process was asked for")
-
-    monkeypatch.setattr(pl, "_helper_pool", no_processes)
     monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
-    used = []
-    draw = report._gallery_rows
-
-    def spy(*args):
-        used.append(threading.current_thread().name)
-        return draw(*args)
-
-    monkeypatch.setattr(report, "_gallery_rows", spy)
+    used = threads_only(report, "_gallery_rows")
     threaded = write_report(results).read_text(encoding="utf-8")
 
     def gallery(page):
