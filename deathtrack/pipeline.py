@@ -1302,6 +1302,15 @@ def run_stack(
                 backend, workers = _frame_backend(
                     cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
                 )
+                logger.info(
+                    "%s: frames segmented %s (segment.parallel = %r, workers = %d)",
+                    stack,
+                    {"loky": "by this process and helper processes", "threading": "in threads"}.get(
+                        backend, "one at a time"
+                    ),
+                    cfg.segment.parallel,
+                    workers,
+                )
                 # frames segmented beside helper processes or in threads: one BLAS thread
                 lift_blas_limit = _one_blas_thread(
                     backend == "threading"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -426,7 +427,7 @@ def test_frames_in_parallel_have_one_blas_thread(small_movie, tmp_path, monkeypa
         assert _blas_threads() == before
 
 
-def test_run_in_threads_stays_one_process(small_movie, tmp_path, threads_only):
+def test_run_in_threads_stays_one_process(small_movie, tmp_path, threads_only, caplog):
     """Frames segmented in threads: the output files are written by helper threads (or
     here), never by a helper process; run.json says how the frames were segmented, and
     the outputs are those of a run in one thread."""
@@ -443,10 +444,12 @@ def test_run_in_threads_stays_one_process(small_movie, tmp_path, threads_only):
     cfg = PipelineConfig()
     cfg.segment.workers = 2
     cfg.segment.parallel = "threads"
+    caplog.set_level(logging.INFO, logger="deathtrack.pipeline")
     res = pl.run_stack(small_movie["movie"], cfg, tmp_path / "threads", progress=False)
     assert len(used) == 2 and set(used) <= {"MainThread", "deathtrack-aside_0"}
     run = json.loads((res.out_dir / "run.json").read_text())
     assert run["frames_in"] == "threads"
+    assert "frames segmented in threads (segment.parallel = 'threads', workers = 2)" in caplog.text
     assert json.loads((serial.out_dir / "run.json").read_text())["frames_in"] == "this thread"
     for name in ("labels_cells.tif", "labels_immune.tif"):
         assert np.array_equal(
