@@ -1288,7 +1288,7 @@ def run_stack(
             ensure_folder(result.out_dir, "results folder")
             for p in remove_stale_work(result.out_dir):
                 logger.info("%s: removed %s, left by a run that was killed", stack, p.name)
-            pending: list = []  # output files being written in worker processes
+            pending: list = []  # output files being written by helper processes or threads
             work = None
             lift_blas_limit = _one_blas_thread(False)
             try:
@@ -1303,11 +1303,9 @@ def run_stack(
                     cfg.segment, int(np.prod(movie.shape[-2:])), movie.n_frames
                 )
                 logger.info(
-                    "%s: frames segmented %s (segment.parallel = %r, workers = %d)",
+                    "%s: frames segmented in %s (segment.parallel = %r, workers = %d)",
                     stack,
-                    {"loky": "by this process and helper processes", "threading": "in threads"}.get(
-                        backend, "one at a time"
-                    ),
+                    frames_in(backend),
                     cfg.segment.parallel,
                     workers,
                 )
