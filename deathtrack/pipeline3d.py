@@ -156,12 +156,13 @@ def segment_movie_3d(
     Returns (objects per population, label stores (T, Z, Y, X) zarr arrays in
     ``work``, notes per frame). ``workers`` (default ``cfg.segment.workers``) frames are
     segmented at a time: one in this process and one in each of ``workers - 1`` helper
-    processes (``segment.parallel`` as in 2D), each frame read when one of them is free
-    for it and its labels written to the stores at once. Memory holds one volume and its
-    intermediates per worker, never the movie; this process working too saves one
-    process's imports (~240 MB) against a coordinator beside its workers (2D does the
-    same: :func:`deathtrack.pipeline._segment_with_helpers`). Results are the same
-    whatever the workers.
+    processes (``segment.parallel``; "auto" keeps z-stacks of 512² voxels and more in
+    processes, unlike 2D frames: :func:`deathtrack.pipeline._auto_parallel`), each frame
+    read when one of them is free for it and its labels written to the stores at once.
+    Memory holds one volume and its intermediates per worker, never the movie; this process
+    working too saves one process's imports (~240 MB) against a coordinator beside its
+    workers (2D does the same: :func:`deathtrack.pipeline._segment_with_helpers`). Results
+    are the same whatever the workers.
     """
     from concurrent.futures import FIRST_COMPLETED
     from concurrent.futures import wait as wait_for
