@@ -1093,6 +1093,71 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def write_csv(df, path: str | Path) -> Path:
+    """Write ``df`` to ``path`` exactly as ``df.to_csv(path, index=False)`` does, twice as
+    fast for tables of numbers.
+
+    Python writes a float's shortest round-trip digits (``repr``) ~3x faster than the
+    NumPy formatting pandas uses, for the same text; tracks.csv of a large movie is
+    ~30 floats a row, tens of thousands of rows. Columns of float64, integers, booleans
+    and plain strings are written here, a chunk of rows at a time (the memory pandas
+    takes); a table with anything else (other dtypes, strings CSV must quote, a single
+    column) is written by pandas.
+    """
+    path = Path(path)
+    cols = list(df.columns)
+    if len(cols) < 2 or not all(_plain(c) for c in cols):
+        df.to_csv(path, index=False)
+        return path
+    step = max(1, 100_000 // len(cols))  # rows per chunk, as pandas
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(",".join(map(str, cols)) + os.linesep)
+        for start in range(0, len(df), step):
+            chunk = df.iloc[start : start + step]
+            fields = [_csv_fields(chunk.iloc[:, k]) for k in range(len(cols))]
+            if any(f is None for f in fields):  # not covered here: pandas writes it all
+                fh.seek(0)
+                fh.truncate()
+                df.to_csv(fh, index=False)
+                return path
+            fh.write(os.linesep.join(map(",".join, zip(*fields))) + os.linesep)
+    return path
+
+
+def _plain(x) -> bool:
+    """A string CSV writes as it is: not empty, no separator, quote or line break."""
+    return isinstance(x, str) and bool(x) and not any(c in x for c in ',"\r\n')
+
+
+def _csv_fields(s) -> list[str] | None:
+    """A column's CSV fields as ``DataFrame.to_csv`` writes them (missing values empty),
+    or None where :func:`write_csv` leaves the column to pandas."""
+    import pandas as pd
+
+    dtype = s.dtype
+    if isinstance(dtype, np.dtype) and dtype == np.float64:
+        v = s.to_numpy()
+        out = list(map(repr, v.tolist()))  # NumPy's str of a float64, ~3x faster
+        for i in np.flatnonzero(np.isnan(v)).tolist():
+            out[i] = ""
+        return out
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return list(map(str, s.to_numpy().tolist()))
+    if (isinstance(dtype, np.dtype) and dtype.kind == "O") or isinstance(dtype, pd.StringDtype):
+        out = []
+        for x in s.tolist():
+            if isinstance(x, str):
+                if not _plain(x):  # CSV quotes it (an empty string, maybe): pandas writes it
+                    return None
+                out.append(x)
+            elif x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+                out.append("")
+            else:
+                return None
+        return out
+    return None
+
+
 #: the lock file of a results folder, and the file that names its holder
 LOCK_FILE = ".deathtrack.lock"
 LOCK_HOLDER_FILE = ".deathtrack.lock.json"

@@ -120,13 +120,13 @@ def write_table(df: pd.DataFrame, path: str | Path, table_format: str = "csv") -
                 "output.table_format = 'parquet' needs pyarrow: pip install pyarrow, "
                 "or use table_format = 'csv'"
             ) from None
-    from .io import atomic_write
+    from .io import atomic_write, write_csv
 
     with atomic_write(path) as tmp:
         if table_format == "parquet":
             df.to_parquet(tmp, index=False)
         else:
-            df.to_csv(tmp, index=False)
+            write_csv(df, tmp)
     return path
 
 

@@ -443,3 +443,62 @@ def test_atomic_write_leaves_nothing_half_written_and_normal_permissions(tmp_pat
     assert target.read_text() == "new\n"
     # readable by the group like any file the user writes, not mkstemp's 0600
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def _csv_cases():
+    """Tables ``write_csv`` must write exactly as pandas does."""
+    rng = np.random.default_rng(3)
+    n = 7000  # more rows than one chunk of write_csv
+    floats = rng.standard_normal(n) * 10.0 ** rng.integers(-30, 30, n)
+    floats[:12] = [0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e15, 1e-4, 1e-5, 5e-324, 0.1, 1 / 3]
+    words = np.where(rng.random(n) < 0.1, None, "cells").astype(object)
+    numbers = pd.DataFrame(
+        {
+            "frame": np.arange(n, dtype=np.int64),
+            "label": rng.integers(0, 2**31, n).astype(np.int32),
+            "y_um": floats,
+            "touches_border": rng.random(n) < 0.5,
+            "population": pd.array(words, dtype="str"),
+            "name": words,
+        }
+    )
+    late_comma = numbers.assign(name=np.where(np.arange(n) == n - 1, "a,b", "x").astype(object))
+    return {
+        "numbers, strings, missing values": numbers,
+        "no rows": numbers.iloc[:0],
+        "a quoted string in the last chunk": late_comma,
+        "one column": pd.DataFrame({"a": ["", "x"]}),
+        "an empty string": pd.DataFrame({"a": ["", "x"], "b": [1, 2]}),
+        "nullable integers": pd.DataFrame({"a": pd.array([1, None], dtype="Int64"), "b": 1.5}),
+        "float32": pd.DataFrame({"a": np.float32([0.1, 2.5]), "b": [1, 2]}),
+        "numbers as column names": pd.DataFrame({0: [1.5, 2.0], 1: [3, 4]}),
+        "mixed objects": pd.DataFrame({"a": [1, "x"], "b": [0.5, 1.5]}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_csv_cases()))
+def test_write_csv_writes_what_pandas_writes(tmp_path, case):
+    """tracks.csv is written ~2x faster than pandas writes it, with the same bytes; what the
+    fast path does not cover (quoted strings, other dtypes) is left to pandas."""
+    from deathtrack.io import write_csv
+
+    df = _csv_cases()[case]
+    write_csv(df, tmp_path / "fast.csv")
+    df.to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+    if case == "numbers, strings, missing values":
+        back = pd.read_csv(tmp_path / "fast.csv")
+        np.testing.assert_array_equal(back["y_um"].to_numpy(), df["y_um"].to_numpy())
+
+
+def test_write_csv_is_the_fast_path_for_tables_of_numbers(tmp_path, monkeypatch):
+    """A table of numbers and plain strings never reaches pandas' writer."""
+    from deathtrack.io import write_csv
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pandas wrote the table")
+
+    df = _csv_cases()["numbers, strings, missing values"]
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    write_csv(df, tmp_path / "t.csv")
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == len(df) + 1
