@@ -561,3 +561,31 @@ def test_a_cell_lost_before_it_ruptures_is_found_by_the_dye_filling_its_nucleus(
     assert ev["track_id"].isna().all()
     report = write_report(res.out_dir)
     assert "necroptotic" in Path(report).read_text()
+
+
+def test_label_store_keeps_each_frame_exactly(tmp_path):
+    """The run's raw label store: what goes in comes out (any int32 value), frames never
+    written are background, frames are writable copies, and helper processes can take
+    the store (it pickles as a folder, a shape and a dtype)."""
+    import pickle
+
+    from deathtrack.pipeline import _LabelStore
+
+    rng = np.random.default_rng(0)
+    store = _LabelStore(tmp_path / "labels_cells", (3, 40, 50))
+    frame = rng.integers(0, 2**31 - 1, (40, 50)).astype(np.int32)
+    frame[:10] = 0
+    store[1] = frame
+    store[2] = np.zeros((40, 50), np.int32)
+    again = pickle.loads(pickle.dumps(store))
+    for s in (store, again):
+        np.testing.assert_array_equal(s[1], frame)
+        assert s[0].dtype == np.int32 and not s[0].any()  # never written
+        assert not s[2].any()
+    out = store[1]
+    out[0, 0] = 7  # a copy: the store is unchanged
+    assert store[1][0, 0] == frame[0, 0]
+    with pytest.raises(ValueError, match="shape"):
+        store[0] = np.zeros((40, 49), np.int32)
+    with pytest.raises(IndexError):
+        store[3]
