@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1088,10 +1088,20 @@ def _label_depth(tif) -> int:
 
 
 def _read_crops(
-    movie, channels, labels, ev: pd.DataFrame, frames_rel, half, n_frames, notes, z_ranges
+    movie,
+    channels,
+    labels,
+    ev: pd.DataFrame,
+    frames_rel,
+    half,
+    n_frames,
+    notes,
+    z_ranges,
+    frames: Collection[int] | None = None,
 ):
     """Crops: ``{("image", event index, channel, column): float array}`` and
-    ``{("labels", event index, population, column): int array}``.
+    ``{("labels", event index, population, column): int array}``, of the frames in
+    ``frames`` only (``None``: of every frame an event needs).
 
     Each needed frame is read once, one channel at a time: memory holds one
     frame and the crops, never the movie. In a z-stack, each event's crops project
@@ -1113,8 +1123,9 @@ def _read_crops(
             notes.append(f"Event {eid} has no position: no crops.")
             continue
         for j, dt in enumerate(frames_rel):
-            if 0 <= int(f0) + dt < n_frames:
-                needed.setdefault(int(f0) + dt, []).append((i, j))
+            t = int(f0) + dt
+            if 0 <= t < n_frames and (frames is None or t in frames):
+                needed.setdefault(t, []).append((i, j))
     crops: dict[tuple[str, int, str, int], np.ndarray] = {}
     for t in sorted(needed):
         images = {}
@@ -1153,8 +1164,9 @@ class _Gallery:
 
     With ``workers`` helper processes (or a pool of helper threads: see
     :func:`deathtrack.pipeline._aside`), each step is cut into :data:`GALLERY_PARTS`
-    pieces (deaths in order) handed to them while the caller goes on (the report's
-    figures); :meth:`html` makes here the pieces no helper has started and gathers the
+    pieces handed to them while the caller goes on (the report's figures): the reading
+    by frames (each frame is read once, whichever deaths need it), the drawing by deaths
+    in order; :meth:`html` makes here the pieces no helper has started and gathers the
     rest. The dye's display range is shared by every death, so it is set between the
     steps.
     """
@@ -1180,14 +1192,18 @@ class _Gallery:
             )
         self.frames_rel, self.half, self.workers = tuple(frames_rel), half, workers
         self.interval = res.interval_s
-        # in pieces handed to the helper processes; this process takes the pieces none has
-        # started once its figures are drawn
+        # in pieces handed to the helpers; this process takes the pieces none has started
+        # once its figures are drawn. Read by frames: the deaths of one piece need most
+        # frames of the movie, and reading a frame costs more than cutting its crops
         n_parts = GALLERY_PARTS if workers else 1
         pieces = np.array_split(np.arange(len(self.shown)), n_parts)
-        self.parts = [self.shown.iloc[idx].reset_index(drop=True) for idx in pieces if len(idx)]
+        self.pieces = [idx for idx in pieces if len(idx)]
+        f0 = self.shown[col.FRAME].to_numpy()
+        wanted = np.unique(np.add.outer(f0, np.asarray(self.frames_rel, int)))
+        by_frames = [set(f.tolist()) for f in np.array_split(wanted, n_parts) if len(f)]
         self.reading = [
-            _submit(workers, _gallery_crops, res, stack_path, part, self.frames_rel, half)
-            for part in self.parts
+            _submit(workers, _gallery_crops, res, stack_path, self.shown, self.frames_rel, half, f)
+            for f in by_frames or [None]
         ]
 
     def html(self) -> str:
@@ -1199,6 +1215,7 @@ class _Gallery:
         channels, has_images, has_immune, n_frames = read[0][1:5]
         # notes about the sources come once, notes about deaths in the deaths' order
         notes = list(dict.fromkeys([*self.notes, *(n for r in read for n in r[5])]))
+        crops = {k: c for r in read for k, c in r[0].items()}
         if not channels:
             return _note(
                 "Neither the input stack nor labels_cells.tif is available: no crops to show."
@@ -1206,10 +1223,7 @@ class _Gallery:
         # the dye is a yes/no readout: one contrast for every death, so bright = dye taken up
         shared = {}
         dye = [
-            c[np.isfinite(c)]
-            for r in read
-            for k, c in r[0].items()
-            if k[0] == "image" and k[2] == col.ROLE_DYE
+            c[np.isfinite(c)] for k, c in crops.items() if k[0] == "image" and k[2] == col.ROLE_DYE
         ]
         dye = np.concatenate(dye) if dye else np.zeros(0)
         if dye.size:
@@ -1218,8 +1232,8 @@ class _Gallery:
             _submit(
                 self.workers,
                 _gallery_rows,
-                part,
-                r[0],
+                self.shown.iloc[idx].reset_index(drop=True),
+                _crops_of(crops, idx),
                 channels,
                 shared,
                 self.frames_rel,
@@ -1227,7 +1241,7 @@ class _Gallery:
                 n_frames,
                 self.interval,
             )
-            for part, r in zip(self.parts, read)
+            for idx in self.pieces
         ]
         body = [row for rows in _gather(drawing) for row in rows]
         head = ["<tr><th></th><th></th>"]
@@ -1250,9 +1264,24 @@ class _Gallery:
         )
 
 
-def _gallery_crops(res: _Results, stack_path: Path | None, shown: pd.DataFrame, frames_rel, half):
-    """The crops of the deaths in ``shown``, with the channels shown, whether there are
-    images and immune outlines, the number of frames and notes for the reader."""
+def _crops_of(crops: dict, events: np.ndarray) -> dict:
+    """The crops of the deaths at positions ``events`` (of the gallery's), keyed by their
+    positions among those (what :func:`_gallery_rows` takes for those deaths alone)."""
+    at = {int(i): k for k, i in enumerate(events)}
+    return {(key[0], at[key[1]], *key[2:]): c for key, c in crops.items() if key[1] in at}
+
+
+def _gallery_crops(
+    res: _Results,
+    stack_path: Path | None,
+    shown: pd.DataFrame,
+    frames_rel,
+    half,
+    frames: Collection[int] | None = None,
+):
+    """The crops of the deaths in ``shown`` (those of the frames in ``frames`` only;
+    ``None``: all), with the channels shown, whether there are images and immune
+    outlines, the number of frames and notes for the reader."""
     notes: list[str] = []
     movie, channels, labels = _gallery_sources(res, stack_path, notes)
     has_images, has_immune = movie is not None, col.IMMUNE in labels
@@ -1279,7 +1308,16 @@ def _gallery_crops(res: _Results, stack_path: Path | None, shown: pd.DataFrame, 
         if channels:
             crops.update(
                 _read_crops(
-                    movie, channels, labels, shown, frames_rel, half, n_frames, notes, z_ranges
+                    movie,
+                    channels,
+                    labels,
+                    shown,
+                    frames_rel,
+                    half,
+                    n_frames,
+                    notes,
+                    z_ranges,
+                    frames,
                 )
             )
     finally:

@@ -569,6 +569,40 @@ def test_gallery_of_a_run_in_threads_is_made_by_helper_threads(results, monkeypa
     assert set(used) <= {"MainThread"} | {f"deathtrack-aside_{i}" for i in range(2)}
 
 
+def test_gallery_in_pieces_reads_each_frame_once(results, monkeypatch, threads_only):
+    """The gallery's pieces are read by frames: each frame of each channel shown is read
+    once, however many deaths of however many pieces need it."""
+    import collections
+
+    import deathtrack.io as dio
+    import deathtrack.report as report
+
+    run = json.loads((results / "run.json").read_text())
+    run["frames_in"] = "threads"
+    (results / "run.json").write_text(json.dumps(run))
+    monkeypatch.setattr(report, "GALLERY_PARALLEL_MIN_EVENTS", 1)
+    reads = collections.Counter()
+    read = dio.Movie.read
+
+    def counted(self, role, t):
+        reads[role, t] += 1
+        return read(self, role, t)
+
+    monkeypatch.setattr(dio.Movie, "read", counted)
+    page = write_report(results).read_text(encoding="utf-8")
+    events = pd.read_csv(results / "events.csv")
+    wanted = {
+        int(f) + dt
+        for f in events["frame"]
+        for dt in report.GALLERY_FRAMES_REL
+        if 0 <= int(f) + dt < run["input"]["n_frames"]
+    }
+    assert len(events) >= 2 and len(wanted) > len(report.GALLERY_FRAMES_REL)
+    assert {t for _, t in reads} == wanted
+    assert set(reads.values()) == {1}
+    assert 'class="crop"' in page
+
+
 def test_gallery_in_pieces_says_each_source_note_once(results, monkeypatch, tmp_path):
     """Every piece finds the stack missing; the reader is told once."""
     import deathtrack.report as report
