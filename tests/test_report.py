@@ -509,18 +509,13 @@ def test_crop_outlines_and_colours_are_scikit_image_and_matplotlib_s():
     from matplotlib import colormaps
     from skimage.segmentation import find_boundaries
 
-    from deathtrack.report import _colour_table, _inner_edges, _inner_edges_upscaled
+    from deathtrack.report import _colour_table, _inner_edges
 
     rng = np.random.default_rng(0)
     for _ in range(100):
         lab = rng.integers(0, 4, (rng.integers(1, 15), rng.integers(1, 15)))
         assert np.array_equal(_inner_edges(lab), find_boundaries(lab, mode="inner"))
         assert np.array_equal(_inner_edges(lab > 1), find_boundaries(lab > 1, mode="inner"))
-        # the crops' outlines, drawn upscaled, are found at the crop's size
-        for s in (1, 2, 3):
-            big = np.repeat(np.repeat(lab, s, 0), s, 1)
-            want = find_boundaries(big, mode="inner") & (big != 0)
-            assert np.array_equal(_inner_edges_upscaled(lab, s), want)
     x = np.concatenate([rng.random(5000), [0.0, 1.0, 0.5, 255 / 256, 1 - 1e-12]])
     for name in ("gray", "magma"):
         got = _colour_table(name)[np.minimum((x * 256).astype(np.intp), 255)]
