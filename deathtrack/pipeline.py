@@ -1372,6 +1372,7 @@ def run_stack(
                 lineage = pd.DataFrame(columns=[col.PARENT_ID, col.CHILD_ID, col.FRAME])
                 for pop in populations:
                     linked = _link(objects, pop, cfg, movie)
+                    del objects[pop]  # the tracks hold the same rows: one copy fewer
                     if pop == col.CELLS:
                         linked, lineage = find_divisions(linked, cfg.track.divisions)
                     tracks.append(linked)
