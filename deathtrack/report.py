@@ -1203,7 +1203,7 @@ class _Gallery:
         by_frames = [set(f.tolist()) for f in np.array_split(wanted, n_parts) if len(f)]
         self.reading = [
             _submit(workers, _gallery_crops, res, stack_path, self.shown, self.frames_rel, half, f)
-            for f in by_frames or [None]
+            for f in by_frames  # none without deaths: nothing to read
         ]
 
     def html(self) -> str:

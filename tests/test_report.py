@@ -603,6 +603,19 @@ def test_gallery_in_pieces_reads_each_frame_once(results, monkeypatch, threads_o
     assert 'class="crop"' in page
 
 
+def test_gallery_without_deaths_says_so_and_reads_nothing(results, monkeypatch):
+    import deathtrack.report as report
+
+    events = pd.read_csv(results / "events.csv")
+    events.iloc[:0].to_csv(results / "events.csv", index=False)
+    read = []
+    monkeypatch.setattr(report, "_gallery_crops", lambda *a, **k: read.append(a))
+    page = write_report(results).read_text(encoding="utf-8")
+    gallery = page[page.index('<h2 id="gallery">') : page.index('<h2 id="motility">')]
+    assert "No deaths were found, so there is nothing to show." in gallery
+    assert 'class="crop"' not in gallery and read == []
+
+
 def test_gallery_in_pieces_says_each_source_note_once(results, monkeypatch, tmp_path):
     """Every piece finds the stack missing; the reader is told once."""
     import deathtrack.report as report
