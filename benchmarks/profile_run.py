@@ -40,7 +40,7 @@ STAGES = [
     ("crosstalk estimate", ("crosstalk_ratio",)),
     ("measure objects", ("measure_frame",)),
     ("mend over time (main)", ("Mender.__call__",)),
-    ("write raw labels (zarr)", ("Array.__setitem__",)),
+    ("write raw labels", ("_LabelStore.__setitem__",)),
     ("link (trackpy)", ("_link",)),
     ("deaths and modes", ("detect_deaths", "classify_events")),
     ("recruitment and statistics", ("_recruit",)),
