@@ -253,30 +253,40 @@ def _dye_spots(frame: np.ndarray, cells: pd.DataFrame, job: dict) -> np.ndarray:
     )
 
 
-class _PackedLabels:
+def _pack(labels: np.ndarray) -> bytes:
     """A label image compressed losslessly (Zstandard, via numcodecs, which zarr needs
-    anyway): 4 MB of int32 labels of a 1024² frame become ~30 KB. ``unpack()`` gives the
-    array back."""
+    anyway): 4 MB of int32 labels of a 1024² frame become ~30 KB."""
+    from numcodecs import Zstd
+
+    # (Zstd cannot decode what it made of no bytes)
+    return Zstd(level=1).encode(np.ascontiguousarray(labels)) if labels.size else b""
+
+
+def _unpack(data: bytes, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """The writable label image :func:`_pack` made ``data`` of."""
+    from numcodecs import Zstd
+
+    out = np.zeros(shape, dtype)
+    if data:
+        Zstd().decode(data, out=out)
+    return out
+
+
+class _PackedLabels:
+    """A label image compressed (:func:`_pack`) to travel between processes. ``unpack()``
+    gives the array back."""
 
     def __init__(self, labels: np.ndarray):
-        from numcodecs import Zstd
-
         self.shape, self.dtype = labels.shape, labels.dtype
-        # (Zstd cannot decode what it made of no bytes)
-        self.data = Zstd(level=1).encode(np.ascontiguousarray(labels)) if labels.size else b""
+        self.data = _pack(labels)
 
     def unpack(self) -> np.ndarray:
-        from numcodecs import Zstd
-
-        if not self.data:
-            return np.zeros(self.shape, self.dtype)
-        flat = np.frombuffer(Zstd().decode(self.data), self.dtype)
-        return flat.reshape(self.shape).copy()  # writable, as the worker's was
+        return _unpack(self.data, self.shape, self.dtype)  # writable, as the worker's was
 
 
 class _LabelStore:
-    """A run's raw label images (T, Y, X), one file per frame in a folder, compressed as
-    :class:`_PackedLabels` is; a frame never written reads as background.
+    """A run's raw label images (T, Y, X), one file per frame in a folder, compressed by
+    :func:`_pack`; a frame never written reads as background.
 
     Not zarr: zarr 3 reads and writes through its own event-loop thread, handing each
     chunk over and back, and beside threads busy in Python every hand-off waits for
@@ -296,24 +306,17 @@ class _LabelStore:
         return self.path / f"{int(t):06d}.zst"
 
     def __setitem__(self, t: int, labels: np.ndarray) -> None:
-        from numcodecs import Zstd
-
-        labels = np.ascontiguousarray(labels, dtype=self.dtype)
+        labels = np.asarray(labels, dtype=self.dtype)
         if labels.shape != self.shape[1:]:
             raise ValueError(f"label frame {t} has shape {labels.shape}, not {self.shape[1:]}")
-        self._file(t).write_bytes(Zstd(level=1).encode(labels) if labels.size else b"")
+        self._file(t).write_bytes(_pack(labels))
 
     def __getitem__(self, t: int) -> np.ndarray:
-        from numcodecs import Zstd
-
-        out = np.zeros(self.shape[1:], self.dtype)
         try:
             data = self._file(t).read_bytes()
         except FileNotFoundError:
-            return out
-        if data:
-            Zstd().decode(data, out=out)
-        return out
+            data = b""  # never written: background
+        return _unpack(data, self.shape[1:], self.dtype)
 
 
 def _unpacked(labels) -> np.ndarray:
