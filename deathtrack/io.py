@@ -312,10 +312,13 @@ class _TiffSource:
             ) from None
         self.path = path
         # frames may be read from several threads; one file handle must not seek under another
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._pages = _plane_pages(series, self.tif)
 
     def __getitem__(self, index):
         try:
+            if self._pages is not None and (planes := self._plane_grid(index)) is not None:
+                return self._read_planes(*planes)
             with self._lock:
                 return np.asarray(self.arr[index])
         except Exception as err:
@@ -324,8 +327,67 @@ class _TiffSource:
                 f"{err}); the file looks truncated or corrupt — re-export or copy it again"
             ) from None
 
+    def _plane_grid(self, index) -> tuple[np.ndarray, tuple, tuple] | None:
+        """For an index of integers and whole axes before Y and X (what :class:`Movie`
+        asks), the pages to read (in the result's order), the result's leading shape and
+        the index within a plane; None for any other index (read through zarr)."""
+        if not isinstance(index, tuple) or len(index) != len(self.shape):
+            return None
+        lead, plane = index[:-2], index[-2:]
+        axes, shape = [], []
+        for i, n in zip(lead, self.shape[:-2]):
+            if isinstance(i, (int, np.integer)) and not isinstance(i, bool) and -n <= i < n:
+                axes.append([int(i) % n])
+            elif isinstance(i, slice) and i == slice(None):
+                axes.append(range(n))
+                shape.append(n)
+            else:
+                return None
+        grid = np.ix_(*axes) if axes else ()
+        pages = np.ravel_multi_index(grid, self.shape[:-2]).ravel() if axes else np.zeros(1, int)
+        return pages, tuple(shape), plane
+
+    def _read_planes(self, pages: np.ndarray, shape: tuple, plane: tuple) -> np.ndarray:
+        """Pages read one by one with tifffile: the file handle is locked only to seek and
+        read, each page decoded by the calling thread (threads decode in parallel; zarr's
+        reads of a TIFF take turns and hand each chunk to its own event-loop thread, which
+        waits for Python's lock while other threads are busy)."""
+        planes = [
+            self._pages[k].asarray(lock=self._lock, maxworkers=1)[plane] for k in pages.tolist()
+        ]
+        data = np.stack(planes) if len(planes) > 1 else planes[0]
+        return data.reshape(shape + planes[0].shape)
+
     def close(self):
         self.tif.close()
+
+
+def _plane_pages(series, tif) -> list | None:
+    """The pages of ``series`` in order when it is a plain grid of single-channel planes of
+    this file (one page per Y, X plane; page k is plane k in C order of the leading axes),
+    else None (e.g. RGB samples, an ImageJ file with one page for all its planes, planes
+    in other files of a multi-file OME-TIFF, missing pages)."""
+    import tifffile
+
+    try:
+        shape = tuple(series.shape)
+        pages = list(series.pages)
+        key = series.keyframe
+        if (
+            len(shape) < 2
+            or tuple(key.shape) != shape[-2:]
+            or series.axes[-2:] != "YX"
+            or len(pages) != math.prod(shape[:-2])
+            or any(p is None or p.parent is not tif for p in pages)
+            or np.dtype(key.dtype) != np.dtype(series.dtype)
+        ):
+            return None
+        # a TiffFrame has its key frame's shape; a page has its own
+        if any(tuple(p.shape) != shape[-2:] for p in pages if isinstance(p, tifffile.TiffPage)):
+            return None
+    except Exception:  # tifffile raises many types on odd files: zarr reads those
+        return None
+    return pages
 
 
 def _codec_names(node: Any) -> set[str]:

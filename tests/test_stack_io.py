@@ -363,6 +363,80 @@ def test_truncated_tiff_names_the_file_and_frame(tmp_path):
                 m.frame(t)
 
 
+_PAGE_FILES = {
+    # name: (data, axes as written, imwrite keywords, read page by page?)
+    "ome zlib strips": (_movie((4, 3, 40, 36)), "TCYX", {"compression": "zlib"}, True),
+    "ome z-stack": (_movie((3, 2, 4, 24, 20)), "TCZYX", {}, True),
+    "ome tiled": (_movie((3, 2, 48, 64)), "TCYX", {"tile": (16, 16)}, True),
+    "ome big-endian float": (
+        np.where(RNG.random((3, 2, 20, 24)) < 0.1, np.nan, RNG.random((3, 2, 20, 24))).astype(
+            ">f4"
+        ),
+        "TCYX",
+        {"byteorder": ">"},
+        True,
+    ),
+    "ome uint8 lzw": (
+        _movie((5, 1, 30, 30)).astype(np.uint8),
+        "TCYX",
+        {"compression": "lzw"},
+        True,
+    ),
+    "ome rgb samples": (
+        RNG.integers(0, 255, (4, 24, 20, 3), dtype=np.uint8),
+        "TYXS",
+        {"photometric": "rgb"},
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(_PAGE_FILES))
+def test_tiff_planes_read_page_by_page_are_the_pixels_written(tmp_path, kind):
+    """TIFFs of one plane per page are read with tifffile page by page, the rest through
+    zarr: either way Movie.frame and Movie.read give exactly the pixels written."""
+    data, axes, kwargs, by_pages = _PAGE_FILES[kind]
+    path = tmp_path / "planes.ome.tif"
+    tifffile.imwrite(
+        path,
+        data,
+        metadata={"axes": axes, "PhysicalSizeX": 1, "PhysicalSizeY": 1, "TimeIncrement": 1},
+        **kwargs,
+    )
+    with open_stack(path, channels={"cells": 0}) as m:
+        assert (m._src._pages is not None) == by_pages
+        # the expected frames from the array written, in (C, [Z], Y, X) order
+        expected = data
+        if axes == "TYXS":
+            expected = np.moveaxis(data, -1, 1)
+        for t in range(m.n_frames):
+            got = m.frame(t)
+            assert got.dtype == m.dtype
+            np.testing.assert_array_equal(got, expected[t])
+            for c in range(m.n_channels):
+                np.testing.assert_array_equal(m.read(c, t), expected[t, c])
+        # any other index is read through zarr, with the same pixels (raw axes: the
+        # file's, a channel axis of one squeezed)
+        some = m._src[(slice(1, 3),) + (slice(None),) * (len(m._src.shape) - 1)]
+        np.testing.assert_array_equal(some, data[1:3].reshape(some.shape))
+
+
+def test_tiff_pages_read_from_many_threads_at_once(tmp_path):
+    """Threads share one file handle: each page still comes back whole and right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = _movie((24, 3, 64, 48))
+    path = tmp_path / "shared.ome.tif"
+    tifffile.imwrite(path, data, compression="zlib", rowsperstrip=8, metadata={"axes": "TCYX"})
+    with open_stack(path, channels={"cells": 0}) as m:
+        assert m._src._pages is not None
+        asks = [(c, t) for _ in range(4) for t in range(24) for c in range(3)]
+        with ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda ct: m.read(*ct), asks))
+    for (c, t), plane in zip(asks, got):
+        np.testing.assert_array_equal(plane, data[t, c])
+
+
 def test_frame_out_of_range(ome_by_tifffile):
     path, _ = ome_by_tifffile
     with open_stack(path, channels={"cells": 0}) as m:
