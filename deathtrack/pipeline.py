@@ -1438,6 +1438,9 @@ def run_stack(
                             shape_tyx=(movie.n_frames, *movie.shape[-2:]),
                         )
                     )
+                # the stack's checksum too (reading and hashing release Python's lock); a
+                # change to the file from here on still shows in its stat, checked after
+                hashing = _submit(aside, input_checksum, stack)
                 result.timings_s["write"] = time.perf_counter() - t0
 
                 _notify(on_progress, "death")
@@ -1474,7 +1477,7 @@ def run_stack(
                 result.timings_s["write"] += time.perf_counter() - t0
 
                 t0 = time.perf_counter()
-                checksum = input_checksum(stack)
+                checksum = hashing.result()
                 if _input_stat(Path(stack)) != stat_before:
                     raise StackChangedError(
                         f"{stack}: the stack's file(s) changed while it was analysed; its "

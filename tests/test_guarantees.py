@@ -490,3 +490,41 @@ def test_ctrl_c_with_two_workers_reports_finished_stacks_as_ok(tmp_path, plate):
     assert set(summary.loc[summary.status == "ok", "stem"]) == finished
     for stem in finished:
         assert f"{stem}.ome.tif: wrote " in stdout
+
+
+@pytest.mark.parametrize("change", [False, True])
+def test_a_stack_changed_during_its_run_leaves_no_complete_folder(
+    tmp_path, plate, monkeypatch, change
+):
+    """The stack's checksum is worked out beside the later stages; a file changed while
+    they run (here: during the deaths stage) is refused by name, and the folder is not
+    complete; unchanged, run.json carries the checksum of exactly the bytes analysed."""
+    import shutil
+
+    import deathtrack.death as death
+    from deathtrack.errors import StackChangedError
+    from deathtrack.pipeline import run_stack
+
+    stack = tmp_path / "well.ome.tif"
+    shutil.copy(plate[1], stack)
+    before = input_checksum(stack)
+    real = death.detect_deaths
+
+    def detect_deaths(*args, **kwargs):
+        if change:  # a microscope still writing the file, or a copy over it
+            with open(stack, "ab") as fh:
+                fh.write(b"\0" * 64)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(death, "detect_deaths", detect_deaths)
+    out = tmp_path / "out"
+    if change:
+        with pytest.raises(StackChangedError, match=r"well.ome.tif: the stack's file\(s\) changed"):
+            run_stack(stack, CFG_A, out, progress=False)
+        assert not (out / "well" / "run.json").exists()
+        assert not is_complete(out / "well", input_checksum(stack), CFG_A, report=False)
+    else:
+        run_stack(stack, CFG_A, out, progress=False)
+        info = json.loads((out / "well" / "run.json").read_text())
+        assert info["input_checksum"] == before
+        assert is_complete(out / "well", before, CFG_A, report=False)
