@@ -119,14 +119,23 @@ def batch_scaling(work: Path) -> list[dict]:
 
 def warm_up(work: Path) -> tuple[float, float]:
     """One untimed-in-the-tables run after removing numba's on-disk cache of deathtrack's
-    kernels: what the first run after installing costs (they are compiled and cached;
-    later runs load them). Returns its wall time."""
+    kernels and of trackpy's solver (deathtrack.track._cache_compiled_linker): what the
+    first run after installing costs (they are compiled and cached; later runs load
+    them). Returns its wall time."""
     import deathtrack._kernels as kernels
     from deathtrack.simulate import SimulationConfig, simulate, write_simulation
+    from deathtrack.track import import_trackpy
 
     cache = Path(kernels.__file__).parent / "__pycache__"
     for f in [*cache.glob("_kernels.*.nbi"), *cache.glob("_kernels.*.nbc")]:
         f.unlink()
+    import_trackpy()
+    from trackpy.linking import subnetlinker
+
+    stats = getattr(subnetlinker._numba_subnet_norecur, "stats", None)
+    if stats is not None and stats.cache_path:
+        for f in Path(stats.cache_path).glob("subnetlinker._numba_subnet_norecur-*.nb[ic]"):
+            f.unlink()
     movie = work / "warmup.ome.tif"
     if not movie.exists():
         write_simulation(simulate(SimulationConfig(seed=800, n_frames=10)), work, name="warmup")

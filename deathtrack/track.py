@@ -59,7 +59,7 @@ def import_trackpy():
     if "trackpy" in sys.modules or not own_process():
         import trackpy
 
-        return trackpy
+        return _cache_compiled_linker(trackpy)
     hidden = [name for name in TRACKPY_OPTIONAL if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # an import of it raises ImportError: trackpy goes without
@@ -69,6 +69,23 @@ def import_trackpy():
         for name in hidden:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
+    return _cache_compiled_linker(trackpy)
+
+
+def _cache_compiled_linker(trackpy):
+    """``trackpy``, its numba-compiled subnetwork solver set to keep its machine code on
+    disk as ``cache=True`` would (trackpy compiles it in every process: ~0.5 s of each
+    run's linking, ~1 s beside the run's other threads; loaded from numba's cache: ~0.02
+    s). numba keys the cache on the source file, so another trackpy compiles anew. Left
+    as it is when the solver is not a numba function (numba missing, or disabled)."""
+    try:
+        from trackpy.linking import subnetlinker
+
+        solver = subnetlinker._numba_subnet_norecur
+        if hasattr(solver, "enable_caching") and type(solver._cache).__name__ == "NullCache":
+            solver.enable_caching()
+    except (ImportError, AttributeError):  # another trackpy: it compiles as it always did
+        pass
     return trackpy
 
 

@@ -214,6 +214,43 @@ def test_the_command_line_imports_trackpy_without_ipython_or_sklearn():
     assert "sklearn" in run("lib")[0]
 
 
+_CACHE_CHECK = """
+import numpy as np, pandas as pd
+from deathtrack.track import link_objects
+from deathtrack.config import PopulationTrackConfig
+
+rng = np.random.default_rng(1)
+n = 60  # crowded cells: subnetworks, which trackpy's compiled solver takes
+objects = pd.DataFrame({"frame": np.repeat(np.arange(4), n), "label": np.tile(np.arange(1, n + 1), 4),
+                        "y_um": rng.uniform(0, 60, 4 * n), "x_um": rng.uniform(0, 60, 4 * n)})
+cfg = PopulationTrackConfig(max_speed_um_per_min=4.0, min_search_um=1.0, min_duration_min=0)
+tracks = link_objects(objects, cfg, interval_s=120)
+import trackpy.linking.subnetlinker as subnets
+stats = subnets._numba_subnet_norecur.stats
+print(sum(stats.cache_misses.values()), sum(stats.cache_hits.values()), tracks["track_id"].nunique() < len(objects))
+"""
+
+
+def test_trackpys_compiled_linker_is_cached_on_disk(tmp_path):
+    """trackpy compiles its subnetwork solver in every process; deathtrack has numba keep
+    it on disk: the first process compiles and saves it, the next loads it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}  # this test's own cache
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", _CACHE_CHECK], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert run() == ["1", "0", "True"]  # compiled, saved
+    assert run() == ["0", "1", "True"]  # loaded from the cache
+
+
 def test_relabelling_is_the_same_with_or_without_the_compiled_kernels(monkeypatch):
     """Where deathtrack's compiled kernels are loaded (a process that segmented) labels
     become track ids in one compiled pass; elsewhere (a helper writing the label stacks,
