@@ -198,6 +198,24 @@ def _ruptures_at(tot: np.ndarray, rep: np.ndarray, i: int, w: int, cfg: DeathCon
     return bool(np.median(rep[i : i + len(post)]) <= (1 - 0.75 * cfg.rupture_drop) * last)
 
 
+def _rupture_candidates(tot: np.ndarray, w: int, cfg: DeathConfig) -> np.ndarray:
+    """The indices ``i >= 1`` that pass :func:`_ruptures_at`'s first test (the whole falls by
+    ``rupture_drop`` of its highest level in the ``w`` frames before and stays down as long
+    after), for every ``i`` at once: the same maxima, NaN where a window holds one (which
+    fails the test, as it does there). A track's few candidates are then tested in full."""
+    n = len(tot)
+    if n < 2 or w < 1:
+        return np.zeros(0, int)
+    m = max(w, 2)
+    pad_pre = np.concatenate([np.full(w, -np.inf), tot])
+    pre = np.max(np.lib.stride_tricks.sliding_window_view(pad_pre, w), axis=1)[1:n]
+    pad_post = np.concatenate([tot, np.full(m - 1, -np.inf)])
+    post = np.max(np.lib.stride_tricks.sliding_window_view(pad_post, m), axis=1)[1:n]
+    with np.errstate(invalid="ignore"):
+        ok = (pre > 0) & (post <= (1 - cfg.rupture_drop) * pre)
+    return np.flatnonzero(ok) + 1
+
+
 def _early_rupture(
     area: np.ndarray, rep: np.ndarray, dye: np.ndarray, k0: int, w: int, cfg: DeathConfig
 ) -> int:
@@ -207,7 +225,8 @@ def _early_rupture(
     every frame before it by ``dye_min_rise_sd`` and staying so, which no segmentation fault
     gives."""
     tot = rep * area
-    for i in range(1, min(k0, len(area))):
+    candidates = _rupture_candidates(tot, w, cfg)
+    for i in candidates[candidates < min(k0, len(area))].tolist():
         if not _ruptures_at(tot, rep, i, w, cfg):
             continue
         after = dye[i : min(i + max(w, 2), len(dye))]
@@ -359,7 +378,8 @@ def _track_death(
     # necroptotic rupture: an abrupt, lasting loss of reporter
     rupture = -1
     w = win["rupture"]
-    for i in range(k0, n):
+    candidates = _rupture_candidates(tot, w, cfg)  # the rest fail the test's first part
+    for i in candidates[candidates >= k0].tolist():
         if _ruptures_at(tot, r_rel, i, w, cfg):
             rupture = i
             break

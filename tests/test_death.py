@@ -544,3 +544,25 @@ def test_the_reporter_s_crosstalk_is_what_most_cells_show_in_the_dye():
     assert reporter_crosstalk(np.r_[rep, np.zeros(30)], np.r_[dye, np.ones(30)]) == pytest.approx(
         0.1
     )
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 6])
+def test_rupture_candidates_are_exactly_the_indices_passing_the_first_test(w):
+    """The screen over every index at once keeps exactly the indices that the test of one
+    index passes first (NaN, zero and negative levels included), so the deaths found with
+    it are those found testing every index."""
+    from deathtrack.death import _rupture_candidates
+
+    cfg = DeathConfig()
+    rng = np.random.default_rng(w)
+    for _ in range(300):
+        n = int(rng.integers(0, 40))
+        tot = rng.choice([1.0, 0.9, 0.5, 0.3, 0.1, 0.0, -0.2], n) * rng.uniform(0.8, 1.2, n)
+        tot[rng.random(n) < 0.05] = np.nan
+        expected = []
+        for i in range(1, n):
+            pre = float(np.max(tot[max(0, i - w) : i]))
+            post = tot[i : min(i + max(w, 2), n)]
+            if pre > 0 and np.max(post) <= (1 - cfg.rupture_drop) * pre:
+                expected.append(i)
+        assert _rupture_candidates(tot, w, cfg).tolist() == expected, (tot, w)
