@@ -300,8 +300,13 @@ def main() -> None:
                 ]
             ],
             "",
-            "Memory at the peak, process by process (MB, largest first; the main process, the "
-            "frame workers, joblib's and multiprocessing's resource trackers):",
+            "Memory at the peak, process by process (MB, largest first; the run's own "
+            "process, then any helper processes and resource trackers"
+            + (
+                ": none in this record, where the frames were segmented in threads):"
+                if all(len(r["per_process_mb"]) == 1 for r in big)
+                else "):"
+            ),
             "",
             *[
                 f"- {r['frames']} frames, run {r['repeat']}: "
@@ -324,9 +329,9 @@ def main() -> None:
                 for r in mem
             ],
             "",
-            "PSS counts each shared page once over the processes that map it (numba's "
-            "compiler library, ~84 MB resident, is mapped by the main process and the frame "
-            "helper alike, and counted twice in the summed RSS); sampled every 0.5 s, and "
+            "PSS counts each shared page once over the processes that map it (with helper "
+            "processes, numba's compiler library, ~70-84 MB resident, is mapped by each of "
+            "them and counted once per process in the summed RSS); sampled every 0.5 s, and "
             "only in these runs (reading it slows the sampler).",
             "",
         ]
