@@ -84,8 +84,8 @@ def _cache_compiled_linker(trackpy):
         solver = subnetlinker._numba_subnet_norecur
         if hasattr(solver, "enable_caching") and type(solver._cache).__name__ == "NullCache":
             solver.enable_caching()
-    except (ImportError, AttributeError):  # another trackpy: it compiles as it always did
-        pass
+    except Exception:  # another trackpy, or numba finds nowhere to write (RuntimeError):
+        pass  # it compiles in each process as it always did
     return trackpy
 
 

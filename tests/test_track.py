@@ -251,6 +251,27 @@ def test_trackpys_compiled_linker_is_cached_on_disk(tmp_path):
     assert run() == ["0", "1", "True"]  # loaded from the cache
 
 
+def test_trackpy_still_links_where_numba_cannot_cache(monkeypatch):
+    """Nowhere to write numba's cache (read-only install, no home folder): numba refuses
+    to cache, and trackpy compiles in each process as before instead of failing."""
+    from trackpy.linking import subnetlinker
+
+    from deathtrack.track import _cache_compiled_linker, import_trackpy
+
+    class NullCache:  # what numba has before caching is turned on
+        pass
+
+    class Solver:
+        _cache = NullCache()
+
+        def enable_caching(self):
+            raise RuntimeError("cannot cache function: no locator available for file")
+
+    trackpy = import_trackpy()
+    monkeypatch.setattr(subnetlinker, "_numba_subnet_norecur", Solver())
+    assert _cache_compiled_linker(trackpy) is trackpy
+
+
 def test_relabelling_is_the_same_with_or_without_the_compiled_kernels(monkeypatch):
     """Where deathtrack's compiled kernels are loaded (a process that segmented) labels
     become track ids in one compiled pass; elsewhere (a helper writing the label stacks,
