@@ -1484,18 +1484,17 @@ def _render_crop(
             rgb[lab == track_id] = 0.45 * colour + 0.55 * rgb[lab == track_id]
     rgb[outside] = _OUTSIDE_RGB
     rgb = np.repeat(np.repeat(rgb, s, 0), s, 1)
+    # outlines one pixel wide at the upscaled size; outside the image (< 0) is background
+    # (_inner_edges keeps only object pixels, so the outlines are of objects alone)
     if lab is not None:
-        lab_s = np.repeat(np.repeat(lab, s, 0), s, 1)
-        edges = _inner_edges(np.where(lab_s < 0, 0, lab_s)) & (lab_s > 0)
+        lab_s = np.repeat(np.repeat(np.maximum(lab, 0), s, 0), s, 1)
+        edges = _inner_edges(lab_s)
         others = edges & (lab_s != track_id) if track_id is not None else edges
         rgb[others] = 0.5 * rgb[others] + 0.5
         if track_id is not None:
-            own = _inner_edges(lab_s == track_id) & (lab_s == track_id)
-            rgb[own] = colour
+            rgb[_inner_edges(lab_s == track_id)] = colour
     if immune is not None:
-        im_s = np.repeat(np.repeat(immune, s, 0), s, 1)
-        edges = _inner_edges(np.where(im_s < 0, 0, im_s)) & (im_s > 0)
-        rgb[edges] = _IMMUNE_RGB
+        rgb[_inner_edges(np.repeat(np.repeat(np.maximum(immune, 0), s, 0), s, 1))] = _IMMUNE_RGB
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
