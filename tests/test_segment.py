@@ -300,6 +300,43 @@ def test_confluent_cells_are_cut_at_their_seams_not_their_dim_patches(seed):
     assert none["f1"] < seams["f1"] - 0.1, (none, seams)
 
 
+def test_background_level_of_an_all_but_covered_field_is_the_subtracted_estimate():
+    """Fewer than 1 % of pixels free of objects: the level is 0 (the subtracted background),
+    not the most common intensity, which is the cells'."""
+    from deathtrack.segment import _background_level
+
+    rng = np.random.default_rng(0)
+    img = (50 + rng.normal(0, 2, (100, 100))).astype(np.float32)  # cells 50 above background
+    free = np.zeros(img.shape, bool)
+    free[:5, :10] = True  # 0.5 % of the frame
+    assert _background_level(img, free) == 0.0
+    free[:20, :20] = True  # 4 %: the peak among them
+    img[free] -= 50
+    assert abs(_background_level(img, free)) < 2
+    assert abs(_background_level(img) - 50) < 2  # without `free`: the peak of all pixels
+
+
+@pytest.mark.parametrize("seed", [19, 21])
+def test_cells_packed_edge_to_edge_are_cut_at_their_faint_seams(seed):
+    """A frame of the simulator's dense family packed edge to edge (>= 82 % covered;
+    development seeds): the seams, found as lines, cut the sheet into its cells; the grey
+    closing of looser confluent fields (packed_fraction 1) leaves many merged."""
+    from deathtrack.simulate import random_config
+
+    cfg = random_config("dense", seed, max_frames=2, max_side_px=200)
+    sim = simulate(cfg)
+    img, truth = sim.render_frame(0)[0].astype(float), sim.render_labels(0)[0]
+    assert (truth > 0).mean() >= 0.82
+
+    def scores(**kw):
+        labels = segment_frame(img, PopulationSegmentConfig(**kw), pixel_size_um=cfg.pixel_size_um)
+        return detection_scores([(truth, labels)])[0]
+
+    lines, closing = scores(), scores(packed_fraction=1.0)
+    assert lines["f1"] >= 0.9, lines
+    assert closing["f1"] < lines["f1"] - 0.2, (closing, lines)
+
+
 def test_faint_ghost_beside_bright_cell_is_its_own_object():
     """A swollen cell that ruptures beside a bright neighbour: its faint ghost is found, with
     its own outline, where the cell just was."""
