@@ -265,16 +265,18 @@ class PopulationSegmentConfig(Section):
         "(confluent_window_um) instead.",
     )
     packed_fraction: float = Field(
-        0.84,
+        1.0,
         gt=0,
         le=1,
         description="A confluent frame whose foreground covers more than this fraction is "
-        "packed edge to edge: its seams, too faint for the grey closing, are found as dark "
-        "lines by the Hessian at 0.4 x confluent_seam_um (a line detector: along their "
-        "length); below it the closing is kept, as the lines also cut textured cells with "
-        "room between them. 1 turns this off. (0.84: chosen on development seeds 0, 4, 6, 8, "
-        "10, 15, 19, 21, 26, 32, 33 and 35 of the dense family, 256 px, 40 frames, against "
-        "0.87 and the lines in every confluent frame; scoring seeds never seen.)",
+        "taken as packed edge to edge: its seams, too faint for the grey closing, are found "
+        "as dark lines by the Hessian at 0.4 x confluent_seam_um (a line detector: along "
+        "their length). 1 (the default) turns this off. Try 0.84 for cells packed edge to "
+        "edge at pixels of 0.6 µm or more: on such development seeds of the dense family it "
+        "raised cells F1 (0.59-0.70 to 0.78-0.91 on 256 px movies), but it also cuts cells "
+        "along their texture where that is as fine as a seam (at 0.46-0.56 µm per pixel), "
+        "and on the dense scoring seed at 0.46 µm per pixel it lowered cells F1 from 0.718 "
+        "to 0.623 (benchmarks/results/generalization.md, point packed_lines).",
     )
     confluent_grow_um: float = Field(
         2.0,

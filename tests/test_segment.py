@@ -341,8 +341,11 @@ def test_dark_lines_are_the_hessians_larger_eigenvalue():
 @pytest.mark.parametrize("seed", [19, 21])
 def test_cells_packed_edge_to_edge_are_cut_at_their_faint_seams(seed):
     """A frame of the simulator's dense family packed edge to edge (>= 82 % covered;
-    development seeds): the seams, found as lines, cut the sheet into its cells; the grey
-    closing of looser confluent fields (packed_fraction 1) leaves many merged."""
+    development seeds, 0.78-0.79 µm per pixel): with packed_fraction 0.84 the seams, found
+    as lines, cut the sheet into its cells; the grey closing of looser confluent fields
+    (the default, packed_fraction 1) leaves many merged. Either way the sheet is found:
+    the background level is not taken from the cells (seed 21's frame has 0.5 % of its
+    pixels free; with the cells' level as the background it kept 8 objects of 124 cells)."""
     from deathtrack.simulate import random_config
 
     cfg = random_config("dense", seed, max_frames=2, max_side_px=200)
@@ -354,9 +357,10 @@ def test_cells_packed_edge_to_edge_are_cut_at_their_faint_seams(seed):
         labels = segment_frame(img, PopulationSegmentConfig(**kw), pixel_size_um=cfg.pixel_size_um)
         return detection_scores([(truth, labels)])[0]
 
-    lines, closing = scores(), scores(packed_fraction=1.0)
+    lines, closing = scores(packed_fraction=0.84), scores()
     assert lines["f1"] >= 0.9, lines
     assert closing["f1"] < lines["f1"] - 0.2, (closing, lines)
+    assert closing["n_pred"] >= 0.6 * closing["n_true"], closing
 
 
 def test_faint_ghost_beside_bright_cell_is_its_own_object():
