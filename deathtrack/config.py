@@ -273,8 +273,9 @@ class PopulationSegmentConfig(Section):
         "as dark lines by the Hessian at 0.4 x confluent_seam_um (a line detector: along "
         "their length). 1 (the default) turns this off. Try 0.84 for cells packed edge to "
         "edge at pixels of 0.6 µm or more: on such development seeds of the dense family it "
-        "raised cells F1 (0.59-0.70 to 0.78-0.91 on 256 px movies), but it also cuts cells "
-        "along their texture where that is as fine as a seam (at 0.46-0.56 µm per pixel), "
+        "raised cells F1 from 0.59-0.80 to 0.76-0.88 (seeds 19, 21, 26 and 33; 256 px, 40 "
+        "frames), but it also cuts cells along their texture where that is as fine as a "
+        "seam (seed 32, 0.56 µm per pixel: 0.76 to 0.69), "
         "and on the dense scoring seed at 0.46 µm per pixel it lowered cells F1 from 0.718 "
         "to 0.623 (benchmarks/results/generalization.md, point packed_lines).",
     )
