@@ -178,7 +178,8 @@ class PopulationSegmentConfig(Section):
         0.8,
         ge=0,
         le=100,
-        description="Gaussian denoising sigma (µm) of the image objects are found on.",
+        description="Gaussian denoising sigma (µm) of the image objects are found on (never "
+        "less than a pixel: with coarser pixels, one pixel).",
     )
     edge_sigma_um: float = Field(
         0.4,

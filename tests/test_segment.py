@@ -686,3 +686,21 @@ def test_the_one_call_test_of_single_cells_gives_the_object_by_object_labels(nam
             )
             split += int(fast.max()) - int(unsplit.max())
     assert split > 0  # objects were split: both paths were taken
+
+
+def test_dim_cells_at_coarse_pixels_are_found_whole():
+    # pixels coarser than smooth_sigma_um (1.25 µm against 0.8): the detection is smoothed
+    # over at least a pixel, so dim cells (2.5 pixel-noise SDs, radius 7 px = 8.75 µm) are
+    # found whole; smoothed over 0.64 px, each pixel had to clear the threshold alone and
+    # they fell into pieces
+    rng = np.random.default_rng(3)
+    shape = (96, 96)
+    truth = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate([(24, 24), (24, 70), (70, 24), (70, 70)], 1):
+        truth[_disc(shape, cy, cx, 7)] = i
+    img = 100 + 2.5 * 10 * (truth > 0) + rng.normal(0, 10, shape)
+    img = ndi.gaussian_filter(img, 0.5)  # a little optical blur
+    labels = segment_frame(img, PopulationSegmentConfig(), pixel_size_um=1.25)
+    m = match_labels(truth, labels)
+    assert len(m) == 4, f"matched {len(m)} of 4 dim cells"
+    assert labels.max() == 4
