@@ -1454,6 +1454,11 @@ def _colour_table(cmap: str) -> np.ndarray:
     return table
 
 
+def _upscaled(a: np.ndarray, s: int) -> np.ndarray:
+    """``a`` with every pixel repeated into an ``s`` x ``s`` block (its first two axes)."""
+    return np.repeat(np.repeat(a, s, 0), s, 1)
+
+
 def _render_crop(
     crop: np.ndarray | None,
     lab: np.ndarray | None,
@@ -1471,7 +1476,7 @@ def _render_crop(
     s = GALLERY_SCALE
     if not in_movie:
         rgb = np.broadcast_to(_OUTSIDE_RGB, (side, side, 3)).copy()
-        return np.repeat(np.repeat((rgb * 255).astype(np.uint8), s, 0), s, 1)
+        return _upscaled((rgb * 255).astype(np.uint8), s)
     if crop is not None:
         norm = np.clip((np.nan_to_num(crop, nan=lo) - lo) / (hi - lo), 0, 1)
         # matplotlib's own lookup (256 colours, index floor(x * 256)), from a cached table
@@ -1483,18 +1488,18 @@ def _render_crop(
         if lab is not None and track_id is not None:
             rgb[lab == track_id] = 0.45 * colour + 0.55 * rgb[lab == track_id]
     rgb[outside] = _OUTSIDE_RGB
-    rgb = np.repeat(np.repeat(rgb, s, 0), s, 1)
+    rgb = _upscaled(rgb, s)
     # outlines one pixel wide at the upscaled size; outside the image (< 0) is background
     # (_inner_edges keeps only object pixels, so the outlines are of objects alone)
     if lab is not None:
-        lab_s = np.repeat(np.repeat(np.maximum(lab, 0), s, 0), s, 1)
+        lab_s = _upscaled(np.maximum(lab, 0), s)
         edges = _inner_edges(lab_s)
         others = edges & (lab_s != track_id) if track_id is not None else edges
         rgb[others] = 0.5 * rgb[others] + 0.5
         if track_id is not None:
             rgb[_inner_edges(lab_s == track_id)] = colour
     if immune is not None:
-        rgb[_inner_edges(np.repeat(np.repeat(np.maximum(immune, 0), s, 0), s, 1))] = _IMMUNE_RGB
+        rgb[_inner_edges(_upscaled(np.maximum(immune, 0), s))] = _IMMUNE_RGB
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
 
 
