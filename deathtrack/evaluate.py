@@ -15,8 +15,10 @@ import pandas as pd
 
 __all__ = [
     "COMPOSITE_PARTS",
+    "ERROR_KINDS",
     "composite_score",
     "death_scores",
+    "detection_errors",
     "detection_scores",
     "leave_one_family_out",
     "link_scores",
@@ -72,6 +74,107 @@ def match_labels(
         df = pd.DataFrame({"true_label": ti[keep], "pred_label": pi[keep], "iou": iou[keep]})
     df.insert(0, "frame", frame)
     return df.sort_values("true_label", kind="stable").reset_index(drop=True)
+
+
+#: the kinds of :func:`detection_errors`, in the order they are tested
+ERROR_KINDS = ("ok", "missed", "split", "merged", "small", "large", "false")
+ERROR_COLUMNS = ["frame", "true_label", "kind", "pred_label", "iou"]
+
+
+def detection_errors(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    *,
+    iou_threshold: float = 0.5,
+    min_share: float = 0.2,
+) -> pd.DataFrame:
+    """What went wrong with each true object: why it was not detected, if it was not.
+
+    Detection F1 says how many objects were missed; this says how. For each true
+    object of each frame, in this order:
+
+    - ``ok``: a prediction matches it (IoU above ``iou_threshold``);
+    - ``missed``: no prediction covers ``min_share`` of it;
+    - ``split``: two or more predictions each cover ``min_share`` of it;
+    - ``merged``: the one prediction covering it also covers ``min_share`` of
+      another true object (touching cells drawn as one);
+    - ``small`` / ``large``: one prediction on it alone, but smaller / larger than
+      it (an outline too tight or too loose, e.g. apoptotic bodies drawn as one blob
+      with the gaps between them).
+
+    Predictions on no true object (none covers ``min_share`` of them, and they cover
+    ``min_share`` of none) are added as ``false`` (``true_label`` 0): objects drawn in
+    the background.
+
+    Parameters
+    ----------
+    truth, pred : ndarray of int, shape (Y, X) or (T, Y, X)
+        Label images (0 = background) of the same shape.
+    iou_threshold, min_share : float
+        The match's IoU (as :func:`match_labels`) and the share of an object a
+        prediction must cover to count as on it.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``frame, true_label, kind, pred_label, iou``: one row per true object
+        and frame (``pred_label`` the prediction of highest IoU with it, 0 if none),
+        then one per false prediction.
+    """
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    if truth.shape != pred.shape:
+        raise ValueError(
+            f"`truth` (shape {truth.shape}) must have the same shape as `pred` (shape {pred.shape})"
+        )
+    if truth.ndim == 3:
+        parts = [
+            _frame_errors(t, p, f, iou_threshold, min_share)
+            for f, (t, p) in enumerate(zip(truth, pred))
+        ]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ERROR_COLUMNS)
+    if truth.ndim != 2:
+        raise ValueError(f"label images must be (Y, X) or (T, Y, X), not shape {truth.shape}")
+    return _frame_errors(truth, pred, 0, iou_threshold, min_share)
+
+
+def _frame_errors(truth, pred, frame, iou_threshold, min_share) -> pd.DataFrame:
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    # only the labels present: ids may be large (track ids), the table stays small
+    t_ids, t_inv = np.unique(t, return_inverse=True)
+    p_ids, p_inv = np.unique(p, return_inverse=True)
+    nt, npred = len(t_ids), len(p_ids)
+    inter = np.bincount(t_inv * npred + p_inv, minlength=nt * npred).reshape(nt, npred)
+    area_t = inter.sum(axis=1)
+    area_p = inter.sum(axis=0)
+    t_real = t_ids > 0
+    p_real = p_ids > 0
+    inter = inter * t_real[:, None] * p_real[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = inter / (area_t[:, None] + area_p[None, :] - inter)
+    on_t = inter >= min_share * area_t[:, None]  # prediction covers a share of the true object
+    on_p = inter >= min_share * area_p[None, :]  # true object covers a share of the prediction
+    on_t &= inter > 0
+    on_p &= inter > 0
+    rows = []
+    for i in np.flatnonzero(t_real):
+        j = int(np.argmax(iou[i])) if inter[i].any() else -1
+        best_iou = float(iou[i, j]) if j >= 0 else 0.0
+        covering = np.flatnonzero(on_t[i])
+        if best_iou > iou_threshold:
+            kind = "ok"
+        elif not len(covering):
+            kind = "missed"
+        elif len(covering) >= 2:
+            kind = "split"
+        elif on_t[:, covering[0]].sum() >= 2:
+            kind = "merged"
+        else:
+            kind = "small" if area_p[covering[0]] < area_t[i] else "large"
+        rows.append((frame, int(t_ids[i]), kind, int(p_ids[j]) if j >= 0 else 0, best_iou))
+    for j in np.flatnonzero(p_real & ~on_p.any(axis=0) & ~on_t.any(axis=0)):
+        rows.append((frame, 0, "false", int(p_ids[j]), 0.0))
+    return pd.DataFrame(rows, columns=ERROR_COLUMNS)
 
 
 def detection_scores(

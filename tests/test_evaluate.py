@@ -210,3 +210,134 @@ def test_a_family_movie_through_the_pipeline_is_scored(tmp_path):
     assert s["cells_n_pred"] == sum(len(np.unique(f)) - 1 for f in pred)
     assert 0 <= s["cells_f1"] <= 1 and 0 <= s["immune_f1"] <= 1
     assert s["deaths_n_called"] == len(pd.read_csv(res.out_dir / "events.csv"))
+
+
+def _disc_labels(shape, discs):
+    """Label image of discs (label, cy, cx, r); later discs overwrite earlier ones."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.zeros(shape, np.int32)
+    for lab, cy, cx, r in discs:
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = lab
+    return out
+
+
+def test_detection_errors_names_each_kind_of_fault():
+    """One true object per kind of fault, each drawn the way that fault looks."""
+    from deathtrack.evaluate import detection_errors
+
+    shape = (80, 200)
+    truth = _disc_labels(
+        shape,
+        [
+            (1, 20, 20, 10),
+            (2, 20, 60, 10),
+            (3, 20, 100, 10),
+            (4, 20, 121, 10),
+            (5, 60, 20, 10),
+            (6, 60, 60, 10),
+            (7, 60, 100, 10),
+        ],
+    )
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    pred = np.zeros(shape, np.int32)
+    pred[truth == 1] = 11  # found: ok
+    # 2: nothing drawn on it: missed
+    pred[(truth == 3) | (truth == 4)] = 13  # 3 and 4 drawn as one: merged (both)
+    pred[truth == 5] = 15  # 5 in three pieces, none half of it: split
+    pred[(truth == 5) & (xx >= 17)] = 16
+    pred[(truth == 5) & (xx >= 23)] = 20
+    pred[(yy - 60) ** 2 + (xx - 60) ** 2 < 5**2] = 17  # 6 outlined too tight: small
+    pred[(yy - 60) ** 2 + (xx - 100) ** 2 < 16**2] = 18  # 7 outlined too loose: large
+    pred[(yy - 60) ** 2 + (xx - 170) ** 2 < 6**2] = 19  # in the background: false
+    err = detection_errors(truth, pred)
+    kinds = dict(zip(err.true_label, err.kind))
+    assert kinds == {
+        1: "ok",
+        2: "missed",
+        3: "merged",
+        4: "merged",
+        5: "split",
+        6: "small",
+        7: "large",
+        0: "false",
+    }
+    assert err.loc[err.kind == "false", "pred_label"].tolist() == [19]
+    assert err.loc[err.true_label == 2, "pred_label"].item() == 0
+    assert err.loc[err.true_label == 1, "iou"].item() == pytest.approx(1.0)
+    # the ok objects are exactly match_labels' matches
+    from deathtrack.evaluate import match_labels
+
+    assert set(err.true_label[err.kind == "ok"]) == set(match_labels(truth, pred).true_label)
+
+
+def test_detection_errors_over_frames_and_edge_cases():
+    from deathtrack.evaluate import detection_errors
+
+    truth = _disc_labels((40, 40), [(1000, 20, 20, 8)])  # a large track id
+    stack_t = np.stack([truth, truth, np.zeros_like(truth)])
+    stack_p = np.stack([truth, np.zeros_like(truth), truth])
+    err = detection_errors(stack_t, stack_p)
+    assert err[["frame", "true_label", "kind"]].values.tolist() == [
+        [0, 1000, "ok"],
+        [1, 1000, "missed"],
+        [2, 0, "false"],
+    ]
+    empty = detection_errors(np.zeros((0, 8, 8), int), np.zeros((0, 8, 8), int))
+    assert empty.empty and list(empty.columns) == [
+        "frame",
+        "true_label",
+        "kind",
+        "pred_label",
+        "iou",
+    ]
+    assert detection_errors(np.zeros((8, 8), int), np.zeros((8, 8), int)).empty
+    with pytest.raises(ValueError, match="same shape"):
+        detection_errors(np.zeros((8, 8), int), np.zeros((9, 8), int))
+    with pytest.raises(ValueError, match=r"\(Y, X\) or \(T, Y, X\)"):
+        detection_errors(np.zeros(8, int), np.zeros(8, int))
+
+
+def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tmp_path):
+    """benchmarks/segmentation_errors.py: a dead cell erased from one frame of a perfect
+    run is counted as missed in its state and mode's row; everything else is found."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = _perfect_run(truth_folder, tmp_path / "run")
+    labels = tifffile.imread(run / "labels_cells.tif")
+    cells = pd.read_csv(truth_folder / "cells.csv")
+    events = pd.read_csv(truth_folder / "events.csv")
+    dead = cells[(cells.state == "dead") & cells.cell_id.isin(events.cell_id)].iloc[0]
+    mode = events.set_index("cell_id").loc[dead.cell_id, "mode"]
+    labels[dead.frame][labels[dead.frame] == dead.cell_id] = 0
+    tifffile.imwrite(run / "labels_cells.tif", labels)
+    script = Path(__file__).parents[1] / "benchmarks" / "segmentation_errors.py"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(run),
+            str(truth_folder),
+            "--csv",
+            str(tmp_path / "e.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    err = pd.read_csv(tmp_path / "e.csv")
+    assert err.loc[err.kind != "ok", ["frame", "true_label", "kind", "state"]].values.tolist() == [
+        [dead.frame, dead.cell_id, "missed", f"dead {mode}"]
+    ]
+    truth_labels = tifffile.imread(truth_folder / "labels_cells.tif")
+    n = sum(len(np.unique(f)) - 1 for f in truth_labels)
+    assert f"{n} true cell-frames; {n - 1} found" in out
+    # a user's mistake is a message, not a traceback
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "nowhere"), str(truth_folder)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert "no results file" in bad.stderr and "Traceback" not in bad.stderr
