@@ -92,6 +92,20 @@ COLUMNS = [
     ("composite", "composite", 3),
 ]
 
+#: where the true cells not found went (defaults only; share of the true cell-frames,
+#: :func:`lost_cells`): by the cell's state, then by kind of fault
+LOST_COLUMNS = [
+    ("lost_alive", "alive", 3),
+    ("lost_apoptotic", "apoptotic", 3),
+    ("lost_necroptotic", "necroptotic", 3),
+    ("lost_missed", "missed", 3),
+    ("lost_split", "split", 3),
+    ("lost_merged", "merged", 3),
+    ("lost_small", "too small", 3),
+    ("lost_large", "too large", 3),
+    ("false_objects_per_frame", "objects on no cell / frame", 2),
+]
+
 
 def read_grid(path: Path | None) -> list[tuple[str, dict]]:
     """Named override sets of the grid file; the defaults come first."""
@@ -180,6 +194,28 @@ def pipeline_config(cfg, overrides: dict):
     return apply_overrides(pc, overrides) if overrides else pc
 
 
+def lost_cells(results: Path, truth: Path, n_frames: int) -> dict[str, float]:
+    """Shares of the true cell-frames not found (``benchmarks/segmentation_errors.py``):
+    by the cell's state (alive or dividing; dying or dead, by death mode) and by kind of
+    fault; and the objects drawn on no cell, per frame."""
+    from segmentation_errors import error_table
+
+    err, _ = error_table(results, truth)
+    true = err[err["true_label"] > 0]
+    n = max(len(true), 1)
+    lost = true[true["kind"] != "ok"]
+    state = lost["state"].astype(str)
+    out = {
+        "lost_alive": float(state.isin(["alive", "mitotic"]).sum() / n),
+        "lost_apoptotic": float(state.str.endswith("apoptotic").sum() / n),
+        "lost_necroptotic": float(state.str.endswith("necroptotic").sum() / n),
+    }
+    for kind in ("missed", "split", "merged", "small", "large"):
+        out[f"lost_{kind}"] = float((lost["kind"] == kind).sum() / n)
+    out["false_objects_per_frame"] = float((err["kind"] == "false").sum() / max(n_frames, 1))
+    return out
+
+
 def run_task(task: dict) -> list[dict]:
     """Simulate one movie, run the reference and every grid point on it, score them."""
     import logging
@@ -211,6 +247,8 @@ def run_task(task: dict) -> list[dict]:
         res = run_stack(p["movie"], pipeline_config(cfg, overrides), run_out, progress=False)
         run_s = time.perf_counter() - t0
         scores = score_run(res.out_dir, p["truth"])
+        if name == DEFAULTS:
+            scores.update(lost_cells(Path(res.out_dir), p["truth"], cfg.n_frames))
         rows.append(
             {
                 **facts,
@@ -493,6 +531,26 @@ def write_report(
     num = [c[0] for c in COLUMNS]
     summary = d.groupby("family", sort=False)[num].mean().reindex(fams).reset_index()
     lines += _table(summary, [("family", "family", 0)])
+    lost = [c for c in LOST_COLUMNS if c[0] in d.columns]
+    if lost:
+        lines += [
+            "",
+            "## Where the cells not found went: defaults, mean over seeds per family",
+            "",
+            "Share of the true cell-frames not found (no prediction with IoU > 0.5), by the "
+            "true cell's state (alive or dividing; dying or dead, by death mode: an apoptotic "
+            "cell's bodies, a necroptotic cell's ghost) and by kind of fault: missed (no "
+            "prediction covers 20 % of it), split (two or more do), merged (the one that "
+            "does covers 20 % of another cell too), too small or too large; and the "
+            "objects drawn on no cell, per frame (`deathtrack.evaluate.detection_errors`; "
+            "per movie: `benchmarks/segmentation_errors.py`).",
+            "",
+        ]
+        g = d.groupby("family", sort=False)[[c[0] for c in lost]].mean().reindex(fams)
+        cols = [("family", "family", 0), *lost]
+        lines += ["| " + " | ".join(c[1] for c in cols) + " |", "|" + " --- |" * len(cols)]
+        for fam, r in g.iterrows():
+            lines.append("| " + " | ".join([fam] + [_fmt(r[k], nd) for k, _, nd in lost]) + " |")
     lines += ["", "## Leave-one-family-out", ""]
     lines += [
         "| held-out family | chosen on the others | its composite on the others | "
