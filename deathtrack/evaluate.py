@@ -32,6 +32,27 @@ __all__ = [
 MATCH_COLUMNS = ["frame", "true_label", "pred_label", "iou"]
 
 
+def _check_same_shape(truth: np.ndarray, pred: np.ndarray) -> None:
+    if truth.shape != pred.shape:
+        raise ValueError(
+            f"`truth` (shape {truth.shape}) must have the same shape as `pred` (shape {pred.shape})"
+        )
+
+
+def _overlaps(truth: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels shared by every (true, predicted) label pair, indexed by the labels
+    themselves (background row and column zeroed), and each label's area."""
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    nt, npred = int(t.max(initial=0)) + 1, int(p.max(initial=0)) + 1
+    inter = np.bincount(t * npred + p, minlength=nt * npred).reshape(nt, npred)
+    area_t = inter.sum(axis=1)
+    area_p = inter.sum(axis=0)
+    inter[0, :] = 0
+    inter[:, 0] = 0
+    return inter, area_t, area_p
+
+
 def match_labels(
     truth: np.ndarray, pred: np.ndarray, *, iou_threshold: float = 0.5, frame: int = 0
 ) -> pd.DataFrame:
@@ -49,18 +70,8 @@ def match_labels(
     DataFrame
         Columns ``frame, true_label, pred_label, iou``.
     """
-    if truth.shape != pred.shape:
-        raise ValueError(
-            f"`truth` (shape {truth.shape}) must have the same shape as `pred` (shape {pred.shape})"
-        )
-    t = truth.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
-    nt, npred = int(t.max(initial=0)) + 1, int(p.max(initial=0)) + 1
-    inter = np.bincount(t * npred + p, minlength=nt * npred).reshape(nt, npred)
-    area_t = inter.sum(axis=1)
-    area_p = inter.sum(axis=0)
-    inter[0, :] = 0
-    inter[:, 0] = 0
+    _check_same_shape(truth, pred)
+    inter, area_t, area_p = _overlaps(truth, pred)
     ti, pi = np.nonzero(inter)
     iou = inter[ti, pi] / (area_t[ti] + area_p[pi] - inter[ti, pi])
     keep = iou > iou_threshold
@@ -122,10 +133,7 @@ def detection_errors(
         then one per false prediction.
     """
     truth, pred = np.asarray(truth), np.asarray(pred)
-    if truth.shape != pred.shape:
-        raise ValueError(
-            f"`truth` (shape {truth.shape}) must have the same shape as `pred` (shape {pred.shape})"
-        )
+    _check_same_shape(truth, pred)
     if truth.ndim == 3:
         parts = [
             _frame_errors(t, p, f, iou_threshold, min_share)
@@ -138,26 +146,15 @@ def detection_errors(
 
 
 def _frame_errors(truth, pred, frame, iou_threshold, min_share) -> pd.DataFrame:
-    t = truth.ravel().astype(np.int64)
-    p = pred.ravel().astype(np.int64)
-    # only the labels present: ids may be large (track ids), the table stays small
-    t_ids, t_inv = np.unique(t, return_inverse=True)
-    p_ids, p_inv = np.unique(p, return_inverse=True)
-    nt, npred = len(t_ids), len(p_ids)
-    inter = np.bincount(t_inv * npred + p_inv, minlength=nt * npred).reshape(nt, npred)
-    area_t = inter.sum(axis=1)
-    area_p = inter.sum(axis=0)
-    t_real = t_ids > 0
-    p_real = p_ids > 0
-    inter = inter * t_real[:, None] * p_real[None, :]
+    inter, area_t, area_p = _overlaps(truth, pred)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / (area_t[:, None] + area_p[None, :] - inter)
-    on_t = inter >= min_share * area_t[:, None]  # prediction covers a share of the true object
-    on_p = inter >= min_share * area_p[None, :]  # true object covers a share of the prediction
-    on_t &= inter > 0
-    on_p &= inter > 0
+    # a prediction on a share of the true object / a true object on a share of the
+    # prediction (labels absent from the frame have area 0: only shared pixels count)
+    on_t = (inter >= min_share * area_t[:, None]) & (inter > 0)
+    on_p = (inter >= min_share * area_p[None, :]) & (inter > 0)
     rows = []
-    for i in np.flatnonzero(t_real):
+    for i in np.flatnonzero(area_t[1:]) + 1:
         j = int(np.argmax(iou[i])) if inter[i].any() else -1
         best_iou = float(iou[i, j]) if j >= 0 else 0.0
         covering = np.flatnonzero(on_t[i])
@@ -171,9 +168,11 @@ def _frame_errors(truth, pred, frame, iou_threshold, min_share) -> pd.DataFrame:
             kind = "merged"
         else:
             kind = "small" if area_p[covering[0]] < area_t[i] else "large"
-        rows.append((frame, int(t_ids[i]), kind, int(p_ids[j]) if j >= 0 else 0, best_iou))
-    for j in np.flatnonzero(p_real & ~on_p.any(axis=0) & ~on_t.any(axis=0)):
-        rows.append((frame, 0, "false", int(p_ids[j]), 0.0))
+        rows.append((frame, int(i), kind, max(j, 0), best_iou))
+    drawn = area_p > 0
+    drawn[0] = False
+    for j in np.flatnonzero(drawn & ~on_p.any(axis=0) & ~on_t.any(axis=0)):
+        rows.append((frame, 0, "false", int(j), 0.0))
     return pd.DataFrame(rows, columns=ERROR_COLUMNS)
 
 
