@@ -400,7 +400,16 @@ class PopulationSegmentConfig(Section):
         True,
         description="Split an object that covers two cells which were separate in the "
         "previous frame (cells do not fuse), along the seam between where each was; only "
-        "when the object has a neck or a dimmer seam.",
+        "when the object has a neck or a dimmer seam (see split_merged_seen).",
+    )
+    split_merged_seen: bool = Field(
+        True,
+        description="With split_merged: also split, without a neck or seam, two cells "
+        "that were each their own object for the last 3 frames in a row, each at least "
+        "0.6 times the typical object's area, now merged into one object at least 1.5 "
+        "times that area: cells pressed together without a visible seam (packed fields, "
+        "daughter cells). A cell the segmentation cut in two for fewer frames is let "
+        "whole again.",
     )
     carry_objects: bool = Field(
         True,

@@ -9,8 +9,11 @@ faults that no single frame can see:
   and now form one object (their seam got too faint to split) are split
   again, by a watershed on the image seeded with where each of them was.
   Cells do not fuse, so the previous frame's separation is evidence; it is
-  followed only when the merged object shows a neck or a seam (a round,
-  convex object with no dimmer line through it stays one).
+  followed when the merged object shows a neck or a seam (a round, convex
+  object with no dimmer line through it stays one), or when the two were
+  each their own object for ``CARRY_MIN_FRAMES`` frames in a row and the
+  merged object is the size of two cells: cells pressed together without a
+  visible seam (``split_merged_seen``).
 - **Cells that fade or are missed.** A cell that was there and now has no
   object where it was (not at the image edge) is looked for where it was, at
   a lower threshold relative to its own surroundings: the faint ghost of a
@@ -55,18 +58,46 @@ __all__ = [
 #: background texture shows in one frame or two)
 CARRY_MIN_FRAMES = 3
 
+#: two cells seen apart (each its own object) in ``CARRY_MIN_FRAMES`` frames in a row are
+#: kept apart when they merge without a neck or seam (``split_merged_seen``), if each was at
+#: least this share of the frame's typical object area (a cell cut in two unevenly leaves a
+#: small piece) ...
+SEEN_MIN_PART = 0.6
+#: ... and the merged object is at least this many typical areas (a cell cut in two and
+#: whole again is the size of one cell; two cells pressed together, of two)
+SEEN_MIN_MERGED = 1.5
+#: an object continues another's separate life only when each covers this share of the
+#: other (a piece cut from a cell starts its own count)
+SEEN_OVERLAP = 0.6
 
-def object_age(prev: np.ndarray | None, prev_age: np.ndarray | None, cur: np.ndarray) -> np.ndarray:
+
+def object_age(
+    prev: np.ndarray | None,
+    prev_age: np.ndarray | None,
+    cur: np.ndarray,
+    *,
+    mutual: float = 0.0,
+    shift: tuple[int, int] | None = None,
+) -> np.ndarray:
     """In how many frames in a row each object of ``cur`` has been seen (indexed by label):
-    one more than the oldest object of ``prev`` under at least 30 % of it, else 1."""
+    one more than the oldest object of ``prev`` under at least 30 % of it, else 1.
+
+    With ``mutual`` > 0, an object continues only an object of ``prev`` that covers that
+    share of it *and* that it covers that share of: how long it has been seen as its own
+    object (a cell cut in two starts two new counts; two cells merged, one). ``shift``
+    is the field's drift from ``prev`` to ``cur`` (:func:`estimate_shift`) when known."""
     n = int(cur.max(initial=0))
     age = np.zeros(n + 1, np.int64)
     age[np.unique(cur[cur > 0])] = 1
     if prev is None or prev_age is None or not n:
         return age
-    a, b, cnt = _pair_counts(_shifted(prev, *estimate_shift(prev, cur)), cur)
+    prev_s = _shifted(prev, *(estimate_shift(prev, cur) if shift is None else shift))
+    a, b, cnt = _pair_counts(prev_s, cur)
     area = np.bincount(cur.ravel(), minlength=n + 1)
     ok = (cnt >= 0.3 * area[b]) & (a < len(prev_age))
+    if mutual > 0:
+        area_prev = np.bincount(prev_s.ravel(), minlength=int(prev.max(initial=0)) + 1)
+        ok &= (cnt >= mutual * area[b]) & (cnt >= mutual * area_prev[a])
     np.maximum.at(age, b[ok], prev_age[a[ok]] + 1)
     return age
 
@@ -172,10 +203,12 @@ def _split_merged(
     image: np.ndarray,
     px: float,
     next_label: int,
+    seen_apart: bool = False,
 ) -> int:
     """Split object ``k`` of ``cur`` (in place) along the seams between where each of
     ``parents`` was; returns the next free label. Leaves ``k`` whole when the object
-    shows no sign of being two (no neck, no dimmer seam)."""
+    shows no sign of being two (no neck, no dimmer seam), unless ``parents`` were
+    ``seen_apart`` long enough for that to be evidence."""
     sl = _box(ndi.find_objects((cur == k).astype(np.int32))[0], 2, cur.shape)
     comp = cur[sl] == k
     markers = np.zeros(comp.shape, np.int32)
@@ -202,7 +235,7 @@ def _split_merged(
 
     hull = object_shapes(comp.astype(np.int32), np.array([1]), hull=True)[2]
     solidity = float(comp.sum() / max(hull[0], 1))
-    if seam_level > 0.92 * inner_level and solidity > 0.9:
+    if not seen_apart and seam_level > 0.92 * inner_level and solidity > 0.9:
         return next_label
     from .segment import number_pieces
 
@@ -363,6 +396,7 @@ def refine_frame(
     prev_carried: dict[int, tuple[int, int, np.ndarray]] | None = None,
     prev_age: np.ndarray | None = None,
     dye: Callable[[], np.ndarray] | None = None,
+    prev_apart: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, tuple[int, int, np.ndarray]]]:
     """Mend frame ``cur``'s labels with the previous frame's (see the module docstring).
 
@@ -392,6 +426,12 @@ def refine_frame(
         with a dye; called only when a cell vanished and no faded ghost of it was found.
         A vanished cell whose last outline shows the dye is kept as its ghost
         (``config.carry_dye_k``).
+    prev_apart : ndarray of int, optional
+        For each object of ``prev``, in how many frames in a row it has been its own
+        object (:func:`object_age` with ``mutual=SEEN_OVERLAP``). Two cells seen apart
+        in at least ``CARRY_MIN_FRAMES`` frames that now form one object are split again
+        even without a neck or seam (``config.split_merged_seen``). Without it, only
+        with one.
 
     Returns
     -------
@@ -435,6 +475,11 @@ def refine_frame(
     inside = n / area_cur[b] if len(b) else n.astype(np.float64)
     done: set[int] = set()
     if config.split_merged and len(a):
+        # the previous frame's typical object, for cells kept apart without a seam
+        seen_typical = 0.0
+        if config.split_merged_seen and prev_apart is not None and len(prev_apart):
+            sized = area_prev[1:][area_prev[1:] >= config.min_area_um2 / px**2]
+            seen_typical = float(np.median(sized)) if len(sized) else 0.0
         covers = n >= 0.5 * area_prev[a]
         for k in np.unique(b[covers]):
             parents = a[covers & (b == k)]
@@ -443,8 +488,17 @@ def refine_frame(
             total = area_prev[parents].sum()
             if not 0.6 * total <= area_cur[k] <= 1.3 * total:
                 continue
+            seen_apart = (
+                seen_typical > 0
+                and bool(np.all(parents < len(prev_apart)))
+                and bool(np.all(prev_apart[parents] >= CARRY_MIN_FRAMES))
+                and area_prev[parents].min() >= SEEN_MIN_PART * seen_typical
+                and area_cur[k] >= SEEN_MIN_MERGED * seen_typical
+            )
             lab, im = working()
-            next_label = _split_merged(lab, int(k), list(parents), prev_s, im, px, next_label)
+            next_label = _split_merged(
+                lab, int(k), list(parents), prev_s, im, px, next_label, seen_apart
+            )
 
     if config.carry_objects:
         covered = np.bincount(a, weights=n, minlength=n_prev + 1)
@@ -592,6 +646,8 @@ class Mender:
         self.prev: np.ndarray | None = None
         self.carried: dict[int, tuple[int, int, np.ndarray]] = {}
         self.age: np.ndarray | None = None
+        # in how many frames in a row each object has been its own object
+        self.apart: np.ndarray | None = None
 
     def __call__(
         self,
@@ -608,7 +664,10 @@ class Mender:
             prev_carried=self.carried,
             prev_age=self.age,
             dye=dye,
+            prev_apart=self.apart,
         )
-        self.age = object_age(self.prev, self.age, out)
+        shift = None if self.prev is None else estimate_shift(self.prev, out)
+        self.age = object_age(self.prev, self.age, out, shift=shift)
+        self.apart = object_age(self.prev, self.apart, out, mutual=SEEN_OVERLAP, shift=shift)
         self.prev, self.carried = out, carried
         return out, set(carried)

@@ -277,3 +277,92 @@ def test_a_neighbour_spreading_into_a_vanished_cell_does_not_stand_for_it():
         best = int(np.argmax(ghost))
         assert best in carried
         assert ghost[best] >= 0.65 * cell.sum()
+
+
+# -- cells seen apart are kept apart (split_merged_seen) ----------------------------------
+
+# four single cells elsewhere in the field: the frame's typical object is one cell
+_SINGLES = [(20, 20), (20, 108), (76, 20), (76, 108)]
+_R = 11
+
+
+def _pair_frames(n_apart: int, pair=((48, 54), (48, 72)), r=_R):
+    """``n_apart`` frames with the pair as two objects, then one frame with it as one
+    object, on a flat image (no seam, the union convex enough to show no neck)."""
+    a, b = _disc(*pair[0], r), _disc(*pair[1], r)
+    singles = np.zeros(SHAPE, np.int32)
+    for i, c in enumerate(_SINGLES, start=1):
+        singles[_disc(*c, r)] = i
+    apart = np.where(a, 5, np.where(b, 6, singles)).astype(np.int32)
+    merged = np.where(a | b, 5, singles).astype(np.int32)
+    img = (100 + 500 * ((a | b) | (singles > 0))).astype(np.float32)
+    return [apart] * n_apart + [merged], img, (a & ~b, b & ~a)
+
+
+def _mend_all(frames, img, config=None):
+    mend = Mender(config or PopulationSegmentConfig(), pixel_size_um=PX)
+    for labels in frames:
+        out, _ = mend(labels, lambda: img)
+    return out
+
+
+def test_object_age_apart_restarts_for_pieces_and_merges():
+    """Counted with ``mutual``, a cell cut in two starts two new counts, and two cells
+    merged one; the plain count goes on in both cases."""
+    whole = _disc(48, 64, 16).astype(np.int32)
+    halves = np.where(whole > 0, 1 + (np.mgrid[: SHAPE[0], : SHAPE[1]][1] >= 64), 0).astype(
+        np.int32
+    )
+    age = apart = object_age(None, None, whole)
+    for _ in range(2):
+        age = object_age(whole, age, whole)
+        apart = object_age(whole, apart, whole, mutual=0.6)
+    assert age[1] == apart[1] == 3
+    assert object_age(whole, age, halves)[1:].tolist() == [4, 4]
+    cut = object_age(whole, apart, halves, mutual=0.6)
+    assert cut[1:].tolist() == [1, 1]
+    assert object_age(halves, cut, whole, mutual=0.6)[1] == 1
+    # the same object moved by the drift goes on counting
+    moved = np.roll(whole, 5, axis=1)
+    assert object_age(whole, apart, moved, mutual=0.6)[1] == 4
+
+
+def test_cells_seen_apart_stay_apart_without_a_seam():
+    """Two cells pressed together with no seam and no neck, each seen as its own object
+    for CARRY_MIN_FRAMES frames, are split again where each was."""
+    frames, img, (a, b) = _pair_frames(CARRY_MIN_FRAMES)
+    out = _mend_all(frames, img)
+    assert len(np.unique(out[a | b])) == 2
+    la, lb = np.bincount(out[a]).argmax(), np.bincount(out[b]).argmax()
+    assert la != lb and la > 0 and lb > 0
+    for mask, lab in ((a, la), (b, lb)):
+        iou = (mask & (out == lab)).sum() / (mask | (out == lab)).sum()
+        assert iou > 0.8, iou
+    # the singles are untouched
+    for c in _SINGLES:
+        assert len(np.unique(out[_disc(*c, _R)])) == 1
+
+
+def test_cells_seen_apart_too_briefly_or_with_the_rule_off_stay_merged():
+    """Apart in fewer than CARRY_MIN_FRAMES frames (a cell the segmentation cut in two now
+    and then), or with ``split_merged_seen`` off, the seamless object stays one."""
+    frames, img, (a, b) = _pair_frames(CARRY_MIN_FRAMES - 1)
+    assert len(np.unique(_mend_all(frames, img)[a | b])) == 1
+    frames, img, _ = _pair_frames(CARRY_MIN_FRAMES + 2)
+    off = PopulationSegmentConfig(split_merged_seen=False)
+    assert len(np.unique(_mend_all(frames, img, off)[a | b])) == 1
+
+
+def test_a_typical_cell_cut_in_two_for_long_is_whole_again():
+    """Halves of one typical cell (each half a cell's area) cut for many frames: once found
+    whole, the cell stays whole (the merged object is the size of one cell)."""
+    whole = _disc(48, 64, _R)
+    x = np.mgrid[: SHAPE[0], : SHAPE[1]][1]
+    singles = np.zeros(SHAPE, np.int32)
+    for i, c in enumerate(_SINGLES, start=1):
+        singles[_disc(*c, _R)] = i
+    cut = np.where(whole, 5 + (x >= 64), singles).astype(np.int32)
+    found = np.where(whole, 5, singles).astype(np.int32)
+    img = (100 + 500 * (whole | (singles > 0))).astype(np.float32)
+    out = _mend_all([cut] * (CARRY_MIN_FRAMES + 3) + [found], img)
+    assert len(np.unique(out[whole])) == 1
