@@ -8,7 +8,9 @@ Usage: python benchmarks/real_data.py [--only gowt1 hela adcc] [--record]
   and with the tuned preset ``benchmarks/presets/ctc_gowt1.toml`` beside them.
 - HeLa (``../shared/data/ctc_Fluo-N2DL-HeLa_02_subset``, 0.645 µm, 30 min):
   detection F1 (IoU >= 0.5) against its reference segmentation
-  (``Fluo_Hela_02_ERR_SEG.tif``, every frame).
+  (``Fluo_Hela_02_ERR_SEG.tif``, every frame), and the deaths called on it (no
+  dye; mostly divisions the tracks did not link: a known fault, described in
+  the results file).
 - ADCC (``../shared/data/celldetective_adcc_snapshot``, one frame, Hoechst
   nuclei, PI, NK cells; 0.3112 µm): nuclei detection F1 against the 48
   labelled target nuclei, and the PI-positive nuclei (the dye's rise over the
@@ -117,6 +119,10 @@ def hela(work: Path) -> list[dict]:
         "F1": round(s["f1"], 3),
         "precision": round(s["precision"], 3),
         "recall": round(s["recall"], 3),
+        # no dye and no death truth: a movie of dividing cells, so these calls are mostly
+        # divisions the tracks did not link (see the note under the table)
+        "cell tracks": int(tracks.loc[tracks["population"] == "cells", "track_id"].nunique()),
+        "deaths called (no dye)": len(pd.read_csv(res.out_dir / "events.csv")),
         "seconds": round(time.perf_counter() - t0),
     }
     print(row, flush=True)
@@ -253,6 +259,23 @@ def main() -> None:
     ]
     for title, rows in sections.items():
         lines += [f"## {title}", "", _table(rows), ""]
+    if "hela" in args.only:
+        lines += [
+            "HeLa's death calls are a known fault, not a result: the sequence (MitoCheck HeLa "
+            "H2B-GFP, 10 hours) shows cells dividing, a few apoptotic nuclei at most, and no "
+            "dead-cell dye. In an event gallery of the calls, most are divisions that no "
+            "track linked: at 30 minutes a frame the chromatin condenses and splits between "
+            "two frames, so the mother's nucleus halves in area and loses half its reporter, "
+            "as in a rupture or a shrinkage, while its daughters start new tracks that the "
+            "division test does not pair with it (why, for each, not yet known: its "
+            "distance and area tests were made for the simulator's cells); a few are the "
+            "mother's outline carried as a faded ghost "
+            "into the gap between its daughters. Tried and not kept (issue 13's note): "
+            "vetoing a call when a daughter-sized track starts beside it (it also vetoed "
+            "true deaths on the simulator's no_dye development seeds), and the parent's "
+            "largest area over the last hour in the division test (52 calls to 48).",
+            "",
+        ]
     lines += [
         "Overlays (looked at): `real_data_gowt1_t060.png`, `real_data_hela_t010.png`, "
         "`real_data_adcc.png`.",
