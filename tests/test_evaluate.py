@@ -341,3 +341,59 @@ def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tm
     )
     assert bad.returncode == 1
     assert "no results file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_segmentation_errors_script_measures_each_true_cell_s_contrast(truth_folder, tmp_path):
+    """``--contrast``: each true cell's mean above the background in noise SDs, and the
+    share found by band of it; a cell painted over with the background reads about 0."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = _perfect_run(truth_folder, tmp_path / "run")
+    # a copy of the movie and its truth, one live cell painted over in one frame
+    truth = tmp_path / "movie_truth"
+    shutil.copytree(truth_folder, truth)
+    movie = tifffile.imread(truth_folder.parent / "movie.ome.tif")
+    labels = tifffile.imread(truth / "labels_cells.tif")
+    cells = pd.read_csv(truth / "cells.csv")
+    live = cells[(cells.state == "alive") & (cells.frame == 5)].iloc[0]
+    c = 0  # the simulator's cells channel
+    inside = labels[5] == live.cell_id
+    movie[5, c][inside] = np.median(movie[5, c][labels[5] == 0])
+    tifffile.imwrite(tmp_path / "movie.ome.tif", movie)
+    script = Path(__file__).parents[1] / "benchmarks" / "segmentation_errors.py"
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            str(run),
+            str(truth),
+            "--contrast",
+            "--csv",
+            str(tmp_path / "e.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "share found, by contrast" in out
+    err = pd.read_csv(tmp_path / "e.csv")
+    true = err[err.true_label > 0]
+    assert true["contrast_sd"].notna().all()
+    painted = true[(true.frame == 5) & (true.true_label == live.cell_id)]["contrast_sd"].item()
+    assert abs(painted) < 1.0, painted
+    others = true[
+        (true.state == "alive") & ~((true.frame == 5) & (true.true_label == live.cell_id))
+    ]
+    assert others["contrast_sd"].median() > 3.0
+    # no movie beside the truth: a message naming the file, not a traceback
+    (tmp_path / "movie.ome.tif").unlink()
+    bad = subprocess.run(
+        [sys.executable, str(script), str(run), str(truth), "--contrast"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert "no movie file" in bad.stderr and "Traceback" not in bad.stderr
