@@ -18,7 +18,9 @@ faults that no single frame can see:
   object where it was (not at the image edge) is looked for where it was, at
   a lower threshold relative to its own surroundings: the faint ghost of a
   ruptured necroptotic cell, or a cell missed in one frame. Such objects are
-  marked ``carried``. Only places where a cell just was are searched, so
+  marked ``carried``. A cell that divided (two new objects on either side of
+  where it was) is not looked for: between its daughters the search would find
+  the dark gap (``carry_divided``). Only places where a cell just was are searched, so
   uneven background elsewhere never becomes an object. With a dead-cell dye,
   a target cell whose ghost is at background level (confluent fields) is kept
   as its last outline while the dye stains it there (``carry_dye_k``).
@@ -345,6 +347,70 @@ def _faded_at(signal, noise, a_mask, region, near_others, finite, sigma, cfg):
     return piece, plateau >= 8 * noise_s
 
 
+#: a cell that divided is not carried: two new objects lie on either side of where it was,
+#: each this share of its area or more (and no more than its area) ...
+DIVIDED_MIN_AREA = 0.2
+#: ... their centres between these many of its radii from its centre (daughters move
+#: apart; pieces of a dying cell, or its ghost's patches, lie within it)
+DIVIDED_REACH = (0.6, 2.0)
+
+
+class _Divided:
+    """Whether a cell of the previous frame divided (``config.carry_divided`` False): two
+    objects of this frame that are not mostly on another previous cell lie on either side
+    of where it was (their directions from its centre more than 90 degrees apart), each of
+    ``DIVIDED_MIN_AREA`` to 1 times its area, ``DIVIDED_REACH`` of its radii from its
+    centre. Such a mother must not be looked for as a faded cell: between its daughters,
+    the search finds the dark gap, and a ghost carried there is taken for a death.
+    Centroids are computed at the first question."""
+
+    def __init__(self, prev_s, cur, a, b, n, area_prev, area_cur):
+        self._args = (prev_s, cur, a, b, n, area_prev, area_cur)
+        self._ready = False
+
+    def _prepare(self) -> None:
+        prev_s, cur, a, b, n, area_prev, area_cur = self._args
+        nc = len(area_cur)
+        # each current object's largest share on one previous object, and which
+        share = np.zeros(nc)
+        on = np.zeros(nc, np.int64)
+        if len(b):
+            frac = n / np.maximum(area_cur[b], 1)
+            order = np.lexsort((frac, b))  # by object, its largest share last
+            last = order[np.r_[np.flatnonzero(np.diff(b[order])), len(order) - 1]]
+            share[b[last]], on[b[last]] = frac[last], a[last]
+        yy, xx = np.indices(cur.shape, dtype=np.float64)
+        self.cy = np.bincount(cur.ravel(), yy.ravel(), nc) / np.maximum(area_cur, 1)
+        self.cx = np.bincount(cur.ravel(), xx.ravel(), nc) / np.maximum(area_cur, 1)
+        npv = len(area_prev)
+        self.py = np.bincount(prev_s.ravel(), yy.ravel(), npv) / np.maximum(area_prev, 1)
+        self.px = np.bincount(prev_s.ravel(), xx.ravel(), npv) / np.maximum(area_prev, 1)
+        self.ids = np.flatnonzero(area_cur[1:]) + 1
+        self.share, self.on = share[self.ids], on[self.ids]
+        self._ready = True
+
+    def __call__(self, k: int) -> bool:
+        if not self._ready:
+            self._prepare()
+        area_prev, area_cur = self._args[5], self._args[6]
+        ids = self.ids
+        r = np.sqrt(area_prev[k] / np.pi)
+        dy, dx = self.cy[ids] - self.py[k], self.cx[ids] - self.px[k]
+        dist = np.hypot(dy, dx)
+        lo, hi = DIVIDED_REACH
+        sel = (
+            ((self.share < 0.3) | (self.on == k))
+            & (area_cur[ids] >= DIVIDED_MIN_AREA * area_prev[k])
+            & (area_cur[ids] <= area_prev[k])
+            & (dist >= lo * r)
+            & (dist <= hi * r)
+        )
+        if sel.sum() < 2:
+            return False
+        v = np.stack([dy[sel], dx[sel]], 1) / dist[sel, None]
+        return bool((v @ v.T).min() < 0)
+
+
 def _not_anothers(b: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """For each pair (previous object, current object ``b``) of :func:`_pair_counts`, with
     ``inside`` the share of ``b`` on that previous object: False where ``b`` lies mostly
@@ -512,6 +578,9 @@ def refine_frame(
         dye_image = None
         min_px = config.min_area_um2 / px**2
         todo: list[tuple[int, list[int], bool]] = []  # (cell, its pieces, vanished)
+        divided = (
+            None if config.carry_divided else _Divided(prev_s, cur, a, b, n, area_prev, area_cur)
+        )
         for k in range(1, n_prev + 1):
             if area_prev[k] < min_px or k in done:
                 continue
@@ -522,6 +591,8 @@ def refine_frame(
                 vanished = True
             elif covered[k] >= 0.7 * area_prev[k]:
                 continue
+            if divided is not None and divided(k):
+                continue  # it divided: its daughters are new objects on either side of it
             mine = a == k
             pieces = b[mine]
             within = (inside[mine] >= 0.7) & ~np.isin(pieces, b[~mine & (inside > 0.3)])

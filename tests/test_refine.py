@@ -366,3 +366,35 @@ def test_a_typical_cell_cut_in_two_for_long_is_whole_again():
     img = (100 + 500 * (whole | (singles > 0))).astype(np.float32)
     out = _mend_all([cut] * (CARRY_MIN_FRAMES + 3) + [found], img)
     assert len(np.unique(out[whole])) == 1
+
+
+def _dividing(gap_level: float = 60.0):
+    """A mother seen for CARRY_MIN_FRAMES frames, then its two daughters on either side
+    of where it was, with a faint glow in the gap between them (what the carry would take
+    for the mother's ghost)."""
+    rng = np.random.default_rng(3)
+    mother = _disc(48, 64, 12)
+    d1, d2 = _disc(48, 48, 8), _disc(48, 80, 8)
+    gap = _disc(48, 64, 9) & ~d1 & ~d2
+    frames = [_image([(mother, 500)], rng) for _ in range(CARRY_MIN_FRAMES)]
+    frames.append(_image([(d1, 600), (d2, 600), (gap, gap_level)], rng))
+    return frames, (d1, d2)
+
+
+@pytest.mark.parametrize("carry_divided", [False, True])
+def test_a_cell_that_divided_is_not_carried_into_the_gap_between_its_daughters(carry_divided):
+    """Its daughters are new objects on either side of it: the mother is not looked for as
+    a faded cell (it would be found in the glow between them, a ghost taken for a death),
+    unless ``carry_divided``; the daughters are kept either way."""
+    from deathtrack.segment import segment_frame
+
+    frames, (d1, d2) = _dividing()
+    cfg = PopulationSegmentConfig(carry_divided=carry_divided)
+    mend = Mender(cfg, pixel_size_um=PX)
+    for img in frames:
+        labels, carried = mend(segment_frame(img, cfg, pixel_size_um=PX), lambda img=img: img)
+    for d in (d1, d2):
+        lab = np.bincount(labels[d]).argmax()
+        assert lab > 0 and (labels == lab).sum() < 1.5 * d.sum()
+    # the test can fail: without the rule, the mother is carried into the gap
+    assert bool(carried) == carry_divided, carried
