@@ -79,26 +79,38 @@ def object_age(
     cur: np.ndarray,
     *,
     mutual: float = 0.0,
-    shift: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """In how many frames in a row each object of ``cur`` has been seen (indexed by label):
     one more than the oldest object of ``prev`` under at least 30 % of it, else 1.
 
     With ``mutual`` > 0, an object continues only an object of ``prev`` that covers that
     share of it *and* that it covers that share of: how long it has been seen as its own
-    object (a cell cut in two starts two new counts; two cells merged, one). ``shift``
-    is the field's drift from ``prev`` to ``cur`` (:func:`estimate_shift`) when known."""
+    object (a cell cut in two starts two new counts; two cells merged, one)."""
+    if prev is None or prev_age is None or not cur.max(initial=0):
+        return _aged(cur, None, prev_age)
+    return _aged(cur, _overlaps(prev, cur), prev_age, mutual)
+
+
+def _overlaps(prev: np.ndarray, cur: np.ndarray):
+    """What :func:`_aged` needs of two frames: the pairs of overlapping objects (after
+    the field's drift) and both frames' object areas."""
+    prev_s = _shifted(prev, *estimate_shift(prev, cur))
+    a, b, cnt = _pair_counts(prev_s, cur)
+    area = np.bincount(cur.ravel(), minlength=int(cur.max(initial=0)) + 1)
+    area_prev = np.bincount(prev_s.ravel(), minlength=int(prev.max(initial=0)) + 1)
+    return a, b, cnt, area, area_prev
+
+
+def _aged(cur: np.ndarray, overlaps, prev_age: np.ndarray | None, mutual: float = 0.0):
+    """:func:`object_age` given the frames' :func:`_overlaps` (None: no previous frame)."""
     n = int(cur.max(initial=0))
     age = np.zeros(n + 1, np.int64)
     age[np.unique(cur[cur > 0])] = 1
-    if prev is None or prev_age is None or not n:
+    if overlaps is None or prev_age is None or not n:
         return age
-    prev_s = _shifted(prev, *(estimate_shift(prev, cur) if shift is None else shift))
-    a, b, cnt = _pair_counts(prev_s, cur)
-    area = np.bincount(cur.ravel(), minlength=n + 1)
+    a, b, cnt, area, area_prev = overlaps
     ok = (cnt >= 0.3 * area[b]) & (a < len(prev_age))
     if mutual > 0:
-        area_prev = np.bincount(prev_s.ravel(), minlength=int(prev.max(initial=0)) + 1)
         ok &= (cnt >= mutual * area[b]) & (cnt >= mutual * area_prev[a])
     np.maximum.at(age, b[ok], prev_age[a[ok]] + 1)
     return age
@@ -379,12 +391,8 @@ class _Divided:
             order = np.lexsort((frac, b))  # by object, its largest share last
             last = order[np.r_[np.flatnonzero(np.diff(b[order])), len(order) - 1]]
             share[b[last]], on[b[last]] = frac[last], a[last]
-        yy, xx = np.indices(cur.shape, dtype=np.float64)
-        self.cy = np.bincount(cur.ravel(), yy.ravel(), nc) / np.maximum(area_cur, 1)
-        self.cx = np.bincount(cur.ravel(), xx.ravel(), nc) / np.maximum(area_cur, 1)
-        npv = len(area_prev)
-        self.py = np.bincount(prev_s.ravel(), yy.ravel(), npv) / np.maximum(area_prev, 1)
-        self.px = np.bincount(prev_s.ravel(), xx.ravel(), npv) / np.maximum(area_prev, 1)
+        _, self.cy, self.cx = _centroids(cur, nc - 1)
+        _, self.py, self.px = _centroids(prev_s, len(area_prev) - 1)
         self.ids = np.flatnonzero(area_cur[1:]) + 1
         self.share, self.on = share[self.ids], on[self.ids]
         self._ready = True
@@ -737,8 +745,9 @@ class Mender:
             dye=dye,
             prev_apart=self.apart,
         )
-        shift = None if self.prev is None else estimate_shift(self.prev, out)
-        self.age = object_age(self.prev, self.age, out, shift=shift)
-        self.apart = object_age(self.prev, self.apart, out, mutual=SEEN_OVERLAP, shift=shift)
+        # both counts from one pass over the two frames' overlaps
+        pairs = None if self.prev is None or not out.max(initial=0) else _overlaps(self.prev, out)
+        self.age = _aged(out, pairs, self.age)
+        self.apart = _aged(out, pairs, self.apart, mutual=SEEN_OVERLAP)
         self.prev, self.carried = out, carried
         return out, set(carried)
