@@ -297,13 +297,21 @@ def test_detection_errors_over_frames_and_edge_cases():
         detection_errors(np.zeros(8, int), np.zeros(8, int))
 
 
-def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tmp_path):
-    """benchmarks/segmentation_errors.py: a dead cell erased from one frame of a perfect
-    run is counted as missed in its state and mode's row; everything else is found."""
+def _segmentation_errors(*args, check: bool = True):
+    """Run ``benchmarks/segmentation_errors.py`` with ``args`` as a user would."""
     import subprocess
     import sys
     from pathlib import Path
 
+    script = Path(__file__).parents[1] / "benchmarks" / "segmentation_errors.py"
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)], capture_output=True, text=True, check=check
+    )
+
+
+def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tmp_path):
+    """benchmarks/segmentation_errors.py: a dead cell erased from one frame of a perfect
+    run is counted as missed in its state and mode's row; everything else is found."""
     run = _perfect_run(truth_folder, tmp_path / "run")
     labels = tifffile.imread(run / "labels_cells.tif")
     cells = pd.read_csv(truth_folder / "cells.csv")
@@ -312,20 +320,7 @@ def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tm
     mode = events.set_index("cell_id").loc[dead.cell_id, "mode"]
     labels[dead.frame][labels[dead.frame] == dead.cell_id] = 0
     tifffile.imwrite(run / "labels_cells.tif", labels)
-    script = Path(__file__).parents[1] / "benchmarks" / "segmentation_errors.py"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            str(run),
-            str(truth_folder),
-            "--csv",
-            str(tmp_path / "e.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _segmentation_errors(run, truth_folder, "--csv", tmp_path / "e.csv").stdout
     err = pd.read_csv(tmp_path / "e.csv")
     assert err.loc[err.kind != "ok", ["frame", "true_label", "kind", "state"]].values.tolist() == [
         [dead.frame, dead.cell_id, "missed", f"dead {mode}"]
@@ -334,11 +329,7 @@ def test_segmentation_errors_script_tables_faults_by_cell_state(truth_folder, tm
     n = sum(len(np.unique(f)) - 1 for f in truth_labels)
     assert f"{n} true cell-frames; {n - 1} found" in out
     # a user's mistake is a message, not a traceback
-    bad = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "nowhere"), str(truth_folder)],
-        capture_output=True,
-        text=True,
-    )
+    bad = _segmentation_errors(tmp_path / "nowhere", truth_folder, check=False)
     assert bad.returncode == 1
     assert "no results file" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -347,9 +338,6 @@ def test_segmentation_errors_script_measures_each_true_cell_s_contrast(truth_fol
     """``--contrast``: each true cell's mean above the background in noise SDs, and the
     share found by band of it; a cell painted over with the background reads about 0."""
     import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
 
     run = _perfect_run(truth_folder, tmp_path / "run")
     # a copy of the movie and its truth, one live cell painted over in one frame
@@ -363,21 +351,7 @@ def test_segmentation_errors_script_measures_each_true_cell_s_contrast(truth_fol
     inside = labels[5] == live.cell_id
     movie[5, c][inside] = np.median(movie[5, c][labels[5] == 0])
     tifffile.imwrite(tmp_path / "movie.ome.tif", movie)
-    script = Path(__file__).parents[1] / "benchmarks" / "segmentation_errors.py"
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            str(run),
-            str(truth),
-            "--contrast",
-            "--csv",
-            str(tmp_path / "e.csv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _segmentation_errors(run, truth, "--contrast", "--csv", tmp_path / "e.csv").stdout
     assert "share found, by contrast" in out
     err = pd.read_csv(tmp_path / "e.csv")
     true = err[err.true_label > 0]
@@ -390,10 +364,6 @@ def test_segmentation_errors_script_measures_each_true_cell_s_contrast(truth_fol
     assert others["contrast_sd"].median() > 3.0
     # no movie beside the truth: a message naming the file, not a traceback
     (tmp_path / "movie.ome.tif").unlink()
-    bad = subprocess.run(
-        [sys.executable, str(script), str(run), str(truth), "--contrast"],
-        capture_output=True,
-        text=True,
-    )
+    bad = _segmentation_errors(run, truth, "--contrast", check=False)
     assert bad.returncode == 1
     assert "no movie file" in bad.stderr and "Traceback" not in bad.stderr
