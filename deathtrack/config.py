@@ -411,6 +411,15 @@ class PopulationSegmentConfig(Section):
         "daughter cells). A cell the segmentation cut in two for fewer frames is let "
         "whole again.",
     )
+    split_merged_seen_later: bool = Field(
+        True,
+        description="With split_merged_seen: once every frame is mended, mend them again "
+        "from the last frame back, so that two cells seen apart in later frames are split "
+        "in the earlier frames where they were merged without a seam (cells pressed "
+        "together from the first frame on, that move apart later). Not an object more "
+        "convex than one cell usually is (solidity above 0.93): one large cell that the "
+        "segmentation cut in two later is not cut earlier too.",
+    )
     carry_objects: bool = Field(
         True,
         description="Where a cell of the previous frame finds no object (and is not at the "

@@ -411,9 +411,11 @@ class _Refiner:
                     whole = raw if raw is not None else np.asarray(self.movie.frame(t))
                     frame = _sanitize_frame(whole)[0]
                 # only the mended objects measured again (and the frame's background)
+                attrs = tables[pop].attrs  # the crosstalk taken out, for the pass back
                 tables[pop] = _measure_changed(
                     tables[pop], labels[pop], lab, frame, t, self.job, pop
                 )
+                tables[pop].attrs = attrs
                 labels[pop] = lab
                 tables[pop]["carried"] = tables[pop][col.LABEL].isin(list(carried))
 
@@ -430,6 +432,37 @@ class _Refiner:
     def _channel(self, role: str, t: int, raw: np.ndarray | None) -> np.ndarray:
         c = self.job["roles"][role]
         return _finite(raw[c] if raw is not None else self.movie.read(c, t))
+
+    def backward(self, stores: dict, tables: dict, progress: bool) -> None:
+        """Mend every frame again with the frame after it, from the last back
+        (:func:`deathtrack.refine.mends_later`): two cells seen apart later are split where
+        they were merged before. ``stores``: each population's labels
+        (:class:`_LabelStore`), ``tables``: its objects, one table per frame in order;
+        both updated in place for the frames it changes."""
+        from tqdm.auto import tqdm
+
+        from .refine import Mender, mends_later
+
+        n = self.movie.n_frames
+        for pop in [p for p in self.menders if mends_later(self.job["configs"][p])]:
+            back = Mender(self.job["configs"][pop], pixel_size_um=self.job["px"], seen_only=True)
+            changed = 0
+            for t in tqdm(
+                range(n - 1, -1, -1), desc=f"mend {pop} back", unit="frame", disable=not progress
+            ):
+                labels, table = stores[pop][t], tables[pop][t]
+                how = table.attrs.get("unmix")
+                lab, _ = back(labels, lambda p=pop, t=t, how=how: self._image(p, t, how, None))
+                if lab is labels:
+                    continue
+                changed += 1
+                frame = _sanitize_frame(np.asarray(self.movie.frame(t)))[0]
+                carried = set(table.loc[table["carried"], col.LABEL])
+                new = _measure_changed(table, labels, lab, frame, t, self.job, pop)
+                new["carried"] = new[col.LABEL].isin(list(carried))
+                new.attrs = table.attrs
+                tables[pop][t], stores[pop][t] = new, lab
+            logger.info("%s: %d of %d frames mended from the last frame back", pop, changed, n)
 
     def log(self) -> None:
         for pop, n in self.changed.items():
@@ -803,6 +836,7 @@ def _segment_movie(
         for stack in given.values():
             stack.close()
     refine.log()
+    refine.backward(stores, tables, progress)
     objects = {pop: pd.concat(dfs, ignore_index=True) for pop, dfs in tables.items()}
     return objects, stores, frame_notes
 

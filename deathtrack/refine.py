@@ -25,6 +25,13 @@ faults that no single frame can see:
   a target cell whose ghost is at background level (confluent fields) is kept
   as its last outline while the dye stains it there (``carry_dye_k``).
 
+Once every frame is mended, a second pass goes from the last frame back and
+splits merged objects only: two cells seen apart in later frames are split in
+the earlier frames where they were merged without a seam, as cells pressed
+together from the start that move apart later (``split_merged_seen_later``). An
+object more convex than a pair of cells usually is stays whole: one large cell
+that the segmentation cut in two later is not cut earlier too.
+
 This replaces a frame-wide search for dim objects, which drew objects into
 uneven background and the glow around bright cells.
 
@@ -49,6 +56,7 @@ __all__ = [
     "CARRY_MIN_FRAMES",
     "Mender",
     "estimate_shift",
+    "mends_later",
     "object_age",
     "refine_frame",
     "segment_sequence",
@@ -71,6 +79,12 @@ SEEN_MIN_MERGED = 1.5
 #: an object continues another's separate life only when each covers this share of the
 #: other (a piece cut from a cell starts its own count)
 SEEN_OVERLAP = 0.6
+#: the pass from the last frame back (``split_merged_seen_later``) leaves whole an object
+#: more convex than this (its area over its convex hull's): one large cell, cut in two in
+#: the later frames by the segmentation, would otherwise be cut in the earlier ones too
+#: (two cells pressed together: 0.87-0.89 on dense development seeds; one large cell cut
+#: in two: 0.90-0.95)
+LATER_MAX_SOLIDITY = 0.93
 
 
 def object_age(
@@ -218,11 +232,14 @@ def _split_merged(
     px: float,
     next_label: int,
     seen_apart: bool = False,
+    max_solidity: float = 1.0,
+    min_part_px: float = 0.0,
 ) -> int:
     """Split object ``k`` of ``cur`` (in place) along the seams between where each of
     ``parents`` was; returns the next free label. Leaves ``k`` whole when the object
     shows no sign of being two (no neck, no dimmer seam), unless ``parents`` were
-    ``seen_apart`` long enough for that to be evidence."""
+    ``seen_apart`` long enough for that to be evidence, and when its solidity is above
+    ``max_solidity`` or a part would be smaller than ``min_part_px`` pixels."""
     sl = _box(ndi.find_objects((cur == k).astype(np.int32))[0], 2, cur.shape)
     comp = cur[sl] == k
     markers = np.zeros(comp.shape, np.int32)
@@ -249,7 +266,11 @@ def _split_merged(
 
     hull = object_shapes(comp.astype(np.int32), np.array([1]), hull=True)[2]
     solidity = float(comp.sum() / max(hull[0], 1))
-    if not seen_apart and seam_level > 0.92 * inner_level and solidity > 0.9:
+    if solidity > max_solidity or (
+        not seen_apart and seam_level > 0.92 * inner_level and solidity > 0.9
+    ):
+        return next_label
+    if min_part_px > 0 and np.bincount(split.ravel())[1:].min() < min_part_px:
         return next_label
     from .segment import number_pieces
 
@@ -471,6 +492,7 @@ def refine_frame(
     prev_age: np.ndarray | None = None,
     dye: Callable[[], np.ndarray] | None = None,
     prev_apart: np.ndarray | None = None,
+    seen_only: bool = False,
 ) -> tuple[np.ndarray, dict[int, tuple[int, int, np.ndarray]]]:
     """Mend frame ``cur``'s labels with the previous frame's (see the module docstring).
 
@@ -506,6 +528,10 @@ def refine_frame(
         in at least ``CARRY_MIN_FRAMES`` frames that now form one object are split again
         even without a neck or seam (``config.split_merged_seen``). Without it, only
         with one.
+    seen_only : bool
+        Mend only that: split merged objects only when their cells were seen apart, and
+        not objects more convex than :data:`LATER_MAX_SOLIDITY`; carry nothing and merge
+        no fragments (the pass from the last frame back, ``prev`` being the frame after).
 
     Returns
     -------
@@ -569,12 +595,25 @@ def refine_frame(
                 and area_prev[parents].min() >= SEEN_MIN_PART * seen_typical
                 and area_cur[k] >= SEEN_MIN_MERGED * seen_typical
             )
+            if seen_only and not seen_apart:
+                continue
             lab, im = working()
             next_label = _split_merged(
-                lab, int(k), list(parents), prev_s, im, px, next_label, seen_apart
+                lab,
+                int(k),
+                list(parents),
+                prev_s,
+                im,
+                px,
+                next_label,
+                seen_apart,
+                LATER_MAX_SOLIDITY if seen_only else 1.0,
+                # each part the size its cell had later (a dividing cell is not cut
+                # unevenly ahead of its division)
+                SEEN_MIN_PART * seen_typical if seen_only else 0.0,
             )
 
-    if config.carry_objects:
+    if config.carry_objects and not seen_only:
         covered = np.bincount(a, weights=n, minlength=n_prev + 1)
         # with the dye: how much is covered by objects that are not mostly another
         # previous cell (a neighbour spreading into the space a swollen cell leaves does
@@ -650,7 +689,7 @@ def refine_frame(
                     a_mask if anchor is None else anchor,
                 )
                 next_label += 1
-    if config.merge_fragments and len(a):
+    if config.merge_fragments and len(a) and not seen_only:
         # one cell now in several pieces that lie on it and on no other cell: apoptotic
         # bodies, which stay the one cell they were (the division of a cell into two
         # daughters is left for tracking to see)
@@ -683,8 +722,9 @@ def segment_sequence(
     *,
     pixel_size_um: float,
 ) -> Iterator[np.ndarray]:
-    """Segment frames in order, each mended with the frame before: what the pipeline does
-    for one population, without measuring (for scripts and tests).
+    """Segment frames in order, each mended with the frame before, then (with
+    ``split_merged_seen_later``) with the frame after, from the last frame back: what the
+    pipeline does for one population, without measuring (for scripts and tests).
 
     Parameters
     ----------
@@ -698,16 +738,34 @@ def segment_sequence(
     Yields
     ------
     ndarray of int32, shape (Y, X)
-        Each frame's labels.
+        Each frame's labels (all frames are segmented before the first is yielded when the
+        pass back is on).
     """
     from .segment import segment_frame
 
     cfg = config or PopulationSegmentConfig()
     mender = Mender(cfg, pixel_size_um=pixel_size_um)
-    for image in images:
-        image = np.asarray(image)
-        labels = segment_frame(image, cfg, pixel_size_um=pixel_size_um)
-        yield mender(labels, lambda image=image: image)[0]
+    if not mends_later(cfg):
+        for image in images:
+            image = np.asarray(image)
+            labels = segment_frame(image, cfg, pixel_size_um=pixel_size_um)
+            yield mender(labels, lambda image=image: image)[0]
+        return
+    images = [np.asarray(image) for image in images]
+    frames = [
+        mender(segment_frame(image, cfg, pixel_size_um=pixel_size_um), lambda image=image: image)[0]
+        for image in images
+    ]
+    back = Mender(cfg, pixel_size_um=pixel_size_um, seen_only=True)
+    for t in range(len(frames) - 1, -1, -1):
+        frames[t] = back(frames[t], lambda image=images[t]: image)[0]
+    yield from frames
+
+
+def mends_later(config: PopulationSegmentConfig) -> bool:
+    """Whether frames are mended with the frames after them too (the pass from the last
+    frame back: cells seen apart later are split where they were merged before)."""
+    return bool(config.split_merged and config.split_merged_seen and config.split_merged_seen_later)
 
 
 class Mender:
@@ -718,10 +776,16 @@ class Mender:
     returns the frame's image and, for target cells in a movie with a dead-cell dye,
     one that returns the frame's dye image; it returns the mended labels and the
     carried labels.
+
+    With ``seen_only``, it only splits objects whose cells were seen apart in the frames
+    it was given before (:func:`refine_frame`): given the frames from the last back, the
+    cells seen apart later are split where the segmentation merged them earlier.
     """
 
-    def __init__(self, config: PopulationSegmentConfig, *, pixel_size_um: float):
-        self.config, self.px = config, pixel_size_um
+    def __init__(
+        self, config: PopulationSegmentConfig, *, pixel_size_um: float, seen_only: bool = False
+    ):
+        self.config, self.px, self.seen_only = config, pixel_size_um, seen_only
         self.prev: np.ndarray | None = None
         self.carried: dict[int, tuple[int, int, np.ndarray]] = {}
         self.age: np.ndarray | None = None
@@ -744,6 +808,7 @@ class Mender:
             prev_age=self.age,
             dye=dye,
             prev_apart=self.apart,
+            seen_only=self.seen_only,
         )
         # both counts from one pass over the two frames' overlaps
         pairs = None if self.prev is None or not out.max(initial=0) else _overlaps(self.prev, out)

@@ -12,6 +12,7 @@ from deathtrack.refine import (
     CARRY_MIN_FRAMES,
     Mender,
     estimate_shift,
+    mends_later,
     object_age,
     refine_frame,
     segment_sequence,
@@ -366,6 +367,82 @@ def test_a_typical_cell_cut_in_two_for_long_is_whole_again():
     img = (100 + 500 * (whole | (singles > 0))).astype(np.float32)
     out = _mend_all([cut] * (CARRY_MIN_FRAMES + 3) + [found], img)
     assert len(np.unique(out[whole])) == 1
+
+
+def _mend_back(frames, img, config=None):
+    """Frames mended in order, then again from the last back (the pipeline's two passes)."""
+    config = config or PopulationSegmentConfig()
+    mend = Mender(config, pixel_size_um=PX)
+    out = [mend(labels, lambda: img)[0] for labels in frames]
+    if mends_later(config):
+        back = Mender(config, pixel_size_um=PX, seen_only=True)
+        for t in range(len(out) - 1, -1, -1):
+            out[t] = back(out[t], lambda: img)[0]
+    return out
+
+
+def test_cells_seen_apart_later_are_split_where_merged_before():
+    """Two cells pressed together without a seam from the first frame, each its own object
+    for CARRY_MIN_FRAMES frames later: the pass from the last frame back splits them in the
+    first frame too; with ``split_merged_seen_later`` off, it stays one object."""
+    # two round cells 20 px apart: their union's solidity 0.91 (as pressed pairs were on the
+    # dense development seeds; 18 px apart, 0.935, would pass for one cell)
+    pair = ((48, 53), (48, 73))
+    frames, img, (a, b) = _pair_frames(CARRY_MIN_FRAMES, pair)
+    frames = frames[::-1]  # merged first, apart after
+    first = _mend_back(frames, img)[0]
+    la, lb = np.bincount(first[a]).argmax(), np.bincount(first[b]).argmax()
+    assert la != lb and la > 0 and lb > 0
+    for mask, lab in ((a, la), (b, lb)):
+        iou = (mask & (first == lab)).sum() / (mask | (first == lab)).sum()
+        assert iou > 0.8, iou
+    off = PopulationSegmentConfig(split_merged_seen_later=False)
+    assert not mends_later(off)
+    assert len(np.unique(_mend_back(frames, img, off)[0][a | b])) == 1
+    # apart later for too few frames: not evidence
+    short, img, _ = _pair_frames(CARRY_MIN_FRAMES - 1, pair)
+    assert len(np.unique(_mend_back(short[::-1], img)[0][a | b])) == 1
+
+
+def test_one_large_cell_cut_later_is_not_cut_before(monkeypatch):
+    """A large round cell (two typical cells' area) whole in the first frames and cut in
+    two by the segmentation after: the pass back leaves it whole where it was found whole
+    (more convex than LATER_MAX_SOLIDITY); without that test it would cut it."""
+    import deathtrack.refine as refine
+
+    big = _disc(48, 64, 16)
+    x = np.mgrid[: SHAPE[0], : SHAPE[1]][1]
+    singles = np.zeros(SHAPE, np.int32)
+    for i, c in enumerate(_SINGLES, start=1):
+        singles[_disc(*c, _R)] = i
+    cut = np.where(big, 5 + (x >= 64), singles).astype(np.int32)
+    whole = np.where(big, 5, singles).astype(np.int32)
+    img = (100 + 500 * (big | (singles > 0))).astype(np.float32)
+    frames = [whole] * 2 + [cut] * (CARRY_MIN_FRAMES + 2)
+    assert len(np.unique(_mend_back(frames, img)[0][big])) == 1
+    monkeypatch.setattr(refine, "LATER_MAX_SOLIDITY", 1.0)
+    assert len(np.unique(_mend_back(frames, img)[0][big])) == 2
+
+
+def test_the_pass_back_does_not_cut_a_small_part_off():
+    """Where the cells seen apart later would be cut out of the earlier object unevenly (a
+    part smaller than SEEN_MIN_PART of the typical cell, as a dividing cell ahead of its
+    division), the object is left whole; without that test it is cut."""
+    from deathtrack.refine import _split_merged
+
+    a, b = _disc(48, 53, _R), _disc(48, 73, _R)
+    cur = (a | b).astype(np.int32)
+    prev = np.zeros(SHAPE, np.int32)
+    prev[_disc(48, 58, _R + 3)] = 1
+    prev[_disc(48, 80, 5) & cur.astype(bool)] = 2
+    img = (100 + 500 * (a | b)).astype(np.float32)
+    args = (1, [1, 2], prev, img, PX, 2, True, 1.0)
+    kept = cur.copy()
+    assert _split_merged(kept, *args, min_part_px=0.6 * a.sum()) == 2
+    assert len(np.unique(kept[kept > 0])) == 1
+    cut = cur.copy()
+    assert _split_merged(cut, *args) == 3
+    assert np.bincount(cut.ravel())[1:].min() < 0.6 * a.sum()
 
 
 def _dividing(gap_level: float = 60.0):
