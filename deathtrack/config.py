@@ -688,6 +688,15 @@ class DeathConfig(Section):
         "segmentation trims (a neighbour pressing, a seam drawn elsewhere) keeps most of "
         "its dimmer rim outside, and less. 1 turns this off.",
     )
+    shrink_min_fragments: int = Field(
+        3,
+        ge=2,
+        le=1000,
+        description="Fragments count as the second sign of apoptosis (see "
+        "shrink_min_concentration) when the cell broke into at least this many pieces. "
+        "Two pieces are as often a live cell's outline cut in two, or a neighbour's edge "
+        "taken in, as a cell falling into bodies.",
+    )
     border_min_concentration: float = Field(
         1.08,
         ge=1,

@@ -535,14 +535,15 @@ def _not_a_death(
             # at the edge, visible area comes and goes as the cell drifts; only a
             # shrinkage that also concentrates the reporter is apoptosis there
             return True
-    # an outline that shrinks with the reporter as it was, whole, and no dye: the
-    # segmentation trimmed a live cell (a neighbour pressing, the seam between them
-    # drawn elsewhere); an apoptotic cell concentrates its reporter as it shrinks, then
-    # fragments, and takes up the dye
+    # an outline that shrinks with the reporter as it was, whole or in two pieces, and no
+    # dye: the segmentation trimmed a live cell (a neighbour pressing, the seam between
+    # them drawn elsewhere, the outline cut in two); an apoptotic cell concentrates its
+    # reporter as it shrinks, then falls into bodies (``shrink_min_fragments``), and takes
+    # up the dye
     return bool(
         found["kind"] == "shrink"
         and found["concentration"] < cfg.shrink_min_concentration
-        and found["fragments_max_after"] <= 1
+        and found["fragments_max_after"] < cfg.shrink_min_fragments
         and not np.isfinite(found["dye_frame"])
     )
 

@@ -228,6 +228,13 @@ def test_an_outline_that_shrinks_with_no_sign_of_apoptosis_is_not_a_death():
     for track in (concentrates, fragments, dye):
         ev = detect_deaths(_with_others(track), interval_s=60)
         assert ev["mode"].tolist() == ["apoptotic"], track.track_id.iloc[0]
+    # an outline cut in two is not fragments (shrink_min_fragments 3: seen on dense
+    # development seeds, where live cells whose outline a neighbour's edge cut in two were
+    # called apoptotic)
+    halves = fragments.assign(n_fragments=np.where(fragments.frame >= 14, 2, 1))
+    assert detect_deaths(_with_others(halves), interval_s=60).empty
+    two = DeathConfig(shrink_min_fragments=2)
+    assert len(detect_deaths(_with_others(halves), config=two, interval_s=60)) == 1
 
 
 def _measured(*tracks):
