@@ -354,17 +354,24 @@ def test_cells_seen_apart_too_briefly_or_with_the_rule_off_stay_merged():
     assert len(np.unique(_mend_all(frames, img, off)[a | b])) == 1
 
 
-def test_a_typical_cell_cut_in_two_for_long_is_whole_again():
-    """Halves of one typical cell (each half a cell's area) cut for many frames: once found
-    whole, the cell stays whole (the merged object is the size of one cell)."""
-    whole = _disc(48, 64, _R)
+def _one_cell_cut(cell):
+    """Labels of the singles and ``cell`` (a mask) whole, and with ``cell`` cut in two
+    halves at x = 64; a flat image of them all."""
     x = np.mgrid[: SHAPE[0], : SHAPE[1]][1]
     singles = np.zeros(SHAPE, np.int32)
     for i, c in enumerate(_SINGLES, start=1):
         singles[_disc(*c, _R)] = i
-    cut = np.where(whole, 5 + (x >= 64), singles).astype(np.int32)
-    found = np.where(whole, 5, singles).astype(np.int32)
-    img = (100 + 500 * (whole | (singles > 0))).astype(np.float32)
+    whole = np.where(cell, 5, singles).astype(np.int32)
+    cut = np.where(cell, 5 + (x >= 64), singles).astype(np.int32)
+    img = (100 + 500 * (cell | (singles > 0))).astype(np.float32)
+    return whole, cut, img
+
+
+def test_a_typical_cell_cut_in_two_for_long_is_whole_again():
+    """Halves of one typical cell (each half a cell's area) cut for many frames: once found
+    whole, the cell stays whole (the merged object is the size of one cell)."""
+    whole = _disc(48, 64, _R)
+    found, cut, img = _one_cell_cut(whole)
     out = _mend_all([cut] * (CARRY_MIN_FRAMES + 3) + [found], img)
     assert len(np.unique(out[whole])) == 1
 
@@ -411,13 +418,7 @@ def test_one_large_cell_cut_later_is_not_cut_before(monkeypatch):
     import deathtrack.refine as refine
 
     big = _disc(48, 64, 16)
-    x = np.mgrid[: SHAPE[0], : SHAPE[1]][1]
-    singles = np.zeros(SHAPE, np.int32)
-    for i, c in enumerate(_SINGLES, start=1):
-        singles[_disc(*c, _R)] = i
-    cut = np.where(big, 5 + (x >= 64), singles).astype(np.int32)
-    whole = np.where(big, 5, singles).astype(np.int32)
-    img = (100 + 500 * (big | (singles > 0))).astype(np.float32)
+    whole, cut, img = _one_cell_cut(big)
     frames = [whole] * 2 + [cut] * (CARRY_MIN_FRAMES + 2)
     assert len(np.unique(_mend_back(frames, img)[0][big])) == 1
     monkeypatch.setattr(refine, "LATER_MAX_SOLIDITY", 1.0)
