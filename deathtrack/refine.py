@@ -812,7 +812,8 @@ class Mender:
         )
         # both counts from one pass over the two frames' overlaps
         pairs = None if self.prev is None or not out.max(initial=0) else _overlaps(self.prev, out)
-        self.age = _aged(out, pairs, self.age)
+        if not self.seen_only:  # (only what is seen apart counts in the pass back)
+            self.age = _aged(out, pairs, self.age)
         self.apart = _aged(out, pairs, self.apart, mutual=SEEN_OVERLAP)
         self.prev, self.carried = out, carried
         return out, set(carried)
