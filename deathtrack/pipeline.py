@@ -8,6 +8,7 @@ writes the outputs contract (see the README).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -452,11 +453,15 @@ class _Refiner:
             ):
                 labels, table = stores[pop][t], tables[pop][t]
                 how = table.attrs.get("unmix")
-                lab, _ = back(labels, lambda p=pop, t=t, how=how: self._image(p, t, how, None))
+                read = functools.cache(lambda t=t: np.asarray(self.movie.frame(t)))
+                # the frame is read once, and only for a split (then measured again)
+                lab, _ = back(
+                    labels, lambda p=pop, t=t, how=how, read=read: self._image(p, t, how, read())
+                )
                 if lab is labels:
                     continue
                 changed += 1
-                frame = _sanitize_frame(np.asarray(self.movie.frame(t)))[0]
+                frame = _sanitize_frame(read())[0]
                 carried = set(table.loc[table["carried"], col.LABEL])
                 new = _measure_changed(table, labels, lab, frame, t, self.job, pop)
                 new["carried"] = new[col.LABEL].isin(list(carried))
